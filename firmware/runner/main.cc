@@ -1,0 +1,317 @@
+// tinyhil benchmark runner: one program for every board. Waits for framed
+// requests from the host (INFO, LIST, RUN) and answers each with one frame.
+// Only the board-support layer (tinyhil_bsp.h) differs between boards.
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tinyhil_image.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
+#include "tensorflow/lite/micro/micro_time.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "tinyhil_bsp.h"
+#include "tinyhil_protocol.h"
+
+#ifndef TINYHIL_ARENA_BYTES
+#error "TINYHIL_ARENA_BYTES must be set by the board's build flags"
+#endif
+#ifndef TINYHIL_TFLM_VERSION
+#define TINYHIL_TFLM_VERSION "unknown"
+#endif
+
+namespace {
+
+constexpr uint16_t kMaxRepeats = 1000;
+constexpr int kMaxProfileEvents = 256;
+constexpr size_t kLogBytes = 1024;
+constexpr size_t kRunHeaderBytes = 7;  // id u16, warmup u16, repeats u16, flags u8
+
+alignas(16) uint8_t tensor_arena[TINYHIL_ARENA_BYTES];
+uint64_t repeat_ticks[kMaxRepeats];
+
+// Messages from TFLM (MicroPrintf -> DebugLog) collected per request, sent
+// back with any ERROR so that the host can say what went wrong.
+char log_text[kLogBytes];
+size_t log_used = 0;
+
+void LogAppend(const char* s) {
+  size_t n = strlen(s);
+  if (n > kLogBytes - 1 - log_used) n = kLogBytes - 1 - log_used;
+  memcpy(log_text + log_used, s, n);
+  log_used += n;
+  log_text[log_used] = '\0';
+}
+
+// Per-op profile through TFLM's profiler hook: MicroGraph wraps every op's
+// Invoke in BeginEvent/EndEvent with the op's name as tag.
+class OpProfiler : public tflite::MicroProfilerInterface {
+ public:
+  uint32_t BeginEvent(const char* tag) override {
+    if (count_ >= kMaxProfileEvents) return kMaxProfileEvents;
+    tags_[count_] = tag;
+    start_[count_] = bsp_counter_read();
+    return count_++;
+  }
+  void EndEvent(uint32_t handle) override {
+    if (handle < kMaxProfileEvents) ticks_[handle] = bsp_counter_read() - start_[handle];
+  }
+  void Clear() { count_ = 0; }
+  int count() const { return count_; }
+  const char* tag(int i) const { return tags_[i]; }
+  uint64_t ticks(int i) const { return ticks_[i]; }
+
+ private:
+  const char* tags_[kMaxProfileEvents];
+  uint64_t start_[kMaxProfileEvents];
+  uint64_t ticks_[kMaxProfileEvents];
+  int count_ = 0;
+};
+
+OpProfiler profiler;
+uint8_t current_seq = 0;
+
+void SendError(uint8_t code, const char* fmt, ...) {
+  char message[256];
+  va_list args;
+  va_start(args, fmt);
+  int n = vsnprintf(message, sizeof message, fmt, args);
+  va_end(args);
+  if (n < 0) n = 0;
+  if (n > (int)sizeof message - 1) n = sizeof message - 1;
+  uint16_t length = (uint16_t)(1 + n + (log_used ? 1 + log_used : 0));
+  thp_sender tx;
+  thp_send_begin(&tx, THP_ERROR, current_seq, length);
+  thp_send_u8(&tx, code);
+  thp_send_bytes(&tx, message, n);
+  if (log_used) {
+    thp_send_u8(&tx, '\n');
+    thp_send_bytes(&tx, log_text, log_used);
+  }
+  thp_send_end(&tx);
+}
+
+void SendText(uint8_t kind, const char* text, size_t len) {
+  thp_sender tx;
+  thp_send_begin(&tx, kind | THP_REPLY, current_seq, (uint16_t)len);
+  thp_send_bytes(&tx, text, len);
+  thp_send_end(&tx);
+}
+
+void HandleInfo() {
+  char text[512];
+  int n = snprintf(text, sizeof text,
+                   "protocol=%d\nboard=%s\ncore=%s\nclock_hz=%lu\ncounter=%s\n"
+                   "counter_hz=%lu\ntflm=%s\nbuild_id=%s\narena_bytes=%lu\n"
+                   "benchmarks=%u\nmax_request=%lu\n",
+                   THP_VERSION, bsp_board_name(), bsp_core_name(),
+                   (unsigned long)bsp_core_clock_hz(), bsp_counter_kind(),
+                   (unsigned long)bsp_counter_hz(), TINYHIL_TFLM_VERSION, kTinyhilImageId,
+                   (unsigned long)sizeof tensor_arena, (unsigned)kTinyhilBenchmarkCount,
+                   (unsigned long)kTinyhilMaxRequestBytes);
+  SendText(THP_INFO, text, (size_t)n);
+}
+
+void HandleList() {
+  // Sent in one frame: names are short and images hold a few hundred at most.
+  uint32_t length = 0;
+  char line[96];
+  for (uint16_t i = 0; i < kTinyhilBenchmarkCount; ++i)
+    length += snprintf(line, sizeof line, "%u\t%s\t%lu\n", i, kTinyhilBenchmarks[i].name,
+                       (unsigned long)kTinyhilBenchmarks[i].model_bytes);
+  thp_sender tx;
+  thp_send_begin(&tx, THP_LIST | THP_REPLY, current_seq, (uint16_t)length);
+  for (uint16_t i = 0; i < kTinyhilBenchmarkCount; ++i) {
+    int n = snprintf(line, sizeof line, "%u\t%s\t%lu\n", i, kTinyhilBenchmarks[i].name,
+                     (unsigned long)kTinyhilBenchmarks[i].model_bytes);
+    thp_send_bytes(&tx, line, (size_t)n);
+  }
+  thp_send_end(&tx);
+}
+
+uint16_t ReadU16(const uint8_t* p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+size_t TotalBytes(tflite::MicroInterpreter& interpreter, bool inputs) {
+  size_t total = 0;
+  size_t count = inputs ? interpreter.inputs_size() : interpreter.outputs_size();
+  for (size_t i = 0; i < count; ++i)
+    total += inputs ? interpreter.input(i)->bytes : interpreter.output(i)->bytes;
+  return total;
+}
+
+// TFLM's planner reuses the input buffer for later activations, so inputs
+// are copied in again before every Invoke() (outside the timed region).
+void FillInputs(tflite::MicroInterpreter& interpreter, const uint8_t* data) {
+  for (size_t i = 0; i < interpreter.inputs_size(); ++i) {
+    TfLiteTensor* t = interpreter.input(i);
+    memcpy(t->data.raw, data, t->bytes);
+    data += t->bytes;
+  }
+}
+
+// Allocates tensors and checks that the host sent the input the model wants.
+bool Prepare(tflite::MicroInterpreter& interpreter, size_t input_bytes) {
+  if (interpreter.AllocateTensors() != kTfLiteOk) {
+    SendError(THP_ERR_ALLOCATE, "AllocateTensors failed (arena %lu bytes)",
+              (unsigned long)sizeof tensor_arena);
+    return false;
+  }
+  const size_t want = TotalBytes(interpreter, true);
+  if (input_bytes != want) {
+    SendError(THP_ERR_INPUT_SIZE, "input of %u bytes, model wants %u", (unsigned)input_bytes,
+              (unsigned)want);
+    return false;
+  }
+  return true;
+}
+
+void HandleRun(const uint8_t* payload, size_t payload_bytes) {
+  if (payload_bytes < kRunHeaderBytes) {
+    SendError(THP_ERR_BAD_REQUEST, "RUN payload of %u bytes is shorter than its header",
+              (unsigned)payload_bytes);
+    return;
+  }
+  const uint16_t id = ReadU16(payload);
+  const uint16_t warmup = ReadU16(payload + 2);
+  const uint16_t repeats = ReadU16(payload + 4);
+  const uint8_t flags = payload[6];
+  const uint8_t* input = payload + kRunHeaderBytes;
+  const size_t input_bytes = payload_bytes - kRunHeaderBytes;
+  if (id >= kTinyhilBenchmarkCount) {
+    SendError(THP_ERR_NO_BENCHMARK, "no benchmark %u (image has %u)", id,
+              kTinyhilBenchmarkCount);
+    return;
+  }
+  if (repeats == 0 || repeats > kMaxRepeats) {
+    SendError(THP_ERR_BAD_REQUEST, "repeats must be 1..%u, got %u", kMaxRepeats, repeats);
+    return;
+  }
+  const tflite::Model* model = tflite::GetModel(kTinyhilBenchmarks[id].model);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    SendError(THP_ERR_MODEL, "model schema %lu, runtime supports %d",
+              (unsigned long)model->version(), TFLITE_SCHEMA_VERSION);
+    return;
+  }
+
+  // Profiled run first: its interpreter reuses the arena, and the outputs
+  // of the last timed repeat below must survive until they are sent.
+  profiler.Clear();
+  if (flags & THP_RUN_PROFILE) {
+    tflite::MicroInterpreter interpreter(model, TinyhilOpResolver(), tensor_arena,
+                                         sizeof tensor_arena, nullptr, &profiler);
+    if (!Prepare(interpreter, input_bytes)) return;
+    profiler.Clear();  // drop events recorded while preparing
+    FillInputs(interpreter, input);
+    bsp_timed_region_begin();
+    const TfLiteStatus status = interpreter.Invoke();
+    bsp_timed_region_end();
+    if (status != kTfLiteOk) {
+      SendError(THP_ERR_INVOKE, "profiled Invoke failed");
+      return;
+    }
+  }
+
+  size_t arena_used = 0;
+  uint32_t output_bytes = 0;
+  uint32_t output_crc = 0;
+  const uint8_t* output_data = nullptr;  // points into the arena
+  {
+    tflite::MicroInterpreter interpreter(model, TinyhilOpResolver(), tensor_arena,
+                                         sizeof tensor_arena);
+    if (!Prepare(interpreter, input_bytes)) return;
+    for (uint16_t i = 0; i < warmup + repeats; ++i) {
+      FillInputs(interpreter, input);
+      bsp_timed_region_begin();
+      const uint64_t start = bsp_counter_read();
+      const TfLiteStatus status = interpreter.Invoke();
+      const uint64_t end = bsp_counter_read();
+      bsp_timed_region_end();
+      if (status != kTfLiteOk) {
+        SendError(THP_ERR_INVOKE, "Invoke failed on repeat %u", i);
+        return;
+      }
+      if (i >= warmup) repeat_ticks[i - warmup] = end - start;
+    }
+    arena_used = interpreter.arena_used_bytes();
+    // Outputs of the last repeat; a single output is sent as is, several are
+    // concatenated in order (CRC over the concatenation).
+    output_bytes = (uint32_t)TotalBytes(interpreter, false);
+    for (size_t i = 0; i < interpreter.outputs_size(); ++i) {
+      TfLiteTensor* t = interpreter.output(i);
+      output_crc = thp_crc32_update(output_crc, t->data.uint8, t->bytes);
+    }
+    output_data = interpreter.outputs_size() == 1 ? interpreter.output(0)->data.uint8 : nullptr;
+  }
+  // The arena still holds the outputs: nothing has run since.
+
+
+  bool send_bytes = !(flags & THP_RUN_OUTPUT_CRC) && output_data != nullptr;
+  uint32_t profile_bytes = 0;
+  for (int i = 0; i < profiler.count(); ++i) profile_bytes += 1 + strlen(profiler.tag(i)) + 8;
+  uint32_t length = 1 + 4 + 2 + 8u * repeats + 2 + profile_bytes + 1 + 4 +
+                    (send_bytes ? output_bytes : 4);
+  if (length > THP_MAX_PAYLOAD) {
+    send_bytes = false;
+    length = length - output_bytes + 4;
+  }
+
+  thp_sender tx;
+  thp_send_begin(&tx, THP_RUN | THP_REPLY, current_seq, (uint16_t)length);
+  thp_send_u8(&tx, 0);  // status: ok
+  thp_send_u32(&tx, (uint32_t)arena_used);
+  thp_send_u16(&tx, repeats);
+  for (uint16_t i = 0; i < repeats; ++i) thp_send_u64(&tx, repeat_ticks[i]);
+  thp_send_u16(&tx, (uint16_t)profiler.count());
+  for (int i = 0; i < profiler.count(); ++i) {
+    const uint8_t n = (uint8_t)strlen(profiler.tag(i));
+    thp_send_u8(&tx, n);
+    thp_send_bytes(&tx, profiler.tag(i), n);
+    thp_send_u64(&tx, profiler.ticks(i));
+  }
+  thp_send_u8(&tx, send_bytes ? 0 : 1);  // 0: output bytes follow, 1: CRC-32
+  thp_send_u32(&tx, output_bytes);
+  if (send_bytes)
+    thp_send_bytes(&tx, output_data, output_bytes);
+  else
+    thp_send_u32(&tx, output_crc);
+  thp_send_end(&tx);
+}
+
+}  // namespace
+
+// ---- hooks TFLM expects from the platform --------------------------------
+extern "C" void DebugLog(const char* s) { LogAppend(s); }
+
+namespace tflite {
+uint32_t ticks_per_second() { return bsp_counter_hz(); }
+uint32_t GetCurrentTimeTicks() { return (uint32_t)bsp_counter_read(); }
+}  // namespace tflite
+
+// Called by a board's fault handler: tell the host instead of going silent.
+extern "C" void tinyhil_fatal(const char* what) {
+  SendError(THP_ERR_INVOKE, "device fault: %s", what);
+}
+
+// Entry point, called by the board's startup code (or Arduino setup()).
+extern "C" void tinyhil_run_forever(void) {
+  bsp_init();
+  thp_receiver rx;
+  thp_receiver_init(&rx, tinyhil_request_buffer, kTinyhilMaxRequestBytes);
+  for (;;) {
+    int byte = bsp_uart_read();
+    if (byte < 0) {
+      bsp_wait_for_input();
+      continue;
+    }
+    if (!thp_receiver_feed(&rx, (uint8_t)byte)) continue;
+    current_seq = rx.seq;
+    log_used = 0;
+    log_text[0] = '\0';
+    switch (rx.kind) {
+      case THP_INFO: HandleInfo(); break;
+      case THP_LIST: HandleList(); break;
+      case THP_RUN: HandleRun(rx.payload, rx.length); break;
+      default: SendError(THP_ERR_BAD_REQUEST, "unknown request kind 0x%02x", rx.kind);
+    }
+  }
+}

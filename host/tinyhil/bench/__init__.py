@@ -1,0 +1,1 @@
+"""Micro-benchmarks: int8 TFLite models (conversion, inspection, host reference)."""

@@ -1,0 +1,62 @@
+"""The board catalog: every PlatformIO environment of platformio.ini is a board.
+
+The host reads the environment's `custom_*` options through PlatformIO's own
+ProjectConfig (so `extends` and interpolation work exactly as for `pio run`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UnknownBoard
+from .project import project_dir
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    name: str  # the PlatformIO environment
+    transport: str  # "qemu" or "serial"
+    core: str
+    clock_hz: int
+    counter: str  # "qemu-icount", "dwt-cycles", "ccount-cycles"
+    flash_bytes: int
+    ram_bytes: int
+    qemu_machine: str = ""
+    icount_shift: int = 0
+    upload_port: str = ""
+
+    @property
+    def emulated(self) -> bool:
+        return self.transport == "qemu"
+
+
+def load_boards() -> dict[str, BoardConfig]:
+    from platformio.project.config import ProjectConfig
+
+    config = ProjectConfig(str(project_dir() / "platformio.ini"), parse_extra=False)
+    boards = {}
+    for env in config.envs():
+        section = f"env:{env}"
+
+        def get(name: str, default: str = "") -> str:
+            return str(config.get(section, name, default))
+
+        boards[env] = BoardConfig(
+            name=env,
+            transport=get("custom_transport", "serial"),
+            core=get("custom_core"),
+            clock_hz=int(get("custom_clock_hz", "0")),
+            counter=get("custom_counter"),
+            flash_bytes=int(get("custom_flash_bytes", "0")),
+            ram_bytes=int(get("custom_ram_bytes", "0")),
+            qemu_machine=get("custom_qemu_machine"),
+            icount_shift=int(get("custom_qemu_icount_shift", "0")),
+            upload_port=get("upload_port"),
+        )
+    return boards
+
+
+def get_board(name: str) -> BoardConfig:
+    boards = load_boards()
+    if name not in boards:
+        raise UnknownBoard(f"unknown board {name!r}; known boards: {', '.join(sorted(boards))}")
+    return boards[name]

@@ -1,0 +1,134 @@
+"""Image specs and their rendering into C++ sources (templates/ beside this file).
+
+An image is a set of benchmarks (int8 .tflite models) built into one
+firmware for one board. Its id hashes everything that goes into the ELF, so
+that built images can be cached and checked against what a device reports.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from .. import __version__
+from ..errors import TinyhilError, UnsupportedOp
+
+TEMPLATES = Path(__file__).with_name("templates")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
+RUN_HEADER_BYTES = 7  # mirror of kRunHeaderBytes in firmware/runner/main.cc
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    flatbuffer: bytes
+    ops: tuple[str, ...]
+    input_bytes: int
+
+    def __post_init__(self):
+        # Names end up in C string literals: allow only a safe alphabet.
+        if not NAME_PATTERN.match(self.name):
+            raise TinyhilError(
+                f"benchmark name {self.name!r} must match {NAME_PATTERN.pattern} "
+                "(letters, digits, _ . : + -)"
+            )
+
+    @property
+    def model_bytes(self) -> int:
+        return len(self.flatbuffer)
+
+
+@dataclass(frozen=True)
+class ResolverOp:
+    name: str  # builtin op name, e.g. CONV_2D
+    method: str  # MicroMutableOpResolver method, e.g. AddConv2D
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    board: str
+    benchmarks: tuple[Benchmark, ...]
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return tuple(sorted({op for b in self.benchmarks for op in b.ops}))
+
+    @property
+    def max_request_bytes(self) -> int:
+        largest = max((b.input_bytes for b in self.benchmarks), default=0)
+        return max(64, RUN_HEADER_BYTES + largest)
+
+    def image_id(self, firmware_hash: str) -> str:
+        digest = hashlib.sha256()
+        for part in (__version__, self.board, firmware_hash):
+            digest.update(part.encode() + b"\0")
+        for bench in self.benchmarks:
+            digest.update(bench.name.encode() + b"\0")
+            digest.update(hashlib.sha256(bench.flatbuffer).digest())
+        return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=8)
+def resolver_methods(tflm_dir: Path) -> dict[str, str]:
+    """Builtin op name -> MicroMutableOpResolver method, read from the TFLM tree
+    actually built, so the list always matches the firmware's TFLM version."""
+    header = tflm_dir / "src/tensorflow/lite/micro/micro_mutable_op_resolver.h"
+    text = header.read_text()
+    pattern = re.compile(
+        r"TfLiteStatus (Add\w+)\((?:[^{};]*?)\)\s*\{\s*return AddBuiltin\(\s*BuiltinOperator_(\w+)",
+        re.S,
+    )
+    return {op: method for method, op in pattern.findall(text)}
+
+
+def resolver_ops(ops: tuple[str, ...], tflm_dir: Path) -> list[ResolverOp]:
+    methods = resolver_methods(tflm_dir)
+    missing = [op for op in ops if op not in methods]
+    if missing:
+        raise UnsupportedOp(
+            f"op(s) {', '.join(missing)} not supported by the firmware's TFLM "
+            f"({tflm_dir.name}: no MicroMutableOpResolver method registers them)"
+        )
+    return [ResolverOp(op, methods[op]) for op in ops]
+
+
+def _c_bytes(data: bytes, per_line: int = 16) -> str:
+    return ",\n".join(
+        "    " + ", ".join(f"0x{b:02x}" for b in data[i : i + per_line])
+        for i in range(0, len(data), per_line)
+    )
+
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_env.filters["c_bytes"] = _c_bytes
+
+
+def render_image(spec: ImageSpec, image_id: str, tflm_dir: Path, out_dir: Path) -> list[Path]:
+    """Writes image.cc and op_resolver.cc for `spec` into `out_dir`."""
+    if not spec.benchmarks:
+        raise TinyhilError("an image needs at least one benchmark")
+    context = dict(
+        version=__version__,
+        board=spec.board,
+        image_id=image_id,
+        benchmarks=spec.benchmarks,
+        ops=resolver_ops(spec.ops, tflm_dir),
+        max_request_bytes=spec.max_request_bytes,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for template in ("image.cc.j2", "op_resolver.cc.j2"):
+        path = out_dir / template.removesuffix(".j2")
+        path.write_text(_env.get_template(template).render(**context))
+        written.append(path)
+    return written

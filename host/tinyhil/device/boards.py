@@ -1,0 +1,155 @@
+"""Boards that run a built image and answer the protocol.
+
+Each board class is a strategy in labgrid's sense: it knows how to bring its
+resource (a QEMU process, a serial port) to the state "firmware answering",
+and how to get back there (reset, power-cycle); the talking is done by the
+BenchDriver it hands out.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+import serial
+
+from ..boards import BoardConfig
+from ..build.firmware import BuiltImage, upload
+from ..errors import BoardNotResponding, TinyhilError
+from .driver import BenchDriver, DeviceInfo
+from .qemu import QemuProcess, wait_for_pty
+
+SERIAL_BAUD = 115200
+
+
+class Board(ABC):
+    def __init__(self, config: BoardConfig, timeout: float = 30.0, retries: int = 2):
+        self.config = config
+        self.timeout = timeout
+        self.retries = retries
+        self.image: BuiltImage | None = None
+        self.port: serial.Serial | None = None
+        self.driver: BenchDriver | None = None
+        self.info: DeviceInfo | None = None
+
+    @abstractmethod
+    def _power_on(self) -> str:
+        """Starts the image; returns the serial port to talk to."""
+
+    @abstractmethod
+    def _power_off(self) -> None: ...
+
+    @abstractmethod
+    def ticks_to_cycles(self, ticks: int) -> float:
+        """Counter ticks as core cycles (instructions on an emulated board)."""
+
+    def boot(self, image: BuiltImage) -> DeviceInfo:
+        self.image = image
+        return self._bring_up()
+
+    def reset(self) -> DeviceInfo:
+        """Back to a freshly started firmware, same image."""
+        self._disconnect()
+        self._power_off()
+        return self._bring_up()
+
+    def power_cycle(self) -> DeviceInfo:
+        return self.reset()
+
+    def close(self) -> None:
+        self._disconnect()
+        self._power_off()
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _bring_up(self) -> DeviceInfo:
+        assert self.image is not None, "boot() an image first"
+        port_name = self._power_on()
+        self.port = serial.Serial(port_name, SERIAL_BAUD, timeout=0.05)
+        self.driver = BenchDriver(self.port, self.config.name, self.timeout, self.retries)
+        # Booting needs no long timeout: the runner answers INFO at once.
+        boot_driver = BenchDriver(self.port, self.config.name, timeout=5.0, retries=2)
+        self.info = boot_driver.info()
+        self.driver._seq = boot_driver._seq
+        if self.info.build_id != self.image.image_id:
+            raise TinyhilError(
+                f"board {self.config.name} runs image {self.info.build_id}, "
+                f"expected {self.image.image_id}: flashing did not take"
+            )
+        return self.info
+
+    def _disconnect(self) -> None:
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+
+
+class QemuBoard(Board):
+    """An emulated board: QEMU with -icount, UART0 on a pty."""
+
+    def __init__(self, config: BoardConfig, timeout: float = 30.0, retries: int = 2):
+        super().__init__(config, timeout, retries)
+        self.qemu: QemuProcess | None = None
+
+    def _power_on(self) -> str:
+        assert self.image is not None
+        self.qemu = QemuProcess(self.config.qemu_machine, self.image.elf, self.config.icount_shift)
+        pty = self.qemu.start()
+        wait_for_pty(pty)
+        return pty
+
+    def _power_off(self) -> None:
+        if self.qemu is not None:
+            self.qemu.stop()
+            self.qemu = None
+
+    def ticks_to_cycles(self, ticks: int) -> float:
+        # SysTick counts virtual time at counter_hz; under -icount every guest
+        # instruction advances virtual time by 2**shift ns. When an instruction
+        # spans more than two ticks the read-out error (one tick) is under half
+        # an instruction, and rounding recovers the exact instruction count.
+        assert self.info is not None
+        instructions = ticks * (1e9 / self.info.counter_hz) / (1 << self.config.icount_shift)
+        ticks_per_instruction = (1 << self.config.icount_shift) * self.info.counter_hz / 1e9
+        return float(round(instructions)) if ticks_per_instruction > 2 else instructions
+
+
+class SerialBoard(Board):
+    """A physical board on a serial port, flashed with `pio run -t upload`."""
+
+    def __init__(self, config: BoardConfig, port: str = "", timeout: float = 30.0,
+                 retries: int = 2, settle_seconds: float = 2.0):
+        super().__init__(config, timeout, retries)
+        self.port_name = port or config.upload_port
+        self.settle_seconds = settle_seconds
+        if not self.port_name:
+            raise TinyhilError(
+                f"board {config.name} needs a serial port: pass --port /dev/ttyACM0 "
+                "or set upload_port in platformio.ini"
+            )
+
+    def _power_on(self) -> str:
+        assert self.image is not None
+        upload(self.image, self.port_name)  # flashing also resets the board
+        time.sleep(self.settle_seconds)  # USB CDC re-enumerates after reset
+        return self.port_name
+
+    def _power_off(self) -> None:
+        pass  # a physical board stays powered; reset re-flashes it
+
+    def ticks_to_cycles(self, ticks: int) -> float:
+        assert self.info is not None
+        return ticks * self.info.clock_hz / self.info.counter_hz
+
+
+def open_board(config: BoardConfig, port: str = "", timeout: float = 30.0,
+               retries: int = 2) -> Board:
+    if config.emulated:
+        return QemuBoard(config, timeout, retries)
+    return SerialBoard(config, port, timeout, retries)
+
+
+__all__ = ["Board", "QemuBoard", "SerialBoard", "open_board", "BoardNotResponding"]

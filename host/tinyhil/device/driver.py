@@ -1,0 +1,125 @@
+"""The protocol driver: requests and replies over any pyserial-like port.
+
+Knows nothing about how the board was started (see strategies); only that
+bytes go out with `write` and come back with `read`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..errors import BoardNotResponding, DeviceError
+from .protocol import (
+    REPLY,
+    VERSION,
+    Frame,
+    FrameDecoder,
+    Kind,
+    RunReply,
+    RunRequest,
+    decode_error,
+    parse_key_values,
+)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    board: str
+    core: str
+    clock_hz: int
+    counter: str
+    counter_hz: int
+    tflm: str
+    build_id: str
+    arena_bytes: int
+    benchmarks: int
+    max_request: int
+
+    @classmethod
+    def parse(cls, payload: bytes) -> DeviceInfo:
+        kv = parse_key_values(payload)
+        try:
+            if int(kv["protocol"]) != VERSION:
+                raise ValueError(f"protocol {kv['protocol']}, host speaks {VERSION}")
+            return cls(
+                board=kv["board"], core=kv["core"], clock_hz=int(kv["clock_hz"]),
+                counter=kv["counter"], counter_hz=int(kv["counter_hz"]), tflm=kv["tflm"],
+                build_id=kv["build_id"], arena_bytes=int(kv["arena_bytes"]),
+                benchmarks=int(kv["benchmarks"]), max_request=int(kv["max_request"]),
+            )
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"malformed INFO reply ({error}): {payload[:200]!r}") from error
+
+
+@dataclass(frozen=True)
+class BenchmarkEntry:
+    index: int
+    name: str
+    model_bytes: int
+
+
+class BenchDriver:
+    """Sends one request at a time and waits for the reply with its sequence number.
+
+    A lost or garbled frame (either way) is survived by resending the same
+    request after `timeout`; replies to earlier requests are ignored. After
+    `retries` resends the board is declared not responding.
+    """
+
+    def __init__(self, port, board_name: str, timeout: float = 10.0, retries: int = 2):
+        self.port = port
+        self.board_name = board_name
+        self.timeout = timeout
+        self.retries = retries
+        self.decoder = FrameDecoder()
+        self._seq = 0
+
+    def info(self) -> DeviceInfo:
+        return DeviceInfo.parse(self._request(Kind.INFO, b"", "INFO"))
+
+    def list(self) -> list[BenchmarkEntry]:
+        entries = []
+        for line in self._request(Kind.LIST, b"", "LIST").decode().splitlines():
+            index, name, size = line.split("\t")
+            entries.append(BenchmarkEntry(int(index), name, int(size)))
+        return entries
+
+    def run(self, request: RunRequest, timeout: float | None = None) -> RunReply:
+        what = f"RUN benchmark {request.benchmark} ({request.repeats} repeats)"
+        payload = self._request(Kind.RUN, request.encode(), what, timeout)
+        try:
+            return RunReply.decode(payload)
+        except ValueError as error:
+            raise BoardNotResponding(f"board {self.board_name}: {error} after {what}") from error
+
+    # ---------------------------------------------------------------------
+    def _request(self, kind: Kind, payload: bytes, what: str, timeout: float | None = None) -> bytes:
+        self._seq = (self._seq + 1) & 0xFF
+        frame = Frame(kind, self._seq, payload).encode()
+        timeout = timeout or self.timeout
+        for _attempt in range(self.retries + 1):
+            self.port.reset_input_buffer()
+            self.decoder.buffer.clear()
+            self.port.write(frame)
+            self.port.flush()
+            reply = self._await(kind, timeout)
+            if reply is not None:
+                if reply.kind == Kind.ERROR:
+                    code, message = decode_error(reply.payload)
+                    raise DeviceError(code, f"board {self.board_name} refused {what}: {message}")
+                return reply.payload
+        raise BoardNotResponding(
+            f"board {self.board_name} did not answer {what} "
+            f"({self.retries + 1} tries, {timeout:g} s each)"
+        )
+
+    def _await(self, kind: Kind, timeout: float) -> Frame | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = self.port.read(max(1, getattr(self.port, "in_waiting", 0) or 1))
+            if not chunk:
+                continue
+            for frame in self.decoder.feed(chunk):
+                if frame.seq == self._seq and frame.kind in (kind | REPLY, Kind.ERROR):
+                    return frame
+        return None

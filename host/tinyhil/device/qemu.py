@@ -1,0 +1,130 @@
+"""Emulated boards: qemu-system-arm with UART0 on a pseudo-terminal.
+
+`QemuProcess` is the resource (one QEMU running one ELF); it never outlives
+tinyhil: it is stopped by its context manager, at interpreter exit, and by the
+kernel (PR_SET_PDEATHSIG) if tinyhil itself is killed.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import weakref
+from pathlib import Path
+
+from ..errors import ToolMissing
+
+PTY_LINE = re.compile(r"char device redirected to (/dev/pts/\d+)")
+QEMU = "qemu-system-arm"
+_running: weakref.WeakSet[QemuProcess] = weakref.WeakSet()
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class QemuProcess:
+    def __init__(self, machine: str, elf: Path, icount_shift: int, boot_timeout: float = 10.0):
+        self.machine = machine
+        self.elf = Path(elf)
+        self.icount_shift = icount_shift
+        self.boot_timeout = boot_timeout
+        self.process: subprocess.Popen | None = None
+        self.pty: str = ""
+        self.console_lines: list[str] = []
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            QEMU, "-machine", self.machine, "-display", "none", "-monitor", "none",
+            "-serial", "pty",
+            # Deterministic instruction counting; sleep=on lets an idle guest
+            # (WFI while waiting for the host) cost no host CPU.
+            "-icount", f"shift={self.icount_shift},align=off,sleep=on",
+            "-kernel", str(self.elf),
+        ]
+
+    def start(self) -> str:
+        if not shutil.which(QEMU):
+            raise ToolMissing(f"{QEMU} not found: run `make setup` (scripts/setup.sh)")
+        # QEMU prints the pty's name on stdout, which stdio buffers fully
+        # when it is a pipe: give it a terminal of its own so it arrives now.
+        console, console_child = os.openpty()
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.DEVNULL, stdout=console_child,
+            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+        )
+        os.close(console_child)
+        _running.add(self)
+        found = threading.Event()
+        threading.Thread(target=self._read_console, args=(console, found), daemon=True).start()
+        if not found.wait(self.boot_timeout) or not self.pty:
+            self.stop()
+            raise ToolMissing(
+                f"QEMU ({self.machine}) did not open a serial pty within {self.boot_timeout:g} s: "
+                + " ".join(self.console_lines[-5:])
+            )
+        return self.pty
+
+    def _read_console(self, console: int, found: threading.Event) -> None:
+        with os.fdopen(console, "rb", buffering=0) as stream:
+            pending = b""
+            while True:
+                try:
+                    chunk = stream.read(4096)
+                except OSError:  # EIO: QEMU exited and closed its terminal
+                    break
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    line = raw.decode(errors="replace").strip()
+                    self.console_lines.append(line)
+                    match = PTY_LINE.search(line)
+                    if match:
+                        self.pty = match.group(1)
+                        found.set()
+        found.set()  # QEMU exited
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        _running.discard(self)
+
+    def __enter__(self) -> QemuProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for qemu in list(_running):
+        qemu.stop()
+
+
+def wait_for_pty(path: str, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)

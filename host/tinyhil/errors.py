@@ -1,0 +1,42 @@
+"""Errors a user can act on. Every message names the problem and, where there
+is one, the command that fixes it; the CLI prints them without a traceback."""
+
+
+class TinyhilError(Exception):
+    """Base class: a problem with the user's input or set-up, explained."""
+
+
+class InvalidModel(TinyhilError):
+    """The file is not a .tflite model tinyhil can run (corrupt, float, ...)."""
+
+
+class UnsupportedOp(TinyhilError):
+    """The model uses an op that the firmware's TFLM build cannot register."""
+
+
+class ImageTooLarge(TinyhilError):
+    """The firmware image does not fit the board's flash or RAM."""
+
+
+class ToolMissing(TinyhilError):
+    """QEMU, the Arm toolchain or PlatformIO is not installed."""
+
+
+class BuildFailed(TinyhilError):
+    """PlatformIO failed for another reason; the message points at the log."""
+
+
+class UnknownBoard(TinyhilError):
+    """The board name is not an environment of platformio.ini."""
+
+
+class BoardNotResponding(TinyhilError):
+    """No valid answer from the board after the timeout and all retries."""
+
+
+class DeviceError(TinyhilError):
+    """The firmware answered with an ERROR frame."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,105 @@
+"""`tinyhil run`: one int8 model, measured on a board, checked against the host.
+
+model -> image (build) -> board (device) -> figures + bit-exactness check.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .bench.tflite_model import TfliteModel
+from .boards import BoardConfig
+from .build.firmware import BuiltImage, build_image
+from .build.image import Benchmark, ImageSpec
+from .device.boards import open_board
+from .device.driver import DeviceInfo
+from .device.protocol import RunRequest
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    index: int
+    op: str
+    cycles: float
+
+
+@dataclass(frozen=True)
+class RunReport:
+    model: str
+    board: str
+    core: str
+    counter: str
+    clock_hz: int
+    tflm: str
+    image_id: str
+    build_seconds: float
+    cached_build: bool
+    cycles: tuple[float, ...]  # one per repeat
+    ops: tuple[OpProfile, ...]
+    arena_used: int
+    arena_bytes: int
+    flash_bytes: int
+    ram_bytes: int
+    model_bytes: int
+    device_output: str  # hex
+    host_output: str  # hex
+    output_matches: bool
+
+    @property
+    def cycles_min(self) -> float:
+        return min(self.cycles)
+
+    @property
+    def cycles_median(self) -> float:
+        return statistics.median(self.cycles)
+
+    @property
+    def cycles_max(self) -> float:
+        return max(self.cycles)
+
+    def ms(self, cycles: float) -> float:
+        return cycles / self.clock_hz * 1e3
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(cycles_min=self.cycles_min, cycles_median=self.cycles_median,
+                    cycles_max=self.cycles_max, ms_median=self.ms(self.cycles_median))
+        return data
+
+
+def model_image(model: TfliteModel, board: BoardConfig) -> ImageSpec:
+    bench = Benchmark(model.name, model.flatbuffer, model.ops, model.input_bytes)
+    return ImageSpec(board.name, (bench,))
+
+
+def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, input_bytes: bytes,
+            repeats: int, warmup: int) -> RunReport:
+    """Runs benchmark 0 of a booted image and compares with the host interpreter."""
+    reply = board.driver.run(RunRequest(0, input_bytes, warmup=warmup, repeats=repeats,
+                                        profile=True))
+    host = model.reference_output(input_bytes)
+    device = reply.output if reply.output is not None else b""
+    matches = reply.output == host if reply.output is not None else False
+    return RunReport(
+        model=model.name, board=image.board.name, core=info.core, counter=info.counter,
+        clock_hz=info.clock_hz, tflm=info.tflm, image_id=image.image_id,
+        build_seconds=image.build_seconds, cached_build=image.cached,
+        cycles=tuple(board.ticks_to_cycles(t) for t in reply.repeat_ticks),
+        ops=tuple(OpProfile(i, p.op, board.ticks_to_cycles(p.ticks))
+                  for i, p in enumerate(reply.profile)),
+        arena_used=reply.arena_used, arena_bytes=info.arena_bytes,
+        flash_bytes=image.size.flash, ram_bytes=image.size.ram,
+        model_bytes=len(model.flatbuffer),
+        device_output=device.hex(), host_output=host.hex(), output_matches=matches,
+    )
+
+
+def run_model(path: Path, board: BoardConfig, repeats: int = 20, warmup: int = 1,
+              seed: int = 0, port: str = "", timeout: float = 30.0, log=None) -> RunReport:
+    model = TfliteModel.load(path)
+    image = build_image(model_image(model, board), board, log=log)
+    input_bytes = model.random_input(seed)
+    with open_board(board, port=port, timeout=timeout) as device:
+        info = device.boot(image)
+        return measure(image, info, device, model, input_bytes, repeats, warmup)

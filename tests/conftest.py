@@ -1,0 +1,49 @@
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """Small int8 models made by the real converter once per session."""
+    return tmp_path_factory.mktemp("models")
+
+
+def make_int8_model(path: Path, layers, input_shape, seed: int = 0, samples=None) -> Path:
+    import numpy as np
+    import tensorflow as tf
+
+    from tinyhil.bench.convert import to_int8_tflite
+
+    if not path.exists():
+        tf.keras.utils.set_random_seed(seed)
+        model = tf.keras.Sequential([tf.keras.layers.Input(input_shape), *layers])
+        if samples is None:
+            samples = np.random.default_rng(seed).standard_normal((16, *input_shape))
+        path.write_bytes(to_int8_tflite(model, samples.astype("float32")))
+    return path
+
+
+def gcc() -> str:
+    found = shutil.which("gcc") or shutil.which("cc")
+    if not found:
+        pytest.skip("no host C compiler")
+    return found
+
+
+def compile_host_c(sources, output: Path, include: Path) -> Path:
+    subprocess.run([gcc(), "-O1", "-Wall", "-Werror", f"-I{include}", "-o", str(output),
+                    *map(str, sources)], check=True)
+    return output
