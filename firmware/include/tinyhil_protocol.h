@@ -60,6 +60,9 @@ typedef struct {
 
 void thp_receiver_init(thp_receiver* rx, uint8_t* buffer, size_t capacity);
 int thp_receiver_feed(thp_receiver* rx, uint8_t byte);
+// Drops a partly received frame (called when the line has gone quiet in the
+// middle of one: its header was line noise). Returns 1 if one was dropped.
+int thp_receiver_abandon(thp_receiver* rx);
 
 // Streams one frame out without buffering the payload: begin, any number of
 // writes adding up to `length`, end.

@@ -297,12 +297,18 @@ extern "C" void tinyhil_run_forever(void) {
   bsp_init();
   thp_receiver rx;
   thp_receiver_init(&rx, tinyhil_request_buffer, kTinyhilMaxRequestBytes);
+  // A frame is sent in one go: a pause of kQuietTicks inside one means its
+  // header was noise, and waiting for its "length" would eat real requests.
+  const uint64_t kQuietTicks = bsp_counter_hz() / 20;
+  uint64_t last_byte = bsp_counter_read();
   for (;;) {
     int byte = bsp_uart_read();
     if (byte < 0) {
+      if (bsp_counter_read() - last_byte > kQuietTicks) thp_receiver_abandon(&rx);
       bsp_wait_for_input();
       continue;
     }
+    last_byte = bsp_counter_read();
     if (!thp_receiver_feed(&rx, (uint8_t)byte)) continue;
     current_seq = rx.seq;
     log_used = 0;

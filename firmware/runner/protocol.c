@@ -23,6 +23,13 @@ void thp_receiver_init(thp_receiver* rx, uint8_t* buffer, size_t capacity) {
   rx->dropped_frames = 0;
 }
 
+int thp_receiver_abandon(thp_receiver* rx) {
+  if (rx->state == WAIT_SYNC0) return 0;
+  rx->state = WAIT_SYNC0;
+  rx->dropped_frames++;
+  return 1;
+}
+
 static uint32_t frame_crc(const thp_receiver* rx) {
   uint32_t crc = thp_crc32_update(0, rx->header + 2, THP_HEADER_BYTES - 2);
   return thp_crc32_update(crc, rx->payload, rx->length);

@@ -15,11 +15,12 @@ from pathlib import Path
 import jinja2
 
 from .. import __version__
+from ..device.protocol import MAX_PAYLOAD, RUN_HEADER
 from ..errors import TinyhilError, UnsupportedOp
 
 TEMPLATES = Path(__file__).with_name("templates")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
-RUN_HEADER_BYTES = 7  # mirror of kRunHeaderBytes in firmware/runner/main.cc
+RUN_HEADER_BYTES = RUN_HEADER.size  # a RUN request is this header + the input
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class Benchmark:
             raise TinyhilError(
                 f"benchmark name {self.name!r} must match {NAME_PATTERN.pattern} "
                 "(letters, digits, _ . : + -)"
+            )
+        if RUN_HEADER_BYTES + self.input_bytes > MAX_PAYLOAD:
+            raise TinyhilError(
+                f"benchmark {self.name}: input of {self.input_bytes} bytes exceeds the "
+                f"{MAX_PAYLOAD - RUN_HEADER_BYTES} bytes one RUN request carries"
             )
 
     @property

@@ -5,13 +5,15 @@ bytes go out with `write` and come back with `read`.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
-from ..errors import BoardNotResponding, DeviceError
+from ..errors import BoardNotResponding, DeviceError, ImageTooLarge, UnsupportedOp
 from .protocol import (
     REPLY,
     VERSION,
+    ErrorCode,
     Frame,
     FrameDecoder,
     Kind,
@@ -20,6 +22,9 @@ from .protocol import (
     decode_error,
     parse_key_values,
 )
+
+ARENA_MISSING = re.compile(r"missing: (\d+)")
+OP_MISSING = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
 
 
 @dataclass(frozen=True)
@@ -105,13 +110,25 @@ class BenchDriver:
             reply = self._await(kind, timeout)
             if reply is not None:
                 if reply.kind == Kind.ERROR:
-                    code, message = decode_error(reply.payload)
-                    raise DeviceError(code, f"board {self.board_name} refused {what}: {message}")
+                    raise self._explain(*decode_error(reply.payload), what)
                 return reply.payload
         raise BoardNotResponding(
             f"board {self.board_name} did not answer {what} "
             f"({self.retries + 1} tries, {timeout:g} s each)"
         )
+
+    def _explain(self, code: int, message: str, what: str) -> Exception:
+        """Turns TFLM's own messages into the error a user can act on."""
+        missing = ARENA_MISSING.search(message)
+        if code == ErrorCode.ALLOCATE and missing:
+            return ImageTooLarge(
+                f"the model needs {missing.group(1)} more bytes of tensor arena than board "
+                f"{self.board_name} has ({message.splitlines()[0]})"
+            )
+        op = OP_MISSING.search(message)
+        if op:
+            return UnsupportedOp(f"board {self.board_name}'s firmware lacks op {op.group(1)}")
+        return DeviceError(code, f"board {self.board_name} refused {what}: {message}")
 
     def _await(self, kind: Kind, timeout: float) -> Frame | None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,64 @@
+"""Rendering of image sources from the Jinja templates."""
+import re
+from pathlib import Path
+
+import pytest
+
+from tinyhil.build.firmware import tflm_dir
+from tinyhil.build.image import Benchmark, ImageSpec, render_image, resolver_methods, resolver_ops
+from tinyhil.errors import TinyhilError, UnsupportedOp
+
+
+def bench(name="m", data=b"\x1c\x00\x00\x00TFL3" + bytes(range(40)), ops=("CONV_2D", "SOFTMAX"),
+          input_bytes=100):
+    return Benchmark(name, data, ops, input_bytes)
+
+
+def test_resolver_methods_come_from_the_tflm_header():
+    methods = resolver_methods(tflm_dir())
+    assert methods["CONV_2D"] == "AddConv2D"
+    assert methods["DEPTHWISE_CONV_2D"] == "AddDepthwiseConv2D"
+    assert methods["FULLY_CONNECTED"] == "AddFullyConnected"
+    assert methods["AVERAGE_POOL_2D"] == "AddAveragePool2D"
+    assert len(methods) > 60
+
+
+def test_render_models_and_resolver(tmp_path: Path):
+    spec = ImageSpec("qemu-m4", (bench("a"), bench("b", ops=("CONV_2D", "ADD"), input_bytes=300)))
+    files = render_image(spec, "0123456789abcdef", tflm_dir(), tmp_path)
+    image = (tmp_path / "image.cc").read_text()
+    resolver = (tmp_path / "op_resolver.cc").read_text()
+    assert [f.name for f in files] == ["image.cc", "op_resolver.cc"]
+    # every byte of each model, in order, 16-byte aligned
+    arrays = re.findall(r"alignas\(16\) const uint8_t kModel\d\[(\d+)\] = \{(.*?)\};", image, re.S)
+    assert len(arrays) == 2
+    for size, body in arrays:
+        values = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", body))
+        assert values == bench().flatbuffer and int(size) == len(values)
+    assert '{"a", kModel0, 48u}' in image and '{"b", kModel1, 48u}' in image
+    assert "kTinyhilBenchmarkCount = 2;" in image
+    assert 'kTinyhilImageId[] = "0123456789abcdef"' in image
+    assert "kTinyhilMaxRequestBytes = 307u" in image  # RUN header + largest input
+    # exactly the union of ops, each once
+    assert "MicroMutableOpResolver<3>" in resolver
+    assert re.findall(r"resolver\.(\w+)\(\);", resolver) == ["AddAdd", "AddConv2D", "AddSoftmax"]
+
+
+def test_unknown_op_is_named():
+    with pytest.raises(UnsupportedOp, match="NOT_AN_OP"):
+        resolver_ops(("CONV_2D", "NOT_AN_OP"), tflm_dir())
+
+
+@pytest.mark.parametrize("name", ['x"; evil();//', "a b", "", "x" * 64, "a\\n"])
+def test_benchmark_names_are_validated_before_reaching_c(name):
+    with pytest.raises(TinyhilError, match="must match"):
+        bench(name)
+
+
+def test_image_id_depends_on_content_board_and_firmware():
+    a = ImageSpec("qemu-m4", (bench(),))
+    assert a.image_id("f1") == ImageSpec("qemu-m4", (bench(),)).image_id("f1")
+    assert a.image_id("f1") != a.image_id("f2")
+    assert a.image_id("f1") != ImageSpec("qemu-m33", (bench(),)).image_id("f1")
+    other = bench(data=bench().flatbuffer + b"\x00")
+    assert a.image_id("f1") != ImageSpec("qemu-m4", (other,)).image_id("f1")
