@@ -133,3 +133,17 @@ def test_firmware_receiver_and_sender_interoperate(c_echo):
     assert all(r in expected for r in replies)
     assert len(replies) >= len(expected) - len(corrupted)
     assert int(result.stderr) >= len(corrupted) - (len(expected) - len(replies))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 0xDEADBEEF])
+def test_seeded_inputs_match_the_firmware_generator(root, tmp_path, seed):
+    exe = compile_host_c([root / "firmware/runner/protocol.c", root / "tests/c/seeded_input.c"],
+                         tmp_path / "seeded_input", root / "firmware/include")
+    out = subprocess.run([str(exe), str(seed), "1001"], capture_output=True, check=True).stdout
+    assert out == protocol.seeded_bytes(seed, 1001)
+    assert len(set(out)) > 200  # covers the byte range
+
+
+def test_seeded_run_request_carries_only_the_seed():
+    req = RunRequest(1, warmup=0, repeats=2, profile=False, seed=0x01020304)
+    assert req.encode() == struct.pack("<HHHBI", 1, 0, 2, protocol.RunFlag.INPUT_SEED, 0x01020304)

@@ -27,6 +27,8 @@
 // RUN flags
 #define THP_RUN_PROFILE 0x01     // one extra profiled Invoke(): per-op ticks
 #define THP_RUN_OUTPUT_CRC 0x02  // send the outputs' CRC-32 instead of bytes
+#define THP_RUN_INPUT_SEED 0x04  // payload holds a u32 seed, not input bytes:
+                                 // inputs come from thp_fill_seeded() (no upload)
 
 // ERROR codes
 #define THP_ERR_BAD_REQUEST 1
@@ -41,6 +43,11 @@ extern "C" {
 #endif
 
 uint32_t thp_crc32_update(uint32_t crc, const uint8_t* data, size_t len);
+
+// Deterministic input bytes from a seed (xorshift32, low byte of each step);
+// the host generates the same bytes for its reference interpreter. Returns
+// the generator state, to continue into the next tensor.
+uint32_t thp_fill_seeded(uint32_t state, uint8_t* out, size_t len);
 
 // Incremental frame receiver: feed bytes one by one; returns 1 when a
 // complete frame with a valid CRC is in rx->payload. Bytes before a SYNC

@@ -139,26 +139,39 @@ size_t TotalBytes(tflite::MicroInterpreter& interpreter, bool inputs) {
   return total;
 }
 
+// Where a RUN's input comes from: bytes sent by the host, or a seed.
+struct InputSource {
+  const uint8_t* data;  // nullptr: seeded
+  size_t bytes;
+  uint32_t seed;
+};
+
 // TFLM's planner reuses the input buffer for later activations, so inputs
-// are copied in again before every Invoke() (outside the timed region).
-void FillInputs(tflite::MicroInterpreter& interpreter, const uint8_t* data) {
+// are written again before every Invoke() (outside the timed region).
+void FillInputs(tflite::MicroInterpreter& interpreter, const InputSource& input) {
+  const uint8_t* data = input.data;
+  uint32_t state = input.seed;
   for (size_t i = 0; i < interpreter.inputs_size(); ++i) {
     TfLiteTensor* t = interpreter.input(i);
-    memcpy(t->data.raw, data, t->bytes);
-    data += t->bytes;
+    if (data != nullptr) {
+      memcpy(t->data.raw, data, t->bytes);
+      data += t->bytes;
+    } else {
+      state = thp_fill_seeded(state, t->data.uint8, t->bytes);
+    }
   }
 }
 
 // Allocates tensors and checks that the host sent the input the model wants.
-bool Prepare(tflite::MicroInterpreter& interpreter, size_t input_bytes) {
+bool Prepare(tflite::MicroInterpreter& interpreter, const InputSource& input) {
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     SendError(THP_ERR_ALLOCATE, "AllocateTensors failed (arena %lu bytes)",
               (unsigned long)sizeof tensor_arena);
     return false;
   }
   const size_t want = TotalBytes(interpreter, true);
-  if (input_bytes != want) {
-    SendError(THP_ERR_INPUT_SIZE, "input of %u bytes, model wants %u", (unsigned)input_bytes,
+  if (input.data != nullptr && input.bytes != want) {
+    SendError(THP_ERR_INPUT_SIZE, "input of %u bytes, model wants %u", (unsigned)input.bytes,
               (unsigned)want);
     return false;
   }
@@ -175,8 +188,17 @@ void HandleRun(const uint8_t* payload, size_t payload_bytes) {
   const uint16_t warmup = ReadU16(payload + 2);
   const uint16_t repeats = ReadU16(payload + 4);
   const uint8_t flags = payload[6];
-  const uint8_t* input = payload + kRunHeaderBytes;
-  const size_t input_bytes = payload_bytes - kRunHeaderBytes;
+  InputSource input = {payload + kRunHeaderBytes, payload_bytes - kRunHeaderBytes, 0};
+  if (flags & THP_RUN_INPUT_SEED) {
+    if (input.bytes != 4) {
+      SendError(THP_ERR_BAD_REQUEST, "seeded RUN needs a 4-byte seed, got %u bytes",
+                (unsigned)input.bytes);
+      return;
+    }
+    input.seed = (uint32_t)input.data[0] | ((uint32_t)input.data[1] << 8) |
+                 ((uint32_t)input.data[2] << 16) | ((uint32_t)input.data[3] << 24);
+    input.data = nullptr;
+  }
   if (id >= kTinyhilBenchmarkCount) {
     SendError(THP_ERR_NO_BENCHMARK, "no benchmark %u (image has %u)", id,
               kTinyhilBenchmarkCount);
@@ -199,7 +221,7 @@ void HandleRun(const uint8_t* payload, size_t payload_bytes) {
   if (flags & THP_RUN_PROFILE) {
     tflite::MicroInterpreter interpreter(model, TinyhilOpResolver(), tensor_arena,
                                          sizeof tensor_arena, nullptr, &profiler);
-    if (!Prepare(interpreter, input_bytes)) return;
+    if (!Prepare(interpreter, input)) return;
     profiler.Clear();  // drop events recorded while preparing
     FillInputs(interpreter, input);
     bsp_timed_region_begin();
@@ -218,7 +240,7 @@ void HandleRun(const uint8_t* payload, size_t payload_bytes) {
   {
     tflite::MicroInterpreter interpreter(model, TinyhilOpResolver(), tensor_arena,
                                          sizeof tensor_arena);
-    if (!Prepare(interpreter, input_bytes)) return;
+    if (!Prepare(interpreter, input)) return;
     for (uint16_t i = 0; i < warmup + repeats; ++i) {
       FillInputs(interpreter, input);
       bsp_timed_region_begin();

@@ -15,6 +15,17 @@ uint32_t thp_crc32_update(uint32_t crc, const uint8_t* data, size_t len) {
   return ~crc;
 }
 
+uint32_t thp_fill_seeded(uint32_t state, uint8_t* out, size_t len) {
+  if (state == 0) state = 0x9E3779B9u;  // xorshift must not start at 0
+  for (size_t i = 0; i < len; ++i) {
+    state ^= state << 13;
+    state ^= state >> 17;
+    state ^= state << 5;
+    out[i] = (uint8_t)state;
+  }
+  return state;
+}
+
 void thp_receiver_init(thp_receiver* rx, uint8_t* buffer, size_t capacity) {
   rx->payload = buffer;
   rx->capacity = capacity;

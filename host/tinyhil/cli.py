@@ -94,5 +94,163 @@ def _print_report(r) -> None:
                       f"  device {r.device_output}\n  host   {r.host_output}")
 
 
+lut_app = typer.Typer(help="Look at lookup tables.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks of tinyhil itself (print their figures).", no_args_is_help=True)
+app.add_typer(lut_app, name="lut")
+app.add_typer(bench_app, name="bench")
+
+
+def _progress():
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+@app.command()
+def characterize(
+    space: str = typer.Option(..., help="micronas | tinytnas | timenas"),
+    input: str = typer.Option(..., "--input", help="window x channels, e.g. 128x9"),
+    classes: int = typer.Option(..., min=1, help="number of classes (1: regression)"),
+    board: str = typer.Option("qemu-m4", help="board name (see `tinyhil boards`)"),
+    luts: Path = typer.Option(Path("luts"), help="directory of lookup tables"),
+    repeats: int = typer.Option(3, min=1, max=1000, help="timed inferences per op"),
+    per_image: int = typer.Option(100, min=1, max=1000, help="most benchmarks per firmware image"),
+    limit: int = typer.Option(None, min=1, help="only the space's first N ops (a quick, resumable subset)"),
+    port: str = typer.Option("", help="serial port of a physical board"),
+) -> None:
+    """Measure every op of a search space on a board into a lookup table (resumable)."""
+    from .characterize import Characterizer
+    from .spaces import parse_input
+
+    try:
+        window, channels = parse_input(input)
+        config = get_board(board)
+        with _progress() as progress:
+            result = Characterizer(config, luts, repeats, per_image, port, progress).run(
+                space, window, channels, classes, limit)
+    except TinyhilError as error:
+        _fail(error)
+    _print_characterization(result)
+
+
+def _print_characterization(result) -> None:
+    t = result.timing
+    table = Table("", "value", title=f"characterization -> {result.lut_path}")
+    table.add_row("ops in space", f"{result.total_ops}")
+    table.add_row("already in the LUT", f"{result.already_measured}")
+    table.add_row("measured now", f"{t.measured} in {t.images} image(s)")
+    table.add_row("flagged (not recorded as good)", f"{len(t.flagged)}")
+    table.add_row("wall time", f"{t.wall_s:.1f} s ({t.ops_per_minute:.0f} ops/min)")
+    table.add_row("model generation", f"{t.generate_s:.1f} s")
+    table.add_row("firmware builds", f"{t.build_s:.1f} s (overlaps measuring)")
+    table.add_row("boots", f"{t.boot_s:.1f} s")
+    table.add_row("measuring", f"{t.measure_s:.1f} s")
+    console.print(table)
+    for line in t.flagged[:20]:
+        console.print(f"[yellow]flagged[/] {line}", highlight=False)
+
+
+@lut_app.command("show")
+def lut_show(
+    path: Path,
+    op: str = typer.Option(None, help="only this op type, e.g. conv2d"),
+    rows: int = typer.Option(20, min=0, help="rows to print (0: none)"),
+) -> None:
+    """Print a LUT's metadata, a summary per op type, and its first rows."""
+    from .lut.table import Lut
+
+    try:
+        lut = Lut.load(path)
+    except TinyhilError as error:
+        _fail(error)
+    m = lut.meta
+    console.print(f"[bold]{path}[/]: {m.space or 'all ops'} {m.input} on {m.board} ({m.core}, "
+                  f"{m.clock_hz / 1e6:g} MHz, {m.counter}); {m.tflm}; {m.compiler}; "
+                  f"invoke {m.invoke_cycles:g} + {m.dispatch_cycles:g}/op", highlight=False)
+    frame = lut.rows if op is None else lut.rows[lut.rows["op"] == op]
+    summary = Table("op", "rows", "flagged", "cycles min", "median", "max", title="per op type")
+    for name, group in frame.groupby("op"):
+        good = group[group["status"] == "ok"]["cycles"]
+        summary.add_row(name, str(len(group)), str(int((group["status"] != "ok").sum())),
+                        *(f"{v:,.0f}" for v in (good.min(), good.median(), good.max())))
+    console.print(summary)
+    if rows:
+        table = Table("key", "cycles", "kernel", "ms", "arena", "status")
+        for _, r in frame.head(rows).iterrows():
+            table.add_row(r["key"], f"{r['cycles']:,.0f}", f"{r['kernel_cycles']:,.0f}",
+                          f"{r['ms']:.3f}", f"{r['arena_bytes']:,.0f}", r["status"])
+        console.print(table)
+
+
+@lut_app.command("diff")
+def lut_diff(a: Path, b: Path, rows: int = typer.Option(10, min=0)) -> None:
+    """Compare two LUTs (e.g. two boards) op by op: ratio of cycles B/A."""
+    from .lut.table import Lut
+
+    try:
+        lut_a, lut_b = Lut.load(a), Lut.load(b)
+    except TinyhilError as error:
+        _fail(error)
+    for name in ("board", "core", "counter", "tflm", "compiler"):
+        va, vb = getattr(lut_a.meta, name), getattr(lut_b.meta, name)
+        if va != vb:
+            console.print(f"{name}: {va} -> {vb}", highlight=False)
+    common = lut_a.rows.index.intersection(lut_b.rows.index)
+    console.print(f"{len(common)} ops in both; {len(lut_a.rows.index.difference(common))} only in A, "
+                  f"{len(lut_b.rows.index.difference(common))} only in B")
+    if not len(common):
+        return
+    ratio = (lut_b.rows.loc[common, "cycles"] / lut_a.rows.loc[common, "cycles"]).rename("ratio")
+    joined = lut_a.rows.loc[common, ["op", "cycles"]].join(ratio)
+    joined["cycles_b"] = lut_b.rows.loc[common, "cycles"]
+    table = Table("op", "ops", "ratio B/A min", "median", "max", title="per op type")
+    for name, group in joined.groupby("op"):
+        table.add_row(name, str(len(group)), *(f"{v:.3f}" for v in (
+            group["ratio"].min(), group["ratio"].median(), group["ratio"].max())))
+    console.print(table)
+    if rows:
+        far = joined.assign(off=(joined["ratio"] - joined["ratio"].median()).abs())
+        table = Table("key", "cycles A", "cycles B", "ratio", title="furthest from the median ratio")
+        for key, r in far.sort_values("off", ascending=False).head(rows).iterrows():
+            table.add_row(key, f"{r['cycles']:,.0f}", f"{r['cycles_b']:,.0f}", f"{r['ratio']:.3f}")
+        console.print(table)
+
+
+@bench_app.command("characterize")
+def bench_characterize(
+    space: str = typer.Option("micronas"),
+    input: str = typer.Option("128x9", "--input"),
+    classes: int = typer.Option(6),
+    board: str = typer.Option("qemu-m4"),
+) -> None:
+    """Characterize a whole space from scratch (fresh model and image caches,
+    TFLM already compiled) and print ops/minute and where the time went."""
+    import tempfile
+
+    from .characterize import Characterizer
+    from .spaces import parse_input
+
+    try:
+        window, channels = parse_input(input)
+        config = get_board(board)
+        with tempfile.TemporaryDirectory(prefix="tinyhil-bench-") as scratch:
+            os.environ["TINYHIL_CACHE_DIR"] = str(Path(scratch) / "cache")
+            with _progress() as progress:
+                result = Characterizer(config, Path(scratch) / "luts", progress=progress).run(
+                    space, window, channels, classes)
+            rows = len(result.timing.flagged)
+            _print_characterization(result)
+            ops_per_image = (result.timing.measured / result.timing.images) if result.timing.images else 0
+            console.print(f"BENCH characterize {space} {input} on {board}: "
+                          f"{result.timing.measured} ops in {result.timing.wall_s / 60:.2f} min "
+                          f"= {result.timing.ops_per_minute:.0f} ops/min; {result.timing.images} images "
+                          f"({ops_per_image:.0f} ops/image); flagged {rows}")
+    except TinyhilError as error:
+        _fail(error)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

@@ -6,21 +6,23 @@ from collections.abc import Iterable
 import numpy as np
 
 
-def to_int8_tflite(model, representative: Iterable[np.ndarray]) -> bytes:
+def to_int8_tflite(model, representative: Iterable) -> bytes:
     """Converts with full-integer quantization: int8 weights, activations, input and output.
 
     `representative` yields single samples (no batch axis) used to calibrate
-    the activation ranges, as TFLite's post-training quantization needs.
+    the activation ranges, as TFLite's post-training quantization needs; for
+    a model with several inputs each sample is a tuple, one array per input.
     """
     import tensorflow as tf
 
-    samples = [np.asarray(s, dtype=np.float32) for s in representative]
+    samples = [[np.asarray(x, dtype=np.float32) for x in (s if isinstance(s, (list, tuple)) else (s,))]
+               for s in representative]
     if not samples:
         raise ValueError("the representative dataset is empty: int8 calibration needs samples")
 
     def dataset():
         for sample in samples:
-            yield [sample[np.newaxis, ...]]
+            yield [x[np.newaxis, ...] for x in sample]
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -39,3 +39,13 @@ def image_size(elf_path: Path) -> ImageSize:
             else:
                 text += size
     return ImageSize(text, data, bss)
+
+
+def compiler_of(elf_path: Path) -> str:
+    """The compiler named in the ELF's .comment section (e.g. "GCC: ... 12.2.1")."""
+    with open(elf_path, "rb") as f:
+        section = ELFFile(f).get_section_by_name(".comment")
+        if section is None:
+            return "unknown"
+        names = [s for s in section.data().decode(errors="replace").split("\0") if s]
+        return names[0] if names else "unknown"

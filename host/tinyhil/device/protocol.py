@@ -32,6 +32,7 @@ class Kind(IntEnum):
 class RunFlag(IntEnum):
     PROFILE = 0x01
     OUTPUT_CRC = 0x02
+    INPUT_SEED = 0x04
 
 
 class ErrorCode(IntEnum):
@@ -137,20 +138,38 @@ class FrameDecoder:
 RUN_HEADER = struct.Struct("<HHHB")
 
 
+def seeded_bytes(seed: int, length: int) -> bytes:
+    """The input bytes the firmware makes from `seed` (thp_fill_seeded); for
+    several input tensors the generator runs on from one to the next."""
+    state = (seed & 0xFFFFFFFF) or 0x9E3779B9
+    out = bytearray(length)
+    for i in range(len(out)):
+        state ^= (state << 13) & 0xFFFFFFFF
+        state ^= state >> 17
+        state ^= (state << 5) & 0xFFFFFFFF
+        out[i] = state & 0xFF
+    return bytes(out)
+
+
 @dataclass(frozen=True)
 class RunRequest:
+    """Runs benchmark `benchmark`: with `input` bytes, or (seed given) with
+    inputs the firmware generates itself, which spares uploading them."""
+
     benchmark: int
-    input: bytes
+    input: bytes = b""
     warmup: int = 1
     repeats: int = 10
     profile: bool = True
     output_crc_only: bool = False
+    seed: int | None = None
 
     def encode(self) -> bytes:
         flags = (RunFlag.PROFILE if self.profile else 0) | (
             RunFlag.OUTPUT_CRC if self.output_crc_only else 0
-        )
-        return RUN_HEADER.pack(self.benchmark, self.warmup, self.repeats, flags) + self.input
+        ) | (RunFlag.INPUT_SEED if self.seed is not None else 0)
+        data = self.input if self.seed is None else struct.pack("<I", self.seed & 0xFFFFFFFF)
+        return RUN_HEADER.pack(self.benchmark, self.warmup, self.repeats, flags) + data
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,169 @@
+"""One op configuration -> a single-op int8 .tflite, made from a Keras layer.
+
+Models are cached by op key in .tinyhil/models/, so an op shared by several
+search spaces is generated (and measured) once. Generation runs in worker
+processes: the converter takes about half a second per model.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TinyhilError
+from ..project import cache_dir
+from ..spaces import ops
+from ..spaces.ops import OpConfig
+
+# The builtin op each op type must convert to, alone.
+BUILTIN = {
+    ops.CONV: "CONV_2D",
+    ops.DEPTHWISE: "DEPTHWISE_CONV_2D",
+    ops.DENSE: "FULLY_CONNECTED",
+    ops.ADD: "ADD",
+    ops.MAX_POOL: "MAX_POOL_2D",
+    ops.AVG_POOL: "AVERAGE_POOL_2D",
+    ops.SOFTMAX: "SOFTMAX",
+    ops.RESHAPE: "RESHAPE",
+}
+REPRESENTATIVE_SAMPLES = 16
+
+
+def op_seed(op: OpConfig) -> int:
+    return int.from_bytes(hashlib.sha256(op.key.encode()).digest()[:4], "little")
+
+
+def model_path(key: str) -> Path:
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_dir() / "models" / digest[:2] / f"{digest}.tflite"
+
+
+def keras_model(op: OpConfig):
+    """A Keras model holding exactly the layer the op stands for."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    activation = None if op.activation == "none" else op.activation
+    # A fixed batch of 1 keeps shapes static: Reshape stays one RESHAPE op.
+    inputs = [layers.Input(op.input_shape, batch_size=1)]
+    if op.op == ops.CONV:
+        x = layers.Conv2D(op.filters, op.kernel, op.strides, op.padding, activation=activation)(inputs[0])
+    elif op.op == ops.DEPTHWISE:
+        x = layers.DepthwiseConv2D(op.kernel, op.strides, op.padding, activation=activation)(inputs[0])
+    elif op.op == ops.DENSE:
+        x = layers.Dense(op.filters, activation=activation)(inputs[0])
+    elif op.op == ops.ADD:
+        inputs.append(layers.Input(op.input_shape, batch_size=1))  # two tensors, two scales
+        x = layers.Add()(inputs)
+    elif op.op in (ops.MAX_POOL, ops.AVG_POOL):
+        pool = layers.MaxPooling2D if op.op == ops.MAX_POOL else layers.AveragePooling2D
+        x = pool(op.kernel, op.strides, op.padding)(inputs[0])
+    elif op.op == ops.SOFTMAX:
+        x = layers.Softmax()(inputs[0])
+    elif op.op == ops.RESHAPE:
+        x = layers.Reshape(op.output_shape)(inputs[0])
+    else:  # pragma: no cover - OpConfig validates op types
+        raise TinyhilError(f"no Keras layer for op type {op.op}")
+    if tuple(x.shape[1:]) != tuple(op.output_shape):
+        raise TinyhilError(f"{op.key}: Keras gives output {tuple(x.shape[1:])}, expected {op.output_shape}")
+    return tf.keras.Model(inputs, x)
+
+
+def convert_op(op: OpConfig) -> bytes:
+    """Keras layer -> full-integer int8 flatbuffer, checked to hold the one op."""
+    import tensorflow as tf
+
+    from .convert import to_int8_tflite
+    from .tflite_model import TfliteModel
+
+    tf.keras.utils.set_random_seed(op_seed(op) % (2**31))
+    model = keras_model(op)
+    rng = np.random.default_rng(op_seed(op))
+    n_inputs = len(model.inputs)
+    shape = (REPRESENTATIVE_SAMPLES, *op.input_shape)
+    samples = [rng.standard_normal(shape).astype(np.float32) for _ in range(n_inputs)]
+    representative = [tuple(s[i] for s in samples) for i in range(REPRESENTATIVE_SAMPLES)]
+    flatbuffer = to_int8_tflite(model, representative)
+    found = TfliteModel.from_bytes(flatbuffer, op.key.replace("/", "_")).ops
+    if found != (BUILTIN[op.op],):
+        raise TinyhilError(f"{op.key}: converted to {found}, expected the single op {BUILTIN[op.op]}")
+    return flatbuffer
+
+
+def _generate(key: str, make: Callable, arg) -> tuple[str, str]:
+    path = model_path(key)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(make(arg))
+        os.replace(tmp, path)  # atomic: a cached model is always whole
+    return key, str(path)
+
+
+def _quiet_worker() -> None:
+    """Workers convert in silence (the converter prints a lot); their
+    exceptions still reach the parent."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import tensorflow as tf  # noqa: F401  (imported once per worker)
+
+
+def generate_models(op_list: Iterable[OpConfig], workers: int | None = None,
+                    on_done: Callable[[OpConfig], None] | None = None) -> dict[str, Path]:
+    """Makes (or finds cached) single-op models; returns op key -> .tflite path."""
+    jobs = {op.key: (convert_op, op) for op in op_list}
+    return _run_jobs(jobs, workers, on_done)
+
+
+def generate_chain_models(lengths: Iterable[int]) -> dict[int, Path]:
+    """The overhead chains (see chain_model), cached like the op models."""
+    jobs = {f"chain/{n}": (chain_model, n) for n in lengths}
+    return {int(k.split("/")[1]): p for k, p in _run_jobs(jobs, None, None).items()}
+
+
+def _run_jobs(jobs: dict[str, tuple[Callable, object]], workers: int | None,
+              on_done: Callable | None) -> dict[str, Path]:
+    paths = {key: model_path(key) for key in jobs if model_path(key).exists()}
+    if on_done:
+        for key in paths:
+            on_done(jobs[key][1])
+    todo = [key for key in jobs if key not in paths]
+    if not todo:
+        return paths
+    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
+    context = multiprocessing.get_context("spawn")  # TF must not be forked
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker) as pool:
+        futures = {pool.submit(_generate, key, *jobs[key]): key for key in todo}
+        for future in as_completed(futures):
+            key, path = future.result()
+            paths[key] = Path(path)
+            if on_done:
+                on_done(jobs[key][1])
+    return paths
+
+
+def chain_model(length: int) -> bytes:
+    """`length` tiny 1x1 convolutions in a row: their totals, less their
+    profiled kernels, give the interpreter's per-invoke and per-op overheads."""
+    import tensorflow as tf
+
+    from .convert import to_int8_tflite
+
+    tf.keras.utils.set_random_seed(length)
+    layers = tf.keras.layers
+    inputs = layers.Input((1, 1, 1), batch_size=1)
+    x = inputs
+    for _ in range(length):
+        x = layers.Conv2D(1, 1)(x)
+    samples = np.random.default_rng(length).standard_normal((REPRESENTATIVE_SAMPLES, 1, 1, 1))
+    return to_int8_tflite(tf.keras.Model(inputs, x), list(samples.astype(np.float32)))

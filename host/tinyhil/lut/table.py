@@ -1,0 +1,221 @@
+"""Lookup tables on disk: CSV rows plus a JSON metadata sidecar.
+
+Two kinds, one format:
+  luts/<board>/ops.csv             every op measured on that board, appended
+                                   row by row (fsync'd) as measurements arrive:
+                                   a killed run loses nothing it measured, and
+                                   an op shared by several spaces is measured once
+  luts/<board>/<space>-<input>.csv one search space's view of it, rewritten
+                                   atomically after each characterization
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import TinyhilError
+from ..spaces.ops import OpConfig
+
+# Cycle columns hold instructions on emulated boards (see `counter`).
+COLUMNS = [
+    "key", "op", "input_shape", "output_shape", "kernel", "strides", "filters", "padding",
+    "activation", "cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms",
+    "arena_bytes", "scratch_bytes", "weights_bytes", "macs", "status",
+]
+OK = "ok"
+
+
+class LutError(TinyhilError):
+    """A LUT file that is corrupt, truncated, or for another board/runtime."""
+
+
+@dataclass(frozen=True)
+class LutMeta:
+    board: str
+    core: str
+    clock_hz: int
+    counter: str
+    tflm: str
+    compiler: str
+    flags: str
+    tinyhil: str
+    engine: str = "tflite-micro + cmsis-nn"
+    created: str = ""
+    firmware: str = ""  # hash of the firmware sources (informative)
+    # measured overheads so that op rows add up to whole models
+    invoke_cycles: float = 0.0
+    dispatch_cycles: float = 0.0
+    space: str = ""
+    input: str = ""
+    extra: dict = field(default_factory=dict)
+
+    IDENTITY = ("board", "counter", "tflm", "engine", "compiler")
+
+    def mismatches(self, other: LutMeta) -> list[str]:
+        return [f"{name}: {getattr(self, name)!r} vs {getattr(other, name)!r}"
+                for name in self.IDENTITY if getattr(self, name) != getattr(other, name)]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> LutMeta:
+        try:
+            data = json.loads(text)
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (json.JSONDecodeError, TypeError) as error:
+            raise LutError(f"{source}: metadata is corrupt ({error})") from error
+
+
+def dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def op_columns(op: OpConfig) -> dict:
+    return dict(key=op.key, op=op.op, input_shape=dims(op.input_shape),
+                output_shape=dims(op.output_shape), kernel=dims(op.kernel),
+                strides=dims(op.strides), filters=op.filters, padding=op.padding,
+                activation=op.activation, weights_bytes=op.weights_bytes, macs=op.macs)
+
+
+def meta_path(csv_path: Path) -> Path:
+    return csv_path.with_suffix(".meta.json")
+
+
+def read_meta(csv_path: Path) -> LutMeta:
+    path = meta_path(csv_path)
+    if not path.is_file():
+        raise LutError(f"{csv_path}: metadata sidecar {path.name} is missing")
+    return LutMeta.from_json(path.read_text(), str(path))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
+    """Reads and checks a LUT CSV; an append-only store may end in a torn line."""
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        if not allow_torn_tail:
+            raise LutError(f"{path}: truncated (last line has no end)")
+        lines = lines[:-1]  # an append cut short by a crash: never completed
+    if not lines or lines[0].rstrip("\r\n").split(",") != COLUMNS:
+        raise LutError(f"{path}: not a tinyhil LUT (expected the columns {','.join(COLUMNS)})")
+    try:
+        frame = pd.read_csv(io.StringIO("".join(lines)), dtype={"key": str, "status": str},
+                            keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as error:
+        raise LutError(f"{path}: corrupt CSV ({error})") from error
+    numeric = ["filters", "cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms",
+               "arena_bytes", "scratch_bytes", "weights_bytes", "macs"]
+    for column in numeric:
+        values = pd.to_numeric(frame[column].replace("", float("nan")), errors="coerce")
+        bad = values.isna() & (frame["status"] == OK)
+        if bad.any():
+            line = int(bad.idxmax()) + 2
+            raise LutError(f"{path}: line {line}: {column} is not a number")
+        frame[column] = values
+    if frame["key"].duplicated().any():
+        raise LutError(f"{path}: op {frame['key'][frame['key'].duplicated()].iloc[0]} appears twice")
+    return frame.set_index("key", drop=False)
+
+
+class OpStore:
+    """Append-only table of every op measured on one board."""
+
+    def __init__(self, path: Path, meta: LutMeta):
+        self.path = path
+        self.meta = meta
+        self.rows: dict[str, dict] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            existing = read_meta(path)
+            problems = existing.mismatches(meta)
+            if problems:
+                raise LutError(f"{path} was measured with another set-up ({'; '.join(problems)}); "
+                               "move it away or characterize into another luts directory")
+            frame = read_rows(path, allow_torn_tail=True)
+            self.rows = {k: r for k, r in frame.to_dict("index").items()}
+            self._rewrite_if_torn()
+            self.meta = existing  # same set-up: keep what it measured (overheads, date)
+        else:
+            _atomic_write(meta_path(path), meta.to_json())
+            _atomic_write(path, ",".join(COLUMNS) + "\n")
+
+    def _rewrite_if_torn(self) -> None:
+        if not self.path.read_text().endswith("\n"):
+            frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
+            _atomic_write(self.path, frame.to_csv(index=False))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def append(self, row: dict) -> None:
+        if row["key"] in self.rows:
+            raise LutError(f"{row['key']} is already in {self.path}")
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, COLUMNS, lineterminator="\n").writerow(row)
+        with open(self.path, "a") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows[row["key"]] = row
+
+    def update_meta(self, **changes) -> None:
+        self.meta = LutMeta(**{**asdict(self.meta), **changes})
+        _atomic_write(meta_path(self.path), self.meta.to_json())
+
+
+@dataclass
+class Lut:
+    """A loaded table: rows by op key, and where they come from."""
+
+    meta: LutMeta
+    rows: pd.DataFrame
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: Path, expect: LutMeta | None = None) -> Lut:
+        path = Path(path)
+        if not path.is_file():
+            raise LutError(f"{path}: no such LUT; make it with `tinyhil characterize`")
+        meta = read_meta(path)
+        if expect is not None and meta.mismatches(expect):
+            raise LutError(f"{path} is for another set-up: {'; '.join(meta.mismatches(expect))}")
+        return cls(meta, read_rows(path), path)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, self.rows[COLUMNS].to_csv(index=False))
+        _atomic_write(meta_path(path), self.meta.to_json())
+        self.path = path
+
+    def __contains__(self, op: OpConfig) -> bool:
+        return op.key in self.rows.index
+
+    def row(self, op: OpConfig) -> pd.Series:
+        if op.key not in self.rows.index:
+            raise LutError(f"op {op.key} is not in {self.path or 'the LUT'}")
+        row = self.rows.loc[op.key]
+        if row["status"] != OK:
+            raise LutError(f"op {op.key} has no good measurement in {self.path}: {row['status']}")
+        return row
+
+    def cycles(self, op: OpConfig) -> float:
+        return float(self.row(op)["cycles"])
+
+
+def space_lut_path(luts_dir: Path, board: str, space: str, input_shape: tuple[int, ...],
+                   classes: int) -> Path:
+    return Path(luts_dir) / board / f"{space}-{dims(input_shape)}-c{classes}.csv"

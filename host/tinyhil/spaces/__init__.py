@@ -1,0 +1,30 @@
+"""Search spaces as data: each enumerates the op configurations it can use."""
+from __future__ import annotations
+
+from .micronas import MicroNasSpace, SpaceError
+from .ops import OpConfig
+from .timenas import TimeNasSpace
+from .tinytnas import TinyTnasSpace
+
+SPACES = {"micronas": MicroNasSpace, "tinytnas": TinyTnasSpace, "timenas": TimeNasSpace}
+
+
+def make_space(name: str, window: int, channels: int, classes: int):
+    if name not in SPACES:
+        raise SpaceError(f"unknown search space {name!r}; known: {', '.join(SPACES)}")
+    return SPACES[name](window, channels, classes)
+
+
+def parse_input(text: str) -> tuple[int, int]:
+    """"128x9" -> (window, channels)."""
+    parts = text.lower().split("x")
+    try:
+        window, channels = (int(p) for p in parts)
+    except ValueError:
+        raise SpaceError(f"input {text!r} must be WINDOWxCHANNELS, e.g. 128x9") from None
+    if window < 1 or channels < 1:
+        raise SpaceError(f"input {text!r}: window and channels must be positive")
+    return window, channels
+
+
+__all__ = ["SPACES", "OpConfig", "SpaceError", "make_space", "parse_input"]

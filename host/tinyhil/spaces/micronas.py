@@ -1,0 +1,206 @@
+"""The MicroNAS search space (King et al., sections 5.2-5.3, and the authors' code).
+
+A window (T, S) enters as (T, S, 1). Time-Reduce cells halve T with a
+(3|5|7)x1 convolution of g..f_max filters; Sensor-Fusion cells mix sensors
+with a 1 x S_in bottleneck convolution, parallel (3|5|7)x1 convolutions that
+are summed, a 1x1 residual convolution and, where shapes allow, an identity
+path; the output cell is a 1x1 convolution to the classes, global average
+pooling and softmax. Every convolution is followed by ReLU (paper, 5.3).
+
+Number of cells: the paper's N_TR = floor(log2(ts_l / ts_ml)) and
+N_SF = floor(log2(ts_s / ts_ms)) * (1 + sf_s), counted as halvings as the
+authors' code does, with at least one cell of each kind (the code's rule;
+without it UCI-HAR's 9 sensors would get no Sensor-Fusion cell).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import TinyhilError
+from . import ops
+from .ops import OpConfig, Shape
+
+
+class SpaceError(TinyhilError, ValueError):
+    """The space cannot be built for this input (the message says why)."""
+
+
+@dataclass(frozen=True)
+class DynamicConv:
+    """A convolution whose input and output channel counts are searched.
+
+    `grid()[i][j]` is the op with in_options[i] input and out_options[j]
+    output channels: the HW matrix of Eq. 2 is this grid, looked up in a LUT.
+    """
+
+    name: str
+    input_shape: Shape  # channels taken from in_options
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    in_options: tuple[int, ...]
+    out_options: tuple[int, ...]
+    activation: str = "relu"
+
+    def op(self, cin: int, cout: int) -> OpConfig:
+        t, s, _ = self.input_shape
+        return ops.conv((t, s, cin), cout, self.kernel, self.strides, "same", self.activation)
+
+    def grid(self) -> list[list[OpConfig]]:
+        return [[self.op(cin, cout) for cout in self.out_options] for cin in self.in_options]
+
+
+@dataclass(frozen=True)
+class DynamicAdd:
+    """An add of two tensors with a searched channel count (Eq. 2 as a vector)."""
+
+    name: str
+    shape: Shape  # channels taken from options
+    options: tuple[int, ...]
+
+    def op(self, channels: int) -> OpConfig:
+        return ops.add((*self.shape[:2], channels))
+
+
+@dataclass(frozen=True)
+class TimeReduceCell:
+    index: int
+    convs: tuple[DynamicConv, ...]  # one per kernel size (decision group alpha_1)
+
+
+@dataclass(frozen=True)
+class SensorFusionCell:
+    index: int
+    stride: int
+    bottleneck: DynamicConv
+    branches: tuple[DynamicConv, ...]  # (3|5|7)x1, each on or off
+    residual: DynamicConv
+    add: DynamicAdd  # sums of branches, residual and identity
+    identity: bool  # only where input and output shapes can match (stride 1)
+
+
+@dataclass(frozen=True)
+class OutputCell:
+    conv: DynamicConv  # out_options = (classes,)
+    pool: OpConfig
+    reshape: OpConfig
+    softmax: OpConfig
+
+
+@dataclass(frozen=True)
+class MicroNasSpace:
+    window: int  # T
+    sensors: int  # S
+    classes: int
+    tr_kernels: tuple[int, ...] = (3, 5, 7)
+    tr_fmax: int = 16
+    tr_g: int = 4
+    sf_kernels: tuple[int, ...] = (3, 5, 7)
+    sf_fmax: int = 64
+    sf_g: int = 8
+    ts_ml: int = 16
+    ts_ms: int = 5
+    sf_s: int = 2
+    cells: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.window < 2:
+            raise SpaceError(f"MicroNAS needs windows of at least 2 samples to halve in time, got {self.window}")
+        if self.sensors < 1 or self.classes < 2:
+            raise SpaceError(f"need at least 1 sensor and 2 classes, got {self.sensors} and {self.classes}")
+        for fmax, g, what in ((self.tr_fmax, self.tr_g, "Time-Reduce"), (self.sf_fmax, self.sf_g, "Sensor-Fusion")):
+            if g <= 0 or fmax % g:
+                raise SpaceError(f"{what}: f_max {fmax} must be a multiple of the granularity {g}")
+        object.__setattr__(self, "cells", self._build())
+
+    @property
+    def input_shape(self) -> Shape:
+        return (self.window, self.sensors, 1)
+
+    @property
+    def tr_options(self) -> tuple[int, ...]:
+        return tuple(range(self.tr_g, self.tr_fmax + 1, self.tr_g))
+
+    @property
+    def sf_options(self) -> tuple[int, ...]:
+        return tuple(range(self.sf_g, self.sf_fmax + 1, self.sf_g))
+
+    @property
+    def n_time_reduce(self) -> int:
+        return max(1, _halvings(self.window, self.ts_ml))
+
+    @property
+    def n_sensor_reduce(self) -> int:
+        return max(1, _halvings(self.sensors, self.ts_ms))
+
+    @property
+    def n_sensor_fusion(self) -> int:
+        return self.n_sensor_reduce * (1 + self.sf_s)
+
+    def _build(self) -> tuple:
+        cells: list = []
+        t, s = self.window, self.sensors
+        channels: tuple[int, ...] = (1,)
+        for i in range(self.n_time_reduce):
+            convs = tuple(DynamicConv(f"tr{i}.conv{k}", (t, s, 0), (k, 1), (2, 1), channels,
+                                      self.tr_options) for k in self.tr_kernels)
+            cells.append(TimeReduceCell(i, convs))
+            t, channels = math.ceil(t / 2), self.tr_options
+        index = 0
+        for _ in range(self.n_sensor_reduce):
+            for stride in (2,) + (1,) * self.sf_s:
+                s_out = math.ceil(s / stride)
+                f = self.sf_options
+                cells.append(SensorFusionCell(
+                    index, stride,
+                    bottleneck=DynamicConv(f"sf{index}.bottleneck", (t, s, 0), (1, s), (1, stride), channels, f),
+                    branches=tuple(DynamicConv(f"sf{index}.conv{k}", (t, s_out, 0), (k, 1), (1, 1), f, f)
+                                   for k in self.sf_kernels),
+                    residual=DynamicConv(f"sf{index}.residual", (t, s, 0), (1, 1), (1, stride), channels, f),
+                    add=DynamicAdd(f"sf{index}.add", (t, s_out, 0), f),
+                    identity=stride == 1,
+                ))
+                s, channels, index = s_out, f, index + 1
+        head = DynamicConv("out.conv", (t, s, 0), (1, 1), (1, 1), channels, (self.classes,))
+        cells.append(OutputCell(head, ops.global_avg_pool((t, s, self.classes)),
+                                ops.reshape((1, 1, self.classes), (self.classes,)),
+                                ops.softmax(self.classes)))
+        return tuple(cells)
+
+    def dynamic_convs(self) -> list[DynamicConv]:
+        found = []
+        for cell in self.cells:
+            if isinstance(cell, TimeReduceCell):
+                found += cell.convs
+            elif isinstance(cell, SensorFusionCell):
+                found += [cell.bottleneck, *cell.branches, cell.residual]
+            else:
+                found.append(cell.conv)
+        return found
+
+    def dynamic_adds(self) -> list[DynamicAdd]:
+        return [c.add for c in self.cells if isinstance(c, SensorFusionCell)]
+
+    def op_configs(self) -> list[OpConfig]:
+        """Every op the super-network can use, each once, in a stable order."""
+        found: dict[str, OpConfig] = {}
+        for conv in self.dynamic_convs():
+            for row in conv.grid():
+                for op in row:
+                    found.setdefault(op.key, op)
+        for add in self.dynamic_adds():
+            for channels in add.options:
+                op = add.op(channels)
+                found.setdefault(op.key, op)
+        out = self.cells[-1]
+        for op in (out.pool, out.reshape, out.softmax):
+            found.setdefault(op.key, op)
+        return list(found.values())
+
+
+def _halvings(length: int, minimum: int) -> int:
+    count = 0
+    while math.ceil(length / 2) >= minimum:
+        length = math.ceil(length / 2)
+        count += 1
+    return count

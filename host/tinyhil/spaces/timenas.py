@@ -1,0 +1,88 @@
+"""The Tiny-TimeNAS search space (JOSS paper, Table 1; tiny_tnas/ in its code).
+
+Networks of 2..6 layers, all MLP or all CNN. MLP: flatten, Dense(units, relu)
+per layer. CNN: Conv1D(filters, kernel, stride, same, relu) per layer, run
+here as a (kernel x 1) Conv2D over (T, 1, C). Head: flatten + Dense(classes)
++ softmax (classification) or Dense(1) (regression).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from . import ops
+from .micronas import SpaceError
+from .ops import OpConfig, Shape
+
+WIDTHS = (8, 16, 32, 64, 128, 256)
+KERNELS = (2, 3, 5, 7, 9)
+STRIDES = (1, 2, 3)
+MIN_LAYERS, MAX_LAYERS = 2, 6
+
+
+@dataclass(frozen=True)
+class TimeNasSpace:
+    window: int
+    channels: int
+    classes: int  # 1 for regression
+    widths: tuple[int, ...] = WIDTHS
+    kernels: tuple[int, ...] = KERNELS
+    strides: tuple[int, ...] = STRIDES
+    max_layers: int = MAX_LAYERS
+
+    def __post_init__(self):
+        if self.window < 1 or self.channels < 1 or self.classes < 1:
+            raise SpaceError(f"bad input {self.window}x{self.channels} with {self.classes} outputs")
+
+    @property
+    def input_shape(self) -> Shape:
+        return (self.window, 1, self.channels)
+
+    def lengths_by_depth(self) -> list[set[int]]:
+        """Time lengths a CNN layer at each depth can see (strides compound)."""
+        levels = [{self.window}]
+        for _ in range(self.max_layers - 1):
+            levels.append({math.ceil(t / s) for t in levels[-1] for s in self.strides})
+        return levels
+
+    def head(self, features: int) -> list[OpConfig]:
+        if self.classes == 1:
+            return [ops.dense(features, 1, "none")]
+        return [ops.dense(features, self.classes, "none"), ops.softmax(self.classes)]
+
+    def op_configs(self) -> list[OpConfig]:
+        found: dict[str, OpConfig] = {}
+
+        def keep(op: OpConfig) -> None:
+            found.setdefault(op.key, op)
+
+        flat = self.window * self.channels
+        # MLP: flatten, then Dense layers of any width after any width
+        keep(ops.reshape(self.input_shape, (flat,)))
+        for units in self.widths:
+            keep(ops.dense(flat, units))
+            for previous in self.widths:
+                keep(ops.dense(previous, units))
+            for op in self.head(units):
+                keep(op)
+        # CNN: every (length, in, out, kernel, stride) a layer can meet
+        for depth, lengths in enumerate(self.lengths_by_depth()):
+            in_channels = (self.channels,) if depth == 0 else self.widths
+            for t in sorted(lengths):
+                for cin in in_channels:
+                    for cout in self.widths:
+                        for k in self.kernels:
+                            for s in self.strides:
+                                keep(ops.conv((t, 1, cin), cout, (k, 1), (s, 1)))
+        # CNN head: flatten whatever a 2..6-layer CNN leaves
+        for lengths in self.lengths_by_depth()[MIN_LAYERS:] + [self._final_lengths()]:
+            for t in lengths:
+                for c in self.widths:
+                    keep(ops.reshape((t, 1, c), (t * c,)))
+                    for op in self.head(t * c):
+                        keep(op)
+        return list(found.values())
+
+    def _final_lengths(self) -> set[int]:
+        last = self.lengths_by_depth()[-1]
+        return {math.ceil(t / s) for t in last for s in self.strides}

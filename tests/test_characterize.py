@@ -1,0 +1,96 @@
+"""Characterization on the emulated board: resume, Eq. 2 off the grid, flags."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tinyhil.bench.tflite_model import TfliteModel
+from tinyhil.boards import get_board
+from tinyhil.characterize import Characterizer, Item
+from tinyhil.lut.interpolate import channels_alpha, expected, hw_matrix
+from tinyhil.lut.table import OK, Lut, read_rows
+from tinyhil.spaces import ops
+from tinyhil.spaces.micronas import DynamicConv
+
+pytestmark = pytest.mark.device
+
+COMMAND = [sys.executable, "-m", "tinyhil", "characterize", "--space", "micronas",
+           "--input", "32x5", "--classes", "3", "--board", "qemu-m4", "--limit", "48",
+           "--per-image", "12"]
+
+
+def count_rows(path) -> int:
+    return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
+
+
+def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path):
+    luts = tmp_path / "luts"
+    store = luts / "qemu-m4" / "ops.csv"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([*COMMAND, "--luts", str(luts)], env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while count_rows(store) < 15 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # as hard as a crash: no clean-up runs
+    process.wait()
+    before = read_rows(store, allow_torn_tail=True)
+    assert 15 <= len(before) < 48, "the kill should land mid-run"
+    time.sleep(0.5)
+    assert not subprocess.run(["pgrep", "-f", "qemu-system-arm.*tinyhil"],
+                              capture_output=True).stdout, "QEMU outlived its tinyhil"
+
+    subprocess.run([*COMMAND, "--luts", str(luts)], check=True, capture_output=True)
+    after = read_rows(store)
+    assert len(after) == 48 and not after.index.duplicated().any()
+    kept = after.loc[before.index]  # rows measured before the kill are untouched
+    assert (kept["cycles"] == before["cycles"]).all()
+    assert (after["status"] == OK).all()
+    lut = Lut.load(luts / "qemu-m4" / "micronas-32x5-c3.csv")
+    assert len(lut.rows) == 48 and lut.meta.space == "micronas" and lut.meta.extra["ops_in_space"] == 48
+    assert lut.meta.invoke_cycles != 0  # overheads measured once, with the first image
+
+
+def test_eq2_predicts_off_grid_channel_counts(tmp_path):
+    """Measure a 2x2 grid and the convolutions between its points; Eq. 2 with
+    interpolating alphas must land within 3 % of the direct measurement."""
+    dyn = DynamicConv("c", (16, 3, 0), (5, 1), (1, 1), (8, 16), (8, 16))
+    off_grid = [(12, 12), (8, 12), (12, 16)]
+    grid_ops = [op for row in dyn.grid() for op in row]
+    characterizer = Characterizer(get_board("qemu-m4"), tmp_path)
+    characterizer.measure_ops(grid_ops + [dyn.op(cin, cout) for cin, cout in off_grid])
+    rows = read_rows(tmp_path / "qemu-m4" / "ops.csv")
+    cost = lambda op: float(rows.loc[op.key, "cycles"])  # noqa: E731
+    hw = hw_matrix(dyn, cost)
+    for cin, cout in off_grid:
+        estimate = expected(hw, channels_alpha((8, 16), cin), channels_alpha((8, 16), cout))
+        measured = cost(dyn.op(cin, cout))
+        assert estimate == pytest.approx(measured, rel=0.03), (cin, cout)
+        assert not np.isclose(estimate, cost(dyn.op(8, 8)))
+
+
+def test_output_differing_from_the_host_is_flagged_not_recorded(tmp_path):
+    """Per-channel FULLY_CONNECTED, which the pinned TFLM computes per tensor."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([tf.keras.layers.Input((32,), batch_size=1),
+                                 tf.keras.layers.Dense(16)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.random.randn(1, 32).astype("float32")]
+                                                for _ in range(16))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    per_channel = TfliteModel.from_bytes(converter.convert(), "per_channel_fc")
+    op = ops.dense(32, 16, "none")
+    characterizer = Characterizer(get_board("qemu-m4"), tmp_path)
+    items = [Item("per-channel-fc", per_channel, op)]
+    characterizer._measure_images([items])
+    row = read_rows(tmp_path / "qemu-m4" / "ops.csv").loc[op.key]
+    assert row["status"].startswith("mismatch")
+    assert characterizer.timing.flagged
