@@ -106,3 +106,19 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     assert result.exit_code == 2 and "not a TFLite model" in result.output
     result = runner.invoke(app, ["run", str(bad), "--repeat", "0"])
     assert result.exit_code == 2 and "repeat" in result.output.lower()
+
+
+def test_model_that_aborts_the_interpreter_is_an_error_not_a_crash(tmp_path):
+    """A softmax whose input is constant (all logits zero): its input scale is
+    ~0 and TFLite's Prepare aborts; tinyhil must survive and say so."""
+    import tensorflow as tf
+
+    from tinyhil.bench.convert import to_int8_tflite
+
+    model = tf.keras.Sequential([tf.keras.layers.Input((4,), batch_size=1),
+                                 tf.keras.layers.Dense(3, kernel_initializer="zeros"),
+                                 tf.keras.layers.Softmax()])
+    path = tmp_path / "dead.tflite"
+    path.write_bytes(to_int8_tflite(model, list(np.zeros((4, 4), "float32"))))
+    with pytest.raises(InvalidModel, match="crashed preparing it"):
+        TfliteModel.load(path)

@@ -10,7 +10,8 @@ import pytest
 
 from tinyhil.bench.tflite_model import TfliteModel
 from tinyhil.boards import get_board
-from tinyhil.characterize import Characterizer, Item
+from tinyhil.characterize import Characterizer
+from tinyhil.measure import Item
 from tinyhil.lut.interpolate import channels_alpha, expected, hw_matrix
 from tinyhil.lut.table import OK, Lut, read_rows
 from tinyhil.spaces import ops
@@ -89,8 +90,7 @@ def test_output_differing_from_the_host_is_flagged_not_recorded(tmp_path):
     per_channel = TfliteModel.from_bytes(converter.convert(), "per_channel_fc")
     op = ops.dense(32, 16, "none")
     characterizer = Characterizer(get_board("qemu-m4"), tmp_path)
-    items = [Item("per-channel-fc", per_channel, op)]
-    characterizer._measure_images([items])
+    characterizer.measure_items([Item("per-channel-fc", per_channel, 7, op)])
     row = read_rows(tmp_path / "qemu-m4" / "ops.csv").loc[op.key]
     assert row["status"].startswith("mismatch")
     assert characterizer.timing.flagged

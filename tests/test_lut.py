@@ -134,3 +134,15 @@ def test_eq2_in_tensorflow_matches_numpy_and_its_gradients_finite_differences():
         d[j] = eps
         fd = (expected(hw, ax, ay + d) - expected(hw, ax, ay - d)) / (2 * eps)
         assert gy.numpy()[j] == pytest.approx(fd, rel=1e-6)
+
+
+def test_one_writer_per_store(tmp_path):
+    from tinyhil.lut.table import exclusive
+
+    path = tmp_path / "qemu-m4" / "ops.csv"
+    with exclusive(path):
+        with pytest.raises(LutError, match="another tinyhil process"):
+            with exclusive(path):
+                pass
+    with exclusive(path):  # released
+        pass

@@ -43,32 +43,40 @@ def model_path(key: str) -> Path:
     return cache_dir() / "models" / digest[:2] / f"{digest}.tflite"
 
 
-def keras_model(op: OpConfig):
-    """A Keras model holding exactly the layer the op stands for."""
+def keras_layer(op: OpConfig):
+    """The Keras layer the op stands for (int8 conversion turns it into BUILTIN[op.op])."""
     import tensorflow as tf
 
     layers = tf.keras.layers
     activation = None if op.activation == "none" else op.activation
-    # A fixed batch of 1 keeps shapes static: Reshape stays one RESHAPE op.
-    inputs = [layers.Input(op.input_shape, batch_size=1)]
     if op.op == ops.CONV:
-        x = layers.Conv2D(op.filters, op.kernel, op.strides, op.padding, activation=activation)(inputs[0])
-    elif op.op == ops.DEPTHWISE:
-        x = layers.DepthwiseConv2D(op.kernel, op.strides, op.padding, activation=activation)(inputs[0])
-    elif op.op == ops.DENSE:
-        x = layers.Dense(op.filters, activation=activation)(inputs[0])
-    elif op.op == ops.ADD:
-        inputs.append(layers.Input(op.input_shape, batch_size=1))  # two tensors, two scales
-        x = layers.Add()(inputs)
-    elif op.op in (ops.MAX_POOL, ops.AVG_POOL):
-        pool = layers.MaxPooling2D if op.op == ops.MAX_POOL else layers.AveragePooling2D
-        x = pool(op.kernel, op.strides, op.padding)(inputs[0])
-    elif op.op == ops.SOFTMAX:
-        x = layers.Softmax()(inputs[0])
-    elif op.op == ops.RESHAPE:
-        x = layers.Reshape(op.output_shape)(inputs[0])
-    else:  # pragma: no cover - OpConfig validates op types
-        raise TinyhilError(f"no Keras layer for op type {op.op}")
+        return layers.Conv2D(op.filters, op.kernel, op.strides, op.padding, activation=activation)
+    if op.op == ops.DEPTHWISE:
+        return layers.DepthwiseConv2D(op.kernel, op.strides, op.padding, activation=activation)
+    if op.op == ops.DENSE:
+        return layers.Dense(op.filters, activation=activation)
+    if op.op == ops.ADD:
+        return layers.Add()
+    if op.op == ops.MAX_POOL:
+        return layers.MaxPooling2D(op.kernel, op.strides, op.padding)
+    if op.op == ops.AVG_POOL:
+        return layers.AveragePooling2D(op.kernel, op.strides, op.padding)
+    if op.op == ops.SOFTMAX:
+        return layers.Softmax()
+    if op.op == ops.RESHAPE:
+        return layers.Reshape(op.output_shape)
+    raise TinyhilError(f"no Keras layer for op type {op.op}")  # pragma: no cover
+
+
+def keras_model(op: OpConfig):
+    """A Keras model holding exactly the layer the op stands for."""
+    import tensorflow as tf
+
+    # A fixed batch of 1 keeps shapes static: Reshape stays one RESHAPE op.
+    inputs = [tf.keras.layers.Input(op.input_shape, batch_size=1)]
+    if op.op == ops.ADD:  # two tensors, two quantizations
+        inputs.append(tf.keras.layers.Input(op.input_shape, batch_size=1))
+    x = keras_layer(op)(inputs if op.op == ops.ADD else inputs[0])
     if tuple(x.shape[1:]) != tuple(op.output_shape):
         raise TinyhilError(f"{op.key}: Keras gives output {tuple(x.shape[1:])}, expected {op.output_shape}")
     return tf.keras.Model(inputs, x)

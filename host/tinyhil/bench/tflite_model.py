@@ -43,10 +43,15 @@ class TfliteModel:
 
     @classmethod
     def load(cls, path: str | Path) -> TfliteModel:
+        """A model from a file the user gave: checked in a child process
+        first, because some malformed models abort the interpreter (C++
+        CHECK failures) and would take tinyhil down with them."""
         path = Path(path)
         if not path.is_file():
             raise InvalidModel(f"{path}: no such file")
-        return cls.from_bytes(path.read_bytes(), name=path.stem)
+        flatbuffer = path.read_bytes()
+        _prepare_in_child(flatbuffer, path.stem)
+        return cls.from_bytes(flatbuffer, name=path.stem)
 
     @classmethod
     def from_bytes(cls, flatbuffer: bytes, name: str) -> TfliteModel:
@@ -124,6 +129,64 @@ class TfliteModel:
             np.ascontiguousarray(interpreter.get_tensor(d["index"])).tobytes()
             for d in interpreter.get_output_details()
         )
+
+
+@dataclass(frozen=True)
+class GraphOp:
+    name: str  # builtin op name
+    inputs: tuple[int, ...]  # tensor indices
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The tensors and ops of a model as the runtime sees them: what TFLM's
+    memory planner plans (activation tensors in tensor-index order)."""
+
+    ops: tuple[GraphOp, ...]
+    tensor_bytes: dict[int, int]
+    tensor_shapes: dict[int, tuple[int, ...]]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+    def activations(self) -> list[int]:
+        """Tensors the arena holds: graph inputs and op outputs (not constants)."""
+        produced = {t for op in self.ops for t in op.outputs}
+        return sorted(produced | set(self.inputs))
+
+
+def model_graph(model: TfliteModel) -> Graph:
+    interpreter = _interpreter(model.flatbuffer)
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    ops = tuple(GraphOp(o["op_name"], tuple(i for i in o["inputs"] if i >= 0), tuple(o["outputs"]))
+                for o in interpreter._get_ops_details())
+    return Graph(
+        ops=ops,
+        tensor_bytes={i: int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize for i, d in details.items()},
+        tensor_shapes={i: tuple(int(x) for x in d["shape"]) for i, d in details.items()},
+        inputs=tuple(d["index"] for d in interpreter.get_input_details()),
+        outputs=tuple(d["index"] for d in interpreter.get_output_details()),
+    )
+
+
+def _prepare(flatbuffer: bytes) -> None:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the parent explains a crash
+    try:
+        _interpreter(flatbuffer).allocate_tensors()
+    except Exception:  # reported by the parent, which tries again in-process
+        pass
+
+
+def _prepare_in_child(flatbuffer: bytes, name: str) -> None:
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=_prepare, args=(flatbuffer,))
+    child.start()
+    child.join()
+    if child.exitcode and child.exitcode < 0:
+        raise InvalidModel(
+            f"{name}: the TFLite interpreter crashed preparing it (signal {-child.exitcode}): "
+            "a malformed model or degenerate quantization (e.g. a softmax input scale of 0)")
 
 
 def _spec(detail: dict) -> TensorSpec:

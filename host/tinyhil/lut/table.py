@@ -11,15 +11,18 @@ Two kinds, one format:
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import TinyhilError
+from ..measure import OK, usable
 from ..spaces.ops import OpConfig
 
 # Cycle columns hold instructions on emulated boards (see `counter`).
@@ -28,7 +31,6 @@ COLUMNS = [
     "activation", "cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms",
     "arena_bytes", "scratch_bytes", "weights_bytes", "macs", "status",
 ]
-OK = "ok"
 
 
 class LutError(TinyhilError):
@@ -121,7 +123,7 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
                "arena_bytes", "scratch_bytes", "weights_bytes", "macs"]
     for column in numeric:
         values = pd.to_numeric(frame[column].replace("", float("nan")), errors="coerce")
-        bad = values.isna() & (frame["status"] == OK)
+        bad = values.isna() & frame["status"].map(usable)
         if bad.any():
             line = int(bad.idxmax()) + 2
             raise LutError(f"{path}: line {line}: {column} is not a number")
@@ -129,6 +131,20 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
     if frame["key"].duplicated().any():
         raise LutError(f"{path}: op {frame['key'][frame['key'].duplicated()].iloc[0]} appears twice")
     return frame.set_index("key", drop=False)
+
+
+@contextmanager
+def exclusive(store_path: Path):
+    """One characterization per store at a time: a second one would measure
+    the same ops and append them twice."""
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(store_path.with_name(f".{store_path.name}.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LutError(f"{store_path} is being written by another tinyhil process; "
+                           "wait for it to finish, or use another --luts directory") from None
+        yield
 
 
 class OpStore:
@@ -208,7 +224,7 @@ class Lut:
         if op.key not in self.rows.index:
             raise LutError(f"op {op.key} is not in {self.path or 'the LUT'}")
         row = self.rows.loc[op.key]
-        if row["status"] != OK:
+        if not usable(row["status"]):
             raise LutError(f"op {op.key} has no good measurement in {self.path}: {row['status']}")
         return row
 

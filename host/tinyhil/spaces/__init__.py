@@ -1,6 +1,8 @@
 """Search spaces as data: each enumerates the op configurations it can use."""
 from __future__ import annotations
 
+from . import micronas, timenas, tinytnas
+from .arch import Architecture
 from .micronas import MicroNasSpace, SpaceError
 from .ops import OpConfig
 from .timenas import TimeNasSpace
@@ -15,6 +17,12 @@ def make_space(name: str, window: int, channels: int, classes: int):
     return SPACES[name](window, channels, classes)
 
 
+def sample_architecture(space, rng) -> Architecture:
+    """A random architecture of any space (its own sampler)."""
+    module = {MicroNasSpace: micronas, TinyTnasSpace: tinytnas, TimeNasSpace: timenas}[type(space)]
+    return module.sample_architecture(space, rng)
+
+
 def parse_input(text: str) -> tuple[int, int]:
     """"128x9" -> (window, channels)."""
     parts = text.lower().split("x")
@@ -27,4 +35,5 @@ def parse_input(text: str) -> tuple[int, int]:
     return window, channels
 
 
-__all__ = ["SPACES", "OpConfig", "SpaceError", "make_space", "parse_input"]
+__all__ = ["SPACES", "Architecture", "OpConfig", "SpaceError", "make_space", "parse_input",
+           "sample_architecture"]

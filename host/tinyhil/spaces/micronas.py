@@ -5,7 +5,8 @@ A window (T, S) enters as (T, S, 1). Time-Reduce cells halve T with a
 with a 1 x S_in bottleneck convolution, parallel (3|5|7)x1 convolutions that
 are summed, a 1x1 residual convolution and, where shapes allow, an identity
 path; the output cell is a 1x1 convolution to the classes, global average
-pooling and softmax. Every convolution is followed by ReLU (paper, 5.3).
+pooling and softmax. Every convolution but the classifier is followed by
+ReLU (paper, 5.3; see OutputCell for why not the classifier).
 
 Number of cells: the paper's N_TR = floor(log2(ts_l / ts_ml)) and
 N_SF = floor(log2(ts_s / ts_ms)) * (1 + sf_s), counted as halvings as the
@@ -17,8 +18,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import TinyhilError
 from . import ops
+from .arch import MODEL_INPUT, Architecture, Builder
 from .ops import OpConfig, Shape
 
 
@@ -161,7 +165,10 @@ class MicroNasSpace:
                     identity=stride == 1,
                 ))
                 s, channels, index = s_out, f, index + 1
-        head = DynamicConv("out.conv", (t, s, 0), (1, 1), (1, 1), channels, (self.classes,))
+        # The paper puts a ReLU after every convolution; on the classifier it
+        # can zero every logit (a random or badly trained net), which leaves
+        # softmax an input scale of 0 that TFLite refuses: logits stay linear.
+        head = DynamicConv("out.conv", (t, s, 0), (1, 1), (1, 1), channels, (self.classes,), "none")
         cells.append(OutputCell(head, ops.global_avg_pool((t, s, self.classes)),
                                 ops.reshape((1, 1, self.classes), (self.classes,)),
                                 ops.softmax(self.classes)))
@@ -204,3 +211,57 @@ def _halvings(length: int, minimum: int) -> int:
         length = math.ceil(length / 2)
         count += 1
     return count
+
+
+# ---- discrete architectures ---------------------------------------------------
+
+def build_architecture(space: MicroNasSpace, choices: dict) -> Architecture:
+    """The network for one choice per decision group:
+    {"tr": [{"kernel", "filters"}...], "sf": [{"filters", "branches": [k...],
+    "residual": bool, "identity": bool}...]} (identity only where shapes match)."""
+    b = Builder(space.input_shape)
+    x, cin = MODEL_INPUT, 1
+    tr_cells = [c for c in space.cells if isinstance(c, TimeReduceCell)]
+    sf_cells = [c for c in space.cells if isinstance(c, SensorFusionCell)]
+    for cell, choice in zip(tr_cells, choices["tr"], strict=True):
+        conv = cell.convs[space.tr_kernels.index(choice["kernel"])]
+        x, cin = b.add(conv.op(cin, choice["filters"]), x), choice["filters"]
+    for cell, choice in zip(sf_cells, choices["sf"], strict=True):
+        f = choice["filters"]
+        bottleneck = b.add(cell.bottleneck.op(cin, f), x)
+        outputs = [b.add(cell.branches[space.sf_kernels.index(k)].op(f, f), bottleneck)
+                   for k in choice["branches"]]
+        main = outputs[0] if outputs else bottleneck
+        for other in outputs[1:]:
+            main = b.add(cell.add.op(f), main, other)
+        if choice["residual"]:
+            main = b.add(cell.add.op(f), main, b.add(cell.residual.op(cin, f), x))
+        if choice["identity"] and cell.identity and cin == f:
+            main = b.add(cell.add.op(f), main, x)
+        x, cin = main, f
+    out = space.cells[-1]
+    b.add(out.conv.op(cin, space.classes), x)
+    for op in (out.pool, out.reshape, out.softmax):
+        b.add(op)
+    return b.build("micronas", choices)
+
+
+def sample_architecture(space: MicroNasSpace, rng) -> Architecture:
+    """A random architecture. A size drawn per architecture steers every
+    choice, so that samples range from the smallest to the largest networks."""
+    size = rng.uniform()
+
+    def pick(options):
+        index = int(np.clip(round(size * (len(options) - 1) + rng.normal(0, 1)), 0, len(options) - 1))
+        return options[index]
+
+    tr = [{"kernel": int(rng.choice(space.tr_kernels)), "filters": pick(space.tr_options)}
+          for _ in range(space.n_time_reduce)]
+    sf = []
+    for _ in range(space.n_sensor_fusion):
+        on = 0.2 + 0.6 * size
+        sf.append({"filters": pick(space.sf_options),
+                   "branches": [k for k in space.sf_kernels if rng.uniform() < on],
+                   "residual": bool(rng.uniform() < 0.5),
+                   "identity": bool(rng.uniform() < 0.5)})
+    return build_architecture(space, {"tr": tr, "sf": sf})

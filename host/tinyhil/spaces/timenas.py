@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 from . import ops
 from .micronas import SpaceError
+from .arch import Architecture, Builder
 from .ops import OpConfig, Shape
 
+# P(MLP) per task, from the seed's Table 1 (the rest is CNN)
+MLP_PROBABILITY = {"classification": 0.4516, "regression": 0.5055}
 WIDTHS = (8, 16, 32, 64, 128, 256)
 KERNELS = (2, 3, 5, 7, 9)
 STRIDES = (1, 2, 3)
@@ -86,3 +89,42 @@ class TimeNasSpace:
     def _final_lengths(self) -> set[int]:
         last = self.lengths_by_depth()[-1]
         return {math.ceil(t / s) for t in last for s in self.strides}
+
+
+def build_architecture(space: TimeNasSpace, choices: dict) -> Architecture:
+    """{"type": "mlp"|"cnn", "layers": [{"units"} | {"filters", "kernel", "stride"}...]}"""
+    b = Builder(space.input_shape)
+    if choices["type"] == "mlp":
+        features = space.window * space.channels
+        b.add(ops.reshape(space.input_shape, (features,)))
+        for layer in choices["layers"]:
+            b.add(ops.dense(features, layer["units"]))
+            features = layer["units"]
+    else:
+        shape = space.input_shape
+        for layer in choices["layers"]:
+            conv = ops.conv(shape, layer["filters"], (layer["kernel"], 1), (layer["stride"], 1))
+            b.add(conv)
+            shape = conv.output_shape
+        features = shape[0] * shape[-1]
+        b.add(ops.reshape(shape, (features,)))
+    for op in space.head(features):
+        b.add(op)
+    return b.build("timenas", choices)
+
+
+def sample_choices(space: TimeNasSpace, rng, task: str = "classification") -> dict:
+    """One draw as the seed's sampler makes it: type by Table 1, 2..6 layers,
+    uniform widths, kernels and strides."""
+    kind = "mlp" if rng.uniform() < MLP_PROBABILITY[task] else "cnn"
+    depth = int(rng.integers(MIN_LAYERS, space.max_layers + 1))
+    if kind == "mlp":
+        layers = [{"units": int(rng.choice(space.widths))} for _ in range(depth)]
+    else:
+        layers = [{"filters": int(rng.choice(space.widths)), "kernel": int(rng.choice(space.kernels)),
+                   "stride": int(rng.choice(space.strides))} for _ in range(depth)]
+    return {"type": kind, "layers": layers}
+
+
+def sample_architecture(space: TimeNasSpace, rng, task: str = "classification") -> Architecture:
+    return build_architecture(space, sample_choices(space, rng, task))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from . import ops
 from .micronas import SpaceError
+from .arch import Architecture, Builder
 from .ops import OpConfig, Shape
 
 
@@ -91,3 +92,15 @@ class TinyTnasSpace:
             for op in self.arch_ops(arch):
                 found.setdefault(op.key, op)
         return list(found.values())
+
+
+def build_architecture(space: TinyTnasSpace, arch: TinyTnasArch) -> Architecture:
+    b = Builder(space.input_shape)
+    for op in space.arch_ops(arch):
+        b.add(op)
+    return b.build("tinytnas", {"k": arch.k, "c": arch.c})
+
+
+def sample_architecture(space: TinyTnasSpace, rng) -> Architecture:
+    options = space.architectures()
+    return build_architecture(space, options[int(rng.integers(len(options)))])

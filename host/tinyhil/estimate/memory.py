@@ -1,0 +1,160 @@
+"""Peak memory of an architecture: the MicroNAS paper's Appendix A, and an
+estimate of the TFLM arena (its greedy planner replayed, plus per-op state
+measured in the LUT)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..bench.single_op import BUILTIN
+from ..bench.tflite_model import Graph
+from ..lut.table import Lut, LutError
+from ..spaces import ops
+from ..spaces.arch import MODEL_INPUT, Architecture
+from ..spaces.ops import OpConfig
+
+ALIGN = 16  # TFLM aligns every arena buffer to 16 bytes
+
+
+def aligned(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def cmsis_scratch_bytes(op: OpConfig) -> int:
+    """The scratch buffer CMSIS-NN's kernels ask TFLM for (DSP builds, i.e.
+    Cortex-M4/M7/M33 without MVE), from the *_get_buffer_size functions."""
+    kh, kw = op.kernel
+    if op.op == ops.CONV:
+        if (kh, kw) == (1, 1) and op.strides == (1, 1):
+            return 0  # arm_convolve_1x1_s8_fast
+        return 2 * op.in_channels * kh * kw * 2  # im2col of int16 (also 1_x_n)
+    if op.op == ops.DEPTHWISE:
+        return op.in_channels * kh * kw * 2  # arm_depthwise_conv_s8_opt
+    if op.op == ops.AVG_POOL:
+        return op.in_channels * 4  # arm_avgpool_s8: one int32 per channel
+    return 0  # fully connected, add, max pool, softmax, reshape
+
+
+def _input_bytes(arch: Architecture, index: int) -> list[int]:
+    node = arch.nodes[index]
+    return [math.prod(arch.input_shape if i == MODEL_INPUT else arch.nodes[i].op.output_shape)
+            for i in node.inputs]
+
+
+def appendix_a_peak(arch: Architecture) -> int:
+    """max over ops of sum(inputs) + output + scratch (int8: one byte each)."""
+    return max(sum(_input_bytes(arch, i)) + n.op.output_bytes + cmsis_scratch_bytes(n.op)
+               for i, n in enumerate(arch.nodes))
+
+
+def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
+    """TFLM's GreedyMemoryPlanner: (size, first op, last op) buffers, largest
+    first, each at the lowest offset clear of every buffer alive at the same
+    time. Returns the bytes the plan needs. Like TFLM, equal sizes go in the
+    reverse of the order the buffers were added (it fills its list from the
+    tail, then sorts stably)."""
+    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
+    order = sorted(range(len(buffers)), key=lambda i: (-buffers[i][0], -i))
+    for size, first, last in (buffers[i] for i in order):
+        offset = 0
+        for p_offset, p_size, p_first, p_last in sorted(p for p in placed
+                                                        if not (p[3] < first or p[2] > last)):
+            if offset + size <= p_offset:
+                break
+            offset = max(offset, p_offset + p_size)
+        placed.append((offset, size, first, last))
+    return max((o + s for o, s, _, _ in placed), default=0)
+
+
+def lifetimes(arch: Architecture) -> list[tuple[int, int, int]]:
+    """Activation tensors and scratch buffers as (aligned size, first, last)."""
+    last_use = {MODEL_INPUT: 0}
+    for index, node in enumerate(arch.nodes):
+        for source in node.inputs:
+            last_use[source] = max(last_use.get(source, 0), index)
+    end = len(arch.nodes) - 1
+    # TFLM adds the tensors first (in tensor order: here, execution order),
+    # then the kernels' scratch buffers
+    buffers = [(aligned(math.prod(arch.input_shape)), 0, last_use[MODEL_INPUT])]
+    buffers += [(aligned(node.op.output_bytes), index, last_use.get(index, end))
+                for index, node in enumerate(arch.nodes)]
+    buffers += [(aligned(cmsis_scratch_bytes(node.op)), index, index)
+                for index, node in enumerate(arch.nodes) if cmsis_scratch_bytes(node.op)]
+    return buffers
+
+
+def _single_op_plan(op: OpConfig) -> int:
+    inputs = 2 if op.op == ops.ADD else 1
+    scratch = cmsis_scratch_bytes(op)
+    return inputs * aligned(op.input_bytes) + aligned(op.output_bytes) + (aligned(scratch) if scratch else 0)
+
+
+def fixed_model_bytes(lut: Lut) -> float:
+    """The arena a model takes whatever its ops: the intercept of the arena
+    of chains of n tiny convolutions (measured with the LUT) over n."""
+    chains = lut.meta.extra.get("chain_arena_bytes")
+    if not chains:
+        raise LutError(f"{lut.path} has no chain_arena_bytes in its metadata: run "
+                       "`tinyhil characterize` for it again to measure them (it adds only those)")
+    lengths = np.array([int(n) for n in chains], float)
+    # the chain's planned buffers: its 1-byte input and outputs, 16 bytes each, two alive at a time
+    planned = [greedy_plan([(ALIGN, 0, 0)] + [(ALIGN, i, i + 1) for i in range(int(n))]) for n in lengths]
+    beyond = np.array([chains[str(int(n))] for n in lengths], float) - planned
+    _, intercept = np.polyfit(lengths, beyond, 1)
+    return float(intercept)
+
+
+def graph_lifetimes(arch: Architecture, graph: Graph) -> list[tuple[int, int, int]]:
+    """The buffers of a converted model exactly as TFLM adds them: its
+    activation tensors in tensor-index order, then the kernels' scratch. (The
+    order decides where equal-sized buffers land, so it changes the plan.)"""
+    nodes = _match_nodes(arch, graph)
+    first, last = {t: 0 for t in graph.inputs}, {}
+    for index, op in enumerate(graph.ops):
+        for t in op.outputs:
+            first[t] = index
+        for t in op.inputs:
+            if t in first:
+                last[t] = index
+    end = len(graph.ops) - 1
+    buffers = [(aligned(graph.tensor_bytes[t]), first[t], end if t in graph.outputs else last.get(t, first[t]))
+               for t in graph.activations()]
+    buffers += [(aligned(cmsis_scratch_bytes(op)), index, index)
+                for index, op in enumerate(nodes) if cmsis_scratch_bytes(op)]
+    return buffers
+
+
+def _match_nodes(arch: Architecture, graph: Graph) -> list[OpConfig]:
+    """The architecture's op behind each op of the converted model (same
+    kind, same output shape), so that scratch sizes come from op configs."""
+    unused = list(arch.ops)
+    matched = []
+    for op in graph.ops:
+        shape = graph.tensor_shapes[op.outputs[0]][1:]
+        source = graph.tensor_shapes[op.inputs[0]][1:]
+        # convolution weights are (out, kh, kw, in): they tell the kernel apart
+        kernel = graph.tensor_shapes[op.inputs[1]][1:3] if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") else None
+        for candidate in unused:
+            if (BUILTIN.get(candidate.op) == op.name and tuple(candidate.output_shape) == shape
+                    and tuple(candidate.input_shape) == source
+                    and (kernel is None or tuple(candidate.kernel) == kernel)):
+                matched.append(candidate)
+                unused.remove(candidate)
+                break
+        else:
+            raise ValueError(f"the model's {op.name} {shape} is not an op of the architecture")
+    return matched
+
+
+def arena_estimate(arch: Architecture, lut: Lut, graph: Graph | None = None) -> int:
+    """Planned activations + the fixed per-model part + each op's own state,
+    where an op's state is what its single-op benchmark used beyond its
+    planned buffers and the fixed part. The plan replays TFLM's planner on
+    the converted model when there is one, else on the architecture (whose
+    tensor order may differ from the converter's: the plan can be off by a
+    few equal-sized buffers)."""
+    fixed = fixed_model_bytes(lut)
+    per_op = sum(float(lut.row(op)["arena_bytes"]) - _single_op_plan(op) - fixed for op in arch.ops)
+    buffers = graph_lifetimes(arch, graph) if graph is not None else lifetimes(arch)
+    return int(round(greedy_plan(buffers) + fixed + per_op))

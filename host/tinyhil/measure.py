@@ -1,0 +1,198 @@
+"""Measuring many models on a board: pack them into firmware images, build the
+next image while the board runs the current one, run each benchmark with a
+seeded input, and check its output against the host interpreter.
+
+Shared by `characterize` (single ops) and `validate` (whole networks).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .bench.tflite_model import TfliteModel
+from .boards import BoardConfig
+from .build.firmware import BuiltImage, build_image
+from .build.image import Benchmark, ImageSpec
+from .device.boards import Board, open_board
+from .device.driver import DeviceInfo
+from .device.protocol import OpTicks, RunReply, RunRequest, seeded_bytes
+from .errors import BoardNotResponding, DeviceError, ImageTooLarge
+
+CODE_RESERVE_BYTES = 192 * 1024  # runner + TFLM + CMSIS-NN, with room to spare
+OUTPUT_BYTES_SENT = 16 * 1024  # larger outputs come back as a CRC only
+OK = "ok"
+# Outputs one quantization step off the host interpreter's: CMSIS-NN and
+# TFLite round some requantizations differently. Flagged, but the timing is
+# that of the same computation, so lookups may use it.
+ROUNDING = "lsb1"
+
+
+def usable(status: str) -> bool:
+    return status == OK or status.startswith(ROUNDING)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark: a model, the seed of its input, and what it stands for."""
+
+    name: str
+    model: TfliteModel
+    seed: int
+    subject: object = None  # the op config, architecture, ... it measures
+
+
+@dataclass(frozen=True)
+class Measurement:
+    item: Item
+    status: str
+    cycles: tuple[float, ...] = ()
+    profile: tuple[tuple[str, float], ...] = ()  # (op, cycles) of the profiled run
+    arena_used: int = 0
+    image: BuiltImage | None = None
+    info: DeviceInfo | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.cycles)
+
+    @property
+    def kernel_cycles(self) -> float:
+        return sum(c for _, c in self.profile)
+
+
+@dataclass
+class Timing:
+    generate_s: float = 0.0
+    build_s: float = 0.0
+    boot_s: float = 0.0
+    measure_s: float = 0.0
+    wall_s: float = 0.0
+    images: int = 0
+    measured: int = 0
+    flagged: list[str] = field(default_factory=list)
+
+    @property
+    def ops_per_minute(self) -> float:
+        return self.measured / self.wall_s * 60 if self.wall_s else 0.0
+
+
+def compare_outputs(reply: RunReply, host: bytes) -> str:
+    """A benchmark's status: equal to the host interpreter, one step off, or not."""
+    if reply.output_size == len(host) and reply.output_crc == zlib.crc32(host):
+        return OK
+    if reply.output is None or len(reply.output) != len(host):
+        return "mismatch: output differs from the host TFLite interpreter"
+    diff = np.abs(np.frombuffer(reply.output, np.int8).astype(int) - np.frombuffer(host, np.int8))
+    if diff.max() == 1:
+        return (f"{ROUNDING}: {int((diff > 0).sum())} of {diff.size} outputs one step off the host "
+                "TFLite interpreter (requantization rounding)")
+    return f"mismatch: outputs differ from the host TFLite interpreter by up to {diff.max()} steps"
+
+
+def pack(items: list[Item], board: BoardConfig, max_per_image: int) -> list[list[Item]]:
+    """Greedy, in order: as many benchmarks per image as flash and the cap allow."""
+    budget = max(board.flash_bytes - CODE_RESERVE_BYTES, board.flash_bytes // 2)
+    images, current, used = [], [], 0
+    for item in items:
+        size = len(item.model.flatbuffer)
+        if current and (len(current) >= max_per_image or used + size > budget):
+            images.append(current)
+            current, used = [], 0
+        current.append(item)
+        used += size
+    if current:
+        images.append(current)
+    return images
+
+
+class ImageRunner:
+    def __init__(self, board: BoardConfig, repeats: int = 3, max_per_image: int = 100,
+                 port: str = "", progress=None, timing: Timing | None = None):
+        self.board = board
+        self.repeats = repeats
+        self.max_per_image = max_per_image
+        self.port = port
+        self.progress = progress
+        self.timing = timing or Timing()
+
+    def task(self, description: str, total: int):
+        return self.progress.add_task(description, total=total) if self.progress else None
+
+    def advance(self, task, n: int = 1) -> None:
+        if self.progress is not None and task is not None:
+            self.progress.advance(task, n)
+
+    def run(self, items: list[Item]) -> Iterator[Measurement]:
+        """Yields one measurement per item, image after image."""
+        images = pack(items, self.board, self.max_per_image)
+        build_task = self.task("build images", len(images))
+        measure_task = self.task("measure", len(items))
+
+        def build(image_items: list[Item]) -> tuple[BuiltImage, float]:
+            t0 = time.monotonic()
+            spec = ImageSpec(self.board.name, tuple(
+                Benchmark(i.name, i.model.flatbuffer, i.model.ops, i.model.input_bytes)
+                for i in image_items), seeded_inputs=True)
+            built = build_image(spec, self.board)
+            self.advance(build_task)
+            return built, time.monotonic() - t0
+
+        # One builder thread: the next image compiles while the board runs this one.
+        with ThreadPoolExecutor(1) as builder:
+            futures = [builder.submit(build, image_items) for image_items in images]
+            try:
+                for image_items, future in zip(images, futures):
+                    image, seconds = future.result()
+                    self.timing.build_s += seconds
+                    self.timing.images += 1
+                    yield from self._run_image(image, image_items, measure_task)
+            finally:
+                for f in futures:
+                    f.cancel()
+
+    def _run_image(self, image: BuiltImage, items: list[Item], task) -> Iterator[Measurement]:
+        with open_board(self.board, port=self.port) as board:
+            t0 = time.monotonic()
+            info = board.boot(image)
+            self.timing.boot_s += time.monotonic() - t0
+            for index, item in enumerate(items):
+                t0 = time.monotonic()
+                measurement = self._run_one(board, index, item, image, info)
+                self.timing.measure_s += time.monotonic() - t0
+                if measurement.status != OK:
+                    self.timing.flagged.append(f"{item.model.name}: {measurement.status}")
+                self.timing.measured += 1
+                self.advance(task)
+                yield measurement
+
+    def _run_one(self, board: Board, index: int, item: Item, image: BuiltImage,
+                 info: DeviceInfo) -> Measurement:
+        model = item.model
+        small = sum(t.nbytes for t in model.outputs) <= OUTPUT_BYTES_SENT
+        # The firmware makes the input from the seed: nothing to upload.
+        request = RunRequest(index, warmup=1, repeats=self.repeats, profile=True,
+                             output_crc_only=not small, seed=item.seed)
+        try:
+            try:
+                reply = board.driver.run(request)
+            except BoardNotResponding:
+                board.reset()  # one more chance after a reset: never a half-read number
+                reply = board.driver.run(request)
+        except (DeviceError, ImageTooLarge) as error:
+            return Measurement(item, f"error: {error}", image=image, info=info)
+        status = compare_outputs(reply, model.reference_output(seeded_bytes(item.seed, model.input_bytes)))
+        return Measurement(
+            item, status,
+            cycles=tuple(board.ticks_to_cycles(t) for t in reply.repeat_ticks),
+            profile=tuple((p.op, board.ticks_to_cycles(p.ticks)) for p in reply.profile),
+            arena_used=reply.arena_used, image=image, info=info)
+
+
+__all__ = ["ImageRunner", "Item", "Measurement", "OpTicks", "Timing", "compare_outputs", "pack",
+           "usable", "OK", "ROUNDING"]

@@ -1,0 +1,94 @@
+"""Architectures: the typed description every stage after the search space
+shares (estimators, search engines, deployment). A small DAG of op configs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from .ops import OpConfig, Shape
+
+MODEL_INPUT = -1  # a node input that is the model's input tensor
+
+
+@dataclass(frozen=True)
+class Node:
+    op: OpConfig
+    inputs: tuple[int, ...] = (MODEL_INPUT,)  # earlier node indices, or MODEL_INPUT
+
+
+@dataclass(frozen=True)
+class Architecture:
+    space: str
+    input_shape: Shape
+    nodes: tuple[Node, ...]  # in execution order; the last node is the output
+    choices: dict = field(default_factory=dict, compare=False)  # the decisions, readable
+
+    def __post_init__(self):
+        for index, node in enumerate(self.nodes):
+            for source in node.inputs:
+                if not MODEL_INPUT <= source < index:
+                    raise ValueError(f"node {index} ({node.op.key}) reads node {source}: not earlier")
+                shape = self.input_shape if source == MODEL_INPUT else self.nodes[source].op.output_shape
+                if shape != node.op.input_shape:
+                    raise ValueError(f"node {index} ({node.op.key}) expects {node.op.input_shape}, "
+                                     f"gets {shape} from {source}")
+
+    @property
+    def ops(self) -> list[OpConfig]:
+        return [n.op for n in self.nodes]
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(op.weights_bytes for op in self.ops)
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return {
+            "space": self.space,
+            "input_shape": list(self.input_shape),
+            "choices": self.choices,
+            "nodes": [{"op": _op_dict(n.op), "inputs": list(n.inputs)} for n in self.nodes],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Architecture:
+        nodes = tuple(Node(OpConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in n["op"].items()}), tuple(n["inputs"]))
+                      for n in data["nodes"])
+        return cls(data["space"], tuple(data["input_shape"]), nodes, data.get("choices", {}))
+
+
+def _op_dict(op: OpConfig) -> dict:
+    return {"op": op.op, "input_shape": list(op.input_shape), "output_shape": list(op.output_shape),
+            "kernel": list(op.kernel), "strides": list(op.strides), "filters": op.filters,
+            "padding": op.padding, "activation": op.activation}
+
+
+class Builder:
+    """Appends nodes and hands back their indices: keeps samplers readable."""
+
+    def __init__(self, input_shape: Shape):
+        self.input_shape = input_shape
+        self.nodes: list[Node] = []
+
+    def add(self, op: OpConfig, *inputs: int) -> int:
+        self.nodes.append(Node(op, tuple(inputs) if inputs else (len(self.nodes) - 1,)))
+        return len(self.nodes) - 1
+
+    def shape(self, index: int) -> Shape:
+        return self.input_shape if index == MODEL_INPUT else self.nodes[index].op.output_shape
+
+    def build(self, space: str, choices: dict) -> Architecture:
+        return Architecture(space, self.input_shape, tuple(self.nodes), choices)

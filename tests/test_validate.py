@@ -1,0 +1,51 @@
+"""Whole architectures: sampling, Keras models, and a real validation run."""
+import numpy as np
+import pytest
+
+from tinyhil.boards import get_board
+from tinyhil.characterize import Characterizer
+from tinyhil.spaces import make_space, sample_architecture
+from tinyhil.spaces.arch import Architecture
+from tinyhil.validate import validate
+
+
+@pytest.mark.parametrize("name, shape", [("micronas", (128, 9, 6)), ("tinytnas", (187, 1, 5)),
+                                         ("timenas", (100, 6, 4))])
+def test_samples_cover_the_space_and_round_trip(name, shape):
+    space = make_space(name, *shape)
+    keys = {op.key for op in space.op_configs()}
+    rng = np.random.default_rng(1)
+    archs = [sample_architecture(space, rng) for _ in range(200)]
+    assert all(op.key in keys for a in archs for op in a.ops)
+    types = {op.op for a in archs for op in a.ops}
+    assert types == {op.op for op in space.op_configs()}  # every op type shows up
+    macs = sorted(a.macs for a in archs)
+    assert macs[-1] > 20 * macs[0]  # small and large models
+    for arch in archs[:20]:
+        assert Architecture.from_dict(arch.to_dict()) == arch
+
+
+def test_keras_model_follows_the_architecture():
+    from tinyhil.bench.whole_model import keras_model
+
+    arch = sample_architecture(make_space("micronas", 32, 5, 3), np.random.default_rng(0))
+    model = keras_model(arch)
+    assert len(model.layers) == len(arch.nodes) + 1  # + the input layer
+    assert tuple(model.output.shape) == (1, 3)
+
+
+@pytest.mark.device
+def test_validation_on_a_small_space(tmp_path):
+    board = get_board("qemu-m4")
+    luts = tmp_path / "luts"
+    Characterizer(board, luts).run("micronas", 32, 5, 3)
+    result = validate("micronas", 32, 5, 3, board, 6, luts, tmp_path / "out", seed=3)
+    table = result.table
+    assert len(table) == 6 and (table["status"] == "ok").all()
+    assert result.lut_metrics.mape < 2 and result.lut_metrics.r2 > 0.999
+    assert result.memory_max_error < 5
+    assert (table["est_lut_cycles"] > 0).all() and (table["measured_cycles"] > 0).all()
+    page = result.report_path.read_text()
+    assert page.count("data:image/png;base64,") == 4
+    assert "R²" in page and str(table["arch_id"].iloc[0]) in page
+    assert result.csv_path.read_text().splitlines()[0].startswith("arch_id,")
