@@ -203,6 +203,79 @@ def _lut_classes(luts: Path, board: str, space: str, input: str) -> int:
     return int(re.search(r"-c(\d+)\.csv$", found[0].name).group(1))
 
 
+search_app = typer.Typer(help="Search engines.", no_args_is_help=True)
+app.add_typer(search_app, name="search")
+
+UNITS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2,
+         "mib": 1024**2, "k": 1e3, "m": 1e6}
+
+
+def parse_quantity(text: str, default_unit: str) -> float:
+    """"40ms" -> 40.0 (ms), "32KB" -> 32768 (bytes), "60k" -> 60000."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text or "")
+    unit = (match.group(2) or default_unit).lower() if match else ""
+    if not match or unit not in UNITS:
+        raise TinyhilError(f"cannot read {text!r}: give a number with a unit, e.g. 40ms, 32KB, 60k")
+    return float(match.group(1)) * UNITS[unit]
+
+
+def ensure_lut(space: str, window: int, channels: int, classes: int, config, luts: Path, progress):
+    """The space's LUT for this board, characterizing what is missing first."""
+    from .characterize import Characterizer
+    from .lut.table import Lut
+
+    result = Characterizer(config, luts, progress=progress).run(space, window, channels, classes)
+    return Lut.load(result.lut_path)
+
+
+@search_app.command("micronas")
+def search_micronas(
+    data: str = typer.Option(..., help="basic_motions | japanese_vowels | FILE.npz | FILE.csv"),
+    board: str = typer.Option("qemu-m4"),
+    lat_target: str = typer.Option(None, help="latency target, e.g. 40ms (omit: no latency loss)"),
+    mem_target: str = typer.Option(None, help="memory target, e.g. 32KB (omit: no memory loss)"),
+    epochs: int = typer.Option(30, min=1),
+    batch_size: int = typer.Option(32, min=1),
+    window: int = typer.Option(None, help="window length, for CSV data"),
+    out: Path = typer.Option(Path("runs/micronas"), help="run directory"),
+    luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
+) -> None:
+    """Hardware-aware differentiable search (MicroNAS) with the board's LUT."""
+    from .nas.data import load
+    from .nas.micronas.search import SearchConfig, search, write_run
+    from .spaces import make_space
+
+    try:
+        config = get_board(board)
+        splits = load(data, window, seed)
+        space = make_space("micronas", splits.window, splits.channels, splits.classes)
+        search_config = SearchConfig(
+            lat_target_ms=parse_quantity(lat_target, "ms") if lat_target else None,
+            mem_target_bytes=parse_quantity(mem_target, "b") if mem_target else None,
+            epochs=epochs, batch_size=batch_size, seed=seed)
+        with _progress() as progress:
+            lut = ensure_lut("micronas", splits.window, splits.channels, splits.classes, config,
+                             luts, progress)
+            task = progress.add_task("search epochs", total=epochs)
+            result = search(splits, space, lut, search_config,
+                            on_epoch=lambda r: progress.update(
+                                task, advance=1, description=f"epoch {r.epoch} acc {r.val_accuracy:.2f}"))
+        write_run(result, out, splits, lut, board)
+        from .bench.whole_model import keras_model
+
+        keras_model(result.architecture, batch_size=None).save(out / "model.keras")
+    except TinyhilError as error:
+        _fail(error)
+    console.print(f"found on {splits.name} for {board}: validation accuracy {result.val_accuracy:.3f}; "
+                  f"estimated latency {result.estimated_latency_ms:.2f} ms (target {lat_target or '-'}), "
+                  f"arena {result.estimated_arena_bytes:,} B (target {mem_target or '-'}), "
+                  f"Appendix A peak {result.appendix_a_bytes:,} B; {result.seconds:.0f} s\n"
+                  f"choices: {result.architecture.choices}\nrun: {out}", highlight=False)
+
+
 @lut_app.command("show")
 def lut_show(
     path: Path,

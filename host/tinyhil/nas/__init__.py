@@ -1,0 +1,1 @@
+"""Search engines: MicroNAS (differentiable), and the data they learn from."""

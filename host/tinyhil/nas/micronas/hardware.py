@@ -1,0 +1,75 @@
+"""The super-network's expected latency and memory, differentiable in the
+architecture weights: Eq. 2 over matrices taken from the board's LUT.
+
+Memory follows the MicroNAS paper's Appendix A (max over ops of inputs +
+output + CMSIS-NN scratch), plus what TFLM keeps besides the plan: the
+fixed per-model part and each op's state, measured in the LUT, so that the
+target bounds the arena the deployed model will really use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...estimate.memory import _single_op_plan, cmsis_scratch_bytes, fixed_model_bytes
+from ...lut.interpolate import hw_matrix, hw_vector
+from ...lut.table import Lut
+from ...spaces.micronas import DynamicAdd, DynamicConv, MicroNasSpace
+from ...spaces.ops import OpConfig
+
+
+def appendix_a(op: OpConfig) -> float:
+    inputs = 2 if op.op == "add" else 1
+    return inputs * op.input_bytes + op.output_bytes + cmsis_scratch_bytes(op)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """HW matrices of one dynamic op: latency (cycles), memory and state (bytes)."""
+
+    latency: np.ndarray
+    memory: np.ndarray
+    state: np.ndarray
+
+
+class HardwareModel:
+    def __init__(self, space: MicroNasSpace, lut: Lut):
+        self.space = space
+        self.lut = lut
+        self.clock_hz = lut.meta.clock_hz
+        self.fixed = fixed_model_bytes(lut)
+        kernel = lambda op: float(lut.row(op)["kernel_cycles"])  # noqa: E731
+        state = lambda op: float(lut.row(op)["arena_bytes"]) - _single_op_plan(op) - self.fixed  # noqa: E731
+        self.conv = {}
+        for conv in space.dynamic_convs():
+            self.conv[conv.name] = Costs(hw_matrix(conv, kernel), hw_matrix(conv, appendix_a),
+                                         hw_matrix(conv, state))
+        self.add = {}
+        for add in space.dynamic_adds():
+            self.add[add.name] = Costs(hw_vector(add, kernel), hw_vector(add, appendix_a),
+                                       hw_vector(add, state))
+        out = space.cells[-1]
+        tail = (out.pool, out.reshape, out.softmax)
+        self.tail_cycles = sum(kernel(op) for op in tail)
+        self.tail_memory = max(appendix_a(op) for op in tail)
+        self.tail_state = sum(state(op) for op in tail)
+        self.invoke = lut.meta.invoke_cycles
+        self.dispatch = lut.meta.dispatch_cycles
+
+    def cycles_to_ms(self, cycles):
+        return cycles / self.clock_hz * 1e3
+
+
+def conv_by_name(space: MicroNasSpace) -> dict[str, DynamicConv]:
+    return {c.name: c for c in space.dynamic_convs()}
+
+
+def add_by_name(space: MicroNasSpace) -> dict[str, DynamicAdd]:
+    return {a.name: a for a in space.dynamic_adds()}
+
+
+def cell_input_bytes(conv: DynamicConv) -> np.ndarray:
+    """Bytes of the cell's input for each input channel option."""
+    t, s, _ = conv.input_shape
+    return np.array([t * s * c for c in conv.in_options], dtype=np.float64)

@@ -1,0 +1,240 @@
+"""The MicroNAS search (paper, section 6 and Algorithm 1; the authors' code
+for what the paper leaves open):
+
+  for each batch: alpha <- alpha - eta1 grad_alpha L(alpha, w)   (validation split)
+                  w     <- w - eta2 grad_w L_train(alpha, w)       (training split)
+                  tau   <- tau * 0.995
+
+L = cross-entropy + eta_lat log(Lat/Lat_t)[Lat >= Lat_t] + eta_mem log(Mem/Mem_t)[Mem >= Mem_t]
+(Eq. 3, eta_lat = 2, eta_mem = 4). Below the target the authors' code keeps
+a small slope (0.002) so the search still prefers cheaper networks a little.
+Architecture weights: SGD, learning rate 0.36 cosine-decayed to 0.0008;
+weights: Adam with gradient clipping at 5 (authors' code).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import TinyhilError
+from ...estimate import appendix_a_peak, arena_estimate, lut_latency
+from ...lut.table import Lut
+from ...spaces.arch import Architecture
+from ...spaces.micronas import MicroNasSpace, SensorFusionCell, TimeReduceCell, build_architecture
+from ..data import Splits
+from .hardware import HardwareModel
+
+BELOW_TARGET_SLOPE = 0.002
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    lat_target_ms: float | None  # None: latency loss off
+    mem_target_bytes: float | None  # None: memory loss off
+    epochs: int = 30
+    batch_size: int = 32
+    eta_lat: float = 2.0
+    eta_mem: float = 4.0
+    tau_start: float = 1.0
+    tau_decay: float = 0.995  # per step (authors' code) ...
+    tau_end: float = 0.02  # ... or faster, so that short searches end near one-hot too
+    tau_min: float = 1e-5
+    alpha_lr: float = 0.36
+    alpha_lr_end: float = 0.0008
+    weight_lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    val_accuracy: float
+    latency_ms: float  # expected, from the architecture weights
+    memory_bytes: float
+    tau: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    architecture: Architecture
+    history: list[EpochRecord]
+    estimated_latency_ms: float
+    estimated_arena_bytes: int
+    appendix_a_bytes: int
+    val_accuracy: float
+    config: SearchConfig
+    seconds: float
+
+
+def hardware_loss(value, target, eta):
+    import tensorflow as tf
+
+    if target is None:
+        return tf.constant(0.0)
+    ratio = tf.math.log(value / target)
+    return tf.where(value >= target, eta * ratio, BELOW_TARGET_SLOPE * ratio)
+
+
+def extract(net, space: MicroNasSpace) -> Architecture:
+    """argmax per decision group -> the discrete architecture."""
+    a = {name: int(np.argmax(v.numpy())) for name, v in net.alphas.items()}
+    tr = [{"kernel": space.tr_kernels[a[f"tr{c.index}.kernel"]],
+           "filters": space.tr_options[a[f"tr{c.index}.filters"]]}
+          for c in space.cells if isinstance(c, TimeReduceCell)]
+    sf = [{"filters": space.sf_options[a[f"sf{c.index}.filters"]],
+           "branches": [k for k in space.sf_kernels if a[f"sf{c.index}.branch{k}"] == 1],
+           "residual": a[f"sf{c.index}.residual"] == 1,
+           "identity": c.identity and a.get(f"sf{c.index}.identity", 0) == 1}
+          for c in space.cells if isinstance(c, SensorFusionCell)]
+    return build_architecture(space, {"tr": tr, "sf": sf})
+
+
+def smallest_architecture(space: MicroNasSpace) -> Architecture:
+    tr = [{"kernel": space.tr_kernels[0], "filters": space.tr_options[0]}] * space.n_time_reduce
+    sf = [{"filters": space.sf_options[0], "branches": [], "residual": False, "identity": False}]
+    return build_architecture(space, {"tr": tr, "sf": sf * space.n_sensor_fusion})
+
+
+def check_targets(space: MicroNasSpace, lut: Lut, config: SearchConfig) -> None:
+    small = smallest_architecture(space)
+    ms = lut_latency(small, lut) / lut.meta.clock_hz * 1e3
+    arena = arena_estimate(small, lut)
+    problems = []
+    if config.lat_target_ms is not None and ms > config.lat_target_ms:
+        problems.append(f"latency {config.lat_target_ms:g} ms (the smallest network takes {ms:.2f} ms)")
+    if config.mem_target_bytes is not None and arena > config.mem_target_bytes:
+        problems.append(f"memory {config.mem_target_bytes:.0f} B (the smallest network needs {arena} B)")
+    if problems:
+        raise TinyhilError(f"no architecture of this space can meet the target(s) on {lut.meta.board}: "
+                           + "; ".join(problems))
+
+
+def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
+           on_epoch=None) -> SearchResult:
+    import tensorflow as tf
+
+    from .supernet import Supernet
+
+    check_targets(space, lut, config)
+    started = time.monotonic()
+    tf.keras.utils.set_random_seed(config.seed)
+    net = Supernet(space, HardwareModel(space, lut))
+    x_train, x_val = data.x_train[..., None], data.x_val[..., None]
+    steps_per_epoch = max(1, int(np.ceil(len(x_train) / config.batch_size)))
+    total = steps_per_epoch * config.epochs
+    alpha_opt = tf.keras.optimizers.SGD(tf.keras.optimizers.schedules.CosineDecay(
+        config.alpha_lr, total, alpha=config.alpha_lr_end / config.alpha_lr))
+    weight_opt = tf.keras.optimizers.Adam(config.weight_lr, clipnorm=5.0)
+    ce = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    net(x_train[:1], net.sample(1.0))  # builds the layers
+    tau = tf.Variable(config.tau_start, trainable=False)
+    # With 0.995 per step, a small data set (BasicMotions: 3 steps an epoch)
+    # would end with tau near 0.6: soft samples whose expected cost says
+    # little about the argmax network. Decay at least fast enough to reach
+    # tau_end at the last step.
+    decay = min(config.tau_decay, (config.tau_end / config.tau_start) ** (1 / total))
+
+    @tf.function
+    def step(xt, yt, xv, yv):
+        with tf.GradientTape() as tape:
+            w = net.sample(tau)  # inside the tape: the alphas' gradients flow through it
+            logits = net(xv, w, training=False)
+            lat, mem = net.expected_hardware(w)
+            loss_a = (ce(yv, logits) + hardware_loss(lat, config.lat_target_ms, config.eta_lat)
+                      + hardware_loss(mem, config.mem_target_bytes, config.eta_mem))
+        alpha_opt.apply_gradients(zip(tape.gradient(loss_a, net.alpha_variables), net.alpha_variables))
+        w = net.sample(tau)
+        with tf.GradientTape() as tape:
+            logits = net(xt, w, training=True)
+            loss_w = ce(yt, logits)
+        weight_opt.apply_gradients(zip(tape.gradient(loss_w, net.weight_variables), net.weight_variables))
+        tau.assign(tf.maximum(tau * decay, config.tau_min))
+        accuracy = tf.reduce_mean(tf.cast(tf.argmax(logits, 1) == tf.cast(yt, tf.int64), tf.float32))
+        return loss_a, accuracy, lat, mem
+
+    rng = np.random.default_rng(config.seed)
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        order = rng.permutation(len(x_train))
+        losses, accs, lat, mem = [], [], 0.0, 0.0
+        for s in range(steps_per_epoch):
+            batch = order[s * config.batch_size:(s + 1) * config.batch_size]
+            vb = rng.integers(0, len(x_val), len(batch))
+            loss, acc, lat, mem = step(x_train[batch], data.y_train[batch], x_val[vb], data.y_val[vb])
+            losses.append(float(loss)), accs.append(float(acc))
+        hard = net.sample(1.0, hard=True)
+        val_acc = float(np.mean(np.argmax(net(x_val, hard).numpy(), 1) == data.y_val))
+        lat_h, mem_h = net.expected_hardware(hard)
+        record = EpochRecord(epoch, float(np.mean(losses)), float(np.mean(accs)), val_acc,
+                             float(lat_h), float(mem_h), float(tau.numpy()))
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+    arch = extract(net, space)
+    return SearchResult(arch, history, lut_latency(arch, lut) / lut.meta.clock_hz * 1e3,
+                        arena_estimate(arch, lut), appendix_a_peak(arch), history[-1].val_accuracy,
+                        config, time.monotonic() - started)
+
+
+def write_run(result: SearchResult, out: Path, data: Splits, lut: Lut, board: str) -> None:
+    """Everything a later step needs: the architecture, its estimates, the curves."""
+    out.mkdir(parents=True, exist_ok=True)
+    run = {
+        "engine": "micronas", "board": board, "data": data.name, "classes": data.classes,
+        "input": [data.window, data.channels], "lut": str(lut.path),
+        "architecture": result.architecture.to_dict(),
+        "estimates": {"latency_ms": result.estimated_latency_ms,
+                      "arena_bytes": result.estimated_arena_bytes,
+                      "appendix_a_bytes": result.appendix_a_bytes,
+                      "weights_bytes": result.architecture.weights_bytes,
+                      "macs": result.architecture.macs},
+        "targets": {"latency_ms": result.config.lat_target_ms,
+                    "memory_bytes": result.config.mem_target_bytes},
+        "search": {**asdict(result.config), "seconds": result.seconds,
+                   "val_accuracy": result.val_accuracy},
+    }
+    from ... import __version__
+
+    run["tinyhil"] = __version__
+    (out / "run.json").write_text(json.dumps(run, indent=2))
+    with open(out / "curves.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(asdict(result.history[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in result.history)
+    _plot(result, out / "curves.png")
+
+
+def _plot(result: SearchResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = result.history
+    epochs = [r.epoch for r in h]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    axes[0].plot(epochs, [r.loss for r in h])
+    axes[0].set_title("loss (validation, Eq. 3)")
+    axes[1].plot(epochs, [r.train_accuracy for r in h], label="train")
+    axes[1].plot(epochs, [r.val_accuracy for r in h], label="validation (argmax net)")
+    axes[1].legend()
+    axes[1].set_title("accuracy")
+    axes[2].plot(epochs, [r.latency_ms for r in h], label="latency (ms)")
+    if result.config.lat_target_ms:
+        axes[2].axhline(result.config.lat_target_ms, ls="--", color="C0")
+    ax2 = axes[2].twinx()
+    ax2.plot(epochs, [r.memory_bytes / 1024 for r in h], color="C1", label="memory (KiB)")
+    if result.config.mem_target_bytes:
+        ax2.axhline(result.config.mem_target_bytes / 1024, ls="--", color="C1")
+    axes[2].set_title("estimated latency (ms) and memory (KiB)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
