@@ -30,10 +30,10 @@ def test_render_models_and_resolver(tmp_path: Path):
     resolver = (tmp_path / "op_resolver.cc").read_text()
     assert [f.name for f in files] == ["image.cc", "op_resolver.cc"]
     # every byte of each model, in order, 16-byte aligned
-    arrays = re.findall(r"alignas\(16\) const uint8_t kModel\d\[(\d+)\] = \{(.*?)\};", image, re.S)
+    arrays = re.findall(r"alignas\(16\) const uint8_t kModel\d\[(\d+) \+ 1\] =\n(.*?);", image, re.S)
     assert len(arrays) == 2
     for size, body in arrays:
-        values = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", body))
+        values = bytes(int(v, 8) for v in re.findall(r"\\([0-7]{3})", body))
         assert values == bench().flatbuffer and int(size) == len(values)
     assert '{"a", kModel0, 48u}' in image and '{"b", kModel1, 48u}' in image
     assert "kTinyhilBenchmarkCount = 2;" in image

@@ -375,5 +375,38 @@ def bench_characterize(
         _fail(error)
 
 
+@bench_app.command("micronas-sweep")
+def bench_micronas_sweep(
+    board: str = typer.Option("qemu-m4"),
+    targets: int = typer.Option(4, min=2, help="latency targets per data set"),
+    epochs: int = typer.Option(30, min=1),
+    retrain_epochs: int = typer.Option(40, min=1, help="float training of each found network"),
+    mem_target: str = typer.Option("64KB"),
+    luts: Path = typer.Option(Path("luts")),
+    out: Path = typer.Option(Path("runs/micronas-sweep")),
+) -> None:
+    """MicroNAS over a sweep of latency targets on BasicMotions and a synthetic
+    128x9 six-class set: estimate against target, and accuracy per target."""
+    from .nas.micronas.sweep import sweep
+
+    try:
+        config = get_board(board)
+        with _progress() as progress:
+            rows = sweep(config, targets, epochs, retrain_epochs, parse_quantity(mem_target, "b"),
+                         luts, out, progress, ensure_lut)
+    except TinyhilError as error:
+        _fail(error)
+    table = Table("data", "Lat_t (ms)", "est. (ms)", "Mem_t (B)", "est. arena (B)", "under both",
+                  "test acc.", title=f"MicroNAS sweep on {board}")
+    for r in rows:
+        table.add_row(r["data"], f"{r['lat_target_ms']:.1f}", f"{r['latency_ms']:.1f}",
+                      f"{r['mem_target']:.0f}", f"{r['arena_bytes']:,}", "yes" if r["ok"] else "NO",
+                      f"{r['test_accuracy']:.3f}")
+    console.print(table)
+    ok = sum(r["ok"] for r in rows)
+    console.print(f"BENCH micronas-sweep: {ok}/{len(rows)} runs under their latency and memory "
+                  f"targets; results in {out}/sweep.csv")
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
