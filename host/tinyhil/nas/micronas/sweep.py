@@ -34,7 +34,8 @@ def held_out_accuracy(arch, splits, epochs: int, seed: int = 0) -> float:
 
     tf.keras.utils.set_random_seed(seed)
     model = keras_model(arch, batch_size=None)
-    model.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     model.fit(splits.x_train[..., None], splits.y_train, epochs=epochs, batch_size=16, verbose=0,
               validation_data=(splits.x_val[..., None], splits.y_val))
     return float(model.evaluate(splits.x_test[..., None], splits.y_test, verbose=0)[1])
