@@ -62,6 +62,17 @@ def test_greedy_plan_by_hand():
     assert lives[5:] == [(32, 0, 0)]  # the conv's 24-byte scratch, aligned
 
 
+def test_the_converter_folds_a_squeeze_into_fully_connected():
+    assert small_arch().runtime() == small_arch()  # a real flatten stays
+    b = Builder((8, 1, 4))
+    b.add(ops.global_avg_pool((8, 1, 4)))
+    b.add(ops.reshape((1, 1, 4), (4,)))  # only drops unit axes: TFLite folds it
+    b.add(ops.dense(4, 3, "none"))
+    runtime = b.build("test", {}).runtime()
+    assert [op.op for op in runtime.ops] == ["avg_pool2d", "dense"]
+    assert runtime.nodes[1].inputs == (0,)  # the dense reads the pooled tensor
+
+
 def test_lut_latency_adds_kernels_and_overheads():
     arch = small_arch()
     lut = lut_for(arch, [1000, 20, 300, 40], [500, 300, 400, 350])

@@ -44,6 +44,7 @@ class CharacterizeResult:
     lut_path: Path
     total_ops: int
     already_measured: int
+    measured_now: int  # op rows added (the overhead chains not counted)
     timing: Timing
 
 
@@ -88,9 +89,10 @@ class Characterizer:
             done = self.done_keys()
             self._measure([op for op in op_list if op.key not in done])
             lut_path = self.write_space_lut(space_name, (window, channels), classes, op_list)
+            measured_now = len(self.done_keys() - done)
         self.timing.wall_s = time.monotonic() - started
         return CharacterizeResult(lut_path, len(op_list), sum(op.key in done for op in op_list),
-                                  self.timing)
+                                  measured_now, self.timing)
 
     def measure_ops(self, op_list: list[OpConfig]) -> None:
         """Measures the ops not measured yet (and the overheads, once per board)."""

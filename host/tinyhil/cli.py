@@ -141,9 +141,10 @@ def _print_characterization(result) -> None:
     table = Table("", "value", title=f"characterization -> {result.lut_path}")
     table.add_row("ops in space", f"{result.total_ops}")
     table.add_row("already in the LUT", f"{result.already_measured}")
-    table.add_row("measured now", f"{t.measured} in {t.images} image(s)")
+    table.add_row("measured now", f"{result.measured_now} ops in {t.images} image(s)")
     table.add_row("flagged (not recorded as good)", f"{len(t.flagged)}")
-    table.add_row("wall time", f"{t.wall_s:.1f} s ({t.ops_per_minute:.0f} ops/min)")
+    per_minute = result.measured_now / t.wall_s * 60 if t.wall_s else 0
+    table.add_row("wall time", f"{t.wall_s:.1f} s ({per_minute:.0f} ops/min)")
     table.add_row("model generation", f"{t.generate_s:.1f} s")
     table.add_row("firmware builds", f"{t.build_s:.1f} s (overlaps measuring)")
     table.add_row("boots", f"{t.boot_s:.1f} s")
@@ -364,13 +365,13 @@ def bench_characterize(
             with _progress() as progress:
                 result = Characterizer(config, Path(scratch) / "luts", progress=progress).run(
                     space, window, channels, classes)
-            rows = len(result.timing.flagged)
+            t = result.timing
             _print_characterization(result)
-            ops_per_image = (result.timing.measured / result.timing.images) if result.timing.images else 0
+            per_image = result.measured_now / t.images if t.images else 0
             console.print(f"BENCH characterize {space} {input} on {board}: "
-                          f"{result.timing.measured} ops in {result.timing.wall_s / 60:.2f} min "
-                          f"= {result.timing.ops_per_minute:.0f} ops/min; {result.timing.images} images "
-                          f"({ops_per_image:.0f} ops/image); flagged {rows}")
+                          f"{result.measured_now} ops in {t.wall_s / 60:.2f} min "
+                          f"= {result.measured_now / t.wall_s * 60:.0f} ops/min; {t.images} images "
+                          f"({per_image:.0f} ops/image); flagged {len(t.flagged)}")
     except TinyhilError as error:
         _fail(error)
 

@@ -77,10 +77,6 @@ class Timing:
     measured: int = 0
     flagged: list[str] = field(default_factory=list)
 
-    @property
-    def ops_per_minute(self) -> float:
-        return self.measured / self.wall_s * 60 if self.wall_s else 0.0
-
 
 def compare_outputs(reply: RunReply, host: bytes) -> str:
     """A benchmark's status: equal to the host interpreter, one step off, or not."""

@@ -107,8 +107,8 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
         arch: Architecture = m.item.subject
         est = estimates[arch.id]
         converted = sorted(m.item.model.ops)
-        expected = sorted(SINGLE_OP_BUILTIN[op.op] for op in arch.ops)
-        row = dict(arch_id=arch.id, space=space_name, n_ops=len(arch.ops), macs=arch.macs,
+        expected = sorted(SINGLE_OP_BUILTIN[op.op] for op in arch.runtime().ops)
+        row = dict(arch_id=arch.id, space=space_name, n_ops=len(arch.runtime().ops), macs=arch.macs,
                    **est, status=m.status if converted == expected else
                    f"graph: converter made {len(converted)} ops, architecture has {len(expected)}",
                    weights_bytes=arch.weights_bytes, model_bytes=len(m.item.model.flatbuffer),
@@ -117,7 +117,7 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
         if m.cycles:
             row.update(measured_cycles=m.median, arena_used=m.arena_used)
             if converted == expected:
-                _per_op_type(arch, m.profile, lut, per_type)
+                _per_op_type(arch.runtime(), m.profile, lut, per_type)
         rows.append(row)
     table = pd.DataFrame(rows)
     good = table[table["status"].map(usable)].copy() if "measured_cycles" in table else table.iloc[0:0]

@@ -16,7 +16,7 @@ class MissingOps(TinyhilError):
 
 
 def check_covered(arch: Architecture, lut: Lut) -> None:
-    missing = sorted({op.key for op in arch.ops if op not in lut
+    missing = sorted({op.key for op in arch.runtime().ops if op not in lut
                       or not usable(lut.rows.loc[op.key, "status"])})
     if missing:
         m = lut.meta
@@ -31,8 +31,9 @@ def lut_latency(arch: Architecture, lut: Lut) -> float:
     """Sum of each op's measured kernel cycles, plus the interpreter's
     measured per-invoke and per-op overheads."""
     check_covered(arch, lut)
-    kernels = sum(float(lut.row(op)["kernel_cycles"]) for op in arch.ops)
-    return kernels + lut.meta.invoke_cycles + len(arch.ops) * lut.meta.dispatch_cycles
+    ops = arch.runtime().ops
+    kernels = sum(float(lut.row(op)["kernel_cycles"]) for op in ops)
+    return kernels + lut.meta.invoke_cycles + len(ops) * lut.meta.dispatch_cycles
 
 
 @dataclass(frozen=True)
@@ -52,4 +53,4 @@ class MacsProxy:
         return cls(float(slope), float(intercept))
 
     def __call__(self, arch: Architecture) -> float:
-        return self.slope * arch.macs + self.intercept
+        return self.slope * arch.runtime().macs + self.intercept

@@ -44,6 +44,7 @@ def _input_bytes(arch: Architecture, index: int) -> list[int]:
 
 def appendix_a_peak(arch: Architecture) -> int:
     """max over ops of sum(inputs) + output + scratch (int8: one byte each)."""
+    arch = arch.runtime()
     return max(sum(_input_bytes(arch, i)) + n.op.output_bytes + cmsis_scratch_bytes(n.op)
                for i, n in enumerate(arch.nodes))
 
@@ -136,8 +137,10 @@ def _match_nodes(arch: Architecture, graph: Graph) -> list[OpConfig]:
         # convolution weights are (out, kh, kw, in): they tell the kernel apart
         kernel = graph.tensor_shapes[op.inputs[1]][1:3] if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") else None
         for candidate in unused:
+            same_input = (tuple(candidate.input_shape) == source if op.name != "FULLY_CONNECTED"
+                          else math.prod(candidate.input_shape) == math.prod(source))
             if (BUILTIN.get(candidate.op) == op.name and tuple(candidate.output_shape) == shape
-                    and tuple(candidate.input_shape) == source
+                    and same_input
                     and (kernel is None or tuple(candidate.kernel) == kernel)):
                 matched.append(candidate)
                 unused.remove(candidate)
@@ -154,6 +157,7 @@ def arena_estimate(arch: Architecture, lut: Lut, graph: Graph | None = None) -> 
     the converted model when there is one, else on the architecture (whose
     tensor order may differ from the converter's: the plan can be off by a
     few equal-sized buffers)."""
+    arch = arch.runtime()
     fixed = fixed_model_bytes(lut)
     per_op = sum(float(lut.row(op)["arena_bytes"]) - _single_op_plan(op) - fixed for op in arch.ops)
     buffers = graph_lifetimes(arch, graph) if graph is not None else lifetimes(arch)

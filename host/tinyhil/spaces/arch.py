@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
-from .ops import OpConfig, Shape
+from .ops import DENSE, RESHAPE, OpConfig, Shape
 
 MODEL_INPUT = -1  # a node input that is the model's input tensor
 
@@ -31,13 +32,42 @@ class Architecture:
                 if not MODEL_INPUT <= source < index:
                     raise ValueError(f"node {index} ({node.op.key}) reads node {source}: not earlier")
                 shape = self.input_shape if source == MODEL_INPUT else self.nodes[source].op.output_shape
-                if shape != node.op.input_shape:
+                # a fully connected layer flattens whatever it is given
+                flat = node.op.op == DENSE and math.prod(shape) == math.prod(node.op.input_shape)
+                if shape != node.op.input_shape and not flat:
                     raise ValueError(f"node {index} ({node.op.key}) expects {node.op.input_shape}, "
                                      f"gets {shape} from {source}")
 
     @property
     def ops(self) -> list[OpConfig]:
         return [n.op for n in self.nodes]
+
+    def runtime(self) -> Architecture:
+        """The network as TFLite runs it: the converter drops a RESHAPE that
+        only removes unit axes ((1, 1, C) -> (C,)) when it feeds nothing but
+        fully connected layers, which flatten their input themselves. (It
+        keeps real flattens, e.g. (100, 1, 6) -> (600,).)"""
+        consumers: dict[int, list[int]] = {}
+        for index, node in enumerate(self.nodes):
+            for source in node.inputs:
+                consumers.setdefault(source, []).append(index)
+
+        def squeeze_only(op: OpConfig) -> bool:
+            return tuple(d for d in op.input_shape if d != 1) == tuple(d for d in op.output_shape if d != 1)
+
+        folded = {i for i, n in enumerate(self.nodes) if n.op.op == RESHAPE and squeeze_only(n.op)
+                  and consumers.get(i) and all(self.nodes[c].op.op == DENSE for c in consumers[i])}
+        if not folded:
+            return self
+        new_index: dict[int, int] = {MODEL_INPUT: MODEL_INPUT}
+        nodes = []
+        for index, node in enumerate(self.nodes):
+            if index in folded:
+                new_index[index] = new_index[node.inputs[0]]
+                continue
+            nodes.append(Node(node.op, tuple(new_index[i] for i in node.inputs)))
+            new_index[index] = len(nodes) - 1
+        return Architecture(self.space, self.input_shape, tuple(nodes), self.choices)
 
     @property
     def macs(self) -> int:
