@@ -222,6 +222,16 @@ def parse_quantity(text: str, default_unit: str) -> float:
     return float(match.group(1)) * UNITS[unit]
 
 
+def parse_duration(text: str) -> float:
+    """"10m" -> 600.0 seconds; also "90s", "1h", "45" (seconds)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h)?\s*", text or "")
+    if not match:
+        raise TinyhilError(f"cannot read the duration {text!r}: e.g. 10m, 90s, 1h")
+    return float(match.group(1)) * {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[match.group(2)]
+
+
 def ensure_lut(space: str, window: int, channels: int, classes: int, config, luts: Path, progress):
     """The space's LUT for this board, characterizing what is missing first."""
     from .characterize import Characterizer
@@ -275,6 +285,114 @@ def search_micronas(
                   f"arena {result.estimated_arena_bytes:,} B (target {mem_target or '-'}), "
                   f"Appendix A peak {result.appendix_a_bytes:,} B; {result.seconds:.0f} s\n"
                   f"choices: {result.architecture.choices}\nrun: {out}", highlight=False)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=float))
+
+
+@search_app.command("tinytnas")
+def search_tinytnas(
+    data: str = typer.Option(..., help="FILE.npz (features, labels), FILE.csv or an aeon set"),
+    board: str = typer.Option("qemu-m4"),
+    ram: str = typer.Option(None, help="e.g. 20KB"),
+    flash: str = typer.Option(None, help="e.g. 64KB"),
+    macs: str = typer.Option(None, help="e.g. 60k"),
+    latency: str = typer.Option(None, help="e.g. 15ms (on this board)"),
+    time_budget: str = typer.Option("10m", help="wall-clock budget, e.g. 10m, 90s"),
+    epochs: int = typer.Option(5, min=1),
+    learning_rate: float = typer.Option(1e-3),
+    window: int = typer.Option(None, help="window length, for CSV data"),
+    out: Path = typer.Option(Path("runs/tinytnas")),
+    luts: Path = typer.Option(Path("luts")),
+) -> None:
+    """TinyTNAS: time-bound search under RAM, flash, MACs and device latency."""
+    from .nas.data import load
+    from .nas.tinytnas import TinyTNAS
+
+    try:
+        config = get_board(board)
+        splits = load(data, window)
+        budget = parse_duration(time_budget)
+        with _progress() as progress:
+            lut = ensure_lut("tinytnas", splits.window, splits.channels, splits.classes, config, luts,
+                             progress)
+        specs = {"ram": parse_quantity(ram, "b") if ram else None,
+                 "flash": parse_quantity(flash, "b") if flash else None,
+                 "macc": parse_quantity(macs, "") if macs else None,
+                 "latency": parse_quantity(latency, "ms") if latency else None}
+        engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
+                          (splits.window, splits.channels), splits.classes, learning_rate, specs, lut)
+        with console.status("searching (TinyTNAS) ..."):
+            best = engine.search(epochs, "sparse_categorical_crossentropy", budget / 60)
+    except TinyhilError as error:
+        _fail(error)
+    if best[0] is None:
+        _fail(TinyhilError(f"no feasible candidate among {engine.explored_model_count} explored; "
+                           f"infeasible: {engine.infeasible_configarations[:3]}"))
+    arch = engine.architecture(best[0], best[1])
+    _write_json(out / "run.json", {"engine": "tinytnas", "board": board, "data": splits.name,
+                                   "classes": splits.classes, "input": [splits.window, splits.channels],
+                                   "architecture": arch.to_dict(), "best": best,
+                                   "constraints": specs, "seconds": engine.elapsed_seconds,
+                                   "explored": engine.explored_model_configs,
+                                   "feasible": engine.feasible_solutions,
+                                   "infeasible": engine.infeasible_configarations})
+    console.print(f"best k={best[0]} c={best[1]}: val accuracy {best[2]:.3f}, RAM {best[3]:,} B, flash "
+                  f"{best[4]:,} B, MACs {best[5]:,}, latency {best[6]:.2f} ms; explored "
+                  f"{engine.explored_model_count} ({len(engine.feasible_solutions)} feasible) in "
+                  f"{engine.elapsed_seconds:.0f} s (budget {budget:.0f} s); run: {out}", highlight=False)
+
+
+@search_app.command("timenas")
+def search_timenas(
+    data: str = typer.Option(...),
+    task: str = typer.Option("classification", help="classification | regression"),
+    board: str = typer.Option("qemu-m4"),
+    ram: str = typer.Option(None, help="e.g. 128KB"),
+    flash: str = typer.Option(None, help="e.g. 256KB"),
+    latency: str = typer.Option(None, help="e.g. 20ms"),
+    n_archs: int = typer.Option(100, min=1),
+    proxy: str = typer.Option("zico", help="zico | flops"),
+    top_k: int = typer.Option(3, min=1),
+    window: int = typer.Option(None),
+    out: Path = typer.Option(Path("runs/timenas")),
+    luts: Path = typer.Option(Path("luts")),
+) -> None:
+    """Tiny-TimeNAS: zero-cost proxies over MLP/CNN candidates within the limits."""
+    from .nas.data import load
+    from .nas.timenas import Searcher
+
+    try:
+        config = get_board(board)
+        splits = load(data, window)
+        classes = splits.classes if task == "classification" else 1
+        with _progress() as progress:
+            lut = ensure_lut("timenas", splits.window, splits.channels, classes, config, luts, progress)
+        searcher = Searcher(parse_quantity(ram, "b") / 1024 if ram else None,
+                            parse_quantity(flash, "b") / 1024 if flash else None, task,
+                            splits.x_train, splits.y_train,
+                            max_latency=parse_quantity(latency, "ms") if latency else None, lut=lut)
+        with console.status(f"sampling {n_archs} candidates, ranking by {proxy} ..."):
+            found = searcher.run_search(n_archs, top_k, proxy)
+    except TinyhilError as error:
+        _fail(error)
+    table = Table("#", "type", "layers", "score", "RAM", "flash", "MACs", "latency (ms)",
+                  title=f"Tiny-TimeNAS top {top_k} by {proxy} on {board}")
+    for rank, f in enumerate(found, 1):
+        p, ch = f["profile"], f["architecture"].choices
+        table.add_row(str(rank), ch["type"], str(len(ch["layers"])), f"{f['score']:.3g}", f"{p['ram']:,}",
+                      f"{p['flash']:,}", f"{p['macs']:,}", f"{p['latency_ms']:.2f}")
+    console.print(table)
+    _write_json(out / "run.json", {"engine": "timenas", "board": board, "data": splits.name,
+                                   "task": task, "classes": classes, "input": [splits.window, splits.channels],
+                                   "candidates": [{"architecture": f["architecture"].to_dict(),
+                                                   "score": f["score"], "profile": f["profile"]}
+                                                  for f in found],
+                                   "architecture": found[0]["architecture"].to_dict(),
+                                   "rejected": len(searcher.rejected)})
+    console.print(f"run: {out}")
 
 
 @lut_app.command("show")

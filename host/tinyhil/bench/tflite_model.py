@@ -170,7 +170,10 @@ def model_graph(model: TfliteModel) -> Graph:
 
 
 def _prepare(flatbuffer: bytes) -> None:
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the parent explains a crash
+    import faulthandler
+
+    faulthandler.disable()  # the parent explains a crash; no dump from here
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
     try:
         _interpreter(flatbuffer).allocate_tensors()
     except Exception:  # reported by the parent, which tries again in-process
