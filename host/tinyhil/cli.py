@@ -527,5 +527,42 @@ def bench_micronas_sweep(
                   f"targets; results in {out}/sweep.csv")
 
 
+@bench_app.command("engines")
+def bench_engines(
+    runs: int = typer.Option(5, min=1, help="TinyTNAS runs for the time bound"),
+    budget: str = typer.Option("60s", help="TinyTNAS time budget per run"),
+    epochs: int = typer.Option(3, min=1, help="TinyTNAS training epochs per candidate"),
+    candidates: int = typer.Option(30, min=5, help="Tiny-TimeNAS candidates to rank"),
+    rank_epochs: int = typer.Option(20, min=1, help="short training of each ranked candidate"),
+    luts: Path = typer.Option(Path("luts")),
+) -> None:
+    """TinyTNAS time bound (synthetic 187x1, qemu-m33 LUT) and Tiny-TimeNAS proxy
+    ranking on BasicMotions (qemu-m4 LUT): Kendall tau of ZiCo, FLOPs, random."""
+    from .lut.table import Lut, space_lut_path
+    from .nas.benchmark import proxy_ranking, time_bound_runs
+
+    try:
+        tt_lut = Lut.load(space_lut_path(luts, "qemu-m33", "tinytnas", (187, 1), 5))
+        tn_lut = Lut.load(space_lut_path(luts, "qemu-m4", "timenas", (100, 6), 4))
+        with console.status("TinyTNAS time-bound runs ..."):
+            rows = time_bound_runs(tt_lut, runs, parse_duration(budget), epochs)
+        with console.status("ranking Tiny-TimeNAS candidates ..."):
+            ranking = proxy_ranking(tn_lut, candidates, rank_epochs)
+    except TinyhilError as error:
+        _fail(error)
+    table = Table("run", "budget (s)", "wall (s)", "longest candidate (s)", "within bound", "explored",
+                  "best", "meets limits", title="TinyTNAS: 20 KB RAM, 64 KB flash, 60k MACs, 15 ms on qemu-m33")
+    for r in rows:
+        table.add_row(str(r["run"]), f"{r['budget_s']:.0f}", f"{r['wall_s']:.1f}",
+                      f"{r['longest_candidate_s']:.1f}", "yes" if r["within_bound"] else "NO",
+                      str(r["explored"]), r["best"], "yes" if r["meets_limits"] else "NO")
+    console.print(table)
+    console.print(f"BENCH engines: time bound held in {sum(r['within_bound'] for r in rows)}/{len(rows)} runs; "
+                  f"limits met by {sum(r['meets_limits'] for r in rows)}/{len(rows)} returned candidates; "
+                  f"Kendall tau vs {ranking['epochs']}-epoch accuracy over {ranking['candidates']} "
+                  f"BasicMotions candidates: ZiCo {ranking['zico']:+.3f}, FLOPs {ranking['flops']:+.3f}, "
+                  f"random {ranking['random']:+.3f}")
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

@@ -104,9 +104,10 @@ class TinyTNAS:
         if violations:  # priced before training: costs no training time
             self.infeasible_configarations.append({"k": k, "c": c, "why": violations, **prof.to_dict()})
         else:
+            t0 = time.monotonic()
             candidate.accuracy = self._train(arch, epochs, lossf)
             self.feasible_solutions.append({"k": k, "c": c, "accuracy": candidate.accuracy,
-                                            **prof.to_dict()})
+                                            "train_seconds": time.monotonic() - t0, **prof.to_dict()})
         self._seen[(k, c)] = candidate
         return candidate
 

@@ -6,7 +6,8 @@ for what the paper leaves open):
                   tau   <- tau * 0.995
 
 L = cross-entropy + eta_lat log(Lat/Lat_t)[Lat >= Lat_t] + eta_mem log(Mem/Mem_t)[Mem >= Mem_t]
-(Eq. 3, eta_lat = 2, eta_mem = 4). Below the target the authors' code keeps
+(Eq. 3, eta_lat = 2, eta_mem = 4), Lat and Mem through Eq. 2 on the sampled
+decision groups (straight-through: see step()). Below the target the authors' code keeps
 a small slope (0.002) so the search still prefers cheaper networks a little.
 Architecture weights: SGD, learning rate 0.36 cosine-decayed to 0.0008;
 weights: Adam with gradient clipping at 5 (authors' code).
@@ -82,6 +83,13 @@ def hardware_loss(value, target, eta):
     return tf.where(value >= target, eta * ratio, BELOW_TARGET_SLOPE * ratio)
 
 
+def straight_through(weights: dict) -> dict:
+    import tensorflow as tf
+
+    return {name: w + tf.stop_gradient(tf.one_hot(tf.argmax(w), w.shape[0]) - w)
+            for name, w in weights.items()}
+
+
 def extract(net, space: MicroNasSpace) -> Architecture:
     """argmax per decision group -> the discrete architecture."""
     a = {name: int(np.argmax(v.numpy())) for name, v in net.alphas.items()}
@@ -146,7 +154,11 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
         with tf.GradientTape() as tape:
             w = net.sample(tau)  # inside the tape: the alphas' gradients flow through it
             logits = net(xv, w, training=False)
-            lat, mem = net.expected_hardware(w)
+            # Hardware is priced on the sampled network itself (straight-through:
+            # one-hot forward, soft gradient), so the loss bites whenever a
+            # network the search could end on breaks a target, not only when
+            # the soft mixture does.
+            lat, mem = net.expected_hardware(straight_through(w))
             loss_a = (ce(yv, logits) + hardware_loss(lat, config.lat_target_ms, config.eta_lat)
                       + hardware_loss(mem, config.mem_target_bytes, config.eta_mem))
         alpha_opt.apply_gradients(zip(tape.gradient(loss_a, net.alpha_variables), net.alpha_variables))
