@@ -47,7 +47,8 @@ fi
 # PlatformIO insists on the package platformio/tool-scons; without its
 # registry we package the SCons already installed in the venv and register it
 # under the platformio owner so PlatformIO accepts it.
-PIO_CORE=${PLATFORMIO_CORE_DIR:-$HOME/.platformio}
+# core_dir of platformio.ini (.pio/core): packages live with the checkout
+PIO_CORE=${PLATFORMIO_CORE_DIR:-$ROOT/.pio/core}
 if [ ! -f "$PIO_CORE/packages/tool-scons/.piopm" ] || ! grep -q '"owner": "platformio"' "$PIO_CORE/packages/tool-scons/.piopm"; then
   say "packaging tool-scons for PlatformIO"
   work=$(mktemp -d)
@@ -62,7 +63,7 @@ PY
   cat > "$work/package.json" <<'JSON'
 {"name": "tool-scons", "version": "4.41101.0", "description": "SCons from PyPI, packaged for offline PlatformIO", "system": "*"}
 JSON
-  "$VENV/bin/pio" pkg install -g -t "file://$work" >/dev/null
+  (cd "$ROOT" && PLATFORMIO_CORE_DIR="$PIO_CORE" "$VENV/bin/pio" pkg install -g -t "file://$work" >/dev/null)
   "$VENV/bin/python" - "$PIO_CORE/packages/tool-scons/.piopm" <<'PY'
 import json, sys
 path = sys.argv[1]
