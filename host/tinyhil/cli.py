@@ -241,6 +241,19 @@ def ensure_lut(space: str, window: int, channels: int, classes: int, config, lut
     return Lut.load(result.lut_path)
 
 
+def data_and_lut(space: str, data: str, window, board: str, luts: Path, task="classification"):
+    """The data set, its class count for the task, and the board's LUT of
+    the space for that data's shape (characterizing what is missing)."""
+    from .nas.data import load
+
+    config = get_board(board)
+    splits = load(data, window)
+    classes = splits.classes if task == "classification" else 1
+    with _progress() as progress:
+        lut = ensure_lut(space, splits.window, splits.channels, classes, config, luts, progress)
+    return splits, classes, lut
+
+
 @search_app.command("micronas")
 def search_micronas(
     data: str = typer.Option(..., help="basic_motions | japanese_vowels | FILE.npz | FILE.csv"),
@@ -308,16 +321,11 @@ def search_tinytnas(
     luts: Path = typer.Option(Path("luts")),
 ) -> None:
     """TinyTNAS: time-bound search under RAM, flash, MACs and device latency."""
-    from .nas.data import load
     from .nas.tinytnas import TinyTNAS
 
     try:
-        config = get_board(board)
-        splits = load(data, window)
         budget = parse_duration(time_budget)
-        with _progress() as progress:
-            lut = ensure_lut("tinytnas", splits.window, splits.channels, splits.classes, config, luts,
-                             progress)
+        splits, _, lut = data_and_lut("tinytnas", data, window, board, luts)
         specs = {"ram": parse_quantity(ram, "b") if ram else None,
                  "flash": parse_quantity(flash, "b") if flash else None,
                  "macc": parse_quantity(macs, "") if macs else None,
@@ -361,15 +369,10 @@ def search_timenas(
     luts: Path = typer.Option(Path("luts")),
 ) -> None:
     """Tiny-TimeNAS: zero-cost proxies over MLP/CNN candidates within the limits."""
-    from .nas.data import load
     from .nas.timenas import Searcher
 
     try:
-        config = get_board(board)
-        splits = load(data, window)
-        classes = splits.classes if task == "classification" else 1
-        with _progress() as progress:
-            lut = ensure_lut("timenas", splits.window, splits.channels, classes, config, luts, progress)
+        splits, classes, lut = data_and_lut("timenas", data, window, board, luts, task)
         searcher = Searcher(parse_quantity(ram, "b") / 1024 if ram else None,
                             parse_quantity(flash, "b") / 1024 if flash else None, task,
                             splits.x_train, splits.y_train,
