@@ -54,7 +54,9 @@ def test_micronas_grid_is_what_eq2_needs():
 
 
 def test_tinytnas_template_and_search_widths():
-    assert explored_widths(4, 64) == (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
+    # 4 -> 5, 6, 7 (floor(4/4) = 1) and 8; 6 -> 7, 8, 9 and 12; 9 -> 11, 13, 15 and 18; ...
+    assert explored_widths(4, 16) == (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+    assert explored_widths(8, 20) == (8, 10, 12, 14, 15, 16, 17, 18, 20)
     space = TinyTnasSpace(8, 1, 2, k_max=8)
     ops = [o.key for o in space.arch_ops(TinyTnasArch(4, 4))]
     assert ops == [

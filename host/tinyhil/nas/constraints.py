@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..estimate import arena_estimate, lut_latency
+from ..estimate.latency import check_covered
 from ..lut.table import Lut
 from ..spaces.arch import Architecture
 
@@ -42,6 +43,8 @@ class Limits:
 
 
 def profile(arch: Architecture, lut: Lut) -> Profile:
+    """Raises MissingOps (naming the ops and the command) if the LUT lacks any."""
+    check_covered(arch, lut)
     runtime = arch.runtime()
     flash = arch.weights_bytes + FLATBUFFER_BASE + FLATBUFFER_PER_OP * len(runtime.ops)
     return Profile(ram=arena_estimate(arch, lut), flash=flash, macs=runtime.macs,

@@ -7,8 +7,9 @@ Dense(int(1.5 x last), relu); Dense(classes, softmax). A separable
 convolution runs as a depthwise 3x1 convolution and a pointwise 1x1
 convolution (ReLU fused in the latter), as TFLite converts it.
 
-The search explores k = 4, 5, 6, 7, 8, 10, ..., (each best k refills
-k + i * floor(k/4), i = 0..3, then doubles) and c = 0..4.
+The search explores c = 0..4 and every k its order can reach from k = 4
+(each best k refills k + i * floor(k/4), i = 0..3, and doubles): nearly all
+widths from 4 to k_max.
 """
 from __future__ import annotations
 
@@ -21,12 +22,16 @@ from .ops import OpConfig, Shape
 
 
 def explored_widths(start: int = 4, k_max: int = 64) -> tuple[int, ...]:
-    """Every k the TinyTNAS search order can reach, up to k_max."""
-    widths, k = set(), start
-    while k <= k_max:
-        widths.update(k + i * (k // 4) for i in range(4))
-        k *= 2
-    return tuple(sorted(w for w in widths if w <= k_max))
+    """Every k the TinyTNAS search order can reach, up to k_max: from any
+    adopted k it may go on to k + i * floor(k/4) (i = 1..3) or 2k."""
+    reached, frontier = {start}, [start]
+    while frontier:
+        k = frontier.pop()
+        for nxt in [k + i * (k // 4) for i in range(1, 4)] + [2 * k]:
+            if nxt <= k_max and nxt not in reached:
+                reached.add(nxt)
+                frontier.append(nxt)
+    return tuple(sorted(reached))
 
 
 @dataclass(frozen=True)
