@@ -146,3 +146,16 @@ def test_one_writer_per_store(tmp_path):
                 pass
     with exclusive(path):  # released
         pass
+
+
+def test_images_are_evenly_packed():
+    from types import SimpleNamespace
+
+    from tinyhil.boards import get_board
+    from tinyhil.measure import Item, pack
+
+    model = SimpleNamespace(flatbuffer=bytes(1000))
+    items = [Item(f"b{i}", model, i) for i in range(515)]
+    images = pack(items, get_board("qemu-m4"), 100)
+    assert len(images) == 6 and min(map(len, images)) >= 85
+    assert [i.name for image in images for i in image] == [i.name for i in items]
