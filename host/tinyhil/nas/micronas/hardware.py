@@ -15,7 +15,7 @@ import numpy as np
 from ...estimate.memory import _single_op_plan, cmsis_scratch_bytes, fixed_model_bytes
 from ...lut.interpolate import hw_matrix, hw_vector
 from ...lut.table import Lut
-from ...spaces.micronas import DynamicAdd, DynamicConv, MicroNasSpace
+from ...spaces.micronas import DynamicConv, MicroNasSpace
 from ...spaces.ops import OpConfig
 
 
@@ -59,14 +59,6 @@ class HardwareModel:
 
     def cycles_to_ms(self, cycles):
         return cycles / self.clock_hz * 1e3
-
-
-def conv_by_name(space: MicroNasSpace) -> dict[str, DynamicConv]:
-    return {c.name: c for c in space.dynamic_convs()}
-
-
-def add_by_name(space: MicroNasSpace) -> dict[str, DynamicAdd]:
-    return {a.name: a for a in space.dynamic_adds()}
 
 
 def cell_input_bytes(conv: DynamicConv) -> np.ndarray:
