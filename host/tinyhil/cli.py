@@ -109,6 +109,24 @@ def _progress():
                     console=console, transient=False)
 
 
+@app.command("export-c")
+def export_c(
+    model: Path = typer.Argument(..., help="int8 .tflite model"),
+    out: Path = typer.Option(Path("."), help="directory for NAME.cc and NAME.h"),
+    name: str = typer.Option("g_model", help="C name of the array"),
+) -> None:
+    """Write the model as a C source and header: aligned array, length,
+    input/output quantization (for a firmware of your own)."""
+    from .bench.tflite_model import TfliteModel
+    from .deploy.c_array import write_c_array
+
+    try:
+        files = write_c_array(TfliteModel.load(model), out, name)
+    except TinyhilError as error:
+        _fail(error)
+    console.print(f"wrote {files.source} and {files.header}")
+
+
 @app.command()
 def characterize(
     space: str = typer.Option(..., help="micronas | tinytnas | timenas"),

@@ -115,7 +115,7 @@ def resolver_ops(ops: tuple[str, ...], tflm_dir: Path) -> list[ResolverOp]:
 _OCTAL = [f"\\{b:03o}" for b in range(256)]
 
 
-def _c_string(data: bytes, per_line: int = 64) -> str:
+def c_string(data: bytes, per_line: int = 64) -> str:
     """The bytes as adjacent string literals of octal escapes: one token per
     line for the compiler, which parses a 500 KB model many times faster
     than half a million comma-separated integers."""
@@ -130,7 +130,7 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
-_env.filters["c_string"] = _c_string
+_env.filters["c_string"] = c_string
 
 
 def render_image(spec: ImageSpec, image_id: str, tflm_dir: Path, out_dir: Path) -> list[Path]:

@@ -1,0 +1,1 @@
+"""Deployment: found models as C sources for a firmware project."""
