@@ -4,7 +4,7 @@ import pytest
 
 from tinyhil.estimate import (MacsProxy, MissingOps, appendix_a_peak, arena_estimate,
                               cmsis_scratch_bytes, greedy_plan, lut_latency)
-from tinyhil.estimate.memory import _single_op_plan, lifetimes
+from tinyhil.estimate.memory import single_op_plan, lifetimes
 from tinyhil.lut.table import COLUMNS, OK, Lut, LutMeta, op_columns
 from tinyhil.spaces import ops
 from tinyhil.spaces.arch import Builder
@@ -103,6 +103,6 @@ def test_arena_estimate_by_hand():
     lut = lut_for(arch, [1, 1, 1, 1], arenas)
     # chains: arena - planned (32) = 268, 368, 568 over n = 1, 2, 4: fixed part 168
     fixed = 168
-    state = sum(a - _single_op_plan(op) - fixed for op, a in zip(arch.ops, arenas))
+    state = sum(a - single_op_plan(op) - fixed for op, a in zip(arch.ops, arenas))
     plan = greedy_plan(lifetimes(arch))
     assert arena_estimate(arch, lut) == pytest.approx(plan + fixed + state, abs=1)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .bench.single_op import BUILTIN
 from .bench.tflite_model import TfliteModel, model_graph
 from .bench.whole_model import generate_architecture_models
 from .boards import BoardConfig
@@ -24,10 +25,6 @@ from .lut.table import Lut, LutError, space_lut_path
 from .measure import ImageRunner, Item, Timing, usable
 from .spaces import make_space, sample_architecture
 from .spaces.arch import Architecture
-
-SINGLE_OP_BUILTIN = {"conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D",
-                     "dense": "FULLY_CONNECTED", "add": "ADD", "max_pool2d": "MAX_POOL_2D",
-                     "avg_pool2d": "AVERAGE_POOL_2D", "softmax": "SOFTMAX", "reshape": "RESHAPE"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
         arch: Architecture = m.item.subject
         est = estimates[arch.id]
         converted = sorted(m.item.model.ops)
-        expected = sorted(SINGLE_OP_BUILTIN[op.op] for op in arch.runtime().ops)
+        expected = sorted(BUILTIN[op.op] for op in arch.runtime().ops)
         row = dict(arch_id=arch.id, space=space_name, n_ops=len(arch.runtime().ops), macs=arch.macs,
                    **est, status=m.status if converted == expected else
                    f"graph: converter made {len(converted)} ops, architecture has {len(expected)}",
@@ -156,6 +153,6 @@ def _per_op_type(arch: Architecture, profile, lut: Lut, totals) -> None:
         device[op_name] += cycles
     for op in arch.ops:
         totals[op.op][0] += float(lut.row(op)["kernel_cycles"])
-    for op_type, builtin in SINGLE_OP_BUILTIN.items():
+    for op_type, builtin in BUILTIN.items():
         if any(op.op == op_type for op in arch.ops):
             totals[op_type][1] += device[builtin]

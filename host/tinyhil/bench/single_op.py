@@ -73,10 +73,9 @@ def keras_model(op: OpConfig):
     import tensorflow as tf
 
     # A fixed batch of 1 keeps shapes static: Reshape stays one RESHAPE op.
-    inputs = [tf.keras.layers.Input(op.input_shape, batch_size=1)]
-    if op.op == ops.ADD:  # two tensors, two quantizations
-        inputs.append(tf.keras.layers.Input(op.input_shape, batch_size=1))
-    x = keras_layer(op)(inputs if op.op == ops.ADD else inputs[0])
+    # an add gets two tensors, so two quantizations, as in a real network
+    inputs = [tf.keras.layers.Input(op.input_shape, batch_size=1) for _ in range(op.n_inputs)]
+    x = keras_layer(op)(inputs if op.n_inputs > 1 else inputs[0])
     if tuple(x.shape[1:]) != tuple(op.output_shape):
         raise TinyhilError(f"{op.key}: Keras gives output {tuple(x.shape[1:])}, expected {op.output_shape}")
     return tf.keras.Model(inputs, x)

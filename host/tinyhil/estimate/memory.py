@@ -36,17 +36,9 @@ def cmsis_scratch_bytes(op: OpConfig) -> int:
     return 0  # fully connected, add, max pool, softmax, reshape
 
 
-def _input_bytes(arch: Architecture, index: int) -> list[int]:
-    node = arch.nodes[index]
-    return [math.prod(arch.input_shape if i == MODEL_INPUT else arch.nodes[i].op.output_shape)
-            for i in node.inputs]
-
-
 def appendix_a_peak(arch: Architecture) -> int:
     """max over ops of sum(inputs) + output + scratch (int8: one byte each)."""
-    arch = arch.runtime()
-    return max(sum(_input_bytes(arch, i)) + n.op.output_bytes + cmsis_scratch_bytes(n.op)
-               for i, n in enumerate(arch.nodes))
+    return max(op_peak(op) for op in arch.runtime().ops)
 
 
 def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
@@ -85,10 +77,21 @@ def lifetimes(arch: Architecture) -> list[tuple[int, int, int]]:
     return buffers
 
 
-def _single_op_plan(op: OpConfig) -> int:
-    inputs = 2 if op.op == ops.ADD else 1
+def op_peak(op: OpConfig) -> int:
+    """Appendix A for one op: its inputs + output + CMSIS-NN scratch."""
+    return op.n_inputs * op.input_bytes + op.output_bytes + cmsis_scratch_bytes(op)
+
+
+def single_op_plan(op: OpConfig) -> int:
+    """The planned arena of the op's single-op benchmark (all buffers alive at once)."""
     scratch = cmsis_scratch_bytes(op)
-    return inputs * aligned(op.input_bytes) + aligned(op.output_bytes) + (aligned(scratch) if scratch else 0)
+    return op.n_inputs * aligned(op.input_bytes) + aligned(op.output_bytes) + (aligned(scratch) if scratch else 0)
+
+
+def op_state(op: OpConfig, lut: Lut, fixed: float) -> float:
+    """What the op keeps in the arena besides the plan, from its LUT row:
+    its benchmark's arena less its planned buffers and the per-model part."""
+    return float(lut.row(op)["arena_bytes"]) - single_op_plan(op) - fixed
 
 
 def fixed_model_bytes(lut: Lut) -> float:
@@ -159,6 +162,6 @@ def arena_estimate(arch: Architecture, lut: Lut, graph: Graph | None = None) -> 
     few equal-sized buffers)."""
     arch = arch.runtime()
     fixed = fixed_model_bytes(lut)
-    per_op = sum(float(lut.row(op)["arena_bytes"]) - _single_op_plan(op) - fixed for op in arch.ops)
+    per_op = sum(op_state(op, lut, fixed) for op in arch.ops)
     buffers = graph_lifetimes(arch, graph) if graph is not None else lifetimes(arch)
     return int(round(greedy_plan(buffers) + fixed + per_op))

@@ -95,7 +95,13 @@ class OpConfig:
         return 0
 
     @property
+    def n_inputs(self) -> int:
+        """Tensors the op reads (an add reads two of input_shape)."""
+        return 2 if self.op == ADD else 1
+
+    @property
     def input_bytes(self) -> int:
+        """Bytes of one input tensor."""
         return math.prod(self.input_shape)
 
     @property

@@ -12,16 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...estimate.memory import _single_op_plan, cmsis_scratch_bytes, fixed_model_bytes
+from ...estimate.memory import fixed_model_bytes, op_peak, op_state
 from ...lut.interpolate import hw_matrix, hw_vector
 from ...lut.table import Lut
 from ...spaces.micronas import DynamicConv, MicroNasSpace
-from ...spaces.ops import OpConfig
-
-
-def appendix_a(op: OpConfig) -> float:
-    inputs = 2 if op.op == "add" else 1
-    return inputs * op.input_bytes + op.output_bytes + cmsis_scratch_bytes(op)
 
 
 @dataclass(frozen=True)
@@ -40,19 +34,19 @@ class HardwareModel:
         self.clock_hz = lut.meta.clock_hz
         self.fixed = fixed_model_bytes(lut)
         kernel = lambda op: float(lut.row(op)["kernel_cycles"])  # noqa: E731
-        state = lambda op: float(lut.row(op)["arena_bytes"]) - _single_op_plan(op) - self.fixed  # noqa: E731
+        state = lambda op: op_state(op, lut, self.fixed)  # noqa: E731
         self.conv = {}
         for conv in space.dynamic_convs():
-            self.conv[conv.name] = Costs(hw_matrix(conv, kernel), hw_matrix(conv, appendix_a),
+            self.conv[conv.name] = Costs(hw_matrix(conv, kernel), hw_matrix(conv, op_peak),
                                          hw_matrix(conv, state))
         self.add = {}
         for add in space.dynamic_adds():
-            self.add[add.name] = Costs(hw_vector(add, kernel), hw_vector(add, appendix_a),
+            self.add[add.name] = Costs(hw_vector(add, kernel), hw_vector(add, op_peak),
                                        hw_vector(add, state))
         out = space.cells[-1]
         tail = (out.pool, out.reshape, out.softmax)
         self.tail_cycles = sum(kernel(op) for op in tail)
-        self.tail_memory = max(appendix_a(op) for op in tail)
+        self.tail_memory = max(op_peak(op) for op in tail)
         self.tail_state = sum(state(op) for op in tail)
         self.invoke = lut.meta.invoke_cycles
         self.dispatch = lut.meta.dispatch_cycles
