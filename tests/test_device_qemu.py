@@ -11,6 +11,7 @@ from tinyhil.boards import get_board
 from tinyhil.build.firmware import build_image
 from tinyhil.device.boards import QemuBoard
 from tinyhil.errors import BoardNotResponding
+from tinyhil.project import cache_dir
 from tinyhil.run import model_image, run_model
 
 pytestmark = pytest.mark.device
@@ -61,7 +62,7 @@ def test_bit_exact_and_deterministic(board, small_conv):
     assert 0 < first.arena_used < first.arena_bytes
     assert first.flash_bytes > first.model_bytes and first.ram_bytes > first.arena_bytes
     assert first.ms(first.cycles_median) == pytest.approx(first.cycles_median / config.clock_hz * 1e3)
-    assert not qemu_pids(".tinyhil/images")
+    assert not qemu_pids(str(cache_dir() / "images"))  # this checkout's, not a neighbour's
 
 
 def test_counter_wraps_inside_one_inference(long_conv):

@@ -25,7 +25,7 @@ from .build.elf import compiler_of
 from .build.firmware import firmware_hash
 from .lut.table import (Lut, LutMeta, OpStore, exclusive, op_columns, read_meta, read_rows,
                         space_lut_path)
-from .measure import ImageRunner, Item, Measurement, Timing
+from .measure import ImageRunner, Item, Measurement, Timing, skipped
 from .spaces import make_space
 from .spaces.ops import OpConfig
 
@@ -124,6 +124,8 @@ class Characterizer:
     def measure_items(self, items: list[Item]) -> None:
         chains: dict[int, Measurement] = {}
         for m in self.runner.run(items):
+            if skipped(m.status):
+                continue  # the board failed, not the op: reported, measured next run
             if self.store is None:  # the first answer tells the board's set-up
                 self.store = OpStore(self.store_path, store_meta(m, self.board))
             if isinstance(m.item.subject, Chain):

@@ -40,3 +40,8 @@ class DeviceError(TinyhilError):
     def __init__(self, code: int, message: str):
         super().__init__(message)
         self.code = code
+
+
+class BoardGaveUp(BoardNotResponding):
+    """Still no valid answer after every recovery step (reset, power-cycle,
+    re-flash): the measurement is skipped and reported, never guessed."""

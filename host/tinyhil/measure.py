@@ -10,7 +10,7 @@ import math
 import statistics
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -23,7 +23,8 @@ from .build.image import Benchmark, ImageSpec
 from .device.boards import Board, open_board
 from .device.driver import DeviceInfo
 from .device.protocol import OpTicks, RunReply, RunRequest, seeded_bytes
-from .errors import BoardNotResponding, DeviceError, ImageTooLarge
+from .device.recovery import boot_with_recovery, run_with_recovery
+from .errors import BoardGaveUp, DeviceError, ImageTooLarge
 
 CODE_RESERVE_BYTES = 192 * 1024  # runner + TFLM + CMSIS-NN, with room to spare
 OUTPUT_BYTES_SENT = 16 * 1024  # larger outputs come back as a CRC only
@@ -34,8 +35,17 @@ OK = "ok"
 ROUNDING = "lsb1"
 
 
+# The board, not the benchmark, failed (it gave up after every recovery
+# step): nothing was measured, nothing may be recorded; a later run retries.
+SKIPPED = "skipped"
+
+
 def usable(status: str) -> bool:
     return status == OK or status.startswith(ROUNDING)
+
+
+def skipped(status: str) -> bool:
+    return status.startswith(SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class Timing:
     images: int = 0
     measured: int = 0
     flagged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 def compare_outputs(reply: RunReply, host: bytes) -> str:
@@ -121,13 +132,16 @@ def _greedy(items: list[Item], board: BoardConfig, max_per_image: int) -> list[l
 
 class ImageRunner:
     def __init__(self, board: BoardConfig, repeats: int = 3, max_per_image: int = 100,
-                 port: str = "", progress=None, timing: Timing | None = None):
+                 port: str = "", progress=None, timing: Timing | None = None,
+                 open_device: Callable[[], Board] | None = None):
         self.board = board
         self.repeats = repeats
         self.max_per_image = max_per_image
         self.port = port
         self.progress = progress
         self.timing = timing or Timing()
+        # How to get a board (a farm worker's own instance, a proxied one, ...)
+        self.open_device = open_device or (lambda: open_board(self.board, port=self.port))
 
     def task(self, description: str, total: int):
         return self.progress.add_task(description, total=total) if self.progress else None
@@ -165,17 +179,27 @@ class ImageRunner:
                     f.cancel()
 
     def _run_image(self, image: BuiltImage, items: list[Item], task) -> Iterator[Measurement]:
-        with open_board(self.board, port=self.port) as board:
+        with self.open_device() as board:
             t0 = time.monotonic()
-            info = board.boot(image)
+            try:
+                info = boot_with_recovery(board, image)
+            except BoardGaveUp as error:
+                for item in items:
+                    self.timing.skipped.append(f"{item.model.name}: {error}")
+                    self.advance(task)
+                    yield Measurement(item, f"{SKIPPED}: {error}", image=image)
+                return
             self.timing.boot_s += time.monotonic() - t0
             for index, item in enumerate(items):
                 t0 = time.monotonic()
                 measurement = self._run_one(board, index, item, image, info)
                 self.timing.measure_s += time.monotonic() - t0
-                if measurement.status != OK:
+                if skipped(measurement.status):
+                    self.timing.skipped.append(f"{item.model.name}: {measurement.status}")
+                elif measurement.status != OK:
                     self.timing.flagged.append(f"{item.model.name}: {measurement.status}")
-                self.timing.measured += 1
+                if not skipped(measurement.status):
+                    self.timing.measured += 1
                 self.advance(task)
                 yield measurement
 
@@ -187,11 +211,9 @@ class ImageRunner:
         request = RunRequest(index, warmup=1, repeats=self.repeats, profile=True,
                              output_crc_only=not small, seed=item.seed)
         try:
-            try:
-                reply = board.driver.run(request)
-            except BoardNotResponding:
-                board.reset()  # one more chance after a reset: never a half-read number
-                reply = board.driver.run(request)
+            reply = run_with_recovery(board, request)
+        except BoardGaveUp as error:
+            return Measurement(item, f"{SKIPPED}: {error}", image=image, info=info)
         except (DeviceError, ImageTooLarge) as error:
             return Measurement(item, f"error: {error}", image=image, info=info)
         status = compare_outputs(reply, model.reference_output(seeded_bytes(item.seed, model.input_bytes)))
@@ -203,4 +225,4 @@ class ImageRunner:
 
 
 __all__ = ["ImageRunner", "Item", "Measurement", "OpTicks", "Timing", "compare_outputs", "pack",
-           "usable", "OK", "ROUNDING"]
+           "usable", "skipped", "OK", "ROUNDING", "SKIPPED"]

@@ -16,6 +16,7 @@ from .build.image import Benchmark, ImageSpec
 from .device.boards import open_board
 from .device.driver import DeviceInfo
 from .device.protocol import RunRequest
+from .device.recovery import boot_with_recovery, run_with_recovery
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ def model_image(model: TfliteModel, board: BoardConfig) -> ImageSpec:
 def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, input_bytes: bytes,
             repeats: int, warmup: int) -> RunReport:
     """Runs benchmark 0 of a booted image and compares with the host interpreter."""
-    reply = board.driver.run(RunRequest(0, input_bytes, warmup=warmup, repeats=repeats,
-                                        profile=True))
+    reply = run_with_recovery(board, RunRequest(0, input_bytes, warmup=warmup, repeats=repeats,
+                                                profile=True))
     host = model.reference_output(input_bytes)
     if reply.output is not None:
         device_output, host_output = reply.output.hex(), host.hex()
@@ -105,5 +106,5 @@ def run_model(path: Path, board: BoardConfig, repeats: int = 20, warmup: int = 1
     image = build_image(model_image(model, board), board, log=log)
     input_bytes = model.random_input(seed)
     with open_board(board, port=port, timeout=timeout) as device:
-        info = device.boot(image)
+        info = boot_with_recovery(device, image)
         return measure(image, info, device, model, input_bytes, repeats, warmup)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable
 
 import serial
 
@@ -21,15 +23,24 @@ from .qemu import QemuProcess, wait_for_pty
 SERIAL_BAUD = 115200
 
 
+# Steps a board's strategy tries, in order, when it stops answering: each
+# one heavier than the last. Board methods of the same names do them.
+RECOVERY_STEPS = ("reset", "power_cycle", "reflash")
+
+
 class Board(ABC):
     def __init__(self, config: BoardConfig, timeout: float = 30.0, retries: int = 2):
         self.config = config
         self.timeout = timeout
         self.retries = retries
         self.image: BuiltImage | None = None
-        self.port: serial.Serial | None = None
+        self.port: serial.SerialBase | None = None
         self.driver: BenchDriver | None = None
         self.info: DeviceInfo | None = None
+        # Maps the board's serial port to the one the host opens: the
+        # identity, or a fault-injecting proxy in front of it (tests, bench).
+        self.link: Callable[[str], str] = lambda port: port
+        self.recoveries: Counter[str] = Counter()  # recovery steps taken, by name
 
     @abstractmethod
     def _power_on(self) -> str:
@@ -48,12 +59,22 @@ class Board(ABC):
 
     def reset(self) -> DeviceInfo:
         """Back to a freshly started firmware, same image."""
+        return self.power_cycle()
+
+    def power_cycle(self) -> DeviceInfo:
         self._disconnect()
         self._power_off()
         return self._bring_up()
 
-    def power_cycle(self) -> DeviceInfo:
-        return self.reset()
+    def reflash(self) -> DeviceInfo:
+        """Writes the image again (a flash corrupted by a brown-out, say)."""
+        return self.power_cycle()
+
+    def recover(self, step: str) -> DeviceInfo:
+        if step not in RECOVERY_STEPS:
+            raise ValueError(f"unknown recovery step {step!r}; known: {', '.join(RECOVERY_STEPS)}")
+        self.recoveries[step] += 1
+        return getattr(self, step)()
 
     def close(self) -> None:
         self._disconnect()
@@ -67,8 +88,13 @@ class Board(ABC):
 
     def _bring_up(self) -> DeviceInfo:
         assert self.image is not None, "boot() an image first"
-        port_name = self._power_on()
-        self.port = serial.Serial(port_name, SERIAL_BAUD, timeout=0.05)
+        port_name = self.link(self._power_on())
+        # A device path or a URL (socket://host:port of a remote board)
+        self.port = serial.serial_for_url(port_name, SERIAL_BAUD, timeout=0.05)
+        return self._handshake()
+
+    def _handshake(self) -> DeviceInfo:
+        """INFO, and the check that the board runs the image we built."""
         self.driver = BenchDriver(self.port, self.config.name, self.timeout, self.retries)
         # Booting needs no long timeout: the runner answers INFO at once.
         boot_driver = BenchDriver(self.port, self.config.name, timeout=5.0, retries=2)
@@ -106,6 +132,16 @@ class QemuBoard(Board):
             self.qemu.stop()
             self.qemu = None
 
+    def reset(self) -> DeviceInfo:
+        """The reset button (QMP system_reset); a dead QEMU is started again."""
+        if self.qemu is None or not self.qemu.alive():
+            return self.power_cycle()
+        try:
+            self.qemu.system_reset()
+        except OSError:
+            return self.power_cycle()
+        return self._handshake()
+
     def ticks_to_cycles(self, ticks: int) -> float:
         # SysTick counts virtual time at counter_hz; under -icount every guest
         # instruction advances virtual time by 2**shift ns. When an instruction
@@ -120,11 +156,17 @@ class QemuBoard(Board):
 class SerialBoard(Board):
     """A physical board on a serial port, flashed with `pio run -t upload`."""
 
+    RESET_METHODS = ("flash", "dtr", "rts")
+
     def __init__(self, config: BoardConfig, port: str = "", timeout: float = 30.0,
-                 retries: int = 2, settle_seconds: float = 2.0):
+                 retries: int = 2, settle_seconds: float = 2.0, reset_method: str = "flash"):
         super().__init__(config, timeout, retries)
         self.port_name = port or config.upload_port
         self.settle_seconds = settle_seconds
+        if reset_method not in self.RESET_METHODS:
+            raise TinyhilError(f"board {config.name}: unknown reset method {reset_method!r}; "
+                               f"use one of {', '.join(self.RESET_METHODS)}")
+        self.reset_method = reset_method
         if not self.port_name:
             raise TinyhilError(
                 f"board {config.name} needs a serial port: pass --port /dev/ttyACM0 "
@@ -140,6 +182,18 @@ class SerialBoard(Board):
     def _power_off(self) -> None:
         pass  # a physical board stays powered; reset re-flashes it
 
+    def reset(self) -> DeviceInfo:
+        """Pulses the line wired to the board's reset (DTR or RTS, as the
+        Arduino and ESP32 auto-reset circuits are), else flashes again."""
+        if self.reset_method == "flash" or self.port is None:
+            return self.power_cycle()
+        line = "dtr" if self.reset_method == "dtr" else "rts"
+        setattr(self.port, line, True)
+        time.sleep(0.1)
+        setattr(self.port, line, False)
+        time.sleep(self.settle_seconds)
+        return self._handshake()
+
     def ticks_to_cycles(self, ticks: int) -> float:
         assert self.info is not None
         return ticks * self.info.clock_hz / self.info.counter_hz
@@ -152,4 +206,5 @@ def open_board(config: BoardConfig, port: str = "", timeout: float = 30.0,
     return SerialBoard(config, port, timeout, retries)
 
 
-__all__ = ["Board", "QemuBoard", "SerialBoard", "open_board", "BoardNotResponding"]
+__all__ = ["Board", "QemuBoard", "SerialBoard", "open_board", "BoardNotResponding",
+           "RECOVERY_STEPS"]

@@ -9,6 +9,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from serial import SerialException
+
 from ..errors import BoardNotResponding, DeviceError, ImageTooLarge, UnsupportedOp
 from .protocol import (
     REPLY,
@@ -103,11 +105,18 @@ class BenchDriver:
         frame = Frame(kind, self._seq, payload).encode()
         timeout = timeout or self.timeout
         for _attempt in range(self.retries + 1):
-            self.port.reset_input_buffer()
-            self.decoder.buffer.clear()
-            self.port.write(frame)
-            self.port.flush()
-            reply = self._await(kind, timeout)
+            try:
+                self.port.reset_input_buffer()
+                self.decoder.buffer.clear()
+                self.port.write(frame)
+                self.port.flush()
+                reply = self._await(kind, timeout)
+            except (OSError, SerialException) as error:
+                # The link itself is gone (QEMU died, cable pulled): no retry
+                # on this port can help; the board's strategy must bring it back.
+                raise BoardNotResponding(
+                    f"board {self.board_name}: serial link lost during {what} ({error})"
+                ) from error
             if reply is not None:
                 if reply.kind == Kind.ERROR:
                     raise self._explain(*decode_error(reply.payload), what)

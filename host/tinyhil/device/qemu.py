@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 import weakref
@@ -39,12 +42,16 @@ class QemuProcess:
         self.process: subprocess.Popen | None = None
         self.pty: str = ""
         self.console_lines: list[str] = []
+        # QEMU's machine protocol (QMP) on a private socket: a reset button.
+        self._qmp_dir = tempfile.mkdtemp(prefix="tinyhil-qmp-")
+        self.qmp_path = os.path.join(self._qmp_dir, "qmp.sock")
 
     @property
     def command(self) -> list[str]:
         return [
             QEMU, "-machine", self.machine, "-display", "none", "-monitor", "none",
             "-serial", "pty",
+            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             # Deterministic instruction counting; sleep=on lets an idle guest
             # (WFI while waiting for the host) cost no host CPU.
             "-icount", f"shift={self.icount_shift},align=off,sleep=on",
@@ -56,6 +63,7 @@ class QemuProcess:
             raise ToolMissing(f"{QEMU} not found: run `make setup` (scripts/setup.sh)")
         # QEMU prints the pty's name on stdout, which stdio buffers fully
         # when it is a pipe: give it a terminal of its own so it arrives now.
+        os.makedirs(self._qmp_dir, exist_ok=True)
         console, console_child = os.openpty()
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.DEVNULL, stdout=console_child,
@@ -94,6 +102,29 @@ class QemuProcess:
                         found.set()
         found.set()  # QEMU exited
 
+    def system_reset(self, timeout: float = 5.0) -> None:
+        """Presses the board's reset: the firmware restarts, QEMU and the pty stay."""
+        self.qmp("system_reset", timeout)
+
+    def qmp(self, command: str, timeout: float = 5.0) -> dict:
+        if not self.alive():
+            raise OSError(f"QEMU ({self.machine}) is not running")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(self.qmp_path)
+            stream = sock.makefile("rwb")
+            json.loads(stream.readline())  # greeting
+            for execute in ("qmp_capabilities", command):
+                stream.write(json.dumps({"execute": execute}).encode() + b"\n")
+                stream.flush()
+                while True:  # skip asynchronous events until the command's answer
+                    answer = json.loads(stream.readline())
+                    if "return" in answer or "error" in answer:
+                        break
+                if "error" in answer:
+                    raise OSError(f"QMP {execute}: {answer['error']}")
+            return answer["return"]
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -109,6 +140,7 @@ class QemuProcess:
                 self.process.wait()
         self.process = None
         _running.discard(self)
+        shutil.rmtree(self._qmp_dir, ignore_errors=True)
 
     def __enter__(self) -> QemuProcess:
         self.start()
