@@ -161,6 +161,7 @@ def _print_characterization(result) -> None:
     table.add_row("already in the LUT", f"{result.already_measured}")
     table.add_row("measured now", f"{result.measured_now} ops in {t.images} image(s)")
     table.add_row("flagged (not recorded as good)", f"{len(t.flagged)}")
+    table.add_row("skipped (board gave up; measured next run)", f"{len(t.skipped)}")
     per_minute = result.measured_now / t.wall_s * 60 if t.wall_s else 0
     table.add_row("wall time", f"{t.wall_s:.1f} s ({per_minute:.0f} ops/min)")
     table.add_row("model generation", f"{t.generate_s:.1f} s")
@@ -170,6 +171,59 @@ def _print_characterization(result) -> None:
     console.print(table)
     for line in t.flagged[:20]:
         console.print(f"[yellow]flagged[/] {line}", highlight=False)
+    for line in t.skipped[:20]:
+        console.print(f"[red]skipped[/] {line}", highlight=False)
+
+
+@app.command()
+def regress(
+    boards_file: Path = typer.Option(Path("boards/lab.yaml"), "--boards", help="board inventory (YAML)"),
+    suite: str = typer.Option("nightly", help="suite name (suites/NAME.yaml) or a YAML path"),
+    baseline: Path = typer.Option(Path("luts"), help="LUT directory the sampled rows come from"),
+    out: Path = typer.Option(Path("out/regress"), help="history, trend page (and default JUnit)"),
+    junit: Path = typer.Option(None, help="JUnit XML to write (default OUT/junit.xml)"),
+    timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
+) -> None:
+    """Re-measure a suite on every board of an inventory (in parallel), compare
+    with the baselines, write JUnit XML and the trend page; exit 1 on a regression."""
+    from .regress.inventory import load_inventory
+    from .regress.nightly import regress as run_regress
+    from .regress.suite import load_suite
+
+    def show(row) -> None:
+        colour = {"pass": "green", "new": "cyan", "improved": "green"}.get(row.verdict, "red")
+        console.print(f"[{colour}]{row.verdict:<10}[/] {row.farm_board:<8} {row.case} "
+                      f"{row.metric}: {row.detail}", highlight=False, soft_wrap=True)
+
+    try:
+        inventory = load_inventory(boards_file)
+        result = run_regress(inventory, load_suite(suite), baseline, out,
+                             junit or out / "junit.xml", timeout, on_row=show)
+    except TinyhilError as error:
+        _fail(error)
+    _print_regression(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _print_regression(result) -> None:
+    table = Table("", "value", title=f"regress run {result.run_id}"
+                  + (" (resumed)" if result.resumed else ""))
+    table.add_row("cases measured now", f"{result.measured_now}")
+    table.add_row("cases from the interrupted run", f"{result.already}")
+    for verdict, n in sorted(result.verdicts.items()):
+        table.add_row(f"figures: {verdict}", f"{n}")
+    for board, n in sorted(result.stats.cases_by_board.items()):
+        table.add_row(f"board {board}", f"{n} cases, {result.stats.jobs_by_board[board]} jobs")
+    for (board, step), n in sorted(result.stats.recoveries.items()):
+        table.add_row(f"recoveries {board}", f"{step} x{n}")
+    table.add_row("wall time", f"{result.stats.wall_s:.1f} s")
+    table.add_row("history", str(result.history_path))
+    table.add_row("JUnit XML", str(result.junit_path))
+    table.add_row("trend page", str(result.trend_path))
+    console.print(table)
+    for error in result.stats.errors[:10]:
+        console.print(f"[red]error[/] {error}", highlight=False)
 
 
 @app.command()

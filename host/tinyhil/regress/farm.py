@@ -1,0 +1,114 @@
+"""Scheduling over a farm: one worker per board, a work queue per kind of board.
+
+Work is cut into jobs of a few cases (one firmware image each). Boards of the
+same PlatformIO environment are interchangeable, so they share one queue:
+two emulated qemu-m4 boards take jobs from it in turn and finish about twice
+as fast. Every measurement is handed to `on_result` (under a lock) the moment
+it arrives, so the caller can write it down at once.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import TinyhilError
+from ..measure import ImageRunner, Measurement
+from .inventory import FarmBoard
+from .suite import Case
+
+
+@dataclass(frozen=True)
+class Job:
+    environment: str
+    cases: tuple[Case, ...]
+
+
+@dataclass
+class FarmStats:
+    wall_s: float = 0.0
+    jobs_by_board: Counter = field(default_factory=Counter)
+    cases_by_board: Counter = field(default_factory=Counter)
+    recoveries: Counter = field(default_factory=Counter)  # (board, step) -> count
+    errors: list[str] = field(default_factory=list)
+
+
+def make_jobs(cases_by_env: dict[str, list[Case]], per_image: int) -> dict[str, list[Job]]:
+    """Fixed-size jobs, independent of how many boards take them (so a job's
+    image is the same, and cached, whichever board runs it)."""
+    return {env: [Job(env, tuple(cases[i:i + per_image])) for i in range(0, len(cases), per_image)]
+            for env, cases in cases_by_env.items()}
+
+
+class Farm:
+    def __init__(self, boards: list[FarmBoard], repeats: int = 3, timeout: float = 30.0,
+                 on_result: Callable[[FarmBoard, Case, Measurement], None] | None = None,
+                 open_device: Callable[[FarmBoard], object] | None = None):
+        self.boards = boards
+        self.repeats = repeats
+        self.timeout = timeout
+        self.on_result = on_result or (lambda board, case, m: None)
+        self.open_device = open_device or (lambda board: board.open(self.timeout))
+        self._lock = threading.Lock()
+
+    def run(self, jobs_by_env: dict[str, list[Job]]) -> FarmStats:
+        stats = FarmStats()
+        queues: dict[str, queue.Queue] = {}
+        for env, jobs in jobs_by_env.items():
+            queues[env] = queue.Queue()
+            for job in jobs:
+                queues[env].put(job)
+        missing = [env for env, jobs in jobs_by_env.items() if jobs
+                   and not any(b.environment == env for b in self.boards)]
+        if missing:
+            raise TinyhilError(f"no board in the inventory for {', '.join(missing)}")
+        started = time.monotonic()
+        workers = [threading.Thread(target=self._work, args=(board, queues.get(board.environment),
+                                                             stats), name=f"farm-{board.name}")
+                   for board in self.boards if board.environment in queues]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        stats.wall_s = time.monotonic() - started
+        return stats
+
+    def _work(self, board: FarmBoard, jobs: queue.Queue, stats: FarmStats) -> None:
+        while True:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                return
+            devices = []
+
+            def open_device():
+                device = self.open_device(board)
+                devices.append(device)
+                return device
+
+            runner = ImageRunner(board.config, self.repeats, max_per_image=len(job.cases),
+                                 open_device=open_device)
+            by_item = {case.item.name: case for case in job.cases}
+            done = set()
+            try:
+                for measurement in runner.run([case.item for case in job.cases]):
+                    case = by_item[measurement.item.name]
+                    done.add(case.case_id)
+                    with self._lock:
+                        stats.cases_by_board[board.name] += 1
+                        self.on_result(board, case, measurement)
+            except TinyhilError as error:  # a build that failed, a board that never came up
+                with self._lock:
+                    stats.errors.append(f"{board.name}: {error}")
+                    for case in job.cases:
+                        if case.case_id not in done:
+                            self.on_result(board, case, Measurement(case.item, f"error: {error}"))
+            finally:
+                with self._lock:
+                    stats.jobs_by_board[board.name] += 1
+                    for device in devices:
+                        for step, n in device.recoveries.items():
+                            stats.recoveries[(board.name, step)] += n

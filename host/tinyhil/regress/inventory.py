@@ -1,0 +1,129 @@
+"""The board inventory of a lab (YAML): which boards there are and how to reach them.
+
+    boards:
+      - name: m4-a                 # unique in the inventory
+        board: qemu-m4             # PlatformIO environment (`tinyhil boards`)
+      - name: f446-1
+        board: nucleo_f446re
+        port: /dev/ttyACM0         # local serial board
+        reset: dtr                 # flash (default) | dtr | rts
+      - name: rack2-m4
+        board: qemu-m4
+        labgrid:                   # a place of a labgrid coordinator
+          coordinator: 10.0.0.5:20408
+          place: tinyhil-m4
+
+Emulated boards may be listed any number of times: each entry is one more
+QEMU instance, i.e. one more worker.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..boards import BoardConfig, load_boards
+from ..device.boards import Board, QemuBoard, SerialBoard
+from ..errors import TinyhilError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KINDS = ("qemu", "serial", "labgrid")
+
+
+class InventoryError(TinyhilError):
+    """The board inventory file is missing, malformed, or names unknown boards."""
+
+
+@dataclass(frozen=True)
+class LabgridPlace:
+    coordinator: str  # host:port of labgrid-coordinator
+    place: str
+
+
+@dataclass(frozen=True)
+class FarmBoard:
+    """One board of the farm: a name, what it is, and how to reach it."""
+
+    name: str
+    config: BoardConfig
+    kind: str  # qemu | serial | labgrid
+    port: str = ""
+    reset: str = "flash"
+    labgrid: LabgridPlace | None = None
+
+    @property
+    def environment(self) -> str:
+        return self.config.name
+
+    def open(self, timeout: float = 30.0, retries: int = 2) -> Board:
+        if self.kind == "qemu":
+            return QemuBoard(self.config, timeout, retries)
+        if self.kind == "serial":
+            return SerialBoard(self.config, self.port, timeout, retries, reset_method=self.reset)
+        from ..device.labgrid_board import LabgridBoard
+
+        return LabgridBoard(self.config, self.labgrid.coordinator, self.labgrid.place,
+                            timeout, retries)
+
+
+def load_inventory(path: Path) -> list[FarmBoard]:
+    path = Path(path)
+    if not path.is_file():
+        raise InventoryError(f"{path}: no such board inventory")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise InventoryError(f"{path}: not valid YAML ({error})") from error
+    return parse_inventory(data, str(path))
+
+
+def parse_inventory(data, source: str = "inventory") -> list[FarmBoard]:
+    if not isinstance(data, dict) or not isinstance(data.get("boards"), list) or not data["boards"]:
+        raise InventoryError(f"{source}: expected a mapping with a non-empty list `boards:`")
+    catalog = load_boards()
+    boards, seen = [], set()
+    for n, entry in enumerate(data["boards"], 1):
+        where = f"{source}: board #{n}"
+        if not isinstance(entry, dict):
+            raise InventoryError(f"{where}: expected a mapping, got {entry!r}")
+        unknown = set(entry) - {"name", "board", "port", "reset", "labgrid", "kind"}
+        if unknown:
+            raise InventoryError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        name = str(entry.get("name", ""))
+        if not NAME.match(name):
+            raise InventoryError(f"{where}: name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        if name in seen:
+            raise InventoryError(f"{where}: name {name!r} appears twice")
+        seen.add(name)
+        env = str(entry.get("board", ""))
+        if env not in catalog:
+            raise InventoryError(f"{where} ({name}): unknown board {env!r}; known: "
+                                 f"{', '.join(sorted(catalog))}")
+        config = catalog[env]
+        kind = "labgrid" if "labgrid" in entry else ("qemu" if config.emulated else "serial")
+        if entry.get("kind", kind) != kind:
+            raise InventoryError(f"{where} ({name}): kind {entry['kind']!r} does not fit "
+                                 f"board {env} (it is {kind})")
+        place = None
+        if kind == "labgrid":
+            lg = entry["labgrid"]
+            if not isinstance(lg, dict) or not lg.get("place") or not lg.get("coordinator"):
+                raise InventoryError(f"{where} ({name}): labgrid needs `coordinator: host:port` "
+                                     "and `place: NAME`")
+            if not re.match(r"^[\w.-]+:\d{1,5}$", str(lg["coordinator"])):
+                raise InventoryError(f"{where} ({name}): coordinator {lg['coordinator']!r} "
+                                     "must be host:port")
+            if not NAME.match(str(lg["place"])):
+                raise InventoryError(f"{where} ({name}): place {lg['place']!r} is not a valid name")
+            place = LabgridPlace(str(lg["coordinator"]), str(lg["place"]))
+        port = str(entry.get("port", ""))
+        if kind == "serial" and not (port or config.upload_port):
+            raise InventoryError(f"{where} ({name}): a serial board needs `port:` (e.g. /dev/ttyACM0)")
+        reset = str(entry.get("reset", "flash"))
+        if reset not in SerialBoard.RESET_METHODS:
+            raise InventoryError(f"{where} ({name}): reset {reset!r} is not one of "
+                                 f"{', '.join(SerialBoard.RESET_METHODS)}")
+        boards.append(FarmBoard(name, config, kind, port, reset, place))
+    return boards

@@ -1,0 +1,145 @@
+"""`tinyhil regress`: a suite re-measured on every board of an inventory,
+each figure compared with its baseline, written down as it arrives.
+
+inventory + suite + baselines -> cases per board environment -> farm (one
+worker per board) -> verdict rows (history.csv, appended) -> JUnit XML and
+the trend page; a run that was killed is resumed by the next one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from ..measure import Measurement, skipped, usable
+from .farm import Farm, FarmStats, make_jobs
+from .history import (ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row)
+from .inventory import FarmBoard
+from .suite import Baseline, Case, Suite, collect_cases
+
+
+@dataclass
+class RegressResult:
+    run_id: str
+    resumed: bool
+    rows: pd.DataFrame  # every row of this run (resumed parts included)
+    measured_now: int  # cases measured by this invocation
+    already: int  # cases found in the history of this run (resumed)
+    stats: FarmStats
+    history_path: Path
+    junit_path: Path | None = None
+    trend_path: Path | None = None
+
+    @property
+    def verdicts(self) -> Counter:
+        return Counter(self.rows["verdict"])
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.rows["verdict"].isin(FAILING).any())
+
+
+def judge(case: Case, m: Measurement, suite: Suite, emulated: bool) -> list[tuple[str, float | None,
+                                                                                    float | None, float, str, str]]:
+    """(metric, baseline, measured, tolerance, verdict, detail) for each figure of a case."""
+    if skipped(m.status):
+        return [("cycles", _b(case, "cycles"), None, 0.0, SKIPPED, m.status)]
+    if not usable(m.status) or not m.cycles:
+        return [("output", None, None, 0.0, ERROR, m.status)]
+    tol = suite.tolerance.cycles(emulated, case.kind)
+    out = []
+    base = case.baseline
+    if base is None:
+        out.append(("cycles", None, m.median, tol, NEW, "no baseline yet"))
+        out.append(("arena_bytes", None, float(m.arena_used), float(suite.tolerance.arena_bytes),
+                    NEW, "no baseline yet"))
+        return out
+    change = (m.median - base.cycles) / base.cycles if base.cycles else 0.0
+    verdict = REGRESSION if change > tol else IMPROVED if change < -tol else PASS
+    out.append(("cycles", base.cycles, m.median, tol, verdict,
+                f"{change * 100:+.3f} % vs {base.source} (tolerance {tol * 100:g} %)"))
+    if base.arena_bytes is not None and base.arena_bytes == base.arena_bytes:
+        delta = m.arena_used - base.arena_bytes
+        atol = suite.tolerance.arena_bytes
+        verdict = REGRESSION if delta > atol else IMPROVED if delta < -atol else PASS
+        out.append(("arena_bytes", float(base.arena_bytes), float(m.arena_used), float(atol),
+                    verdict, f"{delta:+d} bytes vs {base.source} (tolerance {atol} bytes)"))
+    if m.status != "ok":  # one LSB off the host: timing still compared, the note kept
+        out = [(a, b, c, d, e, f"{f}; {m.status}") for a, b, c, d, e, f in out]
+    return out
+
+
+def _b(case: Case, metric: str) -> float | None:
+    return None if case.baseline is None else getattr(case.baseline, metric)
+
+
+def fingerprint(suite: Suite, boards: list[FarmBoard], baseline_dir: Path) -> str:
+    text = json.dumps([Path(suite.source).read_text() if Path(suite.source).is_file() else suite.name,
+                       [(b.name, b.environment, b.kind) for b in boards], str(baseline_dir)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: Path,
+            junit_path: Path | None = None, timeout: float = 30.0, on_row=None,
+            open_device=None, trend: bool = True) -> RegressResult:
+    history = History(out_dir)
+    with history.exclusive():
+        print_ = on_row or (lambda row: None)
+        key = fingerprint(suite, boards, baseline_dir)
+        run_id = history.unfinished_run(key)
+        resumed = run_id is not None
+        if run_id is None:
+            run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            history.mark(run_id, key, finished=False)
+        frame = history.frame()
+        mine = frame[frame["run_id"] == run_id]
+        done = set(mine.loc[mine["verdict"] != SKIPPED, "case"] + "@" + mine.loc[
+            mine["verdict"] != SKIPPED, "environment"])
+        # a skipped case is measured again on resume; its old row stays as the record of the skip
+        environments = sorted({b.environment for b in boards})
+
+        def earlier(env: str, case_id: str) -> Baseline | None:
+            figures = history.last_good(env, case_id, before_run=run_id)
+            if figures is None:
+                return None
+            cycles, arena = figures
+            return Baseline(cycles, None if arena != arena else int(arena), "history")
+
+        cases = collect_cases(suite, environments, Path(baseline_dir), earlier)
+        todo = {env: [c for c in cs if f"{c.case_id}@{env}" not in done] for env, cs in cases.items()}
+        already = sum(len(cs) for cs in cases.values()) - sum(len(cs) for cs in todo.values())
+
+        def record(board: FarmBoard, case: Case, m: Measurement) -> None:
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            rows = [Row(run_id, now, suite.name, case.environment, board.name, case.case_id,
+                        case.kind, metric, base, measured, tol, verdict, detail)
+                    for metric, base, measured, tol, verdict, detail
+                    in judge(case, m, suite, board.config.emulated)]
+            history.append(rows)
+            for row in rows:
+                print_(row)
+
+        farm = Farm(boards, suite.repeats, timeout, record, open_device)
+        stats = farm.run(make_jobs(todo, suite.per_image))
+        rows = history.frame()
+        rows = rows[rows["run_id"] == run_id]
+        # the latest row per (case, environment, metric): a resumed skip is superseded
+        rows = rows.drop_duplicates(["environment", "case", "metric"], keep="last")
+        # Skips left: the run stays open, and the next one measures just those.
+        history.mark(run_id, key, finished=not (rows["verdict"] == SKIPPED).any())
+        result = RegressResult(run_id, resumed, rows.reset_index(drop=True),
+                               sum(stats.cases_by_board.values()), already, stats, history.path)
+        if junit_path is not None:
+            from ..report.junit import write_junit
+
+            result.junit_path = write_junit(result, suite, Path(junit_path))
+        if trend:
+            from ..report.trend import write_trend
+
+            result.trend_path = write_trend(history.frame(), Path(out_dir) / "trend.html", suite.name)
+        return result
