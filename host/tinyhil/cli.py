@@ -639,5 +639,73 @@ def bench_engines(
                   f"random {ranking['random']:+.3f}")
 
 
+@bench_app.command("faults")
+def bench_faults(
+    faults: int = typer.Option(200, min=1, help="inject at least this many faults"),
+    boards: int = typer.Option(2, min=1, max=16, help="emulated boards in the farm"),
+    board: str = typer.Option("qemu-m4"),
+    baseline: Path = typer.Option(Path("luts"), help="LUTs the cases (and exact baselines) come from"),
+    sample: int = typer.Option(3, min=1, help="rows per space LUT in each round"),
+    host_kills: int = typer.Option(3, min=0, help="rounds where tinyhil itself is killed and resumed"),
+    seed: int = typer.Option(0),
+    timeout: float = typer.Option(1.0, min=0.1, help="seconds to wait for each reply"),
+) -> None:
+    """Regression rounds through a fault-injecting serial proxy (garble, drop,
+    duplicate, stall), with board resets, QEMU kills and host kills; prints
+    the faults by kind, survived, and rows lost/duplicated/wrong (must be 0)."""
+    import tempfile
+
+    from .regress.faults import campaign
+    from .regress.speedup import emulated_farm
+    from .regress.suite import Suite
+
+    suite = Suite("faults", repeats=2, per_image=3, lut_sample=sample, seed=seed, deployments="")
+    try:
+        with tempfile.TemporaryDirectory(prefix="tinyhil-faults-") as scratch:
+            report = campaign(emulated_farm(board, boards), suite, baseline, Path(scratch), faults,
+                              host_kills, seed, timeout, log=lambda line: console.print(line, highlight=False))
+    except TinyhilError as error:
+        _fail(error)
+    table = Table("fault", "injected", "survived", title=f"fault campaign: {report.rounds} rounds, "
+                  f"{report.cases} cases, {report.wall_s:.0f} s")
+    for kind in sorted(report.injected):
+        table.add_row(kind, str(report.injected[kind]), str(report.survived[kind]))
+    table.add_row("total", str(report.total), str(sum(report.survived.values())))
+    console.print(table)
+    console.print(f"recoveries: {dict(report.recoveries)}; resumed runs: {report.resumes}")
+    for problem in report.problems:
+        console.print(f"[red]problem[/] {problem}", highlight=False)
+    console.print(f"BENCH faults: {report.total} injected, {sum(report.survived.values())} survived; "
+                  f"rows lost {report.rows_lost}, duplicated {report.rows_duplicated}, "
+                  f"wrong {report.wrong}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@bench_app.command("farm")
+def bench_farm(
+    board: str = typer.Option("qemu-m4"),
+    baseline: Path = typer.Option(Path("luts"), help="LUTs the cases come from"),
+    sample: int = typer.Option(8, min=1, help="rows per space LUT"),
+    repeats: int = typer.Option(20, min=1, help="timed inferences per case"),
+    per_image: int = typer.Option(4, min=1, help="cases per job (firmware image)"),
+) -> None:
+    """The same suite on 1 and 2 emulated boards (images cached first): the parallel speed-up."""
+    import tempfile
+
+    from .regress.speedup import measure_speedup
+    from .regress.suite import Suite
+
+    suite = Suite("farm", repeats=repeats, per_image=per_image, lut_sample=sample, deployments="")
+    try:
+        with tempfile.TemporaryDirectory(prefix="tinyhil-farm-") as scratch:
+            result = measure_speedup(board, suite, baseline, Path(scratch))
+    except TinyhilError as error:
+        _fail(error)
+    console.print(f"BENCH farm: {result.cases} cases in {result.jobs} jobs on {board}: "
+                  f"1 board {result.seconds[1]:.1f} s, 2 boards {result.seconds[2]:.1f} s, "
+                  f"speed-up {result.factor(2):.2f}x on {os.cpu_count()} cores")
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

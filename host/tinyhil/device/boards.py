@@ -97,7 +97,8 @@ class Board(ABC):
         """INFO, and the check that the board runs the image we built."""
         self.driver = BenchDriver(self.port, self.config.name, self.timeout, self.retries)
         # Booting needs no long timeout: the runner answers INFO at once.
-        boot_driver = BenchDriver(self.port, self.config.name, timeout=5.0, retries=2)
+        boot_driver = BenchDriver(self.port, self.config.name, timeout=min(5.0, self.timeout),
+                                  retries=2)
         self.info = boot_driver.info()
         self.driver._seq = boot_driver._seq
         if self.info.build_id != self.image.image_id:

@@ -141,9 +141,14 @@ class BenchDriver:
 
     def _await(self, kind: Kind, timeout: float) -> Frame | None:
         deadline = time.monotonic() + timeout
+        bad_frames = self.decoder.bad_frames
         while time.monotonic() < deadline:
             chunk = self.port.read(max(1, getattr(self.port, "in_waiting", 0) or 1))
             if not chunk:
+                if self.decoder.bad_frames > bad_frames and not self.decoder.buffer:
+                    # A reply came and failed its CRC, and the line is quiet
+                    # again: ask again now rather than wait out the timeout.
+                    return None
                 continue
             for frame in self.decoder.feed(chunk):
                 if frame.seq == self._seq and frame.kind in (kind | REPLY, Kind.ERROR):

@@ -32,6 +32,7 @@ class RegressResult:
     already: int  # cases found in the history of this run (resumed)
     stats: FarmStats
     history_path: Path
+    expected: frozenset[str] = frozenset()  # "case@environment" of every case of the suite
     junit_path: Path | None = None
     trend_path: Path | None = None
 
@@ -133,7 +134,8 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
         # Skips left: the run stays open, and the next one measures just those.
         history.mark(run_id, key, finished=not (rows["verdict"] == SKIPPED).any())
         result = RegressResult(run_id, resumed, rows.reset_index(drop=True),
-                               sum(stats.cases_by_board.values()), already, stats, history.path)
+                               sum(stats.cases_by_board.values()), already, stats, history.path,
+                               frozenset(f"{c.case_id}@{env}" for env, cs in cases.items() for c in cs))
         if junit_path is not None:
             from ..report.junit import write_junit
 

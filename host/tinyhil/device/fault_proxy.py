@@ -1,0 +1,198 @@
+"""A faulty serial line, on purpose: a relay between the host and a board's
+serial port that garbles, drops, duplicates and stalls frames on a seeded
+schedule, to show that no fault of the link becomes a wrong number.
+
+    host (pyserial) <-> our pty <-> FaultProxy <-> the board's port (QEMU pty, ...)
+
+It is a `Board.link`: the board hands it its real port on every bring-up
+(QEMU gets a new pty when it restarts) and opens the pty it returns instead.
+Faults are made per frame, so that each one counted is one the protocol
+must survive; bytes outside frames are relayed as they come.
+"""
+from __future__ import annotations
+
+import os
+import random
+import select
+import threading
+import time
+import tty
+from collections import Counter
+from dataclasses import dataclass
+
+from .protocol import CRC, HEADER, MAX_PAYLOAD, SYNC
+
+from collections.abc import Callable
+
+KINDS = ("garble", "drop", "duplicate", "stall")
+# Done to the board itself, just after a RUN request went through: the
+# benchmark is interrupted mid-way (actions supplied by whoever owns the board).
+BOARD_KINDS = ("board_reset", "qemu_killed")
+RUN_KIND = 0x03
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    seed: int = 0
+    to_host: float = 0.3  # chance that a frame from the board gets a fault
+    to_board: float = 0.05  # chance that a frame to the board gets one
+    kinds: tuple[str, ...] = KINDS
+    stall_s: float = 0.6  # mean-ish; each stall lasts 0.2-2x this
+    board_faults: float = 0.0  # chance that a RUN request is followed by a board fault
+
+    def __post_init__(self):
+        unknown = set(self.kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kind(s) {', '.join(sorted(unknown))}; known: {', '.join(KINDS)}")
+
+
+class _Framer:
+    """Cuts a byte stream into whole frames (by their length field) and the
+    bytes between them, without checking CRCs: the proxy is the line, not the host."""
+
+    def __init__(self):
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bool, bytes]]:
+        self.buffer.extend(data)
+        out = []
+        while True:
+            start = self.buffer.find(SYNC)
+            if start < 0:
+                keep = 1 if self.buffer[-1:] == SYNC[:1] else 0
+                if len(self.buffer) > keep:
+                    out.append((False, bytes(self.buffer[: len(self.buffer) - keep])))
+                    del self.buffer[: len(self.buffer) - keep]
+                return out
+            if start:
+                out.append((False, bytes(self.buffer[:start])))
+                del self.buffer[:start]
+            if len(self.buffer) < HEADER.size:
+                return out
+            _, _, _, length = HEADER.unpack_from(self.buffer)
+            end = HEADER.size + length + CRC.size
+            if length > MAX_PAYLOAD:
+                out.append((False, bytes(self.buffer[:1])))
+                del self.buffer[:1]
+                continue
+            if len(self.buffer) < end:
+                return out
+            out.append((True, bytes(self.buffer[:end])))
+            del self.buffer[:end]
+
+
+class FaultProxy:
+    def __init__(self, plan: FaultPlan = FaultPlan()):
+        self.plan = plan
+        self.rng = random.Random(plan.seed)
+        self.faults: Counter[str] = Counter()  # injected, by kind
+        self.frames: Counter[str] = Counter()  # relayed, by direction
+        self.enabled = True
+        self.board_actions: dict[str, Callable[[], None]] = {}  # kind -> do it (BOARD_KINDS)
+        self._lock = threading.Lock()
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._fds: list[int] = []
+
+    # ---- Board.link ----------------------------------------------------------
+    def __call__(self, board_port: str) -> str:
+        self.close()
+        board_fd = os.open(board_port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(board_fd)
+        host_master, host_slave = os.openpty()
+        tty.setraw(host_slave)
+        name = os.ttyname(host_slave)
+        self._fds = [board_fd, host_master, host_slave]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._relay, args=(board_fd, host_master, self._stop),
+                                        daemon=True, name="fault-proxy")
+        self._thread.start()
+        return name
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=2)
+            self._thread = None
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self.faults[kind] += 1
+
+    # ---- the relay -----------------------------------------------------------
+    def _relay(self, board_fd: int, host_fd: int, stop: threading.Event) -> None:
+        framers = {board_fd: _Framer(), host_fd: _Framer()}
+        peer = {board_fd: host_fd, host_fd: board_fd}
+        while not stop.is_set():
+            try:
+                ready, _, _ = select.select([board_fd, host_fd], [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            for fd in ready:
+                try:
+                    data = os.read(fd, 4096)
+                except BlockingIOError:
+                    continue
+                except OSError:  # the board's pty is gone (QEMU killed): the host sees silence
+                    return
+                if not data:
+                    continue
+                to_host = fd == board_fd
+                for is_frame, chunk in framers[fd].feed(data):
+                    out = self._mangle(chunk, to_host) if is_frame else chunk
+                    if out:
+                        self._write(peer[fd], out)
+                    if is_frame:
+                        self._after(chunk, to_host)
+
+    def _after(self, frame: bytes, to_host: bool) -> None:
+        if to_host or not self.enabled or not self.board_actions or frame[2] != RUN_KIND:
+            return
+        if self.rng.random() < self.plan.board_faults:
+            kind = self.rng.choice(sorted(self.board_actions))
+            time.sleep(self.rng.uniform(0.0, 0.02))  # somewhere inside the benchmark
+            try:
+                self.board_actions[kind]()
+            except OSError:
+                return  # the board was already gone: no fault made
+            self.count(kind)
+
+    def _mangle(self, frame: bytes, to_host: bool) -> bytes:
+        self.frames["to_host" if to_host else "to_board"] += 1
+        chance = self.plan.to_host if to_host else self.plan.to_board
+        if not self.enabled or self.rng.random() >= chance:
+            return frame
+        kind = self.rng.choice(self.plan.kinds)
+        self.count(kind)
+        if kind == "garble":
+            data = bytearray(frame)
+            for _ in range(self.rng.randint(1, 3)):
+                data[self.rng.randrange(len(data))] ^= 1 << self.rng.randrange(8)
+            return bytes(data)
+        if kind == "drop":
+            start = self.rng.randrange(len(frame))
+            return frame[:start] + frame[start + self.rng.randint(1, 8):]
+        if kind == "duplicate":
+            return frame + frame
+        # stall: the line goes quiet, then delivers; sometimes past the host's timeout
+        time.sleep(self.rng.uniform(0.2, 2.0) * self.plan.stall_s)
+        return frame
+
+    @staticmethod
+    def _write(fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                select.select([], [fd], [], 0.05)
+                continue
+            except OSError:
+                return
+            view = view[written:]

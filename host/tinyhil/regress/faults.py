@@ -1,0 +1,195 @@
+"""The fault campaign: regression runs over links and boards that fail on
+purpose, counting every fault injected and checking that none of them cost
+or corrupted a measured row.
+
+Faults, by kind:
+  garble, drop, duplicate, stall   frames on the serial line (FaultProxy)
+  board_reset                      the board's reset pressed mid-benchmark (QMP)
+  qemu_killed                      the emulator killed mid-run (SIGKILL)
+  host_killed                      tinyhil itself killed mid-run, then resumed
+
+The baselines are the LUT's own rows and emulated counts are exact, so any
+figure that differs from its baseline would be a wrong number recorded.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..device.fault_proxy import FaultPlan, FaultProxy
+from .history import History
+from .inventory import FarmBoard
+from .nightly import regress
+from .suite import Suite, Tolerance
+
+WRONG = ("regression", "improved", "error")
+
+
+@dataclass
+class FaultReport:
+    injected: Counter = field(default_factory=Counter)
+    survived: Counter = field(default_factory=Counter)
+    rounds: int = 0
+    resumes: int = 0
+    cases: int = 0  # cases expected over all rounds
+    rows_lost: int = 0
+    rows_duplicated: int = 0
+    wrong: int = 0
+    recoveries: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.injected.values())
+
+    @property
+    def ok(self) -> bool:
+        return not (self.rows_lost or self.rows_duplicated or self.wrong or self.problems)
+
+
+def check_rows(history: History, run_id: str, expected: set[str]) -> tuple[int, int, int]:
+    """(lost, duplicated, wrong) of one run: each expected case has exactly one
+    row per metric that is not a skip, and its figures equal the baseline."""
+    frame = history.frame()
+    rows = frame[(frame["run_id"] == run_id) & (frame["verdict"] != "skipped")]
+    keys = rows["case"] + "@" + rows["environment"]
+    per_metric = rows.assign(key=keys).groupby(["key", "metric"]).size()
+    lost = len(expected - set(keys))
+    duplicated = int((per_metric > 1).sum())
+    wrong = int(rows["verdict"].isin(WRONG).sum())
+    return lost, duplicated, wrong
+
+
+def campaign(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, work_dir: Path,
+             target_faults: int = 200, host_kills: int = 2, seed: int = 0, timeout: float = 1.0,
+             plan: FaultPlan | None = None, max_rounds: int = 100,
+             log=print) -> FaultReport:
+    """Regression rounds over faulty links until `target_faults` faults were
+    injected (host kills included), each round resumed until complete."""
+    suite = Suite(**{**suite.__dict__, "tolerance": Tolerance(0.0, 0.0, 0)})
+    report = FaultReport()
+    rng = random.Random(seed)
+    started = time.monotonic()
+    for n in range(host_kills):
+        _host_kill_round(boards, suite, baseline_dir, work_dir / f"host-kill-{n}", report, log)
+    while report.total < target_faults and report.rounds < max_rounds:
+        _faulty_round(boards, suite, baseline_dir, work_dir / f"round-{report.rounds}", report,
+                      rng, timeout, plan or FaultPlan(board_faults=0.1), log)
+    report.wall_s = time.monotonic() - started
+    return report
+
+
+def board_actions(device) -> dict:
+    """Reset button and plug of an emulated board, for the proxy to use mid-benchmark."""
+    def reset() -> None:
+        if device.qemu is None:
+            raise OSError("no QEMU")
+        device.qemu.system_reset()
+
+    def kill() -> None:
+        if device.qemu is None or device.qemu.process is None:
+            raise OSError("no QEMU")
+        os.kill(device.qemu.process.pid, signal.SIGKILL)
+
+    return {"board_reset": reset, "qemu_killed": kill}
+
+
+def _faulty_round(boards, suite, baseline_dir, out, report, rng, timeout, plan, log):
+    proxies: list[FaultProxy] = []
+
+    def open_device(farm_board: FarmBoard):
+        device = farm_board.open(timeout)
+        proxy = FaultProxy(FaultPlan(**{**plan.__dict__, "seed": rng.getrandbits(32)}))
+        if farm_board.kind == "qemu":
+            proxy.board_actions = board_actions(device)
+        proxies.append(proxy)
+        device.link = proxy
+        return device
+
+    injected = Counter()
+    result = regress(boards, suite, baseline_dir, out, None, timeout,
+                     open_device=open_device, trend=False)
+    expected = _expected(result)
+    resumes = 0
+    while (result.rows["verdict"] == "skipped").any() and resumes < 5:
+        resumes += 1  # a case the board gave up on is measured by the resumed run
+        result = regress(boards, suite, baseline_dir, out, None, timeout,
+                         open_device=open_device, trend=False)
+    for proxy in proxies:
+        proxy.close()
+        injected.update(proxy.faults)
+    lost, duplicated, wrong = check_rows(History(out), result.run_id, expected)
+    _account(report, injected, expected, lost, duplicated, wrong, resumes)
+    report.recoveries.update({step: n for (_, step), n in result.stats.recoveries.items()})
+    log(f"round {report.rounds}: {sum(injected.values())} faults {dict(injected)}; "
+        f"{len(expected)} cases, lost {lost}, duplicated {duplicated}, wrong {wrong}, "
+        f"resumed {resumes}x")
+
+
+def _expected(result) -> set[str]:
+    return set(result.expected)
+
+
+def _account(report, injected, expected, lost, duplicated, wrong, resumes) -> None:
+    report.rounds += 1
+    report.resumes += resumes
+    report.cases += len(expected)
+    report.injected.update(injected)
+    report.rows_lost += lost
+    report.rows_duplicated += duplicated
+    report.wrong += wrong
+    if not (lost or duplicated or wrong):
+        report.survived.update(injected)
+
+
+def _host_kill_round(boards, suite, baseline_dir, out, report, log) -> None:
+    """`tinyhil regress` in a process of its own, killed (SIGKILL) once rows
+    have arrived; the run is then resumed here and must finish the rest."""
+    out.mkdir(parents=True, exist_ok=True)
+    inventory = out / "boards.yaml"
+    inventory.write_text(yaml.safe_dump({"boards": [
+        {"name": b.name, "board": b.environment} for b in boards if b.kind == "qemu"]}))
+    suite_file = out / "suite.yaml"
+    suite_file.write_text(yaml.safe_dump({
+        "name": suite.name, "repeats": suite.repeats, "per_image": suite.per_image,
+        "lut_sample": suite.lut_sample, "seed": suite.seed, "deployments": "", "models": [],
+        "tolerance": {"emulated": 0.0, "physical": 0.0, "arena_bytes": 0}}))
+    command = [sys.executable, "-m", "tinyhil", "regress", "--boards", str(inventory),
+               "--suite", str(suite_file), "--baseline", str(baseline_dir), "--out", str(out)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    history = out / "history.csv"
+    deadline = time.monotonic() + 600
+    killed = False
+    while child.poll() is None and time.monotonic() < deadline:
+        if history.is_file() and history.read_text().count("\n") >= 3:  # header + 2 rows
+            os.killpg(child.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    child.wait()
+    if not killed:
+        report.problems.append(f"host-kill round {out.name}: the run ended before it could be killed")
+        return
+    from .inventory import load_inventory
+    from .suite import load_suite
+
+    result = regress(load_inventory(inventory), load_suite(str(suite_file)), baseline_dir, out,
+                     None, trend=False)
+    if not result.resumed or result.already == 0:
+        report.problems.append(f"host-kill round {out.name}: the next run did not resume "
+                               f"(resumed={result.resumed}, already={result.already})")
+    lost, duplicated, wrong = check_rows(History(out), result.run_id, _expected(result))
+    _account(report, Counter(host_killed=1), _expected(result), lost, duplicated, wrong, 1)
+    log(f"host killed after {result.already} cases, resumed: {result.measured_now} more; "
+        f"lost {lost}, duplicated {duplicated}, wrong {wrong}")
