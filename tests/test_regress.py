@@ -1,0 +1,241 @@
+"""tinyhil regress: inventory and suite files, verdicts, JUnit XML, history,
+and (device) a nightly run on a farm of three emulated boards."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import ROOT, make_int8_model
+from tinyhil.cli import app
+from tinyhil.measure import Item, Measurement
+from tinyhil.regress.history import History, Row
+from tinyhil.regress.inventory import InventoryError, parse_inventory
+from tinyhil.regress.nightly import judge
+from tinyhil.regress.suite import Baseline, Case, SuiteError, Tolerance, parse_suite
+from tinyhil.report.junit import JunitError, validate_junit
+
+
+# ---- files a user writes ------------------------------------------------------
+@pytest.mark.parametrize("data, message", [
+    ({}, "non-empty list `boards:`"),
+    ({"boards": [{"name": "a", "board": "qemu-m7"}]}, "unknown board 'qemu-m7'"),
+    ({"boards": [{"name": "a", "board": "qemu-m4"}, {"name": "a", "board": "qemu-m4"}]}, "appears twice"),
+    ({"boards": [{"name": "a;rm -rf", "board": "qemu-m4"}]}, "name 'a;rm -rf'"),
+    ({"boards": [{"name": "a", "board": "nucleo_f446re"}]}, "needs `port:`"),
+    ({"boards": [{"name": "a", "board": "nucleo_f446re", "port": "/dev/x", "reset": "kick"}]},
+     "reset 'kick'"),
+    ({"boards": [{"name": "a", "board": "qemu-m4", "labgrid": {"place": "p"}}]}, "coordinator"),
+    ({"boards": [{"name": "a", "board": "qemu-m4", "colour": "red"}]}, "unknown key"),
+])
+def test_inventory_errors_name_the_problem(data, message):
+    with pytest.raises(InventoryError, match=message.replace("(", r"\(").replace("`", ".")):
+        parse_inventory(data, "lab.yaml")
+
+
+def test_inventory_kinds():
+    boards = parse_inventory({"boards": [
+        {"name": "m4-a", "board": "qemu-m4"},
+        {"name": "f446", "board": "nucleo_f446re", "port": "/dev/ttyACM0", "reset": "dtr"},
+        {"name": "remote", "board": "qemu-m4",
+         "labgrid": {"coordinator": "127.0.0.1:20408", "place": "tinyhil-m4"}}]})
+    assert [(b.name, b.kind, b.environment) for b in boards] == [
+        ("m4-a", "qemu", "qemu-m4"), ("f446", "serial", "nucleo_f446re"), ("remote", "labgrid", "qemu-m4")]
+    assert boards[1].reset == "dtr" and boards[2].labgrid.place == "tinyhil-m4"
+
+
+def test_shipped_inventory_and_suite_load():
+    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.regress.suite import load_suite
+
+    assert len(load_inventory(ROOT / "boards/lab.yaml")) >= 2
+    assert load_suite("nightly").tolerance.emulated == 0.0
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"repeats": 0}, "repeats must be a int in"),
+    ({"repeats": "3; DROP"}, "repeats must be"),
+    ({"tolerance": {"emulated": -1}}, "emulated must be"),
+    ({"tolerance": {"cpu": 1}}, "tolerance takes"),
+    ({"models": "a.tflite"}, "models must be a list"),
+    ({"name": "../etc"}, "name '../etc'"),
+    ({"extra": 1}, "unknown key"),
+])
+def test_suite_errors_name_the_problem(data, message):
+    with pytest.raises(SuiteError, match=message.replace("(", r"\(")):
+        parse_suite(data, "nightly.yaml")
+
+
+def test_suite_file_that_is_not_yaml(tmp_path):
+    from tinyhil.regress.suite import load_suite
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SuiteError, match="not valid YAML"):
+        load_suite(str(bad))
+    with pytest.raises(SuiteError, match="no such suite"):
+        load_suite("no-such-suite")
+
+
+# ---- verdicts ------------------------------------------------------------------
+def _case(cycles, arena=1000, kind="lut"):
+    return Case("lut/t/op", kind, "qemu-m4", Item("case-1", None, 0),
+                None if cycles is None else Baseline(cycles, arena, "t.csv"))
+
+
+def _measured(cycles, arena=1000, status="ok"):
+    return Measurement(Item("case-1", None, 0), status, cycles=(cycles,) * 3, arena_used=arena)
+
+
+def test_judge():
+    suite = parse_suite({"tolerance": {"emulated": 0.0, "physical": 0.05, "deploy": 0.01}}, "s")
+    verdicts = lambda rows: [(r[0], r[4]) for r in rows]  # noqa: E731
+    assert verdicts(judge(_case(100), _measured(100), suite, True)) == [
+        ("cycles", "pass"), ("arena_bytes", "pass")]
+    assert verdicts(judge(_case(100), _measured(101), suite, True))[0] == ("cycles", "regression")
+    assert verdicts(judge(_case(100), _measured(99), suite, True))[0] == ("cycles", "improved")
+    assert verdicts(judge(_case(100), _measured(104), suite, False))[0] == ("cycles", "pass")
+    assert verdicts(judge(_case(100, kind="deploy"), _measured(100.5), suite, True))[0] == ("cycles", "pass")
+    assert verdicts(judge(_case(100), _measured(100, 1001), suite, True))[1] == ("arena_bytes", "regression")
+    assert verdicts(judge(_case(None), _measured(100), suite, True)) == [
+        ("cycles", "new"), ("arena_bytes", "new")]
+    wrong = Measurement(Item("case-1", None, 0), "mismatch: outputs differ")
+    assert verdicts(judge(_case(100), wrong, suite, True)) == [("output", "error")]
+    gave_up = Measurement(Item("case-1", None, 0), "skipped: board gave up")
+    assert verdicts(judge(_case(100), gave_up, suite, True)) == [("cycles", "skipped")]
+
+
+def test_history_survives_a_torn_append(tmp_path):
+    history = History(tmp_path)
+    row = Row("r1", "t", "s", "qemu-m4", "m4-a", "lut/x", "lut", "cycles", 1.0, 1.0, 0.0, "pass", "d")
+    with history.exclusive():
+        history.append([row])
+    with open(history.path, "a") as f:
+        f.write("r1,t,s,qemu-m4,m4-a,lut/y,lut,cyc")  # killed mid-write
+    assert len(history.frame()) == 1
+    with history.exclusive():
+        history.append([Row(**{**row.__dict__, "case": "lut/z"})])
+    assert list(history.frame()["case"]) == ["lut/x", "lut/z"]
+
+
+def test_junit_schema_rejects_what_ci_would(tmp_path):
+    bad = tmp_path / "bad.xml"
+    bad.write_text('<testsuites><testsuite name="s" tests="x" failures="0" errors="0"/></testsuites>')
+    with pytest.raises(JunitError, match="not valid JUnit XML"):
+        validate_junit(bad)
+
+
+# ---- on the emulated farm ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory):
+    """Two of the project's LUTs (one per board) as the baselines."""
+    out = tmp_path_factory.mktemp("luts")
+    for board, table in (("qemu-m4", "micronas-128x9-c6"), ("qemu-m33", "tinytnas-187x1-c5")):
+        (out / board).mkdir()
+        for suffix in (".csv", ".meta.json"):
+            shutil.copy(ROOT / "luts" / board / f"{table}{suffix}", out / board / f"{table}{suffix}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(models_dir):
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    return make_int8_model(models_dir / "regress_tiny.tflite",
+                           [L.Conv1D(4, 3, activation="relu"), L.Flatten(), L.Dense(3)], (16, 2))
+
+
+def write_farm(tmp_path, baseline_dir, tiny_model, boards):
+    runs = tmp_path / "runs" / "bad-deploy"
+    runs.mkdir(parents=True)
+    shutil.copy(tiny_model, runs / "model_int8.tflite")
+    # a deployment whose recorded figures are far better than the truth: a regression
+    (runs / "deployment.json").write_text(json.dumps(
+        {"board": "qemu-m4", "measured": {"cycles": 10.0, "arena_bytes": 10, "flash_bytes": 1}}))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "nightly-test", "repeats": 2, "per_image": 2,
+                                     "lut_sample": 3, "deployments": str(tmp_path / "runs"),
+                                     "models": [str(tiny_model)]}))
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text(yaml.safe_dump({"boards": boards}))
+    return inventory, suite
+
+
+FARM = [{"name": "m4-a", "board": "qemu-m4"}, {"name": "m4-b", "board": "qemu-m4"},
+        {"name": "m33-a", "board": "qemu-m33"}]
+
+
+@pytest.mark.device
+def test_nightly_on_three_emulated_boards(tmp_path, baseline_dir, tiny_model):
+    inventory, suite = write_farm(tmp_path, baseline_dir, tiny_model, FARM)
+    out = tmp_path / "out"
+    args = ["regress", "--boards", str(inventory), "--suite", str(suite),
+            "--baseline", str(baseline_dir), "--out", str(out), "--junit", str(out / "junit.xml")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 1, first.output  # the bad deployment is a regression
+    history = History(out).frame()
+    # every case once per metric: 3 LUT rows per board, the model on both, the deployment on m4
+    cases = history.groupby(["environment", "case", "metric"]).size()
+    assert (cases == 1).all()
+    per_env = history.groupby("environment")["case"].nunique().to_dict()
+    assert per_env == {"qemu-m4": 3 + 1 + 1, "qemu-m33": 3 + 1}
+    lut_rows = history[history["kind"] == "lut"]
+    assert set(lut_rows["verdict"]) == {"pass"}  # exact counts equal the LUT's
+    assert set(history[history["kind"] == "model"]["verdict"]) == {"new"}
+    bad = history[(history["kind"] == "deploy") & (history["metric"] == "cycles")].iloc[0]
+    assert bad["verdict"] == "regression" and bad["measured"] > 100 * bad["baseline"]
+    # both qemu-m4 boards took work from the shared queue
+    assert {"m4-a", "m4-b", "m33-a"} == set(history["farm_board"])
+
+    validate_junit(out / "junit.xml")
+    root = ET.parse(out / "junit.xml").getroot()
+    assert root.get("tests") == "9" and root.get("failures") == "1" and root.get("errors") == "0"
+    (failure,) = root.iter("failure")
+    assert "deploy/bad-deploy" in failure.get("message") or "cycles" in failure.get("message")
+
+    # the next night: the model has a baseline now (its first figures), still exact
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 1
+    history = History(out).frame()
+    assert history["run_id"].nunique() == 2
+    latest = history[history["run_id"] == history["run_id"].iloc[-1]]
+    assert set(latest[latest["kind"] == "model"]["verdict"]) == {"pass"}
+    page = (out / "trend.html").read_text()
+    assert page.count("<img") == 4  # cycles and arena, per board environment
+    assert "regression" in page
+
+
+@pytest.mark.device
+def test_host_killed_mid_run_then_resumed(tmp_path, baseline_dir, tiny_model):
+    inventory, suite = write_farm(tmp_path, baseline_dir, tiny_model, FARM[:1])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tinyhil", "regress", "--boards", str(inventory),
+               "--suite", str(suite), "--baseline", str(baseline_dir), "--out", str(out)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    history_path = out / "history.csv"
+    deadline = time.monotonic() + 300
+    while child.poll() is None and time.monotonic() < deadline:
+        if history_path.is_file() and history_path.read_text().count("\n") >= 3:
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert child.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    before = History(out).frame()
+    assert 0 < before["case"].nunique() < 5
+
+    resumed = CliRunner().invoke(app, command[3:])
+    assert "(resumed)" in resumed.output and resumed.exit_code == 1
+    after = History(out).frame()
+    assert after["run_id"].nunique() == 1
+    assert (after.groupby(["case", "metric"]).size() == 1).all()  # nothing twice
+    assert after["case"].nunique() == 5  # nothing lost
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # history only grows
