@@ -1,6 +1,7 @@
 import os
 import shutil
 import subprocess
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,11 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The board plugin comes with the installed package (pytest11 entry point);
+# from a checkout that is on PYTHONPATH only, load it by hand.
+if not any(ep.name == "tinyhil" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["tinyhil.pytest_plugin"]
 
 
 @pytest.fixture(scope="session")
