@@ -150,6 +150,12 @@ class ImageRunner:
         if self.progress is not None and task is not None:
             self.progress.advance(task, n)
 
+    def image_spec(self, items: list[Item]) -> ImageSpec:
+        """The firmware image that runs these items (in this order)."""
+        return ImageSpec(self.board.name, tuple(
+            Benchmark(i.name, i.model.flatbuffer, i.model.ops, i.model.input_bytes)
+            for i in items), seeded_inputs=True)
+
     def run(self, items: list[Item]) -> Iterator[Measurement]:
         """Yields one measurement per item, image after image."""
         images = pack(items, self.board, self.max_per_image)
@@ -158,10 +164,7 @@ class ImageRunner:
 
         def build(image_items: list[Item]) -> tuple[BuiltImage, float]:
             t0 = time.monotonic()
-            spec = ImageSpec(self.board.name, tuple(
-                Benchmark(i.name, i.model.flatbuffer, i.model.ops, i.model.input_bytes)
-                for i in image_items), seeded_inputs=True)
-            built = build_image(spec, self.board)
+            built = build_image(self.image_spec(image_items), self.board)
             self.advance(build_task)
             return built, time.monotonic() - t0
 

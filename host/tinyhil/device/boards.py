@@ -104,9 +104,12 @@ class Board(ABC):
         if self.info.build_id != self.image.image_id:
             raise TinyhilError(
                 f"board {self.config.name} runs image {self.info.build_id}, "
-                f"expected {self.image.image_id}: flashing did not take"
+                f"expected {self.image.image_id}: {self.flash_hint()}"
             )
         return self.info
+
+    def flash_hint(self) -> str:
+        return "flashing did not take"
 
     def _disconnect(self) -> None:
         if self.port is not None:

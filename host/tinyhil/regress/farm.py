@@ -1,10 +1,12 @@
-"""Scheduling over a farm: one worker per board, a work queue per kind of board.
+"""Scheduling over a farm: one worker per board, a work queue per lane.
 
 Work is cut into jobs of a few cases (one firmware image each). Boards of the
-same PlatformIO environment are interchangeable, so they share one queue:
-two emulated qemu-m4 boards take jobs from it in turn and finish about twice
-as fast. Every measurement is handed to `on_result` (under a lock) the moment
-it arrives, so the caller can write it down at once.
+same PlatformIO environment are interchangeable, so they share one queue (a
+lane): two emulated qemu-m4 boards take jobs from it in turn and finish about
+twice as fast. A board tinyhil cannot flash (labgrid) is a lane of its own,
+with one job: its whole suite in the one image it runs. Every measurement is
+handed to `on_result` (under a lock) the moment it arrives, so the caller can
+write it down at once.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .suite import Case
 
 @dataclass(frozen=True)
 class Job:
-    environment: str
+    lane: str
     cases: tuple[Case, ...]
 
 
@@ -36,11 +38,29 @@ class FarmStats:
     errors: list[str] = field(default_factory=list)
 
 
-def make_jobs(cases_by_env: dict[str, list[Case]], per_image: int) -> dict[str, list[Job]]:
+def make_jobs(cases_by_lane: dict[str, list[Case]], per_image: int,
+              pinned: frozenset[str] = frozenset()) -> dict[str, list[Job]]:
     """Fixed-size jobs, independent of how many boards take them (so a job's
-    image is the same, and cached, whichever board runs it)."""
-    return {env: [Job(env, tuple(cases[i:i + per_image])) for i in range(0, len(cases), per_image)]
-            for env, cases in cases_by_env.items()}
+    image is the same, and cached, whichever board runs it); one job for a pinned lane."""
+    jobs = {}
+    for lane, cases in cases_by_lane.items():
+        size = max(1, len(cases)) if lane in pinned else per_image
+        jobs[lane] = [Job(lane, tuple(cases[i:i + size])) for i in range(0, len(cases), size)]
+    return jobs
+
+
+def lane_image(board: FarmBoard, cases: list[Case]):
+    """The one image a pinned board must run for its lane's suite (built, cached)."""
+    from ..build.firmware import build_image
+    from ..errors import TinyhilError
+    from ..measure import pack
+
+    items = [case.item for case in cases]
+    if len(pack(items, board.config, len(items))) > 1:
+        raise TinyhilError(f"the suite of lane {board.lane} does not fit one image of "
+                           f"{board.environment}: sample fewer LUT rows for a pinned board")
+    runner = ImageRunner(board.config, max_per_image=len(items))
+    return build_image(runner.image_spec(items), board.config)
 
 
 class Farm:
@@ -54,21 +74,21 @@ class Farm:
         self.open_device = open_device or (lambda board: board.open(self.timeout))
         self._lock = threading.Lock()
 
-    def run(self, jobs_by_env: dict[str, list[Job]]) -> FarmStats:
+    def run(self, jobs_by_lane: dict[str, list[Job]]) -> FarmStats:
         stats = FarmStats()
         queues: dict[str, queue.Queue] = {}
-        for env, jobs in jobs_by_env.items():
-            queues[env] = queue.Queue()
+        for lane, jobs in jobs_by_lane.items():
+            queues[lane] = queue.Queue()
             for job in jobs:
-                queues[env].put(job)
-        missing = [env for env, jobs in jobs_by_env.items() if jobs
-                   and not any(b.environment == env for b in self.boards)]
+                queues[lane].put(job)
+        missing = [lane for lane, jobs in jobs_by_lane.items() if jobs
+                   and not any(b.lane == lane for b in self.boards)]
         if missing:
             raise TinyhilError(f"no board in the inventory for {', '.join(missing)}")
         started = time.monotonic()
-        workers = [threading.Thread(target=self._work, args=(board, queues.get(board.environment),
-                                                             stats), name=f"farm-{board.name}")
-                   for board in self.boards if board.environment in queues]
+        workers = [threading.Thread(target=self._work, args=(board, queues[board.lane], stats),
+                                    name=f"farm-{board.name}")
+                   for board in self.boards if board.lane in queues]
         for worker in workers:
             worker.start()
         for worker in workers:

@@ -57,6 +57,18 @@ class FarmBoard:
     def environment(self) -> str:
         return self.config.name
 
+    @property
+    def pinned(self) -> bool:
+        """A board tinyhil cannot flash (a labgrid place): it runs one image,
+        holding its lane's whole suite, and so measures that suite alone."""
+        return self.kind == "labgrid"
+
+    @property
+    def lane(self) -> str:
+        """Boards of one lane are interchangeable and share its work queue:
+        local boards of an environment do; a pinned board is a lane of its own."""
+        return f"{self.environment}@{self.name}" if self.pinned else self.environment
+
     def open(self, timeout: float = 30.0, retries: int = 2) -> Board:
         if self.kind == "qemu":
             return QemuBoard(self.config, timeout, retries)

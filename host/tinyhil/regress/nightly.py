@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from ..measure import Measurement, skipped, usable
-from .farm import Farm, FarmStats, make_jobs
+from .farm import Farm, FarmStats, lane_image, make_jobs
 from .history import (ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row)
 from .inventory import FarmBoard
 from .suite import Baseline, Case, Suite, collect_cases
@@ -79,6 +79,32 @@ def _b(case: Case, metric: str) -> float | None:
     return None if case.baseline is None else getattr(case.baseline, metric)
 
 
+def lane_cases(boards: list[FarmBoard], suite: Suite, baseline_dir: Path,
+               history: History | None = None, run_id: str = "") -> dict[str, list[Case]]:
+    """The suite's cases for each lane of the farm (a model's baseline: the lane's history)."""
+    by_env = collect_cases(suite, sorted({b.environment for b in boards}), baseline_dir)
+    lanes = {b.lane: b.environment for b in boards}
+    out = {}
+    for lane, env in sorted(lanes.items()):
+        out[lane] = []
+        for case in by_env[env]:
+            case = replace(case, lane=lane)
+            if case.kind == "model" and history is not None:
+                figures = history.last_good(lane, case.case_id, before_run=run_id)
+                if figures is not None:
+                    cycles, arena = figures
+                    case = replace(case, baseline=Baseline(
+                        cycles, None if arena != arena else int(arena), "history"))
+            out[lane].append(case)
+    return out
+
+
+def pinned_images(boards: list[FarmBoard], suite: Suite, baseline_dir: Path) -> dict[str, object]:
+    """Board name -> the image each pinned (labgrid) board must run for this suite."""
+    cases = lane_cases(boards, suite, Path(baseline_dir))
+    return {b.name: lane_image(b, cases[b.lane]) for b in boards if b.pinned and cases[b.lane]}
+
+
 def fingerprint(suite: Suite, boards: list[FarmBoard], baseline_dir: Path) -> str:
     text = json.dumps([Path(suite.source).read_text() if Path(suite.source).is_file() else suite.name,
                        [(b.name, b.environment, b.kind) for b in boards], str(baseline_dir)])
@@ -98,26 +124,16 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
             run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
             history.mark(run_id, key, finished=False)
         frame = history.frame()
-        mine = frame[frame["run_id"] == run_id]
-        done = set(mine.loc[mine["verdict"] != SKIPPED, "case"] + "@" + mine.loc[
-            mine["verdict"] != SKIPPED, "environment"])
+        mine = frame[(frame["run_id"] == run_id) & (frame["verdict"] != SKIPPED)]
         # a skipped case is measured again on resume; its old row stays as the record of the skip
-        environments = sorted({b.environment for b in boards})
-
-        def earlier(env: str, case_id: str) -> Baseline | None:
-            figures = history.last_good(env, case_id, before_run=run_id)
-            if figures is None:
-                return None
-            cycles, arena = figures
-            return Baseline(cycles, None if arena != arena else int(arena), "history")
-
-        cases = collect_cases(suite, environments, Path(baseline_dir), earlier)
-        todo = {env: [c for c in cs if f"{c.case_id}@{env}" not in done] for env, cs in cases.items()}
+        done = set(mine["case"] + "@" + mine["environment"])
+        cases = lane_cases(boards, suite, Path(baseline_dir), history, run_id)
+        todo = {lane: [c for c in cs if c.key not in done] for lane, cs in cases.items()}
         already = sum(len(cs) for cs in cases.values()) - sum(len(cs) for cs in todo.values())
 
         def record(board: FarmBoard, case: Case, m: Measurement) -> None:
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            rows = [Row(run_id, now, suite.name, case.environment, board.name, case.case_id,
+            rows = [Row(run_id, now, suite.name, case.lane, board.name, case.case_id,
                         case.kind, metric, base, measured, tol, verdict, detail)
                     for metric, base, measured, tol, verdict, detail
                     in judge(case, m, suite, board.config.emulated)]
@@ -126,7 +142,7 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
                 print_(row)
 
         farm = Farm(boards, suite.repeats, timeout, record, open_device)
-        stats = farm.run(make_jobs(todo, suite.per_image))
+        stats = farm.run(make_jobs(todo, suite.per_image, frozenset(b.lane for b in boards if b.pinned)))
         rows = history.frame()
         rows = rows[rows["run_id"] == run_id]
         # the latest row per (case, environment, metric): a resumed skip is superseded
@@ -135,7 +151,7 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
         history.mark(run_id, key, finished=not (rows["verdict"] == SKIPPED).any())
         result = RegressResult(run_id, resumed, rows.reset_index(drop=True),
                                sum(stats.cases_by_board.values()), already, stats, history.path,
-                               frozenset(f"{c.case_id}@{env}" for env, cs in cases.items() for c in cs))
+                               frozenset(c.key for cs in cases.values() for c in cs))
         if junit_path is not None:
             from ..report.junit import write_junit
 

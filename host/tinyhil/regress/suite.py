@@ -85,6 +85,11 @@ class Case:
     environment: str
     item: Item
     baseline: Baseline | None
+    lane: str = ""  # the boards that measure it (see FarmBoard.lane); environment by default
+
+    @property
+    def key(self) -> str:
+        return f"{self.case_id}@{self.lane or self.environment}"
 
 
 def _number(data: dict, key: str, default, kind, low, high, where: str):
