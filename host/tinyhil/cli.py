@@ -183,12 +183,24 @@ def regress(
     out: Path = typer.Option(Path("out/regress"), help="history, trend page (and default JUnit)"),
     junit: Path = typer.Option(None, help="JUnit XML to write (default OUT/junit.xml)"),
     timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
+    pinned_images: bool = typer.Option(False, "--pinned-images",
+                                       help="only print the image each labgrid board must run"),
 ) -> None:
     """Re-measure a suite on every board of an inventory (in parallel), compare
     with the baselines, write JUnit XML and the trend page; exit 1 on a regression."""
     from .regress.inventory import load_inventory
+    from .regress.nightly import pinned_images as images_of
     from .regress.nightly import regress as run_regress
     from .regress.suite import load_suite
+
+    if pinned_images:
+        try:
+            for name, image in images_of(load_inventory(boards_file), load_suite(suite),
+                                         baseline).items():
+                console.print(f"{name}: {image.elf} (image {image.image_id})", highlight=False)
+        except TinyhilError as error:
+            _fail(error)
+        return
 
     def show(row) -> None:
         colour = {"pass": "green", "new": "cyan", "improved": "green"}.get(row.verdict, "red")

@@ -42,6 +42,7 @@ class LabgridBoard(Board):
 
         if self._session is None:
             self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)  # grpc.aio binds to this thread's loop
             try:
                 self._session = start_session(self.coordinator, loop=self._loop)
             except Exception as error:  # grpc raises its own kinds; all mean "cannot reach"
