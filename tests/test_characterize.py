@@ -12,6 +12,7 @@ from tinyhil.bench.tflite_model import TfliteModel
 from tinyhil.boards import get_board
 from tinyhil.characterize import Characterizer
 from tinyhil.measure import Item
+from tinyhil.project import cache_dir
 from tinyhil.lut.interpolate import channels_alpha, expected, hw_matrix
 from tinyhil.lut.table import OK, Lut, read_rows
 from tinyhil.spaces import ops
@@ -42,7 +43,8 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path):
     before = read_rows(store, allow_torn_tail=True)
     assert 15 <= len(before) < 48, "the kill should land mid-run"
     time.sleep(0.5)
-    assert not subprocess.run(["pgrep", "-f", "qemu-system-arm.*tinyhil"],
+    # this checkout's QEMUs only: other checkouts on the machine run their own
+    assert not subprocess.run(["pgrep", "-f", f"qemu-system-arm.*{cache_dir() / 'images'}"],
                               capture_output=True).stdout, "QEMU outlived its tinyhil"
 
     subprocess.run([*COMMAND, "--luts", str(luts)], check=True, capture_output=True)

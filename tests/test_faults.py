@@ -69,3 +69,75 @@ def test_campaign_loses_nothing_and_records_no_wrong_number(tmp_path):
     assert report.survived == report.injected
     assert report.rows_lost == 0 and report.rows_duplicated == 0 and report.wrong == 0
     assert not report.problems
+
+
+def faulty_boards(config, plan, proxies):
+    """open_device for a measurement path: a QEMU board behind a fault proxy."""
+    from tinyhil.device.boards import QemuBoard
+    from tinyhil.regress.faults import board_actions
+
+    def open_device():
+        device = QemuBoard(config, timeout=1.0)
+        proxy = FaultProxy(FaultPlan(**{**plan.__dict__, "seed": plan.seed + len(proxies)}))
+        proxy.board_actions = board_actions(device)
+        device.link = proxy
+        proxies.append(proxy)
+        return device
+    return open_device
+
+
+def injected(proxies):
+    from collections import Counter
+
+    total = Counter()
+    for proxy in proxies:
+        proxy.close()
+        total.update(proxy.faults)
+    return total
+
+
+@pytest.mark.device
+def test_characterize_through_a_faulty_line(tmp_path):
+    from conftest import ROOT
+    from tinyhil.characterize import Characterizer
+    from tinyhil.lut.table import read_rows
+
+    config = get_board("qemu-m4")
+    proxies = []
+    plan = FaultPlan(seed=5, to_host=0.5, to_board=0.1, board_faults=0.2)
+    luts = tmp_path / "luts"
+    for _attempt in range(3):  # an op the board gave up on is measured by the next run
+        result = Characterizer(config, luts, repeats=2, max_per_image=5,
+                               open_device=faulty_boards(config, plan, proxies)).run(
+            "micronas", 128, 9, 6, limit=6)
+        if not result.timing.skipped:
+            break
+    faults = injected(proxies)
+    assert sum(faults.values()) >= 5, faults
+    rows = read_rows(luts / "qemu-m4" / "ops.csv")
+    reference = read_rows(ROOT / "luts" / "qemu-m4" / "ops.csv").loc[rows.index]
+    assert len(rows) == 6 and (rows["status"] == "ok").all()
+    # exact counts: the same figures as the project's LUT, measured on a clean line
+    assert (rows["cycles"] == reference["cycles"]).all()
+    assert (rows["arena_bytes"] == reference["arena_bytes"]).all()
+
+
+@pytest.mark.device
+def test_run_through_a_faulty_line(models_dir):
+    import tensorflow as tf
+
+    from conftest import make_int8_model
+    from tinyhil.run import run_model
+
+    L = tf.keras.layers
+    model = make_int8_model(models_dir / "faulty_line.tflite",
+                            [L.Conv1D(4, 3, activation="relu"), L.Flatten(), L.Dense(3)], (24, 3))
+    config = get_board("qemu-m4")
+    clean = run_model(model, config, repeats=3)
+    proxies = []
+    plan = FaultPlan(seed=9, to_host=0.6, to_board=0.2, board_faults=0.3)
+    for _ in range(2):
+        faulty = run_model(model, config, repeats=3, open_device=faulty_boards(config, plan, proxies))
+        assert faulty.cycles == clean.cycles and faulty.output_matches
+        assert faulty.device_output == clean.device_output
+    assert sum(injected(proxies).values()) >= 2

@@ -61,12 +61,13 @@ def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
 
 class Characterizer:
     def __init__(self, board: BoardConfig, luts_dir: Path, repeats: int = 3,
-                 max_per_image: int = 100, port: str = "", progress=None):
+                 max_per_image: int = 100, port: str = "", progress=None, open_device=None):
         self.board = board
         self.luts_dir = Path(luts_dir)
         self.store_path = self.luts_dir / board.name / "ops.csv"
         self.store: OpStore | None = None
-        self.runner = ImageRunner(board, repeats, max_per_image, port, progress)
+        self.runner = ImageRunner(board, repeats, max_per_image, port, progress,
+                                  open_device=open_device)
         self.timing = self.runner.timing
 
     def done_keys(self) -> set[str]:

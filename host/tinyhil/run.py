@@ -101,10 +101,13 @@ def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, inpu
 
 
 def run_model(path: Path, board: BoardConfig, repeats: int = 20, warmup: int = 1,
-              seed: int = 0, port: str = "", timeout: float = 30.0, log=None) -> RunReport:
+              seed: int = 0, port: str = "", timeout: float = 30.0, log=None,
+              open_device=None) -> RunReport:
+    """`open_device()`, if given, supplies the board (a farm's, one behind a test proxy)."""
     model = TfliteModel.load(path)
     image = build_image(model_image(model, board), board, log=log)
     input_bytes = model.random_input(seed)
-    with open_board(board, port=port, timeout=timeout) as device:
+    device = open_device() if open_device else open_board(board, port=port, timeout=timeout)
+    with device:
         info = boot_with_recovery(device, image)
         return measure(image, info, device, model, input_bytes, repeats, warmup)
