@@ -118,7 +118,7 @@ def export_c(
     """Write the model as a C source and header: aligned array, length,
     input/output quantization (for a firmware of your own)."""
     from .bench.tflite_model import TfliteModel
-    from .deploy.c_array import write_c_array
+    from .build.c_array import write_c_array
 
     try:
         files = write_c_array(TfliteModel.load(model), out, name)
