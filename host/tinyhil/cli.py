@@ -251,12 +251,9 @@ def parse_duration(text: str) -> float:
 
 
 def ensure_lut(space: str, window: int, channels: int, classes: int, config, luts: Path, progress):
-    """The space's LUT for this board, characterizing what is missing first."""
-    from .characterize import Characterizer
-    from .lut.table import Lut
+    from .characterize import space_lut
 
-    result = Characterizer(config, luts, progress=progress).run(space, window, channels, classes)
-    return Lut.load(result.lut_path)
+    return space_lut(config, space, window, channels, classes, luts, progress)
 
 
 def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: Path, task="classification"):
@@ -387,6 +384,110 @@ def search_timenas(
                       f"{p['flash']:,}", f"{p['macs']:,}", f"{p['latency_ms']:.2f}")
     console.print(table)
     console.print(f"run: {out}")
+
+
+def _print_deployment(d, report: Path) -> None:
+    from .report.deployment import figure_rows
+
+    table = Table("figure", "estimate (LUT)", "measured", "target", "under target",
+                  title=f"{d.engine} on {d.board}: {d.data}, architecture {d.architecture_id}")
+    for row in figure_rows(d):
+        table.add_row(*row)
+    console.print(table)
+    s = d.scores
+    console.print(f"latency estimate error {d.latency_error_pct:+.2f} % ({d.counter}); accuracy / F1 on "
+                  f"{d.test_windows} test windows: float {s['float'].accuracy:.3f}/{s['float'].f1:.3f}, QAT "
+                  f"{s['qat'].accuracy:.3f}/{s['qat'].f1:.3f}, int8 host {s['int8_host'].accuracy:.3f}/"
+                  f"{s['int8_host'].f1:.3f}, int8 device {s['int8_device'].accuracy:.3f}/"
+                  f"{s['int8_device'].f1:.3f}; device = host int8 outputs {d.outputs_equal}/{d.test_windows}",
+                  highlight=False)
+    for w in d.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"report: {report}")
+
+
+def _deploy_options(epochs: int, qat_epochs: int, repeats: int, seed: int, port: str):
+    from .deploy.deploy import DeployOptions
+
+    return DeployOptions(epochs=epochs, qat_epochs=qat_epochs, repeats=repeats, seed=seed, port=port)
+
+
+@app.command()
+def deploy(
+    run_dir: Path = typer.Argument(..., help="a search run directory (run.json)"),
+    board: str = typer.Option(None, help="default: the board the search used"),
+    epochs: int = typer.Option(50, min=1, help="float training from scratch"),
+    qat_epochs: int = typer.Option(20, min=0, help="quantization-aware training"),
+    repeats: int = typer.Option(10, min=1, help="timed inferences"),
+    report: Path = typer.Option(None, help="HTML report (default RUN_DIR/report.html)"),
+    port: str = typer.Option("", help="serial port (physical boards)"),
+    luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
+) -> None:
+    """Retrain a found model with QAT, convert to int8, build it into firmware,
+    measure it and its test windows on the board, and report estimate vs measured."""
+    from .characterize import space_lut
+    from .deploy.deploy import deploy as deploy_run
+    from .report.deployment import write_report
+    from .search import SearchRun
+
+    try:
+        found = SearchRun.load(run_dir)
+        config = get_board(board or found.board)
+        with _progress() as progress:
+            lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
+        with console.status("deploying ..."):
+            result = deploy_run(run_dir, config, lut, _deploy_options(epochs, qat_epochs, repeats, seed, port),
+                                log=lambda m: console.print(m, highlight=False))
+        path = write_report([result], report or run_dir / "report.html", f"tinyhil deploy: {run_dir}")
+    except TinyhilError as error:
+        _fail(error)
+    _print_deployment(result, path)
+
+
+@app.command()
+def pipeline(
+    engine: str = typer.Option(..., help="micronas | tinytnas | timenas"),
+    data: str = typer.Option(..., help=DATA_HELP),
+    board: str = typer.Option("qemu-m4"),
+    lat_target: str = typer.Option(None, help="e.g. 40ms"),
+    mem_target: str = typer.Option(None, help="peak memory (arena), e.g. 32KB"),
+    flash_target: str = typer.Option(None, help="int8 model size, e.g. 64KB"),
+    macs_target: str = typer.Option(None, help="e.g. 60k (TinyTNAS)"),
+    search_epochs: int = typer.Option(30, min=1, help="MicroNAS search epochs"),
+    budget: str = typer.Option("2m", help="TinyTNAS time budget"),
+    candidates: int = typer.Option(100, min=1, help="Tiny-TimeNAS candidates"),
+    epochs: int = typer.Option(50, min=1, help="deployment: float training"),
+    qat_epochs: int = typer.Option(20, min=0, help="deployment: QAT"),
+    window: int = typer.Option(None, help="window length, for CSV data"),
+    out: Path = typer.Option(None, help="run directory (default runs/ENGINE-DATA-BOARD)"),
+    report: Path = typer.Option(None, help="default OUT/report.html"),
+    port: str = typer.Option(""),
+    luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
+) -> None:
+    """characterize (cached) -> search -> deploy -> report."""
+    from .pipeline import EngineSettings, PipelineConfig
+    from .pipeline import pipeline as run_pipeline
+    from .search import ENGINES, DataSpec
+
+    try:
+        if engine not in ENGINES:
+            raise TinyhilError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        config = PipelineConfig(
+            engine, DataSpec(data, window, seed),
+            _targets(latency=lat_target, ram=mem_target, flash=flash_target, macs=macs_target),
+            out or Path("runs") / f"{engine}-{Path(data).stem}-{board}",
+            EngineSettings(search_epochs=search_epochs, budget_s=parse_duration(budget), n_archs=candidates),
+            _deploy_options(epochs, qat_epochs, 10, seed, port))
+        board_config = get_board(board)
+        with _progress() as progress:
+            result = run_pipeline(config, board_config, luts, report, progress,
+                                  log=lambda m: progress.console.print(m, highlight=False))
+    except TinyhilError as error:
+        _fail(error)
+    _print_deployment(result.deployment, result.report)
+    console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
 
 
 @lut_app.command("show")
