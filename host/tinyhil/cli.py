@@ -399,7 +399,8 @@ def _print_deployment(d, report: Path) -> None:
                   f"{d.test_windows} test windows: float {s['float'].accuracy:.3f}/{s['float'].f1:.3f}, QAT "
                   f"{s['qat'].accuracy:.3f}/{s['qat'].f1:.3f}, int8 host {s['int8_host'].accuracy:.3f}/"
                   f"{s['int8_host'].f1:.3f}, int8 device {s['int8_device'].accuracy:.3f}/"
-                  f"{s['int8_device'].f1:.3f}; device = host int8 outputs {d.outputs_equal}/{d.test_windows}",
+                  f"{s['int8_device'].f1:.3f}; device = host int8: classes {d.predictions_equal}/{d.test_windows}, "
+                  f"outputs {d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)",
                   highlight=False)
     for w in d.warnings:
         console.print(f"[yellow]warning:[/] {w}")
