@@ -147,3 +147,14 @@ def test_lut_from_another_board_or_tflm_is_named():
     assert any("TFLM is tflite-micro-arduino-examples@7948b85, the device's is tflite-micro@other" in w
                for w in warnings)
     assert any("core is cortex-m4" in w for w in warnings)
+
+
+def test_cli_names_a_bad_run_directory_and_engine(tmp_path):
+    from typer.testing import CliRunner
+
+    from tinyhil.cli import app
+
+    result = CliRunner().invoke(app, ["deploy", str(tmp_path)])
+    assert result.exit_code != 0 and "no run.json" in result.output
+    result = CliRunner().invoke(app, ["pipeline", "--engine", "darts", "--data", "basic_motions"])
+    assert result.exit_code != 0 and "--engine must be one of micronas, tinytnas, timenas" in result.output
