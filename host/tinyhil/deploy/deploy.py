@@ -48,7 +48,7 @@ ARRAY_NAME = "g_model"
 class DeployOptions:
     epochs: int = 50  # float training from scratch
     qat_epochs: int = 20  # quantization-aware fine-tuning
-    batch_size: int = 32
+    batch_size: int = 16  # small sets (BasicMotions: 48 training windows) need the steps
     repeats: int = 10  # timed inferences for the latency
     seed: int = 0
     port: str = ""  # physical boards
