@@ -102,6 +102,8 @@ class Characterizer:
             self._measure([op for op in op_list if op.key not in done])
 
     def _measure(self, todo: list[OpConfig]) -> None:
+        if not todo and not self.needs_overheads():
+            return  # a complete LUT: nothing to generate, no empty progress bar
         items = self._items(todo)
         if items:
             self.measure_items(items)
@@ -174,3 +176,13 @@ class Characterizer:
                                     "ops_measured": len(keys)}})
         Lut(space_meta, rows.loc[keys]).write(path)
         return path
+
+
+def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, classes: int,
+              luts_dir: Path, progress=None):
+    """The space's LUT for this board: read if complete, else the missing ops
+    are characterized first (what every search and deployment starts with)."""
+    from .lut.table import Lut
+
+    result = Characterizer(board, luts_dir, progress=progress).run(space_name, window, channels, classes)
+    return Lut.load(result.lut_path)
