@@ -36,6 +36,7 @@ class FarmStats:
     cases_by_board: Counter = field(default_factory=Counter)
     recoveries: Counter = field(default_factory=Counter)  # (board, step) -> count
     errors: list[str] = field(default_factory=list)
+    seconds: Counter = field(default_factory=Counter)  # build, boot, measure: summed over boards
 
 
 def make_jobs(cases_by_lane: dict[str, list[Case]], per_image: int,
@@ -129,6 +130,8 @@ class Farm:
             finally:
                 with self._lock:
                     stats.jobs_by_board[board.name] += 1
+                    stats.seconds.update(build=runner.timing.build_s, boot=runner.timing.boot_s,
+                                         measure=runner.timing.measure_s)
                     for device in devices:
                         for step, n in device.recoveries.items():
                             stats.recoveries[(board.name, step)] += n
