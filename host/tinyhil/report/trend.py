@@ -25,18 +25,23 @@ def trend_figures(history: pd.DataFrame) -> list[tuple[str, str]]:
     runs = sorted(numeric["run_id"].unique())
     position = {run: n for n, run in enumerate(runs)}
     for (env, metric), rows in numeric.groupby(["environment", "metric"], sort=True):
-        fig, ax = plt.subplots(figsize=(11, 4))
+        fig, (absolute, relative) = plt.subplots(1, 2, figsize=(13, 4))
+        few = rows["case"].nunique() <= 12
         for case, case_rows in rows.groupby("case"):
             case_rows = case_rows.drop_duplicates("run_id", keep="last")
+            x = [position[r] for r in case_rows["run_id"]]
             first = case_rows["measured"].iloc[0] or 1.0
-            ax.plot([position[r] for r in case_rows["run_id"]],
-                    (case_rows["measured"] / first - 1) * 100, marker="o", ms=3, lw=1,
-                    label=case if len(rows["case"].unique()) <= 12 else None)
-        ax.set_xticks(range(len(runs)), runs, rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel(f"{metric}: change since first run (%)")
-        ax.axhline(0, color="k", lw=0.8)
-        if len(rows["case"].unique()) <= 12:
-            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
+            absolute.plot(x, case_rows["measured"], marker="o", ms=3, lw=1)
+            relative.plot(x, (case_rows["measured"] / first - 1) * 100, marker="o", ms=3, lw=1,
+                          label=case if few else None)
+        absolute.set_yscale("log")
+        absolute.set_ylabel(metric)
+        relative.set_ylabel(f"{metric}: change since its first run (%)")
+        relative.axhline(0, color="k", lw=0.5, zorder=0)
+        for ax in (absolute, relative):
+            ax.set_xticks(range(len(runs)), runs, rotation=30, ha="right", fontsize=7)
+        if few:
+            relative.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
         out.append((f"{env}: {metric} of each benchmark over the runs", _png(fig)))
     return out
 
