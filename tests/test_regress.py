@@ -239,3 +239,12 @@ def test_host_killed_mid_run_then_resumed(tmp_path, baseline_dir, tiny_model):
     assert (after.groupby(["case", "metric"]).size() == 1).all()  # nothing twice
     assert after["case"].nunique() == 5  # nothing lost
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # history only grows
+
+
+def test_one_writer_per_history(tmp_path):
+    from tinyhil.regress.history import HistoryError
+
+    with History(tmp_path).exclusive():
+        with pytest.raises(HistoryError, match="being written by another"):
+            with History(tmp_path).exclusive():
+                pass

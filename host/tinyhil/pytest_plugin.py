@@ -131,3 +131,9 @@ def board(request, board_name) -> BoardUnderTest:
         return BoardUnderTest(board_name, config, options.board_port, options.board_timeout, farm_board)
     except TinyhilError as error:
         raise pytest.UsageError(str(error)) from error
+
+
+@pytest.fixture
+def dut(board) -> BoardUnderTest:
+    """pytest-embedded's name for the device under test: the same as `board`."""
+    return board
