@@ -11,7 +11,7 @@
       emulated: 0.0         # instruction counts are exact
       physical: 0.03
       arena_bytes: 0        # allowed change in bytes
-      deploy: 0.01          # cycles of deployments (baseline measured on a data-set input)
+      deploy: 0.005         # cycles of deployments (baseline measured on a data-set input)
 
 Suites live in `suites/<name>.yaml` of the project, or are given as a path.
 """
