@@ -248,3 +248,32 @@ def test_one_writer_per_history(tmp_path):
         with pytest.raises(HistoryError, match="being written by another"):
             with History(tmp_path).exclusive():
                 pass
+
+
+@pytest.mark.device
+def test_a_worker_that_breaks_loses_nothing(tmp_path, baseline_dir, tiny_model):
+    """A board whose opening raises something unforeseen: its job is skipped
+    and reported, the others go on, and the next run measures the rest."""
+    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.regress.nightly import regress
+    from tinyhil.regress.suite import load_suite
+
+    inventory, suite_file = write_farm(tmp_path, baseline_dir, tiny_model, FARM[:2])
+    boards, suite = load_inventory(inventory), load_suite(str(suite_file))
+    suite = type(suite)(**{**suite.__dict__, "deployments": "", "models": ()})
+    broken = []
+
+    def flaky(board):
+        if board.name == "m4-b" and not broken:
+            broken.append(board.name)
+            raise RuntimeError("USB hub reset")
+        return board.open(10.0)
+
+    first = regress(boards, suite, baseline_dir, tmp_path / "out", open_device=flaky, trend=False)
+    assert broken and first.failed and first.missing
+    assert any("RuntimeError: USB hub reset" in e for e in first.stats.errors)
+    assert set(first.rows.loc[first.rows["verdict"] == "skipped", "farm_board"]) == {"m4-b"}
+    second = regress(boards, suite, baseline_dir, tmp_path / "out", trend=False)
+    assert second.resumed and second.run_id == first.run_id and not second.missing
+    assert second.measured_now == len(first.missing) and not second.failed
+    assert set(second.rows["verdict"]) == {"pass"}

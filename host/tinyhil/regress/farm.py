@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import TinyhilError
-from ..measure import ImageRunner, Measurement
+from ..errors import BuildFailed, ImageTooLarge, InvalidModel, TinyhilError, UnsupportedOp
+from ..measure import SKIPPED, ImageRunner, Measurement
 from .inventory import FarmBoard
 from .suite import Case
 
@@ -74,6 +74,8 @@ class Farm:
         self.on_result = on_result or (lambda board, case, m: None)
         self.open_device = open_device or (lambda board: board.open(self.timeout))
         self._lock = threading.Lock()
+        self._fatal: list[BaseException] = []
+        self._stopping = False
 
     def run(self, jobs_by_lane: dict[str, list[Job]]) -> FarmStats:
         stats = FarmStats()
@@ -95,10 +97,27 @@ class Farm:
         for worker in workers:
             worker.join()
         stats.wall_s = time.monotonic() - started
+        if self._fatal:
+            raise self._fatal[0]
         return stats
 
     def _work(self, board: FarmBoard, jobs: queue.Queue, stats: FarmStats) -> None:
-        while True:
+        try:
+            self._take_jobs(board, jobs, stats)
+        except _Fatal as fatal:  # results can no longer be written: stop the farm
+            self._fatal.append(fatal.__cause__)
+            self._stopping = True
+
+    def _deliver(self, board: FarmBoard, case: Case, measurement: Measurement, stats) -> None:
+        with self._lock:
+            try:
+                self.on_result(board, case, measurement)
+            except Exception as error:
+                raise _Fatal() from error
+            stats.cases_by_board[board.name] += 1
+
+    def _take_jobs(self, board: FarmBoard, jobs: queue.Queue, stats: FarmStats) -> None:
+        while not self._stopping:
             try:
                 job = jobs.get_nowait()
             except queue.Empty:
@@ -117,16 +136,22 @@ class Farm:
             try:
                 for measurement in runner.run([case.item for case in job.cases]):
                     case = by_item[measurement.item.name]
+                    self._deliver(board, case, measurement, stats)
                     done.add(case.case_id)
-                    with self._lock:
-                        stats.cases_by_board[board.name] += 1
-                        self.on_result(board, case, measurement)
-            except TinyhilError as error:  # a build that failed, a board that never came up
+            except _Fatal:
+                raise
+            except Exception as error:  # noqa: BLE001 - whatever broke, the cases are accounted for
+                # Wrong for the case itself (it cannot be built, does not fit): an error.
+                # The lab failed (a place, a tool, a bug): skipped, so a resumed run retries.
+                of_the_case = isinstance(error, (BuildFailed, ImageTooLarge, UnsupportedOp,
+                                                 InvalidModel))
+                status = f"error: {error}" if of_the_case else \
+                    f"{SKIPPED}: {type(error).__name__}: {error}"
                 with self._lock:
-                    stats.errors.append(f"{board.name}: {error}")
-                    for case in job.cases:
-                        if case.case_id not in done:
-                            self.on_result(board, case, Measurement(case.item, f"error: {error}"))
+                    stats.errors.append(f"{board.name}: {type(error).__name__}: {error}")
+                for case in job.cases:
+                    if case.case_id not in done:
+                        self._deliver(board, case, Measurement(case.item, status), stats)
             finally:
                 with self._lock:
                     stats.jobs_by_board[board.name] += 1
@@ -135,3 +160,7 @@ class Farm:
                     for device in devices:
                         for step, n in device.recoveries.items():
                             stats.recoveries[(board.name, step)] += n
+
+
+class _Fatal(Exception):
+    """Writing a result failed: no worker may go on measuring what cannot be kept."""

@@ -41,8 +41,14 @@ class RegressResult:
         return Counter(self.rows["verdict"])
 
     @property
+    def missing(self) -> frozenset[str]:
+        """Cases of the suite with no figure yet (skipped, or lost with a crash)."""
+        good = self.rows[self.rows["verdict"] != SKIPPED]
+        return self.expected - set(good["case"] + "@" + good["environment"])
+
+    @property
     def failed(self) -> bool:
-        return bool(self.rows["verdict"].isin(FAILING).any())
+        return bool(self.rows["verdict"].isin(FAILING).any() or self.missing)
 
 
 def judge(case: Case, m: Measurement, suite: Suite, emulated: bool) -> list[tuple[str, float | None,
@@ -147,11 +153,15 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
         rows = rows[rows["run_id"] == run_id]
         # the latest row per (case, environment, metric): a resumed skip is superseded
         rows = rows.drop_duplicates(["environment", "case", "metric"], keep="last")
-        # Skips left: the run stays open, and the next one measures just those.
-        history.mark(run_id, key, finished=not (rows["verdict"] == SKIPPED).any())
+        # Skips (or anything missing) left: the run stays open, and the next
+        # `tinyhil regress` measures just those.
+        measured = set((rows.loc[rows["verdict"] != SKIPPED, "case"] + "@"
+                        + rows.loc[rows["verdict"] != SKIPPED, "environment"]))
+        expected = {c.key for cs in cases.values() for c in cs}
+        history.mark(run_id, key, finished=expected <= measured)
         result = RegressResult(run_id, resumed, rows.reset_index(drop=True),
                                sum(stats.cases_by_board.values()), already, stats, history.path,
-                               frozenset(c.key for cs in cases.values() for c in cs))
+                               frozenset(expected))
         if junit_path is not None:
             from ..report.junit import write_junit
 
