@@ -42,12 +42,21 @@ class FarmStats:
 def make_jobs(cases_by_lane: dict[str, list[Case]], per_image: int,
               pinned: frozenset[str] = frozenset()) -> dict[str, list[Job]]:
     """Fixed-size jobs, independent of how many boards take them (so a job's
-    image is the same, and cached, whichever board runs it); one job for a pinned lane."""
+    image is the same, and cached, whichever board runs it); one job for a pinned lane.
+
+    The longest jobs go first (by their baselines' cycles; cases without one
+    count as long), so that the boards finish together rather than one
+    waiting for another's last heavy job."""
     jobs = {}
     for lane, cases in cases_by_lane.items():
+        cases = longest_first(cases)
         size = max(1, len(cases)) if lane in pinned else per_image
         jobs[lane] = [Job(lane, tuple(cases[i:i + size])) for i in range(0, len(cases), size)]
     return jobs
+
+
+def longest_first(cases: list[Case]) -> list[Case]:
+    return sorted(cases, key=lambda c: -(c.baseline.cycles if c.baseline else float("inf")))
 
 
 def lane_image(board: FarmBoard, cases: list[Case]):
@@ -56,7 +65,7 @@ def lane_image(board: FarmBoard, cases: list[Case]):
     from ..errors import TinyhilError
     from ..measure import pack
 
-    items = [case.item for case in cases]
+    items = [case.item for case in longest_first(cases)]  # the order make_jobs gives
     if len(pack(items, board.config, len(items))) > 1:
         raise TinyhilError(f"the suite of lane {board.lane} does not fit one image of "
                            f"{board.environment}: sample fewer LUT rows for a pinned board")
