@@ -657,10 +657,11 @@ def bench_deploy_sweep(
                 luts, out, progress, log=lambda m: progress.console.print(m, highlight=False))
     except TinyhilError as error:
         _fail(error)
-    rows = summary_rows(deployments)
-    table = Table(*rows[0], title=f"deploy sweep on {board}: {data}")
-    for row in rows:
-        table.add_row(*row.values())
+    shown = ("engine", "target ms", "est. ms", "measured ms", "error", "target B", "arena used",
+             "under targets", "same classes", "int8 acc. dev/host")
+    table = Table(*shown, title=f"deploy sweep on {board}: {data} (all columns: {out}/sweep.csv)")
+    for row in summary_rows(deployments):
+        table.add_row(*(row[c] for c in shown))
     console.print(table)
     n = len(deployments)
     under = sum(all(c for c in d.checks().values() if c is not None) for d in deployments)
