@@ -23,6 +23,8 @@ from .bench.tflite_model import TfliteModel
 from .boards import BoardConfig
 from .build.elf import compiler_of
 from .build.firmware import firmware_hash
+from .errors import TinyhilError
+from .lut.sampling import choose_ops, parse_fraction
 from .lut.table import (Lut, LutMeta, OpStore, exclusive, op_columns, read_meta, read_rows,
                         space_lut_path)
 from .measure import ImageRunner, Item, Measurement, Timing
@@ -80,14 +82,24 @@ class Characterizer:
         meta = read_meta(self.store_path)
         return not (meta.invoke_cycles or meta.dispatch_cycles) or "chain_arena_bytes" not in meta.extra
 
+    def check_port(self) -> None:
+        """A physical board needs a serial port: say so before any model is made."""
+        if not self.board.emulated and not (self.runner.port or self.board.upload_port):
+            raise TinyhilError(f"board {self.board.name} is physical and needs its serial port: pass "
+                               "--port /dev/ttyACM0 (or set upload_port in platformio.ini)")
+
     def run(self, space_name: str, window: int, channels: int, classes: int,
-            limit: int | None = None) -> CharacterizeResult:
+            limit: int | None = None, sample: str | None = None, seed: int = 0) -> CharacterizeResult:
+        """The space's ops (its first `limit`, or a calibration `sample` such as
+        "5%": see lut/sampling.py) measured, and the space's LUT written."""
         started = time.monotonic()
         space = make_space(space_name, window, channels, classes)
         op_list = space.op_configs()[:limit]
+        if sample:
+            op_list = choose_ops(op_list, parse_fraction(sample, len(op_list)), seed)
         with exclusive(self.store_path):
             done = self.done_keys()
-            self._measure([op for op in op_list if op.key not in done])
+            self._measure_missing(op_list, done)
             lut_path = self.write_space_lut(space_name, (window, channels), classes, op_list)
             measured_now = len(self.done_keys() - done)
         self.timing.wall_s = time.monotonic() - started
@@ -97,8 +109,13 @@ class Characterizer:
     def measure_ops(self, op_list: list[OpConfig]) -> None:
         """Measures the ops not measured yet (and the overheads, once per board)."""
         with exclusive(self.store_path):
-            done = self.done_keys()
-            self._measure([op for op in op_list if op.key not in done])
+            self._measure_missing(op_list, self.done_keys())
+
+    def _measure_missing(self, op_list: list[OpConfig], done: set[str]) -> None:
+        todo = [op for op in op_list if op.key not in done]
+        if todo or self.needs_overheads():
+            self.check_port()
+        self._measure(todo)
 
     def _measure(self, todo: list[OpConfig]) -> None:
         items = self._items(todo)
