@@ -255,7 +255,7 @@ def calibrate(
         mark = " (chosen)" if name == c.model.name else ""
         table.add_row(name + mark, f"{e.mape:.2f} %", f"{e.max_error:.2f} %", f"{e.r2 * 100:.3f} %")
     console.print(table)
-    console.print(f"cycles = {c.model.formula()}", highlight=False)
+    console.print(f"cycles = {c.model.formula()}", highlight=False, markup=False)
     console.print(f"wrote {result.out} ({len(result.lut.rows)} ops, calibrated for {board}; "
                   f"expected MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")
 
@@ -471,6 +471,13 @@ def lut_show(
     console.print(f"[bold]{path}[/]: {m.space or 'all ops'} {m.input} on {m.board} ({m.core}, "
                   f"{m.clock_hz / 1e6:g} MHz, {m.counter}); {m.tflm}; {m.compiler}; "
                   f"invoke {m.invoke_cycles:g} + {m.dispatch_cycles:g}/op", highlight=False)
+    calibration = m.extra.get("calibration")
+    if calibration:
+        console.print(f"calibrated (not measured) from {calibration['from_lut']} ({calibration['from_board']}) "
+                      f"with {calibration['reference_rows']} reference rows of {calibration['reference']}: "
+                      f"model {calibration['model']}, expected MAPE {calibration['expected_mape_pct']:.2f} %, "
+                      f"max {calibration['expected_max_error_pct']:.2f} % (cross-validated)",
+                      highlight=False, markup=False)
     frame = lut.rows if op is None else lut.rows[lut.rows["op"] == op]
     summary = Table("op", "rows", "flagged", "cycles min", "median", "max", title="per op type")
     for name, group in frame.groupby("op"):
