@@ -6,7 +6,7 @@ import pytest
 
 from conftest import gcc, make_int8_model
 from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.deploy.c_array import write_c_array
+from tinyhil.build.c_array import write_c_array
 from tinyhil.errors import TinyhilError
 
 DUMP = r"""
@@ -61,3 +61,18 @@ def test_compiles_for_the_cortex_m(model, tmp_path):
 def test_names_must_be_c_identifiers(model, tmp_path, name):
     with pytest.raises(TinyhilError, match="not a C identifier"):
         write_c_array(model, tmp_path, name)
+
+
+def test_a_deployment_image_compiles_the_array_from_its_own_source(model, tmp_path):
+    from tinyhil.build.firmware import tflm_dir
+    from tinyhil.build.image import Benchmark, ImageSpec, render_image
+
+    bench = Benchmark("deployed", model.flatbuffer, model.ops, model.input_bytes, array="g_model")
+    files = render_image(ImageSpec("qemu-m4", (bench,)), "0123456789abcdef", tflm_dir(), tmp_path / "img")
+    image = (tmp_path / "img" / "image.cc").read_text()
+    assert '#include "g_model.h"' in image and "kModel0" not in image
+    assert f'{{"deployed", g_model, {len(model.flatbuffer)}u}}' in image
+    exported = write_c_array(model, tmp_path / "export")
+    assert (tmp_path / "img" / "g_model.cc").read_text().replace("deployed", model.name) == \
+        exported.source.read_text()
+    assert [f.name for f in files] == ["image.cc", "op_resolver.cc", "g_model.cc", "g_model.h"]

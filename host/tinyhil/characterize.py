@@ -188,3 +188,13 @@ class Characterizer:
                                     "ops_measured": len(keys)}})
         Lut(space_meta, rows.loc[keys]).write(path)
         return path
+
+
+def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, classes: int,
+              luts_dir: Path, progress=None):
+    """The space's LUT for this board: read if complete, else the missing ops
+    are characterized first (what every search and deployment starts with)."""
+    from .lut.table import Lut
+
+    result = Characterizer(board, luts_dir, progress=progress).run(space_name, window, channels, classes)
+    return Lut.load(result.lut_path)

@@ -118,7 +118,7 @@ def export_c(
     """Write the model as a C source and header: aligned array, length,
     input/output quantization (for a firmware of your own)."""
     from .bench.tflite_model import TfliteModel
-    from .deploy.c_array import write_c_array
+    from .build.c_array import write_c_array
 
     try:
         files = write_c_array(TfliteModel.load(model), out, name)
@@ -289,30 +289,40 @@ def parse_duration(text: str) -> float:
 
 
 def ensure_lut(space: str, window: int, channels: int, classes: int, config, luts: Path, progress):
-    """The space's LUT for this board, characterizing what is missing first."""
-    from .characterize import Characterizer
-    from .lut.table import Lut
+    from .characterize import space_lut
 
-    result = Characterizer(config, luts, progress=progress).run(space, window, channels, classes)
-    return Lut.load(result.lut_path)
+    return space_lut(config, space, window, channels, classes, luts, progress)
 
 
-def data_and_lut(space: str, data: str, window, board: str, luts: Path, task="classification"):
-    """The data set, its class count for the task, and the board's LUT of
-    the space for that data's shape (characterizing what is missing)."""
-    from .nas.data import load
+def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: Path, task="classification"):
+    """The data spec, its split, and the board's LUT of the engine's space for
+    that data's shape (characterizing what is missing)."""
+    from .search import DataSpec
 
+    spec = DataSpec(data, window, seed)
     config = get_board(board)
-    splits = load(data, window)
+    splits = spec.load()
     classes = splits.classes if task == "classification" else 1
     with _progress() as progress:
-        lut = ensure_lut(space, splits.window, splits.channels, classes, config, luts, progress)
-    return splits, classes, lut
+        lut = ensure_lut(engine, splits.window, splits.channels, classes, config, luts, progress)
+    return spec, splits, lut
+
+
+def _targets(latency=None, ram=None, flash=None, macs=None):
+    from .search import Targets
+
+    return Targets(latency_ms=parse_quantity(latency, "ms") if latency else None,
+                   ram_bytes=parse_quantity(ram, "b") if ram else None,
+                   flash_bytes=parse_quantity(flash, "b") if flash else None,
+                   macs=parse_quantity(macs, "") if macs else None)
+
+
+DATA_HELP = "basic_motions | japanese_vowels | synthetic128x9c6 | FILE.npz | FILE.csv"
 
 
 @search_app.command("micronas")
 def search_micronas(
-    data: str = typer.Option(..., help="basic_motions | japanese_vowels | FILE.npz | FILE.csv"),
+    data: str = typer.Option(..., help=DATA_HELP),
     board: str = typer.Option("qemu-m4"),
     lat_target: str = typer.Option(None, help="latency target, e.g. 40ms (omit: no latency loss)"),
     mem_target: str = typer.Option(None, help="memory target, e.g. 32KB (omit: no memory loss)"),
@@ -324,46 +334,29 @@ def search_micronas(
     seed: int = typer.Option(0),
 ) -> None:
     """Hardware-aware differentiable search (MicroNAS) with the board's LUT."""
-    from .nas.data import load
-    from .nas.micronas.search import SearchConfig, search, write_run
-    from .spaces import make_space
+    from . import search
 
     try:
-        config = get_board(board)
-        splits = load(data, window, seed)
-        space = make_space("micronas", splits.window, splits.channels, splits.classes)
-        search_config = SearchConfig(
-            lat_target_ms=parse_quantity(lat_target, "ms") if lat_target else None,
-            mem_target_bytes=parse_quantity(mem_target, "b") if mem_target else None,
-            epochs=epochs, batch_size=batch_size, seed=seed)
+        targets = _targets(latency=lat_target, ram=mem_target)
+        spec, splits, lut = _search_inputs("micronas", data, window, seed, board, luts)
         with _progress() as progress:
-            lut = ensure_lut("micronas", splits.window, splits.channels, splits.classes, config,
-                             luts, progress)
             task = progress.add_task("search epochs", total=epochs)
-            result = search(splits, space, lut, search_config,
-                            on_epoch=lambda r: progress.update(
-                                task, advance=1, description=f"epoch {r.epoch} acc {r.val_accuracy:.2f}"))
-        write_run(result, out, splits, lut, board)
-        from .bench.whole_model import keras_model
-
-        keras_model(result.architecture, batch_size=None).save(out / "model.keras")
+            run = search.micronas(spec, splits, lut, board, targets, epochs, batch_size, out,
+                                  on_epoch=lambda r: progress.update(
+                                      task, advance=1, description=f"epoch {r.epoch} acc {r.val_accuracy:.2f}"))
     except TinyhilError as error:
         _fail(error)
-    console.print(f"found on {splits.name} for {board}: validation accuracy {result.val_accuracy:.3f}; "
-                  f"estimated latency {result.estimated_latency_ms:.2f} ms (target {lat_target or '-'}), "
-                  f"arena {result.estimated_arena_bytes:,} B (target {mem_target or '-'}), "
-                  f"Appendix A peak {result.appendix_a_bytes:,} B; {result.seconds:.0f} s\n"
-                  f"choices: {result.architecture.choices}\nrun: {out}", highlight=False)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=float))
+    est = run.estimate
+    console.print(f"found on {splits.name} for {board}: validation accuracy {run.details['val_accuracy']:.3f}; "
+                  f"estimated latency {est.latency_ms:.2f} ms (target {lat_target or '-'}), "
+                  f"arena {est.ram:,} B (target {mem_target or '-'}), "
+                  f"Appendix A peak {run.details['appendix_a_bytes']:,} B; {run.details['seconds']:.0f} s\n"
+                  f"choices: {run.architecture.choices}\nrun: {out}", highlight=False)
 
 
 @search_app.command("tinytnas")
 def search_tinytnas(
-    data: str = typer.Option(..., help="FILE.npz (features, labels), FILE.csv or an aeon set"),
+    data: str = typer.Option(..., help=DATA_HELP),
     board: str = typer.Option("qemu-m4"),
     ram: str = typer.Option(None, help="e.g. 20KB"),
     flash: str = typer.Option(None, help="e.g. 64KB"),
@@ -375,43 +368,29 @@ def search_tinytnas(
     window: int = typer.Option(None, help="window length, for CSV data"),
     out: Path = typer.Option(Path("runs/tinytnas")),
     luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
 ) -> None:
     """TinyTNAS: time-bound search under RAM, flash, MACs and device latency."""
-    from .nas.tinytnas import TinyTNAS
+    from . import search
 
     try:
         budget = parse_duration(time_budget)
-        splits, _, lut = data_and_lut("tinytnas", data, window, board, luts)
-        specs = {"ram": parse_quantity(ram, "b") if ram else None,
-                 "flash": parse_quantity(flash, "b") if flash else None,
-                 "macc": parse_quantity(macs, "") if macs else None,
-                 "latency": parse_quantity(latency, "ms") if latency else None}
-        engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
-                          (splits.window, splits.channels), splits.classes, learning_rate, specs, lut)
+        targets = _targets(latency=latency, ram=ram, flash=flash, macs=macs)
+        spec, splits, lut = _search_inputs("tinytnas", data, window, seed, board, luts)
         with console.status("searching (TinyTNAS) ..."):
-            best = engine.search(epochs, "sparse_categorical_crossentropy", budget / 60)
+            run = search.tinytnas(spec, splits, lut, board, targets, budget, epochs, learning_rate, out)
     except TinyhilError as error:
         _fail(error)
-    if best[0] is None:
-        _fail(TinyhilError(f"no feasible candidate among {engine.explored_model_count} explored; "
-                           f"infeasible: {engine.infeasible_configarations[:3]}"))
-    arch = engine.architecture(best[0], best[1])
-    _write_json(out / "run.json", {"engine": "tinytnas", "board": board, "data": splits.name,
-                                   "classes": splits.classes, "input": [splits.window, splits.channels],
-                                   "architecture": arch.to_dict(), "best": best,
-                                   "constraints": specs, "seconds": engine.elapsed_seconds,
-                                   "explored": engine.explored_model_configs,
-                                   "feasible": engine.feasible_solutions,
-                                   "infeasible": engine.infeasible_configarations})
+    best, d = run.details["best"], run.details
     console.print(f"best k={best[0]} c={best[1]}: val accuracy {best[2]:.3f}, RAM {best[3]:,} B, flash "
                   f"{best[4]:,} B, MACs {best[5]:,}, latency {best[6]:.2f} ms; explored "
-                  f"{engine.explored_model_count} ({len(engine.feasible_solutions)} feasible) in "
-                  f"{engine.elapsed_seconds:.0f} s (budget {budget:.0f} s); run: {out}", highlight=False)
+                  f"{len(d['explored'])} ({len(d['feasible'])} feasible) in "
+                  f"{d['seconds']:.0f} s (budget {budget:.0f} s); run: {out}", highlight=False)
 
 
 @search_app.command("timenas")
 def search_timenas(
-    data: str = typer.Option(...),
+    data: str = typer.Option(..., help=DATA_HELP),
     task: str = typer.Option("classification", help="classification | regression"),
     board: str = typer.Option("qemu-m4"),
     ram: str = typer.Option(None, help="e.g. 128KB"),
@@ -423,18 +402,16 @@ def search_timenas(
     window: int = typer.Option(None),
     out: Path = typer.Option(Path("runs/timenas")),
     luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
 ) -> None:
     """Tiny-TimeNAS: zero-cost proxies over MLP/CNN candidates within the limits."""
-    from .nas.timenas import Searcher
+    from . import search
 
     try:
-        splits, classes, lut = data_and_lut("timenas", data, window, board, luts, task)
-        searcher = Searcher(parse_quantity(ram, "b") / 1024 if ram else None,
-                            parse_quantity(flash, "b") / 1024 if flash else None, task,
-                            splits.x_train, splits.y_train,
-                            max_latency=parse_quantity(latency, "ms") if latency else None, lut=lut)
+        targets = _targets(latency=latency, ram=ram, flash=flash)
+        spec, splits, lut = _search_inputs("timenas", data, window, seed, board, luts, task)
         with console.status(f"sampling {n_archs} candidates, ranking by {proxy} ..."):
-            found = searcher.run_search(n_archs, top_k, proxy)
+            run, found = search.timenas(spec, splits, lut, board, targets, task, n_archs, proxy, top_k, out)
     except TinyhilError as error:
         _fail(error)
     table = Table("#", "type", "layers", "score", "RAM", "flash", "MACs", "latency (ms)",
@@ -444,14 +421,111 @@ def search_timenas(
         table.add_row(str(rank), ch["type"], str(len(ch["layers"])), f"{f['score']:.3g}", f"{p['ram']:,}",
                       f"{p['flash']:,}", f"{p['macs']:,}", f"{p['latency_ms']:.2f}")
     console.print(table)
-    _write_json(out / "run.json", {"engine": "timenas", "board": board, "data": splits.name,
-                                   "task": task, "classes": classes, "input": [splits.window, splits.channels],
-                                   "candidates": [{"architecture": f["architecture"].to_dict(),
-                                                   "score": f["score"], "profile": f["profile"]}
-                                                  for f in found],
-                                   "architecture": found[0]["architecture"].to_dict(),
-                                   "rejected": len(searcher.rejected)})
     console.print(f"run: {out}")
+
+
+def _print_deployment(d, report: Path) -> None:
+    from .report.deployment import figure_rows
+
+    table = Table("figure", "estimate (LUT)", "measured", "target", "under target",
+                  title=f"{d.engine} on {d.board}: {d.data}, architecture {d.architecture_id}")
+    for row in figure_rows(d):
+        table.add_row(*row)
+    console.print(table)
+    s = d.scores
+    console.print(f"latency estimate error {d.latency_error_pct:+.2f} % ({d.counter}); accuracy / F1 on "
+                  f"{d.test_windows} test windows: float {s['float'].accuracy:.3f}/{s['float'].f1:.3f}, QAT "
+                  f"{s['qat'].accuracy:.3f}/{s['qat'].f1:.3f}, int8 host {s['int8_host'].accuracy:.3f}/"
+                  f"{s['int8_host'].f1:.3f}, int8 device {s['int8_device'].accuracy:.3f}/"
+                  f"{s['int8_device'].f1:.3f}; device = host int8 outputs {d.outputs_equal}/{d.test_windows}",
+                  highlight=False)
+    for w in d.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"report: {report}")
+
+
+def _deploy_options(epochs: int, qat_epochs: int, repeats: int, seed: int, port: str):
+    from .deploy.deploy import DeployOptions
+
+    return DeployOptions(epochs=epochs, qat_epochs=qat_epochs, repeats=repeats, seed=seed, port=port)
+
+
+@app.command()
+def deploy(
+    run_dir: Path = typer.Argument(..., help="a search run directory (run.json)"),
+    board: str = typer.Option(None, help="default: the board the search used"),
+    epochs: int = typer.Option(50, min=1, help="float training from scratch"),
+    qat_epochs: int = typer.Option(20, min=0, help="quantization-aware training"),
+    repeats: int = typer.Option(10, min=1, help="timed inferences"),
+    report: Path = typer.Option(None, help="HTML report (default RUN_DIR/report.html)"),
+    port: str = typer.Option("", help="serial port (physical boards)"),
+    luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
+) -> None:
+    """Retrain a found model with QAT, convert to int8, build it into firmware,
+    measure it and its test windows on the board, and report estimate vs measured."""
+    from .characterize import space_lut
+    from .deploy.deploy import deploy as deploy_run
+    from .report.deployment import write_report
+    from .search import SearchRun
+
+    try:
+        found = SearchRun.load(run_dir)
+        config = get_board(board or found.board)
+        with _progress() as progress:
+            lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
+        with console.status("deploying ..."):
+            result = deploy_run(run_dir, config, lut, _deploy_options(epochs, qat_epochs, repeats, seed, port),
+                                log=lambda m: console.print(m, highlight=False))
+        path = write_report([result], report or run_dir / "report.html", f"tinyhil deploy: {run_dir}")
+    except TinyhilError as error:
+        _fail(error)
+    _print_deployment(result, path)
+
+
+@app.command()
+def pipeline(
+    engine: str = typer.Option(..., help="micronas | tinytnas | timenas"),
+    data: str = typer.Option(..., help=DATA_HELP),
+    board: str = typer.Option("qemu-m4"),
+    lat_target: str = typer.Option(None, help="e.g. 40ms"),
+    mem_target: str = typer.Option(None, help="peak memory (arena), e.g. 32KB"),
+    flash_target: str = typer.Option(None, help="int8 model size, e.g. 64KB"),
+    macs_target: str = typer.Option(None, help="e.g. 60k (TinyTNAS)"),
+    search_epochs: int = typer.Option(30, min=1, help="MicroNAS search epochs"),
+    budget: str = typer.Option("2m", help="TinyTNAS time budget"),
+    candidates: int = typer.Option(100, min=1, help="Tiny-TimeNAS candidates"),
+    epochs: int = typer.Option(50, min=1, help="deployment: float training"),
+    qat_epochs: int = typer.Option(20, min=0, help="deployment: QAT"),
+    window: int = typer.Option(None, help="window length, for CSV data"),
+    out: Path = typer.Option(None, help="run directory (default runs/ENGINE-DATA-BOARD)"),
+    report: Path = typer.Option(None, help="default OUT/report.html"),
+    port: str = typer.Option(""),
+    luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
+) -> None:
+    """characterize (cached) -> search -> deploy -> report."""
+    from .pipeline import EngineSettings, PipelineConfig
+    from .pipeline import pipeline as run_pipeline
+    from .search import ENGINES, DataSpec
+
+    try:
+        if engine not in ENGINES:
+            raise TinyhilError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        config = PipelineConfig(
+            engine, DataSpec(data, window, seed),
+            _targets(latency=lat_target, ram=mem_target, flash=flash_target, macs=macs_target),
+            out or Path("runs") / f"{engine}-{Path(data).stem}-{board}",
+            EngineSettings(search_epochs=search_epochs, budget_s=parse_duration(budget), n_archs=candidates),
+            _deploy_options(epochs, qat_epochs, 10, seed, port))
+        board_config = get_board(board)
+        with _progress() as progress:
+            result = run_pipeline(config, board_config, luts, report, progress,
+                                  log=lambda m: progress.console.print(m, highlight=False))
+    except TinyhilError as error:
+        _fail(error)
+    _print_deployment(result.deployment, result.report)
+    console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
 
 
 @lut_app.command("show")

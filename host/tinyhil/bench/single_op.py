@@ -43,11 +43,13 @@ def model_path(key: str) -> Path:
     return cache_dir() / "models" / digest[:2] / f"{digest}.tflite"
 
 
-def keras_layer(op: OpConfig):
-    """The Keras layer the op stands for (int8 conversion turns it into BUILTIN[op.op])."""
-    import tensorflow as tf
+def keras_layer(op: OpConfig, layers=None):
+    """The Keras layer the op stands for (int8 conversion turns it into BUILTIN[op.op]).
+    `layers`: the module to take it from (default Keras 3; tf_keras for QAT)."""
+    if layers is None:
+        import tensorflow as tf
 
-    layers = tf.keras.layers
+        layers = tf.keras.layers
     activation = None if op.activation == "none" else op.activation
     if op.op == ops.CONV:
         return layers.Conv2D(op.filters, op.kernel, op.strides, op.padding, activation=activation)

@@ -12,20 +12,23 @@ from ..spaces.arch import MODEL_INPUT, Architecture
 from .single_op import REPRESENTATIVE_SAMPLES, _run_jobs, keras_layer
 
 
-def keras_model(arch: Architecture, batch_size: int | None = 1):
-    """The network as Keras layers, one per node (untrained weights unless trained later)."""
-    import tensorflow as tf
+def keras_model(arch: Architecture, batch_size: int | None = 1, keras=None):
+    """The network as Keras layers, one per node (untrained weights unless trained later).
+    `keras`: the Keras to build with (default Keras 3; tf_keras for QAT)."""
+    if keras is None:
+        import tensorflow as tf
 
-    inputs = tf.keras.layers.Input(arch.input_shape, batch_size=batch_size)
+        keras = tf.keras
+    inputs = keras.layers.Input(arch.input_shape, batch_size=batch_size)
     tensors = []
     for node in arch.nodes:
         sources = [inputs if i == MODEL_INPUT else tensors[i] for i in node.inputs]
-        layer = keras_layer(node.op)
+        layer = keras_layer(node.op, keras.layers)
         tensors.append(layer(sources if len(sources) > 1 else sources[0]))
         got = tuple(tensors[-1].shape[1:])
         if got != tuple(node.op.output_shape):
             raise TinyhilError(f"{node.op.key}: Keras gives {got}, expected {node.op.output_shape}")
-    return tf.keras.Model(inputs, tensors[-1])
+    return keras.Model(inputs, tensors[-1])
 
 
 def convert_architecture(arch: Architecture) -> bytes:

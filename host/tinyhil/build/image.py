@@ -17,6 +17,7 @@ import jinja2
 from .. import __version__
 from ..device.protocol import MAX_PAYLOAD, RUN_HEADER
 from ..errors import TinyhilError, UnsupportedOp
+from .c_array import check_c_name, c_string, write_c_array
 
 TEMPLATES = Path(__file__).with_name("templates")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
@@ -29,8 +30,13 @@ class Benchmark:
     flatbuffer: bytes
     ops: tuple[str, ...]
     input_bytes: int
+    # A deployment's model comes from its own C source (build/c_array.py),
+    # named by this C symbol; benchmarks embed their model in image.cc.
+    array: str = ""
 
     def __post_init__(self):
+        if self.array:
+            check_c_name(self.array)
         # Names end up in C string literals: allow only a safe alphabet.
         if not NAME_PATTERN.match(self.name):
             raise TinyhilError(
@@ -74,7 +80,7 @@ class ImageSpec:
         for part in (__version__, self.board, firmware_hash, str(self.seeded_inputs), templates_hash()):
             digest.update(part.encode() + b"\0")
         for bench in self.benchmarks:
-            digest.update(bench.name.encode() + b"\0")
+            digest.update(bench.name.encode() + b"\0" + bench.array.encode() + b"\0")
             digest.update(hashlib.sha256(bench.flatbuffer).digest())
         return digest.hexdigest()[:16]
 
@@ -112,17 +118,6 @@ def resolver_ops(ops: tuple[str, ...], tflm_dir: Path) -> list[ResolverOp]:
     return [ResolverOp(op, methods[op]) for op in ops]
 
 
-_OCTAL = [f"\\{b:03o}" for b in range(256)]
-
-
-def c_string(data: bytes, per_line: int = 64) -> str:
-    """The bytes as adjacent string literals of octal escapes: one token per
-    line for the compiler, which parses a 500 KB model many times faster
-    than half a million comma-separated integers."""
-    return "\n".join('    "' + "".join(_OCTAL[b] for b in data[i : i + per_line]) + '"'
-                     for i in range(0, len(data), per_line))
-
-
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     undefined=jinja2.StrictUndefined,
@@ -134,7 +129,8 @@ _env.filters["c_string"] = c_string
 
 
 def render_image(spec: ImageSpec, image_id: str, tflm_dir: Path, out_dir: Path) -> list[Path]:
-    """Writes image.cc and op_resolver.cc for `spec` into `out_dir`."""
+    """Writes image.cc and op_resolver.cc for `spec` into `out_dir`, and the
+    C array of each benchmark that has one."""
     if not spec.benchmarks:
         raise TinyhilError("an image needs at least one benchmark")
     context = dict(
@@ -151,4 +147,10 @@ def render_image(spec: ImageSpec, image_id: str, tflm_dir: Path, out_dir: Path) 
         path = out_dir / template.removesuffix(".j2")
         path.write_text(_env.get_template(template).render(**context))
         written.append(path)
+    for bench in spec.benchmarks:
+        if bench.array:
+            from ..bench.tflite_model import TfliteModel
+
+            files = write_c_array(TfliteModel.from_bytes(bench.flatbuffer, bench.name), out_dir, bench.array)
+            written += [files.source, files.header]
     return written

@@ -5,6 +5,7 @@ Windows come out as float32 (N, T, S); labels as int64 class indices.
 """
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +117,16 @@ def load_aeon(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 AEON_NAMES = {"basic_motions": "BasicMotions", "japanese_vowels": "JapaneseVowels"}
+SYNTHETIC = re.compile(r"^synthetic(\d+)x(\d+)(?:c(\d+))?(?:n(\d+))?$")  # synthetic128x9c6n600
 
 
 def load(spec: str, window: int | None = None, seed: int = 0,
          fractions=(0.6, 0.2, 0.2)) -> Splits:
-    """`spec`: a .npz or .csv path, or an aeon data set name (basic_motions)."""
+    """`spec`: a .npz or .csv path, an aeon data set name (basic_motions), or
+    synthetic<T>x<S>[c<classes>][n<windows>] (generated, e.g. synthetic128x9c6)."""
+    if match := SYNTHETIC.match(spec):
+        window, channels, classes, n = (int(g) if g else None for g in match.groups())
+        return synthetic(n or 600, window, channels, classes or 6, seed)
     path = Path(spec)
     if path.suffix == ".npz":
         x, y = load_npz(path)
@@ -159,4 +165,4 @@ def synthetic(n: int = 600, window: int = 128, channels: int = 9, classes: int =
     freq = (1 + y)[:, None, None] * (1 + np.arange(channels))[None, None, :] / (window / 2)
     phase = rng.uniform(0, 2 * np.pi, (n, 1, channels))
     x = np.sin(2 * np.pi * freq * t + phase) + 0.5 * rng.standard_normal((n, window, channels))
-    return split(x.astype(np.float32), y, classes, f"synthetic{window}x{channels}", seed)
+    return split(x.astype(np.float32), y, classes, f"synthetic{window}x{channels}c{classes}", seed)

@@ -15,7 +15,6 @@ weights: Adam with gradient clipping at 5 (authors' code).
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -195,27 +194,9 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
                         config, time.monotonic() - started)
 
 
-def write_run(result: SearchResult, out: Path, data: Splits, lut: Lut, board: str) -> None:
-    """Everything a later step needs: the architecture, its estimates, the curves."""
+def write_curves(result: SearchResult, out: Path) -> None:
+    """The search's history: curves.csv and curves.png (loss, accuracy, hardware terms)."""
     out.mkdir(parents=True, exist_ok=True)
-    run = {
-        "engine": "micronas", "board": board, "data": data.name, "classes": data.classes,
-        "input": [data.window, data.channels], "lut": str(lut.path),
-        "architecture": result.architecture.to_dict(),
-        "estimates": {"latency_ms": result.estimated_latency_ms,
-                      "arena_bytes": result.estimated_arena_bytes,
-                      "appendix_a_bytes": result.appendix_a_bytes,
-                      "weights_bytes": result.architecture.weights_bytes,
-                      "macs": result.architecture.macs},
-        "targets": {"latency_ms": result.config.lat_target_ms,
-                    "memory_bytes": result.config.mem_target_bytes},
-        "search": {**asdict(result.config), "seconds": result.seconds,
-                   "val_accuracy": result.val_accuracy},
-    }
-    from ... import __version__
-
-    run["tinyhil"] = __version__
-    (out / "run.json").write_text(json.dumps(run, indent=2))
     with open(out / "curves.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(asdict(result.history[0])))
         writer.writeheader()

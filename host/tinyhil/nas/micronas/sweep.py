@@ -13,7 +13,7 @@ import numpy as np
 from ...estimate import lut_latency
 from ...spaces import make_space
 from .. import data as datasets
-from .search import SearchConfig, search, smallest_architecture, write_run
+from .search import SearchConfig, search, smallest_architecture, write_curves
 
 DATA_SETS = ("basic_motions", "synthetic128x9")
 
@@ -46,8 +46,7 @@ def sweep(board, n_targets: int, epochs: int, retrain_epochs: int, mem_target: f
     rows = []
     out.mkdir(parents=True, exist_ok=True)
     for name in DATA_SETS:
-        splits = (datasets.synthetic(600, 128, 9, 6) if name.startswith("synthetic")
-                  else datasets.load(name))
+        splits = datasets.load(name)
         space = make_space("micronas", splits.window, splits.channels, splits.classes)
         lut = ensure_lut("micronas", splits.window, splits.channels, splits.classes, board, luts,
                          progress)
@@ -58,7 +57,7 @@ def sweep(board, n_targets: int, epochs: int, retrain_epochs: int, mem_target: f
             config = SearchConfig(float(target), mem_target, epochs=epochs, batch_size=16)
             result = search(splits, space, lut, config)
             run_dir = out / f"{name}-{target:.0f}ms"
-            write_run(result, run_dir, splits, lut, board.name)
+            write_curves(result, run_dir)
             accuracy = held_out_accuracy(result.architecture, splits, retrain_epochs)
             rows.append(dict(data=name, lat_target_ms=float(target), latency_ms=result.estimated_latency_ms,
                              mem_target=mem_target, arena_bytes=result.estimated_arena_bytes,

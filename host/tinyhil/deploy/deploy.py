@@ -1,0 +1,272 @@
+"""`tinyhil deploy RUN_DIR`: a found architecture, retrained, on the device.
+
+search run -> QAT retraining -> int8 .tflite -> C array -> firmware (build)
+-> board: latency, arena, per-layer profile, and every held-out test window
+run on the device and compared with the host int8 interpreter -> Deployment
+(deployment.json, predictions.csv; the report is the next stage).
+
+The trained int8 model is kept in the run directory: a deployment that is
+interrupted (or re-run on another board) does not train again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..bench.single_op import BUILTIN
+from ..bench.tflite_model import TfliteModel, model_graph
+from ..boards import BoardConfig
+from ..build.c_array import write_c_array
+from ..build.firmware import build_image
+from ..build.image import Benchmark, ImageSpec
+from ..device.boards import open_board
+from ..device.protocol import RunRequest
+from ..errors import ImageTooLarge, TinyhilError
+from ..lut.table import Lut
+from ..nas.constraints import Profile, profile
+from ..spaces.ops import CONV, DEPTHWISE
+from ..run import RunReport, measure
+from ..search import SearchRun, Targets
+from .qat import Scores, TrainedModel, train_int8, windows
+
+MODEL_FILE = "model_int8.tflite"
+TRAINING_FILE = "training.json"
+DEPLOYMENT_FILE = "deployment.json"
+PREDICTIONS_FILE = "predictions.csv"
+ARRAY_NAME = "g_model"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    epochs: int = 50  # float training from scratch
+    qat_epochs: int = 20  # quantization-aware fine-tuning
+    batch_size: int = 32
+    repeats: int = 10  # timed inferences for the latency
+    seed: int = 0
+    port: str = ""  # physical boards
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One op as the device ran it, beside the LUT row the estimate used."""
+
+    index: int
+    op: str
+    device_cycles: float
+    lut_key: str = ""  # "" for an op the architecture does not have (e.g. a QUANTIZE QAT added)
+    lut_cycles: float | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    run_dir: str
+    engine: str
+    board: str
+    data: str
+    architecture_id: str
+    targets: Targets
+    estimate: Profile  # the board's LUT, as the engines estimate
+    estimated_cycles: float
+    measured_cycles: tuple[float, ...]
+    clock_hz: int
+    counter: str
+    arena_used: int
+    model_bytes: int
+    image_flash_bytes: int
+    image_ram_bytes: int
+    scores: dict[str, Scores]  # float, qat, int8_host, int8_device (held-out test windows)
+    test_windows: int
+    outputs_equal: int  # windows whose device output bytes equal the host interpreter's
+    predictions_equal: int  # windows whose device class equals the host's
+    layers: tuple[LayerRow, ...]
+    warnings: tuple[str, ...]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cycles(self) -> float:
+        return float(np.median(self.measured_cycles))
+
+    @property
+    def measured_ms(self) -> float:
+        return self.cycles / self.clock_hz * 1e3
+
+    @property
+    def latency_error_pct(self) -> float:
+        return (self.estimated_cycles / self.cycles - 1) * 100
+
+    def checks(self) -> dict[str, bool | None]:
+        """Measured figure under its target (None: no target)."""
+        t = self.targets
+        return {"latency": None if t.latency_ms is None else self.measured_ms <= t.latency_ms,
+                "ram": None if t.ram_bytes is None else self.arena_used <= t.ram_bytes,
+                "flash": None if t.flash_bytes is None else self.model_bytes <= t.flash_bytes}
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(tinyhil=__version__,
+                    measured={"cycles": self.cycles, "ms": self.measured_ms, "arena_bytes": self.arena_used,
+                              "flash_bytes": self.image_flash_bytes, "model_bytes": self.model_bytes},
+                    latency_error_pct=self.latency_error_pct, under_targets=self.checks())
+        return data
+
+
+class DeployError(TinyhilError):
+    pass
+
+
+def trained_model(found: SearchRun, run_dir: Path, options: DeployOptions, splits, log) -> TrainedModel:
+    """The run's QAT int8 model: trained now, or the one an earlier deploy left
+    (same architecture and options), so an interrupted deployment resumes."""
+    model_path, record_path = run_dir / MODEL_FILE, run_dir / TRAINING_FILE
+    key = {"architecture": found.architecture.id, "epochs": options.epochs,
+           "qat_epochs": options.qat_epochs, "batch_size": options.batch_size, "seed": options.seed}
+    if model_path.is_file() and record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text())
+        except json.JSONDecodeError:
+            record = {}
+        if record.get("key") == key:
+            log(f"reusing the QAT model of an earlier deployment ({model_path})")
+            return TrainedModel(model_path.read_bytes(), Scores(**record["float"]), Scores(**record["qat"]),
+                                options.epochs, options.qat_epochs, record["seconds"])
+    log(f"training {found.architecture.id}: {options.epochs} float + {options.qat_epochs} QAT epochs")
+    trained = train_int8(found.architecture, splits, options.epochs, options.qat_epochs,
+                         options.batch_size, options.seed)
+    _atomic_write(model_path, trained.flatbuffer)
+    _atomic_write(record_path, json.dumps({"key": key, "float": asdict(trained.float_scores),
+                                           "qat": asdict(trained.qat_scores),
+                                           "seconds": trained.seconds}, indent=2).encode())
+    return trained
+
+
+def quantize(x: np.ndarray, model: TfliteModel) -> list[bytes]:
+    """Float windows -> the int8 input bytes the model takes (its input quantization)."""
+    spec = model.inputs[0]
+    if spec.scale <= 0:
+        raise DeployError(f"{model.name}: input has no quantization scale; not a full-integer model")
+    q = np.clip(np.round(x / spec.scale) + spec.zero_point, -128, 127).astype(np.int8)
+    return [row.tobytes() for row in q.reshape(len(x), -1)]
+
+
+def layer_rows(report: RunReport, model: TfliteModel, found: SearchRun, lut: Lut) -> tuple[LayerRow, ...]:
+    """Pairs each op the device ran with the architecture op of the same type and
+    shapes (the converter may order parallel branches differently)."""
+    graph = model_graph(model)
+    unused = list(found.architecture.runtime().ops)
+    rows = []
+    for p, graph_op in zip(report.ops, graph.ops):
+        size = lambda tensor: int(np.prod(graph.tensor_shapes[tensor]))  # noqa: E731
+        filters = graph.tensor_shapes[graph_op.inputs[1]] if len(graph_op.inputs) > 1 else ()
+        match = next((op for op in unused if BUILTIN[op.op] == p.op
+                      and int(np.prod(op.output_shape)) == size(graph_op.outputs[0])
+                      and int(np.prod(op.input_shape)) == size(graph_op.inputs[0])
+                      # convolutions: the filter tensor is (out, kh, kw, in)
+                      and (op.op not in (CONV, DEPTHWISE) or tuple(filters[1:3]) == tuple(op.kernel))),
+                     None)
+        if match is None:
+            rows.append(LayerRow(p.index, p.op, p.cycles))
+            continue
+        unused.remove(match)
+        lut_cycles = float(lut.row(match)["kernel_cycles"]) if match in lut else None
+        rows.append(LayerRow(p.index, p.op, p.cycles, match.key, lut_cycles))
+    return tuple(rows)
+
+
+def lut_differences(lut: Lut, board: BoardConfig, info, searched_on: str) -> list[str]:
+    """What differs between where the LUT was measured and where we deploy."""
+    m, out = lut.meta, []
+    for what, lut_value, here in (("board", m.board, board.name), ("core", m.core, info.core),
+                                  ("TFLM", m.tflm, info.tflm), ("counter", m.counter, info.counter)):
+        if lut_value and here and lut_value != here:
+            out.append(f"the LUT's {what} is {lut_value}, the device's is {here}: estimates may be off")
+    if searched_on != board.name:
+        out.append(f"searched with the {searched_on} LUT, deployed on {board.name}")
+    return out
+
+
+def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions = DeployOptions(),
+           log: Callable[[str], None] = lambda _m: None) -> Deployment:
+    run_dir = Path(run_dir)
+    found = SearchRun.load(run_dir)
+    if found.classes < 2:
+        raise DeployError(f"{run_dir}: a {found.engine} regression run; deploy measures classifiers "
+                          "(accuracy and F1 over the test windows)")
+    seconds = {}
+    t0 = time.monotonic()
+    splits = found.data.load()
+    if (splits.window, splits.channels) != tuple(found.input) or splits.classes != found.classes:
+        raise DeployError(f"{run_dir}: data {found.data.spec} now gives {splits.window}x{splits.channels}, "
+                          f"{splits.classes} classes; the run searched {found.input[0]}x{found.input[1]}, "
+                          f"{found.classes} classes")
+    trained = trained_model(found, run_dir, options, splits, log)
+    seconds["train"] = time.monotonic() - t0
+    model = TfliteModel.from_bytes(trained.flatbuffer, f"deploy-{found.architecture.id}")
+    estimate = profile(found.architecture, lut)
+    estimated_cycles = estimate.latency_ms * lut.meta.clock_hz / 1e3
+
+    # Host int8 interpreter on every test window (the bytes the device gets too).
+    inputs = quantize(windows(splits.x_test, found.architecture), model)
+    host_outputs = [model.reference_output(x) for x in inputs]
+
+    t0 = time.monotonic()
+    write_c_array(model, run_dir / "firmware", ARRAY_NAME)
+    bench = Benchmark(model.name, model.flatbuffer, model.ops, model.input_bytes, array=ARRAY_NAME)
+    try:
+        image = build_image(ImageSpec(board.name, (bench,)), board, log=log)
+    except ImageTooLarge as error:
+        raise DeployError(f"after QAT the int8 model ({len(model.flatbuffer):,} B; estimate "
+                          f"{estimate.flash:,} B) no longer fits {board.name}: {error}") from error
+    seconds["build"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    device_outputs = []
+    with open_board(board, port=options.port) as device:
+        info = device.boot(image)
+        warnings = lut_differences(lut, board, info, found.board)
+        for w in warnings:
+            log(f"warning: {w}")
+        report = measure(image, info, device, model, inputs[0], options.repeats, warmup=1)
+        if report.arena_used > report.arena_bytes:
+            raise DeployError(f"{model.name} needs {report.arena_used:,} B of arena, the board has "
+                              f"{report.arena_bytes:,} B")
+        for x in inputs:
+            reply = device.driver.run(RunRequest(0, x, warmup=0, repeats=1, profile=False))
+            device_outputs.append(reply.output)
+    seconds["device"] = time.monotonic() - t0
+
+    host_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) for o in host_outputs])
+    device_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) if o else -1 for o in device_outputs])
+    labels = splits.y_test
+    scores = {"float": trained.float_scores, "qat": trained.qat_scores,
+              "int8_host": Scores.of(host_classes, labels, found.classes),
+              "int8_device": Scores.of(device_classes, labels, found.classes)}
+    deployment = Deployment(
+        run_dir=str(run_dir), engine=found.engine, board=board.name, data=found.data.spec,
+        architecture_id=found.architecture.id, targets=found.targets, estimate=estimate,
+        estimated_cycles=estimated_cycles, measured_cycles=report.cycles, clock_hz=report.clock_hz,
+        counter=report.counter, arena_used=report.arena_used, model_bytes=len(model.flatbuffer),
+        image_flash_bytes=report.flash_bytes, image_ram_bytes=report.ram_bytes, scores=scores,
+        test_windows=len(inputs),
+        outputs_equal=sum(d == h for d, h in zip(device_outputs, host_outputs)),
+        predictions_equal=int(np.sum(device_classes == host_classes)),
+        layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds)
+    pd.DataFrame({"label": labels, "host_int8": host_classes, "device_int8": device_classes,
+                  "outputs_equal": [d == h for d, h in zip(device_outputs, host_outputs)],
+                  "device_output": [o.hex() if o else "" for o in device_outputs]}
+                 ).to_csv(run_dir / PREDICTIONS_FILE, index_label="window")
+    _atomic_write(run_dir / DEPLOYMENT_FILE, json.dumps(deployment.to_dict(), indent=2, default=float).encode())
+    return deployment
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,114 @@
+"""Retraining a found architecture from scratch, quantization-aware
+(tensorflow-model-optimization), and converting it to a full-integer int8 .tflite.
+
+tfmot builds on Keras 2 (tf_keras); the rest of tinyhil uses Keras 3. The
+architecture is therefore built here with tf_keras explicitly, and importing
+tfmot is kept from switching the process's `tf.keras` over.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bench.convert import to_int8_tflite
+from ..bench.whole_model import keras_model
+from ..errors import TinyhilError
+from ..nas.data import Splits
+from ..spaces.arch import Architecture
+
+CALIBRATION_SAMPLES = 100  # the int8 input/output ranges, on top of QAT's own
+
+
+@dataclass(frozen=True)
+class Scores:
+    accuracy: float
+    f1: float  # macro F1 over the classes
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, labels: np.ndarray, classes: int) -> Scores:
+        return cls(float(np.mean(predicted == labels)), macro_f1(predicted, labels, classes))
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray, classes: int) -> float:
+    """Mean over classes of 2TP / (2TP + FP + FN); a class absent from both counts as 1."""
+    scores = []
+    for c in range(classes):
+        tp = np.sum((predicted == c) & (labels == c))
+        wrong = np.sum((predicted == c) != (labels == c))
+        scores.append(1.0 if tp + wrong == 0 else 2 * tp / (2 * tp + wrong))
+    return float(np.mean(scores))
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    flatbuffer: bytes  # full-integer int8 .tflite of the QAT model
+    float_scores: Scores  # test set, float model after `epochs`
+    qat_scores: Scores  # test set, QAT model (fake-quantized, float arithmetic)
+    epochs: int
+    qat_epochs: int
+    seconds: float
+
+
+def quantization_toolkit():
+    """(tf_keras, tfmot), imported without changing what `tf.keras` means."""
+    saved = os.environ.get("TF_USE_LEGACY_KERAS")
+    try:
+        import tensorflow as tf
+
+        tf.keras.layers  # noqa: B018 -- settle tf.keras (Keras 3) before tfmot sets its variable
+        import tensorflow_model_optimization as tfmot
+        import tf_keras
+    except ImportError as error:
+        raise TinyhilError(f"quantization-aware training needs {error.name}: run `make setup`") from error
+    finally:
+        if saved is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = saved
+    return tf_keras, tfmot
+
+
+def windows(x: np.ndarray, arch: Architecture) -> np.ndarray:
+    """Data windows (N, T, S) in the architecture's input layout (e.g. T x S x 1)."""
+    if int(np.prod(x.shape[1:])) != int(np.prod(arch.input_shape)):
+        raise TinyhilError(f"data windows {x.shape[1:]} do not fit the architecture's input "
+                           f"{arch.input_shape}")
+    return x.reshape(-1, *arch.input_shape).astype(np.float32)
+
+
+def train_int8(arch: Architecture, data: Splits, epochs: int, qat_epochs: int, batch_size: int = 32,
+               seed: int = 0, on_epoch: Callable[[str, int], None] | None = None) -> TrainedModel:
+    """Float training from scratch, then quantization-aware fine-tuning, then int8.
+    `on_epoch(phase, epoch)` reports progress ("float" or "qat")."""
+    started = time.monotonic()
+    keras, tfmot = quantization_toolkit()
+    keras.utils.set_random_seed(seed)
+    x_train, x_val, x_test = (windows(x, arch) for x in (data.x_train, data.x_val, data.x_test))
+    callbacks = lambda phase: [keras.callbacks.LambdaCallback(  # noqa: E731
+        on_epoch_end=lambda epoch, _logs: on_epoch and on_epoch(phase, epoch + 1))]
+
+    model = keras_model(arch, batch_size=None, keras=keras)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x_train, data.y_train, batch_size, epochs, verbose=0, validation_data=(x_val, data.y_val),
+              callbacks=callbacks("float"))
+    float_scores = Scores.of(model.predict(x_test, verbose=0).argmax(-1), data.y_test, data.classes)
+
+    qat = tfmot.quantization.keras.quantize_model(model)
+    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", ["accuracy"])
+    if qat_epochs:
+        qat.fit(x_train, data.y_train, batch_size, qat_epochs, verbose=0,
+                validation_data=(x_val, data.y_val), callbacks=callbacks("qat"))
+    qat_scores = Scores.of(qat.predict(x_test, verbose=0).argmax(-1), data.y_test, data.classes)
+
+    # A batch-1 copy converts with static shapes: a RESHAPE stays one op, as
+    # the LUT measured it, instead of SHAPE/STRIDED_SLICE/PACK/RESHAPE.
+    static = tfmot.quantization.keras.quantize_model(keras_model(arch, batch_size=1, keras=keras))
+    static.set_weights(qat.get_weights())
+    calibration = x_train[np.random.default_rng(seed).permutation(len(x_train))[:CALIBRATION_SAMPLES]]
+    flatbuffer = to_int8_tflite(static, list(calibration))
+    return TrainedModel(flatbuffer, float_scores, qat_scores, epochs, qat_epochs,
+                        time.monotonic() - started)

@@ -1,0 +1,101 @@
+"""`tinyhil pipeline`: characterize (cached) -> search -> deploy -> report, in one go.
+
+Each stage's output is a file in the run directory, and each stage is skipped
+when its output is already there for the same inputs (the LUT rows, run.json
+for the same engine/data/targets/settings, the QAT model), so an interrupted
+pipeline resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import search
+from .boards import BoardConfig
+from .characterize import space_lut
+from .deploy.deploy import Deployment, DeployOptions, deploy
+from .errors import TinyhilError
+from .report.deployment import write_report
+from .search import DataSpec, RunDirError, SearchRun, Targets
+
+SETTINGS_FILE = "pipeline.json"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    search_epochs: int = 30  # MicroNAS
+    batch_size: int = 32
+    budget_s: float = 120.0  # TinyTNAS wall-clock budget
+    candidate_epochs: int = 3  # TinyTNAS training per candidate
+    n_archs: int = 100  # Tiny-TimeNAS candidates sampled
+    proxy: str = "zico"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    engine: str
+    data: DataSpec
+    targets: Targets
+    out: Path
+    engine_settings: EngineSettings = field(default_factory=EngineSettings)
+    deploy: DeployOptions = field(default_factory=DeployOptions)
+
+    def search_key(self, board: str) -> dict:
+        """What the search result depends on: a run directory with another key is searched again."""
+        return {"engine": self.engine, "board": board, "data": asdict(self.data),
+                "targets": asdict(self.targets), "settings": asdict(self.engine_settings)}
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    run: SearchRun
+    deployment: Deployment
+    report: Path
+    seconds: dict[str, float]
+
+
+def run_search(config: PipelineConfig, board: BoardConfig, luts: Path, progress, log) -> SearchRun:
+    out, key = config.out, config.search_key(board.name)
+    settings_path = out / SETTINGS_FILE
+    if settings_path.is_file() and (out / "run.json").is_file():
+        try:
+            if json.loads(settings_path.read_text()) == key:
+                log(f"reusing the search in {out}")
+                return SearchRun.load(out)
+        except (json.JSONDecodeError, RunDirError):
+            pass  # damaged or older: search again
+    splits = config.data.load()
+    lut = space_lut(board, config.engine, splits.window, splits.channels, splits.classes, luts, progress)
+    s = config.engine_settings
+    if config.engine == "micronas":
+        run = search.micronas(config.data, splits, lut, board.name, config.targets, s.search_epochs,
+                              s.batch_size, out)
+    elif config.engine == "tinytnas":
+        run = search.tinytnas(config.data, splits, lut, board.name, config.targets, s.budget_s,
+                              s.candidate_epochs, 1e-3, out)
+    elif config.engine == "timenas":
+        run, _ = search.timenas(config.data, splits, lut, board.name, config.targets, "classification",
+                                s.n_archs, s.proxy, 1, out)
+    else:
+        raise TinyhilError(f"unknown engine {config.engine!r} (known: {', '.join(search.ENGINES)})")
+    settings_path.write_text(json.dumps(key, indent=2))
+    return run
+
+
+def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Path | None = None,
+             progress=None, log=lambda _m: None) -> PipelineResult:
+    seconds = {}
+    t0 = time.monotonic()
+    log(f"characterize + search ({config.engine}) ...")
+    run = run_search(config, board, luts, progress, log)
+    seconds["search"] = time.monotonic() - t0
+    log(f"found {run.architecture.id}: estimated {run.estimate.latency_ms:.2f} ms, arena {run.estimate.ram:,} B")
+    t0 = time.monotonic()
+    lut = space_lut(board, run.architecture.space, *run.input, run.classes, luts, progress)
+    deployment = deploy(config.out, board, lut, config.deploy, log)
+    seconds["deploy"] = time.monotonic() - t0
+    report_path = write_report([deployment], report or config.out / "report.html",
+                               f"tinyhil pipeline: {config.engine} on {board.name}")
+    return PipelineResult(run, deployment, report_path, seconds)

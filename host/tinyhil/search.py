@@ -1,0 +1,171 @@
+"""`tinyhil search ...`: the three engines behind one record of what they found.
+
+data + LUT -> engine (MicroNAS, TinyTNAS, Tiny-TimeNAS) -> SearchRun, written
+as RUN_DIR/run.json. Deployment reads nothing else, so every engine states
+the same things: the data (to retrain on the same split), the architecture,
+the targets it searched under, and the estimate it made with the LUT.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .errors import TinyhilError
+from .lut.table import Lut
+from .nas.constraints import Profile, profile
+from .nas.data import Splits, load
+from .spaces.arch import Architecture
+
+RUN_FORMAT = 1  # bumped whenever run.json changes meaning
+ENGINES = ("micronas", "tinytnas", "timenas")
+
+
+class RunDirError(TinyhilError):
+    """A run directory that is missing, incomplete or from another tinyhil."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What `nas.data.load` needs to give the same train/validation/test split again."""
+
+    spec: str  # an aeon name (basic_motions) or a .npz / .csv path
+    window: int | None = None
+    seed: int = 0
+
+    def load(self) -> Splits:
+        return load(self.spec, self.window, self.seed)
+
+
+@dataclass(frozen=True)
+class Targets:
+    latency_ms: float | None = None
+    ram_bytes: float | None = None  # peak memory: the TFLM arena
+    flash_bytes: float | None = None  # the int8 model
+    macs: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    engine: str
+    board: str
+    data: DataSpec
+    classes: int
+    input: tuple[int, int]  # window, channels
+    architecture: Architecture
+    targets: Targets
+    estimate: Profile  # of `architecture`, with `lut`
+    lut: str
+    details: dict = field(default_factory=dict)  # the engine's own record
+
+    def to_dict(self) -> dict:
+        return {"run_format": RUN_FORMAT, "tinyhil": __version__, "engine": self.engine,
+                "board": self.board, "data": asdict(self.data), "classes": self.classes,
+                "input": list(self.input), "architecture": self.architecture.to_dict(),
+                "targets": asdict(self.targets), "estimate": self.estimate.to_dict(),
+                "lut": self.lut, "details": self.details}
+
+    def write(self, out: Path) -> Path:
+        """RUN_DIR/run.json, atomically (a run directory never holds half a record)."""
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "run.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=float))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> SearchRun:
+        path = Path(run_dir) / "run.json"
+        if not path.is_file():
+            raise RunDirError(f"{run_dir} is not a search run: no run.json (make one with "
+                              "`tinyhil search micronas|tinytnas|timenas ... --out DIR`)")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RunDirError(f"{path} is not valid JSON ({error}): a damaged run directory") from error
+        if not isinstance(data, dict) or data.get("run_format") != RUN_FORMAT:
+            found = data.get("tinyhil", "an older version") if isinstance(data, dict) else "?"
+            raise RunDirError(f"{path} was written by tinyhil {found} (run format "
+                              f"{data.get('run_format') if isinstance(data, dict) else '?'}); this is "
+                              f"tinyhil {__version__} (run format {RUN_FORMAT}): search again")
+        missing = [k for k in ("engine", "board", "data", "classes", "input", "architecture",
+                               "targets", "estimate", "lut") if k not in data]
+        if missing:
+            raise RunDirError(f"{path} is incomplete: no {', '.join(missing)}")
+        if data["engine"] not in ENGINES:
+            raise RunDirError(f"{path}: unknown engine {data['engine']!r} (known: {', '.join(ENGINES)})")
+        try:
+            return cls(data["engine"], data["board"], DataSpec(**data["data"]), int(data["classes"]),
+                       tuple(data["input"]), Architecture.from_dict(data["architecture"]),
+                       Targets(**data["targets"]), Profile(**data["estimate"]), data["lut"],
+                       data.get("details", {}))
+        except (TypeError, ValueError, KeyError) as error:
+            raise RunDirError(f"{path}: a malformed record ({error})") from error
+
+
+def searched(engine: str, board: str, data: DataSpec, splits: Splits, classes: int,
+             arch: Architecture, targets: Targets, lut: Lut, details: dict) -> SearchRun:
+    return SearchRun(engine, board, data, classes, (splits.window, splits.channels), arch, targets,
+                     profile(arch, lut), str(lut.path), details)
+
+
+def micronas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targets, epochs: int,
+             batch_size: int, out: Path, on_epoch=None) -> SearchRun:
+    """Differentiable search; also writes the curves and the trained supernet's choice."""
+    from .nas.micronas.search import SearchConfig, search, write_curves
+    from .spaces import make_space
+
+    space = make_space("micronas", splits.window, splits.channels, splits.classes)
+    config = SearchConfig(lat_target_ms=targets.latency_ms, mem_target_bytes=targets.ram_bytes,
+                          epochs=epochs, batch_size=batch_size, seed=data.seed)
+    result = search(splits, space, lut, config, on_epoch=on_epoch)
+    write_curves(result, out)
+    details = {**asdict(config), "seconds": result.seconds, "val_accuracy": result.val_accuracy,
+               "appendix_a_bytes": result.appendix_a_bytes}
+    run = searched("micronas", board, data, splits, splits.classes, result.architecture, targets,
+                   lut, details)
+    run.write(out)
+    return run
+
+
+def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targets,
+             budget_s: float, epochs: int, learning_rate: float, out: Path) -> SearchRun:
+    """Time-bound search: the best feasible candidate the budget reached."""
+    from .nas.tinytnas import TinyTNAS
+
+    specs = {"ram": targets.ram_bytes, "flash": targets.flash_bytes, "macc": targets.macs,
+             "latency": targets.latency_ms}
+    engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
+                      (splits.window, splits.channels), splits.classes, learning_rate, specs, lut)
+    best = engine.search(epochs, "sparse_categorical_crossentropy", budget_s / 60)
+    if best[0] is None:
+        raise TinyhilError(f"TinyTNAS: no feasible candidate among {engine.explored_model_count} "
+                           f"explored; infeasible: {engine.infeasible_configarations[:3]}")
+    details = {"best": best, "seconds": engine.elapsed_seconds, "budget_s": budget_s,
+               "explored": engine.explored_model_configs, "feasible": engine.feasible_solutions,
+               "infeasible": engine.infeasible_configarations, "val_accuracy": best[2]}
+    run = searched("tinytnas", board, data, splits, splits.classes, engine.architecture(best[0], best[1]),
+                   targets, lut, details)
+    run.write(out)
+    return run
+
+
+def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targets, task: str,
+            n_archs: int, proxy: str, top_k: int, out: Path) -> tuple[SearchRun, list[dict]]:
+    """Zero-cost proxies over sampled candidates within the limits; the best first."""
+    from .nas.timenas import Searcher
+
+    classes = splits.classes if task == "classification" else 1
+    searcher = Searcher(targets.ram_bytes / 1024 if targets.ram_bytes else None,
+                        targets.flash_bytes / 1024 if targets.flash_bytes else None, task,
+                        splits.x_train, splits.y_train, max_latency=targets.latency_ms, lut=lut)
+    found = searcher.run_search(n_archs, top_k, proxy)
+    details = {"task": task, "proxy": proxy, "rejected": len(searcher.rejected),
+               "candidates": [{"architecture": f["architecture"].to_dict(), "score": f["score"],
+                               "profile": f["profile"]} for f in found]}
+    run = searched("timenas", board, data, splits, classes, found[0]["architecture"], targets, lut, details)
+    run.write(out)
+    return run, found
