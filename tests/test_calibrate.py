@@ -333,3 +333,11 @@ def test_calibrate_cli_prints_each_model(calibrated, f446re, tmp_path):
     for name in ("line", "per-op-type", "shared-features", "features", "(chosen)", "expected MAPE"):
         assert name in result.output
     assert read_rows(out).shape[0] == len(emulated.rows)
+
+
+def test_searches_take_a_complete_calibrated_lut_without_the_board(root):
+    from tinyhil.boards import get_board
+    from tinyhil.characterize import space_lut
+
+    lut = space_lut(get_board("nucleo_f446re"), "micronas", 128, 9, 6, root / "luts")
+    assert lut.meta.extra["calibration"]["from_board"] == "qemu-m4"

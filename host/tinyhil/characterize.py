@@ -196,5 +196,11 @@ def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, c
     are characterized first (what every search and deployment starts with)."""
     from .lut.table import Lut
 
+    path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
+    if path.exists():  # a calibrated LUT stands for measurements the board never made
+        lut = Lut.load(path)
+        ops = make_space(space_name, window, channels, classes).op_configs()
+        if lut.meta.extra.get("calibration") and all(op in lut for op in ops):
+            return lut
     result = Characterizer(board, luts_dir, progress=progress).run(space_name, window, channels, classes)
     return Lut.load(result.lut_path)
