@@ -94,7 +94,7 @@ def synthetic_ops(n=60, seed=0) -> tuple[list, pd.DataFrame]:
         elif kind == 1:
             op = ops.conv((16, 15, cin), cout, (1, 1))
         else:
-            op = ops.add((16, 15, cin))
+            op = ops.add((int(rng.choice([8, 16, 30])), int(rng.choice([5, 15])), cin))
         if op.key in {r["key"] for r in rows}:
             continue
         emu = float(op.macs * rng.uniform(1.5, 3.0) + op.output_bytes * rng.uniform(5, 20) + 5000)
@@ -148,14 +148,14 @@ def test_shared_features_recover_known_terms():
 
 
 def test_features_recover_terms_of_each_kernel_path():
-    frame = synthetic(150)
+    frame = synthetic(300)
     fitted = check_exact(Features(), frame, feature_truth(frame, own_terms=True))
     assert fitted.coef["out_elems[conv2d-1x1]"] == pytest.approx(4.0, rel=1e-5)
     assert fitted.coef["out_elems[conv2d]"] == pytest.approx(9.0, rel=1e-5)
 
 
 def test_nnls_recovers_non_negative_terms_and_never_goes_below_zero():
-    frame = synthetic(150)
+    frame = synthetic(300)
     fitted = check_exact(FeaturesNnls(), frame, feature_truth(frame, own_terms=True))
     assert min(fitted.coef.values()) >= 0
     truth = 1.5 * frame["emu_cycles"].to_numpy() - 3.0 * frame["out_elems"].to_numpy() + 20_000
@@ -175,7 +175,7 @@ def test_an_op_type_never_fitted_gets_the_fixed_cost_and_the_median_ratio():
 
 
 def test_predictions_stay_within_the_ratios_each_path_showed():
-    frame = synthetic(150)
+    frame = synthetic(300)
     truth = feature_truth(frame, own_terms=True)
     fit = frame.iloc[:20].assign(ref_cycles=truth[:20])
     predicted = Features().fit(fit, "emu_cycles", "ref_cycles").predict(frame)
@@ -341,3 +341,33 @@ def test_searches_take_a_complete_calibrated_lut_without_the_board(root):
 
     lut = space_lut(get_board("nucleo_f446re"), "micronas", 128, 9, 6, root / "luts")
     assert lut.meta.extra["calibration"]["from_board"] == "qemu-m4"
+
+
+def board_lut_of(reference, path, board="nucleo_f446re"):
+    """The reference as a board's own ops.csv would hold it (characterize --sample)."""
+    from tinyhil.lut.table import COLUMNS, LutMeta, op_columns
+
+    rows = [dict(op_columns(r.op), cycles=r.cycles_total, cycles_min=r.cycles_total, cycles_max=r.cycles_total,
+                 n=3, kernel_cycles=r.cycles_kernel, ms=r.cycles_total / 180e3, arena_bytes=r.arena_used,
+                 scratch_bytes=0, status="ok") for r in reference.rows]
+    meta = LutMeta(board=board, core="cortex-m4", clock_hz=180_000_000, counter="dwt-cycles", tflm="t",
+                   compiler="c", flags="", tinyhil="0")
+    Lut(meta, pd.DataFrame(rows, columns=COLUMNS).set_index("key", drop=False)).write(path)
+    return path
+
+
+def test_a_board_lut_is_a_reference_too(calibrated, f446re, tmp_path):
+    result, emulated = calibrated
+    board_lut = board_lut_of(read_reference(f446re), tmp_path / "board" / "ops.csv")
+    reference = read_reference(board_lut)
+    assert reference.board == "nucleo_f446re" and reference.core == "cortex-m4" and len(reference.rows) == 573
+    again = calibrate(emulated.path, board_lut, "nucleo_f446re", tmp_path / "again.csv")
+    assert again.calibration.model.name == result.calibration.model.name
+    assert again.calibration.expected.mape == pytest.approx(result.calibration.expected.mape)
+    store_copy = calibrate(emulated.path.parent / "ops.csv", board_lut, "nucleo_f446re", tmp_path / "all.csv")
+    table = Lut.load(store_copy.out)
+    assert table.meta.extra["calibration"]["measured_rows_kept"] == 573  # the board's own rows win
+    key = read_reference(f446re).rows[0].op.key
+    assert table.rows.loc[key, "cycles"] == 782342 and table.rows.loc[key, "kernel_cycles"] == 767828
+    with pytest.raises(CalibrationError, match="measured on nucleo_f446re, not on nano33ble"):
+        calibrate(emulated.path, board_lut, "nano33ble", tmp_path / "x.csv")

@@ -10,7 +10,6 @@ rows (chosen by the sampler, or at random), predict all the others.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +52,14 @@ def reference_frame(reference: ReferenceSet, emulated: BoardConfig, store: Path,
     return training_frame(reference, rows), len(characterizer.done_keys() - before)
 
 
-def core_warnings(lut: Lut, board: BoardConfig) -> list[str]:
+def core_warnings(lut: Lut, board: BoardConfig, reference: ReferenceSet) -> list[str]:
     found = []
-    if lut.meta.core != board.core:
-        found.append(f"the emulated LUT is for a {lut.meta.core}, {board.name} is a {board.core}: "
+    if reference.core and reference.core != board.core:
+        found.append(f"the reference {reference.path} was measured on a {reference.core}, "
+                     f"{board.name} is a {board.core}")
+    if lut.meta.core != (reference.core or board.core):
+        found.append(f"the emulated LUT is for a {lut.meta.core}, the reference from a "
+                     f"{reference.core or board.core} ({board.name}): "
                      "the calibration maps one core's instruction counts onto another's cycles, "
                      "expect it to be worse than its cross-validation says")
     return found
@@ -73,9 +76,14 @@ def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Pa
     if lut.meta.extra.get("calibration"):
         raise CalibrationError(f"{emulated_lut} is itself calibrated; calibrate from a measured LUT")
     emulated = get_board(lut.meta.board)
-    if not emulated.emulated:
-        warnings.warn(f"{emulated_lut} was measured on {lut.meta.board}, a physical board", stacklevel=2)
-    found = core_warnings(lut, board)
+    found = [] if emulated.emulated else [f"{emulated_lut} was measured on {lut.meta.board}, a physical board"]
+    if reference.board and reference.board != board.name:
+        raise CalibrationError(f"{reference_path} was measured on {reference.board}, not on {board.name}; "
+                               f"give --board {reference.board} or that board's reference")
+    found += core_warnings(lut, board, reference)
+    if reference.counter == "qemu-icount":
+        found.append(f"{reference_path} was measured on the emulated {reference.board}: its counts are "
+                     "instructions, not a physical board's cycles")
     store = emulated_store(lut)
     frame, measured_now = reference_frame(reference, emulated, store, progress)
     missing = len(reference.rows) - len(frame)

@@ -29,7 +29,7 @@ from ..errors import TinyhilError
 from ..measure import usable
 from ..spaces.ops import CONV, OpConfig
 from .reference import ReferenceSet
-from .table import Lut, LutMeta
+from .table import Lut, LutMeta, row_op
 
 MIN_ROWS = 4  # fewer leaves nothing to cross-validate a line with
 FOLDS = 5
@@ -104,12 +104,6 @@ def prediction_frame(lut: Lut) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("key", drop=False)
 
 
-def row_op(row: pd.Series) -> OpConfig:
-    shape = lambda text: tuple(int(d) for d in str(text).split("x"))  # noqa: E731
-    return OpConfig(row["op"], shape(row["input_shape"]), shape(row["output_shape"]), shape(row["kernel"]),
-                    shape(row["strides"]), int(row["filters"]), row["padding"], row["activation"])
-
-
 # ---------------------------------------------------------------------------
 # Models, simplest first. Each: fit(frame, source, target) then predict(frame).
 
@@ -124,6 +118,22 @@ def _relative_lstsq(design: np.ndarray, target: np.ndarray, nonnegative: bool) -
     else:
         coef = np.linalg.lstsq(weighted / scale, ones, rcond=None)[0]
     return coef / scale
+
+
+def independent_columns(columns: dict[str, np.ndarray], target: np.ndarray) -> list[str]:
+    """The columns, in order, that the fitted rows tell apart: one that is zero
+    or a combination of earlier ones on these rows (an add's MACs are its
+    outputs) is left out, so each coefficient that is printed means something."""
+    kept: list[str] = []
+    rank = 0
+    for name, values in columns.items():
+        trial = np.column_stack([columns[k] for k in kept] + [values]) / target[:, None]
+        trial = trial / np.maximum(np.linalg.norm(trial, axis=0), 1e-300)
+        new_rank = np.linalg.matrix_rank(trial, tol=1e-9)
+        if new_rank > rank:
+            kept.append(name)
+            rank = new_rank
+    return kept
 
 
 @dataclass(frozen=True)
@@ -169,13 +179,14 @@ class LinearModel:
         self.source = source
         counts = frame["op"].value_counts()
         self.seen_types = sorted(counts.index)
+        self.type_rows = {t: int(n) for t, n in counts.items()}
         self.fitted_types = sorted(t for t, n in counts.items() if n >= self.min_type_rows)  # own terms
         columns = self.columns(frame)
-        coef = _relative_lstsq(np.column_stack(list(columns.values())), frame[target].to_numpy(float),
+        target_values = frame[target].to_numpy(float)
+        kept = independent_columns(columns, target_values)
+        coef = _relative_lstsq(np.column_stack([columns[name] for name in kept]), target_values,
                                self.nonnegative)
-        # a column no fitted row has was not learnt (min-norm leaves dust): zero
-        self.coef = {name: float(c) if np.any(values) else 0.0
-                     for (name, values), c in zip(columns.items(), coef)}
+        self.coef = dict.fromkeys(columns, 0.0) | {name: float(c) for name, c in zip(kept, coef)}
         self.fallback = RatioFallback.fit(frame, source, target)
         # board/emulated ratios (beyond the fixed invoke cost) each path showed:
         # size terms never extrapolate beyond them
@@ -250,16 +261,18 @@ class _TypeLines(LinearModel):
 
     def columns(self, frame):
         emu = frame[self.source].to_numpy(float)
-        shared = ~frame["op"].isin(self.seen_types).to_numpy()
-        cols = {"emulated": emu * shared, "1": np.ones(len(frame))}
+        cols = {"1": np.ones(len(frame))}  # op types never fitted: see RatioFallback
         for t in self.seen_types:
             cols[f"emulated[{t}]"] = emu * (frame["op"] == t).to_numpy(float)
-        # a path with enough rows gets its own size terms; the others share some
+        # a path with enough rows gets its own size terms; the others share
+        # some, if they have rows enough between them (else they would fit noise)
         own = self.fitted_types if self.per_path_features else []
         rest = (~frame["op"].isin(own)).to_numpy(float)
+        shared = sum(n for t, n in self.type_rows.items() if t not in own) >= len(self.FEATURES) + 3
         for name in self.FEATURES:
             values = frame[name].to_numpy(float)
-            cols[name] = values * rest
+            if shared:
+                cols[name] = values * rest
             for t in own:
                 cols[f"{name}[{t}]"] = values * (frame["op"] == t).to_numpy(float)
         return cols
@@ -386,6 +399,14 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         rows.loc[keys, "cycles_max"] = np.round(lut.rows.loc[keys, "cycles_max"].to_numpy(float) * spread)
         rows.loc[keys, "kernel_cycles"] = np.round(kernel)
         rows.loc[keys, "ms"] = total / board.clock_hz * 1e3
+    # ops the board itself measured keep their measurement, not a prediction
+    measured = frame.index.intersection(rows.index).intersection(inputs.index) if len(inputs) else []
+    if len(measured):
+        ref = frame.loc[measured]
+        rows.loc[measured, ["cycles", "cycles_min", "cycles_max"]] = ref[["ref_cycles"] * 3].to_numpy()
+        if calibration.overhead is not None:
+            rows.loc[measured, "kernel_cycles"] = ref["ref_kernel"].to_numpy()
+        rows.loc[measured, "ms"] = ref["ref_cycles"].to_numpy() / board.clock_hz * 1e3
     meta = lut.meta
     # A single op's total - kernel is the board's invoke + one dispatch. The
     # per-op dispatch cannot be told apart from single ops: the emulated one,
@@ -402,6 +423,7 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         "from_lut": str(lut.path), "from_board": meta.board, "from_counter": meta.counter,
         "from_core": meta.core, "emulated_store": str(store_path), "reference": str(reference),
         "reference_rows": calibration.rows, "model": calibration.model.name,
+        "measured_rows_kept": len(measured),
         "paths_without_reference": sorted(set(inputs["op"]) - set(frame["op"])) if len(inputs) else [],
         "formula": calibration.model.formula(),
         "kernel_cycles": "cycles less the board's single-op overhead" if calibration.overhead is not None

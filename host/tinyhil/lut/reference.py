@@ -1,7 +1,9 @@
 """Reference measurements from a physical board, read into tinyhil op configs.
 
-A reference file is a CSV with one measured single-op model a row, as the
-MicroNAS authors published for the NUCLEO-F446RE (`../shared/data/`):
+A reference file is either a tinyhil LUT measured on the board (e.g. the
+rows `tinyhil characterize --board B --sample 5%` wrote to luts/B/ops.csv),
+or a CSV with one measured single-op model a row, as the MicroNAS authors
+published for the NUCLEO-F446RE (`../shared/data/`):
 
     op,input_shape,output_shape,kernel,strides,filters,padding,activation,
     cycles_total,cycles_kernel,arena_used,...
@@ -21,8 +23,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TinyhilError
+from ..measure import usable
 from ..spaces import ops
 from ..spaces.ops import OpConfig
+from .table import COLUMNS, Lut, row_op
 
 REQUIRED = ("op", "input_shape", "output_shape", "cycles_total")
 OPTIONAL_NUMBERS = ("cycles_kernel", "arena_used", "flash", "flops")
@@ -58,6 +62,9 @@ class ReferenceRow:
 class ReferenceSet:
     path: Path
     rows: tuple[ReferenceRow, ...]
+    board: str = ""  # known when the reference is a tinyhil LUT
+    core: str = ""
+    counter: str = ""
 
     @property
     def ops(self) -> list[OpConfig]:
@@ -158,9 +165,12 @@ def read_reference(path: Path) -> ReferenceSet:
     if not path.is_file():
         raise ReferenceError(f"{path}: no such reference file")
     try:
-        frame = pd.read_csv(io.StringIO(path.read_text()), dtype=str, keep_default_na=False)
+        text = path.read_text()
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ReferenceError(f"{path}: not a CSV file ({error})") from error
+    if text.split("\n", 1)[0].strip() == ",".join(COLUMNS):
+        return _read_lut(path)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ReferenceError(f"{path}: missing column(s) {', '.join(missing)}; a reference file has "
@@ -190,6 +200,19 @@ def read_reference(path: Path) -> ReferenceSet:
     if not rows:
         raise ReferenceError(f"{path}: no reference rows")
     return ReferenceSet(path, tuple(rows))
+
+
+def _read_lut(path: Path) -> ReferenceSet:
+    """A tinyhil LUT of the board: its good rows are the reference."""
+    lut = Lut.load(path)
+    if lut.meta.extra.get("calibration"):
+        raise ReferenceError(f"{path} is itself calibrated, not measured on {lut.meta.board}")
+    rows = [ReferenceRow(line, row_op(r), float(r["cycles"]), float(r["kernel_cycles"]),
+                         float(r["arena_bytes"]))
+            for line, (_, r) in enumerate(lut.rows.iterrows(), start=2) if usable(r["status"])]
+    if not rows:
+        raise ReferenceError(f"{path}: no good measurement to calibrate with")
+    return ReferenceSet(path, tuple(rows), lut.meta.board, lut.meta.core, lut.meta.counter)
 
 
 def _number(value, name: str) -> float:
