@@ -371,3 +371,17 @@ def test_a_board_lut_is_a_reference_too(calibrated, f446re, tmp_path):
     assert table.rows.loc[key, "cycles"] == 782342 and table.rows.loc[key, "kernel_cycles"] == 767828
     with pytest.raises(CalibrationError, match="measured on nucleo_f446re, not on nano33ble"):
         calibrate(emulated.path, board_lut, "nano33ble", tmp_path / "x.csv")
+
+
+@pytest.mark.device
+def test_characterize_a_sample_on_the_emulated_board(tmp_path):
+    luts = tmp_path / "luts"
+    result = CliRunner().invoke(app, ["characterize", "--space", "micronas", "--input", "32x5", "--classes", "3",
+                                      "--board", "qemu-m4", "--sample", "8", "--luts", str(luts)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "ops sampled (8)" in result.output
+    measured = read_rows(luts / "qemu-m4" / "ops.csv")
+    expected = choose_ops(make_space("micronas", 32, 5, 3).op_configs(), 8)
+    assert sorted(measured.index) == sorted(op.key for op in expected)
+    assert (measured["status"] == "ok").all()

@@ -48,6 +48,7 @@ class CharacterizeResult:
     already_measured: int
     measured_now: int  # op rows added (the overhead chains not counted)
     timing: Timing
+    sample: str = ""  # "5%": total_ops is the sample, not the whole space
 
 
 def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
@@ -104,7 +105,7 @@ class Characterizer:
             measured_now = len(self.done_keys() - done)
         self.timing.wall_s = time.monotonic() - started
         return CharacterizeResult(lut_path, len(op_list), sum(op.key in done for op in op_list),
-                                  measured_now, self.timing)
+                                  measured_now, self.timing, sample or "")
 
     def measure_ops(self, op_list: list[OpConfig]) -> None:
         """Measures the ops not measured yet (and the overheads, once per board)."""

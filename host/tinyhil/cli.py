@@ -162,7 +162,7 @@ def characterize(
 def _print_characterization(result) -> None:
     t = result.timing
     table = Table("", "value", title=f"characterization -> {result.lut_path}")
-    table.add_row("ops in space", f"{result.total_ops}")
+    table.add_row(f"ops sampled ({result.sample})" if result.sample else "ops in space", f"{result.total_ops}")
     table.add_row("already in the LUT", f"{result.already_measured}")
     table.add_row("measured now", f"{result.measured_now} ops in {t.images} image(s)")
     table.add_row("flagged (not recorded as good)", f"{len(t.flagged)}")

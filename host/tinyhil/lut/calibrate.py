@@ -4,9 +4,10 @@ ops measured on both.
 Emulated boards count instructions, not cycles. Given reference rows (ops
 measured on the physical board) and the same ops measured on the emulated
 board, a small regression maps emulated counts and op features to board
-cycles. Candidate models go from the simplest (one straight line) to a
-non-negative least-squares fit on op features; cross-validation on the
-reference rows picks one and tells its expected error. The calibrated LUT has
+cycles. Candidate models go from the simplest (one straight line) to a slope
+per kernel path with size terms (least squares, or non-negative least
+squares); cross-validation on the reference rows picks one and tells its
+expected error. The calibrated LUT has
 the emulated LUT's rows with predicted cycles, and metadata that says it is
 calibrated, from what, and how well.
 
@@ -15,7 +16,6 @@ matter as much as large ones to an estimator that adds them up.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,8 +72,7 @@ def op_features(op: OpConfig) -> dict:
     path = kernel_path(op)
     return dict(op=path, macs=float(op.macs), out_elems=float(op.output_bytes), out_pixels=out_pixels,
                 im2col=float(op.macs / op.out_channels) if path == CONV else 0.0,
-                in_elems=float(op.n_inputs * op.input_bytes), weights=float(op.weights_bytes),
-                out_channels=float(op.out_channels), kernel_area=float(math.prod(op.kernel)))
+                in_elems=float(op.n_inputs * op.input_bytes))
 
 
 def training_frame(reference: ReferenceSet, emulated: pd.DataFrame) -> pd.DataFrame:
@@ -171,6 +170,7 @@ class LinearModel:
     source: str = "emu_cycles"
     min_type_rows: int = 3
     clip: bool = True  # keep each path's predictions within the ratios its rows showed
+    emulated_terms: bool = True  # False: a proxy that never looks at the emulated board
 
     def columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -199,11 +199,13 @@ class LinearModel:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         columns = self.columns(frame)
         predicted = sum(self.coef.get(name, 0.0) * values for name, values in columns.items())
-        unseen = ~frame["op"].isin(self.seen_types).to_numpy()
-        if isinstance(self, MacsLine) or not self.clip:
+        if not self.emulated_terms:
             return predicted
+        unseen = ~frame["op"].isin(self.seen_types).to_numpy()
         if unseen.any():
             predicted = np.where(unseen, self.fallback.predict(frame, self.source), predicted)
+        if not self.clip:
+            return predicted
         fb = self.fallback
         rest = frame[self.source].to_numpy(float) - fb.base_emulated
         for path, (low, high) in self.ratio_range.items():
@@ -221,7 +223,7 @@ class MacsLine(LinearModel):
     """The usual FLOPs proxy: cycles = a x MACs + b. A baseline, not a candidate."""
 
     def __init__(self):
-        super().__init__("macs-line", "cycles = a x MACs + b (FLOPs baseline)")
+        super().__init__("macs-line", "cycles = a x MACs + b (FLOPs baseline)", emulated_terms=False)
 
     def columns(self, frame):
         return {"macs": frame["macs"].to_numpy(float), "1": np.ones(len(frame))}
