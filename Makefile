@@ -13,8 +13,9 @@ $(EXAMPLE): examples/make_conv1d_har.py host/tinyhil/bench/convert.py
 
 example: setup $(EXAMPLE)
 
-demo: setup $(EXAMPLE)    ## install everything, measure the example model on the emulated Cortex-M4
-	$(BIN)/tinyhil run $(EXAMPLE) --board qemu-m4 --repeat 20
+demo: setup              ## install everything, then search -> deploy -> measure on the emulated Cortex-M4
+	$(BIN)/tinyhil pipeline --engine micronas --data basic_motions --board qemu-m4 \
+	    --lat-target 40ms --mem-target 32KB --search-epochs 30 --epochs 40 --qat-epochs 10
 
 test: setup               ## the whole test suite (device tests boot QEMU)
 	$(BIN)/python -m pytest -q

@@ -119,6 +119,8 @@ class Characterizer:
         self._measure(todo)
 
     def _measure(self, todo: list[OpConfig]) -> None:
+        if not todo and not self.needs_overheads():
+            return  # a complete LUT: nothing to generate, no empty progress bar
         items = self._items(todo)
         if items:
             self.measure_items(items)

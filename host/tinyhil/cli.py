@@ -437,7 +437,8 @@ def _print_deployment(d, report: Path) -> None:
                   f"{d.test_windows} test windows: float {s['float'].accuracy:.3f}/{s['float'].f1:.3f}, QAT "
                   f"{s['qat'].accuracy:.3f}/{s['qat'].f1:.3f}, int8 host {s['int8_host'].accuracy:.3f}/"
                   f"{s['int8_host'].f1:.3f}, int8 device {s['int8_device'].accuracy:.3f}/"
-                  f"{s['int8_device'].f1:.3f}; device = host int8 outputs {d.outputs_equal}/{d.test_windows}",
+                  f"{s['int8_device'].f1:.3f}; device = host int8: classes {d.predictions_equal}/{d.test_windows}, "
+                  f"outputs {d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)",
                   highlight=False)
     for w in d.warnings:
         console.print(f"[yellow]warning:[/] {w}")
@@ -665,6 +666,54 @@ def bench_micronas_sweep(
     ok = sum(r["ok"] for r in rows)
     console.print(f"BENCH micronas-sweep: {ok}/{len(rows)} runs under their latency and memory "
                   f"targets; results in {out}/sweep.csv")
+
+
+@bench_app.command("deploy-sweep")
+def bench_deploy_sweep(
+    board: str = typer.Option("qemu-m4"),
+    data: str = typer.Option("basic_motions", help=DATA_HELP),
+    engines: str = typer.Option("micronas,tinytnas,timenas"),
+    targets: int = typer.Option(4, min=1, help="latency targets per engine"),
+    search_epochs: int = typer.Option(30, min=1),
+    budget: str = typer.Option("60s", help="TinyTNAS time budget"),
+    candidates: int = typer.Option(50, min=1, help="Tiny-TimeNAS candidates"),
+    epochs: int = typer.Option(40, min=1),
+    qat_epochs: int = typer.Option(10, min=0),
+    luts: Path = typer.Option(Path("luts")),
+    out: Path = typer.Option(Path("runs/deploy-sweep")),
+) -> None:
+    """Every engine over a sweep of latency targets, each found model deployed
+    and measured: under the targets? estimate within 3 %? device = host?"""
+    from .pipeline import EngineSettings, sweep
+    from .report.deployment import summary_rows
+    from .search import ENGINES, DataSpec
+
+    try:
+        names = [e.strip() for e in engines.split(",") if e.strip()]
+        if not names or any(e not in ENGINES for e in names):
+            raise TinyhilError(f"--engines: a comma-separated list of {', '.join(ENGINES)}, not {engines!r}")
+        with _progress() as progress:
+            deployments, report = sweep(
+                names, DataSpec(data), get_board(board), targets,
+                EngineSettings(search_epochs=search_epochs, budget_s=parse_duration(budget),
+                               n_archs=candidates), _deploy_options(epochs, qat_epochs, 10, 0, ""),
+                luts, out, progress, log=lambda m: progress.console.print(m, highlight=False))
+    except TinyhilError as error:
+        _fail(error)
+    rows = summary_rows(deployments)
+    table = Table(*rows[0], title=f"deploy sweep on {board}: {data}")
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+    n = len(deployments)
+    under = sum(all(c for c in d.checks().values() if c is not None) for d in deployments)
+    within = sum(abs(d.latency_error_pct) <= 3 for d in deployments)
+    same = sum(d.predictions_equal == d.test_windows for d in deployments)
+    worst = max(abs(d.latency_error_pct) for d in deployments)
+    console.print(f"BENCH deploy-sweep: {under}/{n} deployed models measured under their latency and "
+                  f"memory targets; latency estimate within 3 % for {within}/{n} (worst {worst:.2f} %); "
+                  f"device predictions = host int8 interpreter for {same}/{n}; report {report}, "
+                  f"table {out}/sweep.csv")
 
 
 @bench_app.command("engines")

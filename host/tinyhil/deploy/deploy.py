@@ -48,7 +48,7 @@ ARRAY_NAME = "g_model"
 class DeployOptions:
     epochs: int = 50  # float training from scratch
     qat_epochs: int = 20  # quantization-aware fine-tuning
-    batch_size: int = 32
+    batch_size: int = 16  # small sets (BasicMotions: 48 training windows) need the steps
     repeats: int = 10  # timed inferences for the latency
     seed: int = 0
     port: str = ""  # physical boards
@@ -85,6 +85,8 @@ class Deployment:
     scores: dict[str, Scores]  # float, qat, int8_host, int8_device (held-out test windows)
     test_windows: int
     outputs_equal: int  # windows whose device output bytes equal the host interpreter's
+    max_output_steps: int  # largest |device - host| over all outputs, in int8 steps (CMSIS-NN
+    # fully connected layers may round one step off TFLite's reference kernels)
     predictions_equal: int  # windows whose device class equals the host's
     layers: tuple[LayerRow, ...]
     warnings: tuple[str, ...]
@@ -256,6 +258,7 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
         image_flash_bytes=report.flash_bytes, image_ram_bytes=report.ram_bytes, scores=scores,
         test_windows=len(inputs),
         outputs_equal=sum(d == h for d, h in zip(device_outputs, host_outputs)),
+        max_output_steps=max_steps(device_outputs, host_outputs),
         predictions_equal=int(np.sum(device_classes == host_classes)),
         layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds)
     pd.DataFrame({"label": labels, "host_int8": host_classes, "device_int8": device_classes,
@@ -264,6 +267,16 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
                  ).to_csv(run_dir / PREDICTIONS_FILE, index_label="window")
     _atomic_write(run_dir / DEPLOYMENT_FILE, json.dumps(deployment.to_dict(), indent=2, default=float).encode())
     return deployment
+
+
+def max_steps(device_outputs: list[bytes | None], host_outputs: list[bytes]) -> int:
+    """Largest output difference in int8 steps (an output the device did not send counts as 255)."""
+    worst = 0
+    for d, h in zip(device_outputs, host_outputs):
+        if d is None or len(d) != len(h):
+            return 255
+        worst = max(worst, int(np.abs(np.frombuffer(d, np.int8).astype(int) - np.frombuffer(h, np.int8)).max()))
+    return worst
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

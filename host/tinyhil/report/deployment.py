@@ -51,7 +51,8 @@ def summary_rows(deployments) -> list[dict]:
                      "arena used": _fmt(d.arena_used), "under targets": "yes" if all(checks) else "NO",
                      "int8 acc. dev/host": f"{d.scores['int8_device'].accuracy:.3f}/"
                                            f"{d.scores['int8_host'].accuracy:.3f}",
-                     "same outputs": f"{d.outputs_equal}/{d.test_windows}"})
+                     "same classes": f"{d.predictions_equal}/{d.test_windows}",
+                     "same outputs": f"{d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)"})
     return rows
 
 
@@ -91,8 +92,9 @@ def write_report(deployments, path: Path, title: str = "tinyhil deployment") -> 
         parts.append("<h3>Accuracy on the held-out test windows</h3>" + _table(
             ("model", "accuracy", "macro F1"),
             [(name.replace("_", " "), f"{s.accuracy:.3f}", f"{s.f1:.3f}") for name, s in d.scores.items()])
-            + f"<p>device vs host int8 interpreter: {d.outputs_equal}/{d.test_windows} outputs byte for "
-              f"byte, {d.predictions_equal}/{d.test_windows} predicted classes</p>")
+            + f"<p>device vs host int8 interpreter: {d.predictions_equal}/{d.test_windows} predicted classes "
+              f"equal, {d.outputs_equal}/{d.test_windows} outputs byte for byte (largest difference "
+              f"{d.max_output_steps} int8 step(s))</p>")
         parts.append("<h3>Per-layer profile beside the LUT rows</h3>" + _table(
             ("#", "op", f"device ({d.counter})", "LUT row", "LUT kernel", "difference"),
             [(r.index, r.op, f"{r.device_cycles:,.0f}", r.lut_key or "(not in the architecture)",
