@@ -352,6 +352,8 @@ def search_micronas(
                   f"arena {est.ram:,} B (target {mem_target or '-'}), "
                   f"Appendix A peak {run.details['appendix_a_bytes']:,} B; {run.details['seconds']:.0f} s\n"
                   f"choices: {run.architecture.choices}\nrun: {out}", highlight=False)
+    if run.details.get("note"):
+        console.print(f"note: {run.details['note']}", highlight=False)
 
 
 @search_app.command("tinytnas")
