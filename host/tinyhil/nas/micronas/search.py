@@ -156,6 +156,11 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
     ce = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     net(x_train[:1], net.sample(1.0))  # builds the layers
     tau = tf.Variable(config.tau_start, trainable=False)
+    # The differentiable memory term follows Appendix A (+ TFLM's fixed part
+    # and op state); networks with residual branches keep more tensors alive
+    # than it counts. After each epoch the argmax network's full arena
+    # estimate rescales the term, so the target bounds the real arena.
+    mem_scale = tf.Variable(1.0, trainable=False)
     # With 0.995 per step, a small data set (BasicMotions: 3 steps an epoch)
     # would end with tau near 0.6: soft samples whose expected cost says
     # little about the argmax network. Decay at least fast enough to reach
@@ -173,7 +178,7 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
             # the soft mixture does.
             lat, mem = net.expected_hardware(straight_through(w))
             loss_a = (ce(yv, logits) + hardware_loss(lat, config.lat_target_ms, config.eta_lat)
-                      + hardware_loss(mem, config.mem_target_bytes, config.eta_mem))
+                      + hardware_loss(mem * mem_scale, config.mem_target_bytes, config.eta_mem))
         alpha_opt.apply_gradients(zip(tape.gradient(loss_a, net.alpha_variables), net.alpha_variables))
         w = net.sample(tau)
         with tf.GradientTape() as tape:
@@ -201,10 +206,11 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
         record = EpochRecord(epoch, float(np.mean(losses)), float(np.mean(accs)), val_acc,
                              float(lat_h), float(mem_h), float(tau.numpy()))
         history.append(record)
-        if epoch > config.epochs // 2:
-            candidate = extract(net, space)
-            if not violations(candidate, lut, config):
-                feasible.append((val_acc, epoch, candidate))
+        candidate = extract(net, space)
+        if config.mem_target_bytes is not None:
+            mem_scale.assign(max(1.0, arena_estimate(candidate, lut) / max(float(mem_h), 1.0)))
+        if epoch > config.epochs // 2 and not violations(candidate, lut, config):
+            feasible.append((val_acc, epoch, candidate))
         if on_epoch:
             on_epoch(record)
     arch, val_accuracy, note = extract(net, space), history[-1].val_accuracy, ""
