@@ -527,8 +527,8 @@ def pipeline(
                                   log=lambda m: progress.console.print(m, highlight=False))
     except TinyhilError as error:
         _fail(error)
-    _print_deployment(result.deployment, result.report)
     console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
+    _print_deployment(result.deployment, result.report)
 
 
 @lut_app.command("show")
