@@ -137,3 +137,16 @@ def test_basic_motions_from_aeon():
     splits = datasets.load("basic_motions")
     assert (splits.window, splits.channels, splits.classes) == (100, 6, 4)
     assert np.isfinite(splits.x_train).all()
+
+
+@pytest.mark.device
+def test_violations_use_the_full_estimates(lut_32x5):
+    from tinyhil.estimate import arena_estimate, lut_latency
+    from tinyhil.nas.micronas.search import violations
+
+    small = smallest_architecture(make_space("micronas", 32, 5, 3))
+    ms, arena = lut_latency(small, lut_32x5) / 25e6 * 1e3, arena_estimate(small, lut_32x5)
+    assert violations(small, lut_32x5, SearchConfig(ms * 1.01, arena + 1)) == {}
+    assert violations(small, lut_32x5, SearchConfig(ms * 0.99, arena - 1)) == {
+        "latency_ms": pytest.approx(ms), "arena_bytes": arena}
+    assert violations(small, lut_32x5, SearchConfig(None, None)) == {}

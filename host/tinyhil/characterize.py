@@ -23,6 +23,8 @@ from .bench.tflite_model import TfliteModel
 from .boards import BoardConfig
 from .build.elf import compiler_of
 from .build.firmware import firmware_hash
+from .errors import TinyhilError
+from .lut.sampling import choose_ops, parse_fraction
 from .lut.table import (Lut, LutMeta, OpStore, exclusive, op_columns, read_meta, read_rows,
                         space_lut_path)
 from .measure import ImageRunner, Item, Measurement, Timing, skipped
@@ -46,6 +48,7 @@ class CharacterizeResult:
     already_measured: int
     measured_now: int  # op rows added (the overhead chains not counted)
     timing: Timing
+    sample: str = ""  # "5%": total_ops is the sample, not the whole space
 
 
 def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
@@ -81,25 +84,40 @@ class Characterizer:
         meta = read_meta(self.store_path)
         return not (meta.invoke_cycles or meta.dispatch_cycles) or "chain_arena_bytes" not in meta.extra
 
+    def check_port(self) -> None:
+        """A physical board needs a serial port: say so before any model is made."""
+        if not self.board.emulated and not (self.runner.port or self.board.upload_port):
+            raise TinyhilError(f"board {self.board.name} is physical and needs its serial port: pass "
+                               "--port /dev/ttyACM0 (or set upload_port in platformio.ini)")
+
     def run(self, space_name: str, window: int, channels: int, classes: int,
-            limit: int | None = None) -> CharacterizeResult:
+            limit: int | None = None, sample: str | None = None, seed: int = 0) -> CharacterizeResult:
+        """The space's ops (its first `limit`, or a calibration `sample` such as
+        "5%": see lut/sampling.py) measured, and the space's LUT written."""
         started = time.monotonic()
         space = make_space(space_name, window, channels, classes)
         op_list = space.op_configs()[:limit]
+        if sample:
+            op_list = choose_ops(op_list, parse_fraction(sample, len(op_list)), seed)
         with exclusive(self.store_path):
             done = self.done_keys()
-            self._measure([op for op in op_list if op.key not in done])
+            self._measure_missing(op_list, done)
             lut_path = self.write_space_lut(space_name, (window, channels), classes, op_list)
             measured_now = len(self.done_keys() - done)
         self.timing.wall_s = time.monotonic() - started
         return CharacterizeResult(lut_path, len(op_list), sum(op.key in done for op in op_list),
-                                  measured_now, self.timing)
+                                  measured_now, self.timing, sample or "")
 
     def measure_ops(self, op_list: list[OpConfig]) -> None:
         """Measures the ops not measured yet (and the overheads, once per board)."""
         with exclusive(self.store_path):
-            done = self.done_keys()
-            self._measure([op for op in op_list if op.key not in done])
+            self._measure_missing(op_list, self.done_keys())
+
+    def _measure_missing(self, op_list: list[OpConfig], done: set[str]) -> None:
+        todo = [op for op in op_list if op.key not in done]
+        if todo or self.needs_overheads():
+            self.check_port()
+        self._measure(todo)
 
     def _measure(self, todo: list[OpConfig]) -> None:
         if not todo and not self.needs_overheads():
@@ -184,5 +202,11 @@ def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, c
     are characterized first (what every search and deployment starts with)."""
     from .lut.table import Lut
 
+    path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
+    if path.exists():  # a calibrated LUT stands for measurements the board never made
+        lut = Lut.load(path)
+        ops = make_space(space_name, window, channels, classes).op_configs()
+        if lut.meta.extra.get("calibration") and all(op in lut for op in ops):
+            return lut
     result = Characterizer(board, luts_dir, progress=progress).run(space_name, window, channels, classes)
     return Lut.load(result.lut_path)

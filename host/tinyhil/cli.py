@@ -138,6 +138,9 @@ def characterize(
     per_image: int = typer.Option(100, min=1, max=1000, help="most benchmarks per firmware image"),
     limit: int = typer.Option(None, min=1, help="only the space's first N ops (a quick, resumable subset)"),
     port: str = typer.Option("", help="serial port of a physical board"),
+    sample: str = typer.Option(None, help="only a sample that calibration learns most from, "
+                               "e.g. 5% or 40 (ops spread over kernel paths and sizes)"),
+    seed: int = typer.Option(0, help="seed of --sample"),
 ) -> None:
     """Measure every op of a search space on a board into a lookup table (resumable)."""
     from .characterize import Characterizer
@@ -146,9 +149,11 @@ def characterize(
     try:
         window, channels = parse_input(input)
         config = get_board(board)
+        characterizer = Characterizer(config, luts, repeats, per_image, port)
+        characterizer.check_port()  # before any model is made
         with _progress() as progress:
-            result = Characterizer(config, luts, repeats, per_image, port, progress).run(
-                space, window, channels, classes, limit)
+            characterizer.runner.progress = progress
+            result = characterizer.run(space, window, channels, classes, limit, sample, seed)
     except TinyhilError as error:
         _fail(error)
     _print_characterization(result)
@@ -157,7 +162,7 @@ def characterize(
 def _print_characterization(result) -> None:
     t = result.timing
     table = Table("", "value", title=f"characterization -> {result.lut_path}")
-    table.add_row("ops in space", f"{result.total_ops}")
+    table.add_row(f"ops sampled ({result.sample})" if result.sample else "ops in space", f"{result.total_ops}")
     table.add_row("already in the LUT", f"{result.already_measured}")
     table.add_row("measured now", f"{result.measured_now} ops in {t.images} image(s)")
     table.add_row("flagged (not recorded as good)", f"{len(t.flagged)}")
@@ -288,6 +293,39 @@ def _lut_classes(luts: Path, board: str, space: str, input: str) -> int:
     return int(re.search(r"-c(\d+)\.csv$", found[0].name).group(1))
 
 
+@app.command()
+def calibrate(
+    emulated: Path = typer.Option(..., help="LUT measured on an emulated board, e.g. luts/qemu-m4/ops.csv"),
+    reference: Path = typer.Option(..., help="CSV of ops measured on the physical board"),
+    board: str = typer.Option(..., help="the physical board (see `tinyhil boards`)"),
+    out: Path = typer.Option(None, help="calibrated LUT (default: luts/<board>/<emulated LUT's name>)"),
+) -> None:
+    """Fit emulated counts (+ op features) to a physical board's cycles from a few
+    reference rows; report cross-validated errors; write the board's LUT."""
+    from .calibrate import calibrate as run_calibration
+    from .lut.calibrate import FOLDS
+
+    out = out or emulated.parent.parent / board / emulated.name
+    try:
+        with _progress() as progress:
+            result = run_calibration(emulated, reference, board, out, progress)
+    except TinyhilError as error:
+        _fail(error)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    c = result.calibration
+    table = Table("model", "CV MAPE", "CV max error", "CV R²",
+                  title=f"{c.rows} reference rows, {FOLDS}-fold cross-validation "
+                        f"({result.measured_now} measured on the emulated board now)")
+    for name, e in c.cv.items():
+        mark = " (chosen)" if name == c.model.name else ""
+        table.add_row(name + mark, f"{e.mape:.2f} %", f"{e.max_error:.2f} %", f"{e.r2 * 100:.3f} %")
+    console.print(table)
+    console.print(f"cycles = {c.model.formula()}", highlight=False, markup=False)
+    console.print(f"wrote {result.out} ({len(result.lut.rows)} ops, calibrated for {board}; "
+                  f"expected MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")
+
+
 search_app = typer.Typer(help="Search engines.", no_args_is_help=True)
 app.add_typer(search_app, name="search")
 
@@ -380,6 +418,8 @@ def search_micronas(
                   f"arena {est.ram:,} B (target {mem_target or '-'}), "
                   f"Appendix A peak {run.details['appendix_a_bytes']:,} B; {run.details['seconds']:.0f} s\n"
                   f"choices: {run.architecture.choices}\nrun: {out}", highlight=False)
+    if run.details.get("note"):
+        console.print(f"note: {run.details['note']}", highlight=False)
 
 
 @search_app.command("tinytnas")
@@ -553,8 +593,8 @@ def pipeline(
                                   log=lambda m: progress.console.print(m, highlight=False))
     except TinyhilError as error:
         _fail(error)
-    _print_deployment(result.deployment, result.report)
     console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
+    _print_deployment(result.deployment, result.report)
 
 
 @lut_app.command("show")
@@ -574,6 +614,13 @@ def lut_show(
     console.print(f"[bold]{path}[/]: {m.space or 'all ops'} {m.input} on {m.board} ({m.core}, "
                   f"{m.clock_hz / 1e6:g} MHz, {m.counter}); {m.tflm}; {m.compiler}; "
                   f"invoke {m.invoke_cycles:g} + {m.dispatch_cycles:g}/op", highlight=False)
+    calibration = m.extra.get("calibration")
+    if calibration:
+        console.print(f"calibrated (not measured) from {calibration['from_lut']} ({calibration['from_board']}) "
+                      f"with {calibration['reference_rows']} reference rows of {calibration['reference']}: "
+                      f"model {calibration['model']}, expected MAPE {calibration['expected_mape_pct']:.2f} %, "
+                      f"max {calibration['expected_max_error_pct']:.2f} % (cross-validated)",
+                      highlight=False, markup=False)
     frame = lut.rows if op is None else lut.rows[lut.rows["op"] == op]
     summary = Table("op", "rows", "flagged", "cycles min", "median", "max", title="per op type")
     for name, group in frame.groupby("op"):
@@ -721,10 +768,11 @@ def bench_deploy_sweep(
                 luts, out, progress, log=lambda m: progress.console.print(m, highlight=False))
     except TinyhilError as error:
         _fail(error)
-    rows = summary_rows(deployments)
-    table = Table(*rows[0], title=f"deploy sweep on {board}: {data}")
-    for row in rows:
-        table.add_row(*row.values())
+    shown = ("engine", "target ms", "est. ms", "measured ms", "error", "target B", "arena used",
+             "under targets", "same classes", "int8 acc. dev/host")
+    table = Table(*shown, title=f"deploy sweep on {board}: {data} (all columns: {out}/sweep.csv)")
+    for row in summary_rows(deployments):
+        table.add_row(*(row[c] for c in shown))
     console.print(table)
     n = len(deployments)
     under = sum(all(c for c in d.checks().values() if c is not None) for d in deployments)
@@ -845,6 +893,63 @@ def bench_farm(
     console.print(f"measuring, summed over boards: 1 board {result.measure_seconds[1]:.1f} s, "
                   f"2 boards {result.measure_seconds[2]:.1f} s (more than 1 board's when other "
                   "work shares the cores)")
+
+
+@bench_app.command("calibrate")
+def bench_calibrate(
+    reference: Path = typer.Option(Path("../shared/data/nucleo_f446re-reference.csv"),
+                                   help="ops measured on the physical board"),
+    emulated_board: str = typer.Option("qemu-m4", help="emulated board of the same core"),
+    luts: Path = typer.Option(Path("luts")),
+    seeds: int = typer.Option(5, min=1, help="splits per fraction and sampler"),
+    csv: Path = typer.Option(None, help="also write every split's errors here"),
+) -> None:
+    """Fit on 10 % and 5 % of the reference rows (sampler-chosen and random),
+    predict the rest: MAPE / max / R² per model, the FLOPs baseline, and the
+    emulated arena against the reference's arena_used."""
+    import pandas as pd
+
+    from .calibrate import arena_comparison, benchmark, load_bench_frame
+
+    try:
+        with _progress() as progress:
+            ref, frame, measured_now = load_bench_frame(reference, emulated_board, luts, progress)
+        rows = benchmark(frame, ref, seeds=range(seeds))
+    except TinyhilError as error:
+        _fail(error)
+    data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
+                              fitted=r.fitted, predicted=r.predicted, mape=r.errors.mape,
+                              max_error=r.errors.max_error, r2=r.errors.r2, chosen_as=r.chosen_as)
+                         for r in rows])
+    if csv:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        data.to_csv(csv, index=False)
+    table = Table("fit rows", "sampler", "model", "MAPE mean", "MAPE worst", "max err mean",
+                  "max err worst", "R² worst",
+                  title=f"{len(frame)} {reference.name} rows on {emulated_board} ({measured_now} measured "
+                        f"now); fitted on a fraction, the rest predicted; {seeds} seeds")
+    for (fraction, sampler, model), g in data.groupby(["fraction", "sampler", "model"], sort=False):
+        chosen = f" ({', '.join(sorted(set(g['chosen_as'])))})" if model == "chosen by CV" else ""
+        table.add_row(f"{fraction:.0%} ({g['fitted'].iloc[0]})", sampler, model + chosen,
+                      f"{g['mape'].mean():.2f} %", f"{g['mape'].max():.2f} %", f"{g['max_error'].mean():.2f} %",
+                      f"{g['max_error'].max():.2f} %", f"{g['r2'].min() * 100:.3f} %")
+    console.print(table)
+    arena = arena_comparison(frame)
+    if arena:
+        console.print(f"arena: emulated / reference arena_used over {arena['rows']} ops: median "
+                      f"{arena['median']:.3f} (5-95 % {arena['p5']:.3f}-{arena['p95']:.3f}, min {arena['min']:.3f}, "
+                      f"max {arena['max']:.3f}); median difference {arena['median_difference_bytes']:+,.0f} B; "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in arena["by_type"].items()), highlight=False)
+    for fraction, target_mape, target_max in ((0.10, 2.0, 10.0), (0.05, 3.0, None)):
+        g = data[(data["fraction"] == fraction) & (data["sampler"] == "spread")]
+        chosen, flops = g[g["model"] == "chosen by CV"], g[g["model"] == "macs-line (FLOPs)"]
+        meets = chosen["mape"].max() <= target_mape and (target_max is None or chosen["max_error"].max() <= target_max)
+        console.print(f"BENCH calibrate {fraction:.0%} sampled: MAPE {chosen['mape'].mean():.2f} % "
+                      f"(worst {chosen['mape'].max():.2f} %, target <= {target_mape:g} %), max error "
+                      f"{chosen['max_error'].mean():.2f} % (worst {chosen['max_error'].max():.2f} %"
+                      + (f", target <= {target_max:g} %" if target_max else "") + f"); FLOPs baseline MAPE "
+                      f"{flops['mape'].mean():.2f} %, max {flops['max_error'].mean():.2f} %: "
+                      + ("meets the targets" if meets else "MISSES the targets"), highlight=False)
 
 
 def main() -> None:  # pragma: no cover

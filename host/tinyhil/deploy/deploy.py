@@ -36,7 +36,7 @@ from ..nas.constraints import Profile, profile
 from ..spaces.ops import CONV, DEPTHWISE
 from ..run import RunReport, measure
 from ..search import SearchRun, Targets
-from .qat import Scores, TrainedModel, train_int8, windows
+from .qat import QAT_RECIPE, Scores, TrainedModel, train_int8, windows
 
 MODEL_FILE = "model_int8.tflite"
 TRAINING_FILE = "training.json"
@@ -129,7 +129,7 @@ def trained_model(found: SearchRun, run_dir: Path, options: DeployOptions, split
     """The run's QAT int8 model: trained now, or the one an earlier deploy left
     (same architecture and options), so an interrupted deployment resumes."""
     model_path, record_path = run_dir / MODEL_FILE, run_dir / TRAINING_FILE
-    key = {"architecture": found.architecture.id, "epochs": options.epochs,
+    key = {"architecture": found.architecture.id, "recipe": QAT_RECIPE, "epochs": options.epochs,
            "qat_epochs": options.qat_epochs, "batch_size": options.batch_size, "seed": options.seed}
     if model_path.is_file() and record_path.is_file():
         try:

@@ -87,6 +87,13 @@ def op_columns(op: OpConfig) -> dict:
                 activation=op.activation, weights_bytes=op.weights_bytes, macs=op.macs)
 
 
+def row_op(row) -> OpConfig:
+    """The op configuration of a LUT row (op_columns read back)."""
+    shape = lambda text: tuple(int(d) for d in str(text).split("x"))  # noqa: E731
+    return OpConfig(row["op"], shape(row["input_shape"]), shape(row["output_shape"]), shape(row["kernel"]),
+                    shape(row["strides"]), int(row["filters"]), row["padding"], row["activation"])
+
+
 def meta_path(csv_path: Path) -> Path:
     return csv_path.with_suffix(".meta.json")
 

@@ -1,0 +1,167 @@
+"""`tinyhil calibrate`: an emulated board's LUT -> a physical board's LUT.
+
+reference rows (measured on the board) -> the same ops on the emulated board
+(characterized first where its store lacks them) -> cross-validated models
+(lut/calibrate.py) -> the emulated LUT's rows in board cycles, with metadata
+saying calibrated, from what, and the expected error.
+
+Also the benchmark behind `tinyhil bench calibrate`: fit on a few reference
+rows (chosen by the sampler, or at random), predict all the others.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .boards import BoardConfig, get_board
+from .lut.calibrate import (Calibration, CalibrationError, FitErrors, MacsLine, calibrated_lut,
+                            candidate_models, fit_calibration, training_frame)
+from .lut.reference import ReferenceSet, read_reference
+from .lut.sampling import choose_ops
+from .lut.table import Lut, read_rows
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    calibration: Calibration
+    frame: pd.DataFrame  # reference rows joined with their emulated measurements
+    lut: Lut
+    out: Path
+    measured_now: int  # reference ops characterized on the emulated board now
+    warnings: tuple[str, ...]
+
+
+def emulated_store(lut: Lut) -> Path:
+    """The emulated board's ops.csv beside the LUT (luts/<board>/ops.csv)."""
+    return Path(lut.path).parent / "ops.csv"
+
+
+def reference_frame(reference: ReferenceSet, emulated: BoardConfig, store: Path,
+                    progress=None, port: str = "") -> tuple[pd.DataFrame, int]:
+    """The reference ops measured on the emulated board (the missing ones
+    first, through the same micro-benchmark path as `characterize`)."""
+    from .characterize import Characterizer
+
+    characterizer = Characterizer(emulated, store.parent.parent, progress=progress, port=port)
+    before = characterizer.done_keys()
+    characterizer.measure_ops([op for op in reference.ops if op.key not in before])
+    rows = read_rows(store, allow_torn_tail=True)
+    return training_frame(reference, rows), len(characterizer.done_keys() - before)
+
+
+def core_warnings(lut: Lut, board: BoardConfig, reference: ReferenceSet) -> list[str]:
+    found = []
+    if reference.core and reference.core != board.core:
+        found.append(f"the reference {reference.path} was measured on a {reference.core}, "
+                     f"{board.name} is a {board.core}")
+    if lut.meta.core != (reference.core or board.core):
+        found.append(f"the emulated LUT is for a {lut.meta.core}, the reference from a "
+                     f"{reference.core or board.core} ({board.name}): "
+                     "the calibration maps one core's instruction counts onto another's cycles, "
+                     "expect it to be worse than its cross-validation says")
+    return found
+
+
+def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Path,
+              progress=None) -> CalibrationResult:
+    if Path(out).name == "ops.csv":
+        raise CalibrationError(f"--out {out}: ops.csv is the name of a board's measured store; "
+                               "give the calibrated table another name")
+    reference = read_reference(reference_path)  # every bad row named before any work
+    board = get_board(board_name)
+    lut = Lut.load(emulated_lut)
+    if lut.meta.extra.get("calibration"):
+        raise CalibrationError(f"{emulated_lut} is itself calibrated; calibrate from a measured LUT")
+    emulated = get_board(lut.meta.board)
+    found = [] if emulated.emulated else [f"{emulated_lut} was measured on {lut.meta.board}, a physical board"]
+    if reference.board and reference.board != board.name:
+        raise CalibrationError(f"{reference_path} was measured on {reference.board}, not on {board.name}; "
+                               f"give --board {reference.board} or that board's reference")
+    found += core_warnings(lut, board, reference)
+    if reference.counter == "qemu-icount":
+        found.append(f"{reference_path} was measured on the emulated {reference.board}: its counts are "
+                     "instructions, not a physical board's cycles")
+    store = emulated_store(lut)
+    frame, measured_now = reference_frame(reference, emulated, store, progress)
+    missing = len(reference.rows) - len(frame)
+    if missing:
+        found.append(f"{missing} reference op(s) have no good measurement on {emulated.name} "
+                     f"(flagged in {store}) and are left out of the fit")
+    calibration = fit_calibration(frame)
+    board_lut = calibrated_lut(lut, calibration, frame, board, reference_path, store)
+    board_lut.write(Path(out))
+    return CalibrationResult(calibration, frame, board_lut, Path(out), measured_now, tuple(found))
+
+
+# ---------------------------------------------------------------------------
+# The benchmark: a few rows fitted, the rest predicted
+
+def split_rows(frame: pd.DataFrame, reference: ReferenceSet, fraction: float, seed: int,
+               sampler: str) -> tuple[pd.Index, pd.Index]:
+    """(fitted keys, predicted keys): disjoint, together all rows."""
+    n = max(1, round(fraction * len(frame)))
+    if sampler == "spread":
+        available = [op for op in reference.ops if op.key in frame.index]
+        fitted = pd.Index([op.key for op in choose_ops(available, n, seed)])
+    elif sampler == "random":
+        fitted = pd.Index(np.random.default_rng(seed).choice(frame.index, n, replace=False))
+    else:
+        raise CalibrationError(f"unknown sampler {sampler!r}: spread or random")
+    return fitted, frame.index.difference(fitted)
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    fraction: float
+    sampler: str
+    seed: int
+    model: str  # a candidate, "chosen" (picked by cross-validation) or the MACs baseline
+    fitted: int
+    predicted: int
+    errors: FitErrors
+    chosen_as: str = ""
+
+
+def benchmark(frame: pd.DataFrame, reference: ReferenceSet, fractions=(0.10, 0.05), seeds=range(5),
+              samplers=("spread", "random")) -> list[BenchRow]:
+    rows = []
+    for fraction in fractions:
+        for sampler in samplers:
+            for seed in seeds:
+                fitted_keys, predicted_keys = split_rows(frame, reference, fraction, seed, sampler)
+                fit, test = frame.loc[fitted_keys], frame.loc[predicted_keys]
+                truth = test["ref_cycles"].to_numpy(float)
+                row = lambda model, predicted, chosen_as="": BenchRow(  # noqa: E731
+                    fraction, sampler, seed, model, len(fit), len(test), FitErrors.of(predicted, truth),
+                    chosen_as)
+                baseline = MacsLine().fit(fit, "emu_cycles", "ref_cycles")
+                rows.append(row("macs-line (FLOPs)", baseline.predict(test)))
+                for model in candidate_models():
+                    rows.append(row(model.name, model.fit(fit, "emu_cycles", "ref_cycles").predict(test)))
+                chosen = fit_calibration(fit)
+                rows.append(row("chosen by CV", chosen.predict(test), chosen.model.name))
+    return rows
+
+
+def arena_comparison(frame: pd.DataFrame) -> dict:
+    """Emulated arena bytes against the reference's arena_used."""
+    both = frame[["emu_arena", "ref_arena"]].dropna()
+    if both.empty:
+        return {}
+    ratio = both["emu_arena"] / both["ref_arena"]
+    by_type = {op: float(r.median()) for op, r in ratio.groupby(frame.loc[both.index, "op"])}
+    return dict(rows=len(both), median=float(ratio.median()), p5=float(ratio.quantile(0.05)),
+                p95=float(ratio.quantile(0.95)), min=float(ratio.min()), max=float(ratio.max()),
+                median_difference_bytes=float((both["emu_arena"] - both["ref_arena"]).median()),
+                by_type=by_type)
+
+
+def load_bench_frame(reference_path: Path, emulated_board: str, luts: Path, progress=None):
+    reference = read_reference(reference_path)
+    board = get_board(emulated_board)
+    store = Path(luts) / board.name / "ops.csv"
+    frame, measured_now = reference_frame(reference, board, store, progress)
+    return reference, frame, measured_now

@@ -1,0 +1,447 @@
+"""Calibration: an emulated board's LUT -> a physical board's LUT, from a few
+ops measured on both.
+
+Emulated boards count instructions, not cycles. Given reference rows (ops
+measured on the physical board) and the same ops measured on the emulated
+board, a small regression maps emulated counts and op features to board
+cycles. Candidate models go from the simplest (one straight line) to a slope
+per kernel path with size terms (least squares, or non-negative least
+squares); cross-validation on the reference rows picks one and tells its
+expected error. The calibrated LUT has
+the emulated LUT's rows with predicted cycles, and metadata that says it is
+calibrated, from what, and how well.
+
+Fits minimise *relative* error (each row weighted by 1/cycles): small ops
+matter as much as large ones to an estimator that adds them up.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from .. import __version__
+from ..errors import TinyhilError
+from ..measure import usable
+from ..spaces.ops import CONV, OpConfig
+from .reference import ReferenceSet
+from .table import Lut, LutMeta, row_op
+
+MIN_ROWS = 4  # fewer leaves nothing to cross-validate a line with
+FOLDS = 5
+
+
+class CalibrationError(TinyhilError):
+    """Calibration cannot be made from what was given."""
+
+
+@dataclass(frozen=True)
+class FitErrors:
+    mape: float  # percent
+    max_error: float  # percent
+    r2: float
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, measured: np.ndarray) -> FitErrors:
+        predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+        relative = np.abs(predicted - measured) / measured * 100
+        ss_tot = float(np.sum((measured - measured.mean()) ** 2)) or 1.0
+        r2 = 1 - float(np.sum((predicted - measured) ** 2)) / ss_tot
+        return cls(float(relative.mean()), float(relative.max()), r2)
+
+
+# ---------------------------------------------------------------------------
+# The data a model sees: one row per op, emulated counts and op features.
+
+def kernel_path(op: OpConfig) -> str:
+    """The op type, refined by which CMSIS-NN kernel runs it: a 1x1 stride-1
+    convolution over a multiple of 4 channels takes the fast path with no
+    im2col, whose loops cost the board other cycles per instruction."""
+    if op.op == CONV and op.kernel == (1, 1) and op.strides == (1, 1) and op.in_channels % 4 == 0:
+        return f"{CONV}-1x1"
+    return op.op
+
+
+def op_features(op: OpConfig) -> dict:
+    """Sizes of an op known before anything runs."""
+    out_pixels = op.output_bytes / op.out_channels
+    path = kernel_path(op)
+    return dict(op=path, macs=float(op.macs), out_elems=float(op.output_bytes), out_pixels=out_pixels,
+                im2col=float(op.macs / op.out_channels) if path == CONV else 0.0,
+                in_elems=float(op.n_inputs * op.input_bytes))
+
+
+def training_frame(reference: ReferenceSet, emulated: pd.DataFrame) -> pd.DataFrame:
+    """Reference rows joined with the emulated rows of the same ops (by key)."""
+    rows = []
+    for ref in reference.rows:
+        if ref.op.key not in emulated.index:
+            continue
+        emu = emulated.loc[ref.op.key]
+        if not usable(emu["status"]):
+            continue
+        rows.append(dict(key=ref.op.key, line=ref.line, **op_features(ref.op),
+                         emu_cycles=float(emu["cycles"]), emu_kernel=float(emu["kernel_cycles"]),
+                         emu_arena=float(emu["arena_bytes"]), ref_cycles=ref.cycles_total,
+                         ref_kernel=ref.cycles_kernel, ref_arena=ref.arena_used))
+    return pd.DataFrame(rows).set_index("key", drop=False) if rows else pd.DataFrame()
+
+
+def prediction_frame(lut: Lut) -> pd.DataFrame:
+    """The emulated LUT's usable rows as a model's input."""
+    rows = []
+    for key, r in lut.rows.iterrows():
+        if not usable(r["status"]):
+            continue
+        op = row_op(r)
+        rows.append(dict(key=key, **op_features(op), emu_cycles=float(r["cycles"]),
+                         emu_kernel=float(r["kernel_cycles"])))
+    return pd.DataFrame(rows).set_index("key", drop=False)
+
+
+# ---------------------------------------------------------------------------
+# Models, simplest first. Each: fit(frame, source, target) then predict(frame).
+
+def _relative_lstsq(design: np.ndarray, target: np.ndarray, nonnegative: bool) -> np.ndarray:
+    """Least squares of relative residuals; columns scaled for conditioning."""
+    weighted = design / target[:, None]
+    scale = np.linalg.norm(weighted, axis=0)
+    scale[scale == 0] = 1.0
+    ones = np.ones_like(target)
+    if nonnegative:
+        coef, _ = nnls(weighted / scale, ones)
+    else:
+        coef = np.linalg.lstsq(weighted / scale, ones, rcond=None)[0]
+    return coef / scale
+
+
+def independent_columns(columns: dict[str, np.ndarray], target: np.ndarray) -> list[str]:
+    """The columns, in order, that the fitted rows tell apart: one that is zero
+    or a combination of earlier ones on these rows (an add's MACs are its
+    outputs) is left out, so each coefficient that is printed means something."""
+    kept: list[str] = []
+    rank = 0
+    for name, values in columns.items():
+        trial = np.column_stack([columns[k] for k in kept] + [values]) / target[:, None]
+        trial = trial / np.maximum(np.linalg.norm(trial, axis=0), 1e-300)
+        new_rank = np.linalg.matrix_rank(trial, tol=1e-9)
+        if new_rank > rank:
+            kept.append(name)
+            rank = new_rank
+    return kept
+
+
+@dataclass(frozen=True)
+class RatioFallback:
+    """For an op type no reference row has: the board's fixed invoke cost (total
+    less kernel, as the reference measured it) plus the emulated rest times the
+    median ratio of board cycles to emulated counts. No size terms: they were
+    learnt on other loops."""
+
+    base_board: float
+    base_emulated: float
+    ratio: float
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, source: str, target: str) -> RatioFallback:
+        base_board = base_emulated = 0.0
+        if source == "emu_cycles" and "ref_kernel" in frame and frame["ref_kernel"].notna().all():
+            base_board = float(np.median(frame[target] - frame["ref_kernel"]))
+            base_emulated = float(np.median(frame["emu_cycles"] - frame["emu_kernel"]))
+        ratio = float(np.median((frame[target] - base_board) / (frame[source] - base_emulated)))
+        return cls(base_board, base_emulated, ratio)
+
+    def predict(self, frame: pd.DataFrame, source: str) -> np.ndarray:
+        return self.base_board + self.ratio * (frame[source].to_numpy(float) - self.base_emulated)
+
+
+@dataclass
+class LinearModel:
+    """target = sum of coefficient x column; columns named for the explanation."""
+
+    name: str
+    description: str
+    nonnegative: bool = False
+    coef: dict = field(default_factory=dict)
+    source: str = "emu_cycles"
+    min_type_rows: int = 3
+    clip: bool = True  # keep each path's predictions within the ratios its rows showed
+    emulated_terms: bool = True  # False: a proxy that never looks at the emulated board
+
+    def columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def fit(self, frame: pd.DataFrame, source: str, target: str) -> LinearModel:
+        self.source = source
+        counts = frame["op"].value_counts()
+        self.seen_types = sorted(counts.index)
+        self.type_rows = {t: int(n) for t, n in counts.items()}
+        self.fitted_types = sorted(t for t, n in counts.items() if n >= self.min_type_rows)  # own terms
+        columns = self.columns(frame)
+        target_values = frame[target].to_numpy(float)
+        kept = independent_columns(columns, target_values)
+        coef = _relative_lstsq(np.column_stack([columns[name] for name in kept]), target_values,
+                               self.nonnegative)
+        self.coef = dict.fromkeys(columns, 0.0) | {name: float(c) for name, c in zip(kept, coef)}
+        self.fallback = RatioFallback.fit(frame, source, target)
+        # board/emulated ratios (beyond the fixed invoke cost) each path showed:
+        # size terms never extrapolate beyond them
+        fb = self.fallback
+        ratio = (frame[target].to_numpy(float) - fb.base_board) / (frame[source].to_numpy(float) - fb.base_emulated)
+        self.ratio_range = {t: (float(r.min()), float(r.max()))
+                            for t, r in pd.Series(ratio, frame.index).groupby(frame["op"])}
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        columns = self.columns(frame)
+        predicted = sum(self.coef.get(name, 0.0) * values for name, values in columns.items())
+        if not self.emulated_terms:
+            return predicted
+        unseen = ~frame["op"].isin(self.seen_types).to_numpy()
+        if unseen.any():
+            predicted = np.where(unseen, self.fallback.predict(frame, self.source), predicted)
+        if not self.clip:
+            return predicted
+        fb = self.fallback
+        rest = frame[self.source].to_numpy(float) - fb.base_emulated
+        for path, (low, high) in self.ratio_range.items():
+            rows = (frame["op"] == path).to_numpy()
+            clipped = fb.base_board + np.clip(predicted - fb.base_board, low * rest, high * rest)
+            predicted = np.where(rows, clipped, predicted)
+        return predicted
+
+    def formula(self) -> str:
+        return " + ".join(f"{c:.4g}*{name}" if name != "1" else f"{c:.4g}"
+                          for name, c in self.coef.items() if c != 0) or "0"
+
+
+class MacsLine(LinearModel):
+    """The usual FLOPs proxy: cycles = a x MACs + b. A baseline, not a candidate."""
+
+    def __init__(self):
+        super().__init__("macs-line", "cycles = a x MACs + b (FLOPs baseline)", emulated_terms=False)
+
+    def columns(self, frame):
+        return {"macs": frame["macs"].to_numpy(float), "1": np.ones(len(frame))}
+
+
+class Line(LinearModel):
+    def __init__(self):
+        super().__init__("line", "cycles = a x emulated + b")
+
+    def columns(self, frame):
+        return {"emulated": frame[self.source].to_numpy(float), "1": np.ones(len(frame))}
+
+
+class PerTypeLine(LinearModel):
+    """A line per op type (types with too few rows share the global line)."""
+
+    def __init__(self):
+        super().__init__("per-op-type", "cycles = a[type] x emulated + b[type]")
+
+    def columns(self, frame):
+        emu = frame[self.source].to_numpy(float)
+        shared = ~frame["op"].isin(self.fitted_types).to_numpy()
+        cols = {"emulated": emu * shared, "1": shared.astype(float)}
+        for t in self.fitted_types:
+            mask = (frame["op"] == t).to_numpy(float)
+            cols[f"emulated[{t}]"] = emu * mask
+            cols[f"1[{t}]"] = mask
+        return cols
+
+
+class _TypeLines(LinearModel):
+    """Shared pieces: a slope per kernel path (`op` column), one intercept
+    (the board's fixed cost of an invoke), then size terms."""
+
+    FEATURES = ("macs", "out_elems", "out_pixels", "im2col", "in_elems")
+    per_path_features = False
+
+    def columns(self, frame):
+        emu = frame[self.source].to_numpy(float)
+        cols = {"1": np.ones(len(frame))}  # op types never fitted: see RatioFallback
+        for t in self.seen_types:
+            cols[f"emulated[{t}]"] = emu * (frame["op"] == t).to_numpy(float)
+        # a path with enough rows gets its own size terms; the others share
+        # some, if they have rows enough between them (else they would fit noise)
+        own = self.fitted_types if self.per_path_features else []
+        rest = (~frame["op"].isin(own)).to_numpy(float)
+        shared = sum(n for t, n in self.type_rows.items() if t not in own) >= len(self.FEATURES) + 3
+        for name in self.FEATURES:
+            values = frame[name].to_numpy(float)
+            if shared:
+                cols[name] = values * rest
+            for t in own:
+                cols[f"{name}[{t}]"] = values * (frame["op"] == t).to_numpy(float)
+        return cols
+
+
+class SharedFeatures(_TypeLines):
+    """Per-path slopes plus op sizes with one coefficient each: the board's
+    cycles per instruction differ between the loops an op runs (MACs, im2col
+    copies, per-output requantization), and their mix follows the op's shape."""
+
+    def __init__(self):
+        super().__init__("shared-features", "cycles = a[path] x emulated + b + c . (MACs, outputs, "
+                         "output pixels, im2col bytes, inputs)", min_type_rows=1)
+
+
+class Features(_TypeLines):
+    """As shared-features, with size terms of its own for each kernel path
+    that has enough rows to fit them (each path's loops have their own mix)."""
+
+    per_path_features = True
+
+    def __init__(self):
+        super().__init__("features", "cycles = a[path] x emulated + b + c[path] . (MACs, outputs, "
+                         "output pixels, im2col bytes, inputs)",
+                         min_type_rows=len(self.FEATURES) + 3)
+
+
+class FeaturesNnls(Features):
+    """The features model with every coefficient >= 0 (each term then is
+    cycles the board adds); simpler to read, usually less exact."""
+
+    def __init__(self):
+        super().__init__()
+        self.name, self.description, self.nonnegative = "features-nnls", "as features, coefficients >= 0", True
+
+
+def candidate_models() -> list[LinearModel]:
+    return [Line(), PerTypeLine(), SharedFeatures(), Features(), FeaturesNnls()]
+
+
+# ---------------------------------------------------------------------------
+# Cross-validation
+
+def kfold_splits(n: int, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit, held-out) index pairs: every row held out exactly once, never
+    fitted in the fold that predicts it."""
+    if n < 2:
+        raise CalibrationError(f"cannot cross-validate {n} row(s)")
+    folds = max(2, min(folds, n))
+    order = np.random.default_rng(seed).permutation(n)
+    parts = np.array_split(order, folds)
+    return [(np.sort(np.concatenate([p for j, p in enumerate(parts) if j != i])), np.sort(part))
+            for i, part in enumerate(parts)]
+
+
+def cross_validate(model: LinearModel, frame: pd.DataFrame, source: str, target: str,
+                   folds: int = FOLDS, seed: int = 0) -> FitErrors:
+    predicted = np.empty(len(frame))
+    for fit_rows, held_out in kfold_splits(len(frame), folds, seed):
+        fitted = type(model)().fit(frame.iloc[fit_rows], source, target)
+        predicted[held_out] = fitted.predict(frame.iloc[held_out])
+    return FitErrors.of(predicted, frame[target].to_numpy(float))
+
+
+@dataclass
+class Calibration:
+    """The chosen model for whole-invoke cycles, with every candidate's
+    cross-validated error, and the board's fixed cost of a single-op invoke."""
+
+    model: LinearModel
+    cv: dict[str, FitErrors]
+    rows: int
+    overhead: float | None  # median reference total - kernel; None without a kernel column
+
+    @property
+    def expected(self) -> FitErrors:
+        return self.cv[self.model.name]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.model.predict(frame)
+
+    def predict_kernel(self, frame: pd.DataFrame) -> np.ndarray:
+        total = self.predict(frame)
+        if self.overhead is not None:  # total - kernel is one constant on the board
+            return np.maximum(total - self.overhead, 0.0)
+        # no kernel column in the reference: the emulated kernel share of the total
+        return total * frame["emu_kernel"].to_numpy(float) / frame["emu_cycles"].to_numpy(float)
+
+
+def fit_calibration(frame: pd.DataFrame, folds: int = FOLDS, seed: int = 0,
+                    models: list[LinearModel] | None = None) -> Calibration:
+    """Cross-validates each candidate on the rows, keeps the best (lowest MAPE;
+    ties go to the simpler), fits it on all rows."""
+    if len(frame) < MIN_ROWS:
+        raise CalibrationError(f"{len(frame)} reference row(s) with an emulated measurement; calibration "
+                               f"needs at least {MIN_ROWS} (measure more ops on the board, e.g. "
+                               "`tinyhil characterize --board BOARD --sample 5%`)")
+    models = models or candidate_models()
+    cv = {m.name: cross_validate(m, frame, "emu_cycles", "ref_cycles", folds, seed) for m in models}
+    best = min(models, key=lambda m: round(cv[m.name].mape, 2))  # min keeps the first of equals
+    chosen = type(best)().fit(frame, "emu_cycles", "ref_cycles")
+    overhead = None
+    if "ref_kernel" in frame and frame["ref_kernel"].notna().all():
+        overhead = float(np.median(frame["ref_cycles"] - frame["ref_kernel"]))
+    return Calibration(chosen, cv, len(frame), overhead)
+
+
+# ---------------------------------------------------------------------------
+# The calibrated LUT
+
+def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, board, reference: Path,
+                   store_path: Path) -> Lut:
+    """The emulated LUT's rows in the physical board's cycles."""
+    inputs = prediction_frame(lut)
+    rows = lut.rows.copy()
+    rows[["cycles", "cycles_min", "cycles_max", "kernel_cycles", "ms"]] = np.nan
+    if len(inputs):
+        total = calibration.predict(inputs)
+        kernel = np.minimum(calibration.predict_kernel(inputs), total)
+        spread = total / inputs["emu_cycles"].to_numpy(float)  # repeats' spread, scaled alike
+        keys = inputs.index
+        rows.loc[keys, "cycles"] = np.round(total)
+        rows.loc[keys, "cycles_min"] = np.round(lut.rows.loc[keys, "cycles_min"].to_numpy(float) * spread)
+        rows.loc[keys, "cycles_max"] = np.round(lut.rows.loc[keys, "cycles_max"].to_numpy(float) * spread)
+        rows.loc[keys, "kernel_cycles"] = np.round(kernel)
+        rows.loc[keys, "ms"] = total / board.clock_hz * 1e3
+    # ops the board itself measured keep their measurement, not a prediction
+    measured = frame.index.intersection(rows.index).intersection(inputs.index) if len(inputs) else []
+    if len(measured):
+        ref = frame.loc[measured]
+        rows.loc[measured, ["cycles", "cycles_min", "cycles_max"]] = ref[["ref_cycles"] * 3].to_numpy()
+        if calibration.overhead is not None:
+            rows.loc[measured, "kernel_cycles"] = ref["ref_kernel"].to_numpy()
+        rows.loc[measured, "ms"] = ref["ref_cycles"].to_numpy() / board.clock_hz * 1e3
+    meta = lut.meta
+    # A single op's total - kernel is the board's invoke + one dispatch. The
+    # per-op dispatch cannot be told apart from single ops: the emulated one,
+    # scaled by the line between the boards, is the best guess.
+    slope = Line().fit(frame, "emu_cycles", "ref_cycles").coef["emulated"]
+    dispatch = meta.dispatch_cycles * slope
+    if calibration.overhead is not None:
+        single_overhead = calibration.overhead
+    else:
+        single_overhead = (meta.invoke_cycles + meta.dispatch_cycles) * slope
+    arena_ratio = (frame["ref_arena"] / frame["emu_arena"]).dropna()
+    expected = calibration.expected
+    extra = {**meta.extra, "calibration": {
+        "from_lut": str(lut.path), "from_board": meta.board, "from_counter": meta.counter,
+        "from_core": meta.core, "emulated_store": str(store_path), "reference": str(reference),
+        "reference_rows": calibration.rows, "model": calibration.model.name,
+        "measured_rows_kept": len(measured),
+        "paths_without_reference": sorted(set(inputs["op"]) - set(frame["op"])) if len(inputs) else [],
+        "formula": calibration.model.formula(),
+        "kernel_cycles": "cycles less the board's single-op overhead" if calibration.overhead is not None
+        else "cycles times the emulated kernel share",
+        "expected_mape_pct": round(expected.mape, 3), "expected_max_error_pct": round(expected.max_error, 3),
+        "cross_validation": {name: {k: round(v, 5) for k, v in asdict(e).items()}
+                             for name, e in calibration.cv.items()},
+        "arena_ratio_reference_over_emulated": round(float(arena_ratio.median()), 4)
+        if len(arena_ratio) else None,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "tinyhil": __version__}}
+    new_meta = replace(meta, board=board.name, core=board.core, clock_hz=board.clock_hz,
+                       counter=board.counter, invoke_cycles=round(single_overhead - dispatch, 1),
+                       dispatch_cycles=round(dispatch, 1), extra=extra,
+                       created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return Lut(new_meta, rows)
+
+
+def is_calibrated(meta: LutMeta) -> bool:
+    return "calibration" in meta.extra

@@ -1,0 +1,387 @@
+"""Calibration of emulated LUTs to a physical board: the reference file, each
+model on synthetic data with a known answer, the splits, the sampler, and a
+calibrated LUT used exactly as a measured one."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tinyhil.calibrate import calibrate, split_rows
+from tinyhil.cli import app
+from tinyhil.estimate import MacsProxy, arena_estimate, lut_latency
+from tinyhil.lut.calibrate import (MIN_ROWS, CalibrationError, Features, FeaturesNnls, Line, MacsLine,
+                                   PerTypeLine, SharedFeatures, fit_calibration, kernel_path, kfold_splits,
+                                   op_features)
+from tinyhil.lut.reference import ReferenceError, ReferenceRow, ReferenceSet, read_reference
+from tinyhil.lut.sampling import choose_ops, parse_fraction, type_quotas
+from tinyhil.lut.table import Lut, read_rows
+from tinyhil.spaces import make_space, ops, sample_architecture
+
+HEADER = "op,input_shape,output_shape,kernel,strides,filters,padding,activation,cycles_total,cycles_kernel,arena_used\n"
+
+
+@pytest.fixture(scope="module")
+def f446re(root):
+    path = root.parent / "shared" / "data" / "nucleo_f446re-reference.csv"
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    return path
+
+
+# --- the reference file ---------------------------------------------------
+
+def test_reference_file_parses_into_op_configs(f446re):
+    ref = read_reference(f446re)
+    assert len(ref.rows) == 573
+    first = ref.rows[0]
+    assert first.line == 2 and first.cycles_total == 782342 and first.cycles_kernel == 767828
+    assert first.op == ops.conv((64, 30, 1), 4, (3, 1), (2, 1), "same", "relu")
+    adds = [r.op for r in ref.rows if r.op.op == ops.ADD]
+    assert len(adds) == 8 and adds[0] == ops.add((16, 15, 8))
+    assert len({op.key for op in ref.ops}) == 573
+
+
+def write(tmp_path, body: str):
+    path = tmp_path / "ref.csv"
+    path.write_text(HEADER + body)
+    return path
+
+
+def test_reference_rows_are_named_with_why(tmp_path):
+    path = write(tmp_path, (
+        'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,1000,900,10\n'
+        'lstm,"[1, 16, 8]","[1, 16, 8]",null,null,,,,1000,900,10\n'
+        'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 17]","[3, 1]","[1, 1]",16,same,relu,1000,900,10\n'
+        'add,"[[1, 4, 4, 2], [1, 4, 2, 2]]","[1, 4, 4, 2]",null,null,,,,1000,900,10\n'
+        'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,1200,900,10\n'
+        'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,oops,900,10\n'))
+    with pytest.raises(ReferenceError) as error:
+        read_reference(path)
+    message = str(error.value)
+    assert "5 row(s) cannot be used" in message
+    assert "line 3 (lstm): op 'lstm' is not one tinyhil can build" in message
+    assert "line 4" in message and "[16, 8, 16]" in message and "[16, 8, 17]" in message
+    assert "line 5" in message and "no broadcasting" in message
+    assert "line 6: the same op as line 2" in message
+    assert "line 7" in message
+    assert "line 2" not in message.replace("as line 2", "")
+
+
+def test_reference_without_needed_columns(tmp_path):
+    path = tmp_path / "ref.csv"
+    path.write_text("op,input_shape\nconv2d,[1]\n")
+    with pytest.raises(ReferenceError, match="missing column.*output_shape.*cycles_total"):
+        read_reference(path)
+
+
+# --- models on synthetic data with known answers --------------------------
+
+def synthetic(n=60, seed=0) -> pd.DataFrame:
+    return synthetic_ops(n, seed)[1]
+
+
+def synthetic_ops(n=60, seed=0) -> tuple[list, pd.DataFrame]:
+    """Random ops of three kernel paths with made-up emulated counts."""
+    rng = np.random.default_rng(seed)
+    rows, made = [], []
+    for i in range(n):
+        cin, cout = (int(c) for c in rng.choice([4, 8, 16, 24, 32, 48, 64], 2))
+        kind = i % 3
+        if kind == 0:
+            op = ops.conv((16, 15, cin), cout, (int(rng.choice([3, 5, 7])), 1))
+        elif kind == 1:
+            op = ops.conv((16, 15, cin), cout, (1, 1))
+        else:
+            op = ops.add((int(rng.choice([8, 16, 30])), int(rng.choice([5, 15])), cin))
+        if op.key in {r["key"] for r in rows}:
+            continue
+        emu = float(op.macs * rng.uniform(1.5, 3.0) + op.output_bytes * rng.uniform(5, 20) + 5000)
+        rows.append(dict(key=op.key, **op_features(op), emu_cycles=emu, emu_kernel=emu - 69))
+        made.append(op)
+    return made, pd.DataFrame(rows).set_index("key", drop=False)
+
+
+def check_exact(model, frame, truth):
+    model.clip = False  # the regression alone (clipping is tested apart)
+    fit, test = frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2:]
+    fitted = model.fit(fit.assign(ref_cycles=truth[: len(fit)]), "emu_cycles", "ref_cycles")
+    np.testing.assert_allclose(fitted.predict(test), truth[len(fit):], rtol=1e-6)
+    return fitted
+
+
+def test_line_recovers_a_known_line():
+    frame = synthetic()
+    truth = 1.53 * frame["emu_cycles"].to_numpy() + 42_000
+    fitted = check_exact(Line(), frame, truth)
+    assert fitted.coef["emulated"] == pytest.approx(1.53) and fitted.coef["1"] == pytest.approx(42_000)
+
+
+def test_macs_line_recovers_a_known_line():
+    frame = synthetic()
+    fitted = check_exact(MacsLine(), frame, 3.2 * frame["macs"].to_numpy() + 9_000)
+    assert fitted.coef["macs"] == pytest.approx(3.2)
+
+
+def test_per_type_line_recovers_one_line_per_kernel_path():
+    frame = synthetic()
+    slope = frame["op"].map({"conv2d": 1.6, "conv2d-1x1": 1.47, "add": 1.7}).to_numpy()
+    base = frame["op"].map({"conv2d": 14_000, "conv2d-1x1": 15_000, "add": 13_000}).to_numpy()
+    fitted = check_exact(PerTypeLine(), frame, slope * frame["emu_cycles"].to_numpy() + base)
+    assert fitted.coef["emulated[conv2d-1x1]"] == pytest.approx(1.47)
+    assert fitted.coef["1[add]"] == pytest.approx(13_000)
+
+
+def feature_truth(frame, own_terms: bool):
+    slope = frame["op"].map({"conv2d": 1.55, "conv2d-1x1": 1.45, "add": 1.7}).to_numpy()
+    per_output = frame["op"].map({"conv2d": 9.0, "conv2d-1x1": 4.0, "add": 2.0}).to_numpy() if own_terms else 6.0
+    return (slope * frame["emu_cycles"].to_numpy() + 14_500 + per_output * frame["out_elems"].to_numpy()
+            + 0.3 * frame["macs"].to_numpy() + 25.0 * frame["out_pixels"].to_numpy())
+
+
+def test_shared_features_recover_known_terms():
+    frame = synthetic()
+    fitted = check_exact(SharedFeatures(), frame, feature_truth(frame, own_terms=False))
+    assert fitted.coef["out_elems"] == pytest.approx(6.0, rel=1e-5)
+    assert fitted.coef["emulated[add]"] == pytest.approx(1.7, rel=1e-6)
+
+
+def test_features_recover_terms_of_each_kernel_path():
+    frame = synthetic(300)
+    fitted = check_exact(Features(), frame, feature_truth(frame, own_terms=True))
+    assert fitted.coef["out_elems[conv2d-1x1]"] == pytest.approx(4.0, rel=1e-5)
+    assert fitted.coef["out_elems[conv2d]"] == pytest.approx(9.0, rel=1e-5)
+
+
+def test_nnls_recovers_non_negative_terms_and_never_goes_below_zero():
+    frame = synthetic(300)
+    fitted = check_exact(FeaturesNnls(), frame, feature_truth(frame, own_terms=True))
+    assert min(fitted.coef.values()) >= 0
+    truth = 1.5 * frame["emu_cycles"].to_numpy() - 3.0 * frame["out_elems"].to_numpy() + 20_000
+    negative = FeaturesNnls().fit(frame.assign(ref_cycles=truth), "emu_cycles", "ref_cycles")
+    assert min(negative.coef.values()) >= 0  # the constraint holds where the truth breaks it
+
+
+def test_an_op_type_never_fitted_gets_the_fixed_cost_and_the_median_ratio():
+    frame = synthetic()
+    kernel = 1.5 * frame["emu_kernel"].to_numpy()
+    truth = frame.assign(ref_kernel=kernel, ref_cycles=kernel + 14_000)
+    adds = (frame["op"] == "add").to_numpy()
+    for model in (Features(), Line(), PerTypeLine()):
+        fitted = model.fit(truth[~adds], "emu_cycles", "ref_cycles")
+        assert fitted.fallback.base_board == pytest.approx(14_000)
+        np.testing.assert_allclose(fitted.predict(frame[adds]), truth["ref_cycles"][adds], rtol=1e-9)
+
+
+def test_predictions_stay_within_the_ratios_each_path_showed():
+    frame = synthetic(300)
+    truth = feature_truth(frame, own_terms=True)
+    fit = frame.iloc[:20].assign(ref_cycles=truth[:20])
+    predicted = Features().fit(fit, "emu_cycles", "ref_cycles").predict(frame)
+    ratio = pd.Series(predicted / frame["emu_cycles"].to_numpy(), frame.index)
+    seen = (fit["ref_cycles"] / fit["emu_cycles"]).groupby(fit["op"])  # no ref_kernel: no fixed part
+    for path, r in ratio.groupby(frame["op"]):
+        assert seen.min()[path] - 1e-9 <= r.min() and r.max() <= seen.max()[path] + 1e-9
+
+
+def test_kernel_paths():
+    assert kernel_path(ops.conv((16, 15, 8), 8, (1, 1))) == "conv2d-1x1"
+    assert kernel_path(ops.conv((64, 30, 1), 8, (1, 1))) == "conv2d"  # cin not a multiple of 4
+    assert kernel_path(ops.conv((16, 30, 8), 8, (1, 2), (1, 2))) == "conv2d"
+    assert kernel_path(ops.add((4, 4, 4))) == "add"
+
+
+# --- cross-validation and splits: no row both fitted and predicted --------
+
+@pytest.mark.parametrize("n,folds", [(4, 5), (29, 5), (57, 5), (10, 10)])
+def test_kfold_holds_each_row_out_once_and_never_fits_it_there(n, folds):
+    splits = kfold_splits(n, folds, seed=3)
+    held = np.concatenate([h for _, h in splits])
+    assert sorted(held) == list(range(n))
+    for fit, held_out in splits:
+        assert not set(fit) & set(held_out)
+        assert sorted(np.concatenate([fit, held_out])) == list(range(n))
+
+
+def test_cross_validation_predicts_rows_it_did_not_fit():
+    """A row whose target is absurd is predicted from the others: its own CV
+    error stays huge, which it could not if it had been fitted."""
+    frame = synthetic()
+    truth = 1.5 * frame["emu_cycles"].to_numpy() + 10_000
+    truth[7] *= 3
+    calibration = fit_calibration(frame.assign(ref_cycles=truth, ref_kernel=np.nan), models=[Line()])
+    assert calibration.cv["line"].max_error > 60
+
+
+@pytest.mark.parametrize("sampler", ["spread", "random"])
+def test_bench_split_is_disjoint_and_complete(sampler):
+    op_list, frame = synthetic_ops()
+    reference = ReferenceSet(None, tuple(ReferenceRow(i + 2, op, 1.0) for i, op in enumerate(op_list)))
+    fitted, predicted = split_rows(frame, reference, 0.1, 1, sampler)
+    assert len(fitted) == round(0.1 * len(frame)) and not set(fitted) & set(predicted)
+    assert set(fitted) | set(predicted) == set(frame.index)
+
+
+def test_too_few_rows_to_fit():
+    frame = synthetic().iloc[: MIN_ROWS - 1]
+    with pytest.raises(CalibrationError, match=f"needs at least {MIN_ROWS}.*--sample"):
+        fit_calibration(frame.assign(ref_cycles=1.0, ref_kernel=np.nan))
+
+
+# --- the sampler ----------------------------------------------------------
+
+def test_sampler_spans_kernel_paths_and_sizes(f446re):
+    op_list = read_reference(f446re).ops
+    chosen = choose_ops(op_list, 29, seed=0)
+    assert len({op.key for op in chosen}) == 29
+    paths = pd.Series([kernel_path(op) for op in chosen]).value_counts()
+    assert set(paths.index) == {"conv2d", "conv2d-1x1", "add"}
+    assert paths.min() >= Features().min_type_rows  # enough for each path's own terms
+    assert max(op.macs for op in op_list) in {op.macs for op in chosen}  # the largest is in
+    kernels = {op.kernel for op in chosen if op.op == ops.CONV}
+    assert len(kernels) >= 5  # shapes unlike each other, not 20 of one kind
+    assert choose_ops(op_list, 29, seed=0) == chosen  # reproducible
+    assert choose_ops(op_list, 29, seed=1) != chosen
+
+
+def test_quotas_and_fractions():
+    assert sum(type_quotas({"a": 500, "b": 60, "c": 8}, 57).values()) == 57
+    assert type_quotas({"a": 500, "b": 60, "c": 8}, 3) == {"a": 1, "b": 1, "c": 1}
+    assert type_quotas({"a": 500, "b": 2}, 20)["b"] == 2
+    assert parse_fraction("5%", 573) == 29 and parse_fraction("40", 573) == 40
+    with pytest.raises(Exception, match="percentage"):
+        parse_fraction("five", 10)
+
+
+def test_characterize_a_sample_on_a_physical_board_needs_its_port(tmp_path):
+    result = CliRunner().invoke(app, ["characterize", "--space", "micronas", "--input", "64x30",
+                                      "--classes", "6", "--board", "nucleo_f446re", "--sample", "5%",
+                                      "--luts", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "needs its serial port" in result.output and "--port" in result.output
+    assert not (tmp_path / "nucleo_f446re" / "ops.csv").exists()
+
+
+# --- a calibrated LUT, used as a measured one ----------------------------
+
+@pytest.fixture(scope="module")
+def calibrated(root, f446re, tmp_path_factory):
+    """The committed qemu-m4 LUTs (which hold the reference ops) calibrated to the F446RE."""
+    luts = tmp_path_factory.mktemp("luts")
+    shutil.copytree(root / "luts" / "qemu-m4", luts / "qemu-m4")
+    emulated = luts / "qemu-m4" / "micronas-128x9-c6.csv"
+    out = luts / "nucleo_f446re" / "micronas-128x9-c6.csv"
+    return calibrate(emulated, f446re, "nucleo_f446re", out), Lut.load(emulated)
+
+
+def test_calibrated_lut_says_what_it_is(calibrated):
+    result, emulated = calibrated
+    assert result.measured_now == 0  # every reference op is in the committed store
+    lut = Lut.load(result.out)
+    meta = lut.meta
+    assert meta.board == "nucleo_f446re" and meta.counter == "dwt-cycles" and meta.clock_hz == 180_000_000
+    info = meta.extra["calibration"]
+    assert info["from_board"] == "qemu-m4" and info["reference_rows"] == 573
+    assert info["model"] in result.calibration.cv and info["expected_mape_pct"] < 3
+    assert meta.extra["chain_arena_bytes"] == emulated.meta.extra["chain_arena_bytes"]
+    assert 14_000 < meta.invoke_cycles + meta.dispatch_cycles < 15_000  # the board's overhead, measured
+    assert list(lut.rows.index) == list(emulated.rows.index)
+    ratio = lut.rows["kernel_cycles"] / emulated.rows["kernel_cycles"]
+    assert ratio.between(1.3, 2.5).all(), ratio.describe()  # board cycles, not instructions
+    overhead = lut.rows["cycles"] - lut.rows["kernel_cycles"]
+    assert overhead.between(13_000, 16_000).all()  # the board's invoke cost, as the reference has it
+    assert {"softmax", "avg_pool2d"} <= set(info["paths_without_reference"])
+    assert (lut.rows["arena_bytes"] == emulated.rows["arena_bytes"]).all()
+
+
+def test_estimators_use_a_calibrated_lut_as_a_measured_one(calibrated):
+    result, emulated = calibrated
+    lut = Lut.load(result.out)
+    space = make_space("micronas", 128, 9, 6)
+    rng = np.random.default_rng(0)
+    proxy = MacsProxy.fit(lut)
+    for _ in range(3):
+        arch = sample_architecture(space, rng)
+        board_cycles, emulated_cycles = lut_latency(arch, lut), lut_latency(arch, emulated)
+        assert 1.3 < (board_cycles - 14_000) / emulated_cycles < 2.5
+        assert proxy(arch) > 0
+        assert arena_estimate(arch, lut) == arena_estimate(arch, emulated)
+
+
+def test_calibrate_refuses_the_store_name_and_a_calibrated_source(calibrated, f446re, tmp_path):
+    result, _ = calibrated
+    with pytest.raises(CalibrationError, match="ops.csv is the name"):
+        calibrate(result.out, f446re, "nucleo_f446re", tmp_path / "ops.csv")
+    with pytest.raises(CalibrationError, match="itself calibrated"):
+        calibrate(result.out, f446re, "nucleo_f446re", tmp_path / "x.csv")
+
+
+def test_calibrate_warns_about_another_core(calibrated, f446re, tmp_path):
+    result, emulated = calibrated
+    other = calibrate(emulated.path, f446re, "nucleo_l552ze_q", tmp_path / "l552.csv")
+    assert any("cortex-m4" in w and "cortex-m33" in w for w in other.warnings)
+
+
+def test_calibrate_cli_prints_each_model(calibrated, f446re, tmp_path):
+    _, emulated = calibrated
+    out = tmp_path / "cli.csv"
+    result = CliRunner().invoke(app, ["calibrate", "--emulated", str(emulated.path), "--reference",
+                                      str(f446re), "--board", "nucleo_f446re", "--out", str(out)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ("line", "per-op-type", "shared-features", "features", "(chosen)", "expected MAPE"):
+        assert name in result.output
+    assert read_rows(out).shape[0] == len(emulated.rows)
+
+
+def test_searches_take_a_complete_calibrated_lut_without_the_board(root):
+    from tinyhil.boards import get_board
+    from tinyhil.characterize import space_lut
+
+    lut = space_lut(get_board("nucleo_f446re"), "micronas", 128, 9, 6, root / "luts")
+    assert lut.meta.extra["calibration"]["from_board"] == "qemu-m4"
+
+
+def board_lut_of(reference, path, board="nucleo_f446re"):
+    """The reference as a board's own ops.csv would hold it (characterize --sample)."""
+    from tinyhil.lut.table import COLUMNS, LutMeta, op_columns
+
+    rows = [dict(op_columns(r.op), cycles=r.cycles_total, cycles_min=r.cycles_total, cycles_max=r.cycles_total,
+                 n=3, kernel_cycles=r.cycles_kernel, ms=r.cycles_total / 180e3, arena_bytes=r.arena_used,
+                 scratch_bytes=0, status="ok") for r in reference.rows]
+    meta = LutMeta(board=board, core="cortex-m4", clock_hz=180_000_000, counter="dwt-cycles", tflm="t",
+                   compiler="c", flags="", tinyhil="0")
+    Lut(meta, pd.DataFrame(rows, columns=COLUMNS).set_index("key", drop=False)).write(path)
+    return path
+
+
+def test_a_board_lut_is_a_reference_too(calibrated, f446re, tmp_path):
+    result, emulated = calibrated
+    board_lut = board_lut_of(read_reference(f446re), tmp_path / "board" / "ops.csv")
+    reference = read_reference(board_lut)
+    assert reference.board == "nucleo_f446re" and reference.core == "cortex-m4" and len(reference.rows) == 573
+    again = calibrate(emulated.path, board_lut, "nucleo_f446re", tmp_path / "again.csv")
+    assert again.calibration.model.name == result.calibration.model.name
+    assert again.calibration.expected.mape == pytest.approx(result.calibration.expected.mape)
+    store_copy = calibrate(emulated.path.parent / "ops.csv", board_lut, "nucleo_f446re", tmp_path / "all.csv")
+    table = Lut.load(store_copy.out)
+    assert table.meta.extra["calibration"]["measured_rows_kept"] == 573  # the board's own rows win
+    key = read_reference(f446re).rows[0].op.key
+    assert table.rows.loc[key, "cycles"] == 782342 and table.rows.loc[key, "kernel_cycles"] == 767828
+    with pytest.raises(CalibrationError, match="measured on nucleo_f446re, not on nano33ble"):
+        calibrate(emulated.path, board_lut, "nano33ble", tmp_path / "x.csv")
+
+
+@pytest.mark.device
+def test_characterize_a_sample_on_the_emulated_board(tmp_path):
+    luts = tmp_path / "luts"
+    result = CliRunner().invoke(app, ["characterize", "--space", "micronas", "--input", "32x5", "--classes", "3",
+                                      "--board", "qemu-m4", "--sample", "8", "--luts", str(luts)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "ops sampled (8)" in result.output
+    measured = read_rows(luts / "qemu-m4" / "ops.csv")
+    expected = choose_ops(make_space("micronas", 32, 5, 3).op_configs(), 8)
+    assert sorted(measured.index) == sorted(op.key for op in expected)
+    assert (measured["status"] == "ok").all()
