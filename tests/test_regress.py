@@ -277,3 +277,19 @@ def test_a_worker_that_breaks_loses_nothing(tmp_path, baseline_dir, tiny_model):
     assert second.resumed and second.run_id == first.run_id and not second.missing
     assert second.measured_now == len(first.missing) and not second.failed
     assert set(second.rows["verdict"]) == {"pass"}
+
+
+def test_jobs_cut_the_work_evenly_longest_first():
+    from tinyhil.regress.farm import make_jobs
+
+    costs = [1000, 10, 10, 10, 10, 10, 10, 10, 10, 10, 400, 300, 5, None]
+    cases = [Case(f"lut/t/{n}", "lut", "qemu-m4", Item(f"case-{n}", None, 0),
+                  None if c is None else Baseline(c, 0, "t.csv")) for n, c in enumerate(costs)]
+    jobs = make_jobs({"qemu-m4": cases}, per_image=4)["qemu-m4"]
+    flat = [c.case_id for job in jobs for c in job.cases]
+    assert sorted(flat) == sorted(c.case_id for c in cases)  # each case exactly once
+    assert all(len(job.cases) <= 4 for job in jobs)
+    assert [c.case_id for c in jobs[0].cases] == ["lut/t/0"]  # the heaviest alone, first
+    assert jobs[1].cases[0].case_id == "lut/t/10"
+    pinned = make_jobs({"qemu-m4@r": cases}, per_image=4, pinned=frozenset({"qemu-m4@r"}))
+    assert len(pinned["qemu-m4@r"]) == 1

@@ -65,18 +65,25 @@ class QemuProcess:
         # when it is a pipe: give it a terminal of its own so it arrives now.
         os.makedirs(self._qmp_dir, exist_ok=True)
         console, console_child = os.openpty()
+        # QEMU dies with tinyhil (PR_SET_PDEATHSIG). util-linux's setpriv sets
+        # it without Python code in the forked child: code there runs the
+        # fork handlers of libraries such as gRPC (labgrid), which can crash it.
+        setpriv = shutil.which("setpriv")
+        command = [setpriv, "--pdeathsig", "KILL", "--", *self.command] if setpriv else self.command
         self.process = subprocess.Popen(
-            self.command, stdin=subprocess.DEVNULL, stdout=console_child,
-            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            command, stdin=subprocess.DEVNULL, stdout=console_child, stderr=subprocess.STDOUT,
+            preexec_fn=None if setpriv else _die_with_parent,
         )
         os.close(console_child)
         _running.add(self)
         found = threading.Event()
         threading.Thread(target=self._read_console, args=(console, found), daemon=True).start()
         if not found.wait(self.boot_timeout) or not self.pty:
+            code = self.process.poll()
             self.stop()
             raise ToolMissing(
-                f"QEMU ({self.machine}) did not open a serial pty within {self.boot_timeout:g} s: "
+                f"QEMU ({self.machine}) did not open a serial pty within {self.boot_timeout:g} s"
+                + (f" (it exited with {code})" if code is not None else "") + ": "
                 + " ".join(self.console_lines[-5:])
             )
         return self.pty
@@ -87,9 +94,11 @@ class QemuProcess:
             while True:
                 try:
                     chunk = stream.read(4096)
-                except OSError:  # EIO: QEMU exited and closed its terminal
+                except OSError as error:  # EIO: QEMU exited and closed its terminal
+                    self.console_lines.append(f"[console: {error}]")
                     break
                 if not chunk:
+                    self.console_lines.append("[console: end]")
                     break
                 pending += chunk
                 *lines, pending = pending.split(b"\n")

@@ -41,22 +41,45 @@ class FarmStats:
 
 def make_jobs(cases_by_lane: dict[str, list[Case]], per_image: int,
               pinned: frozenset[str] = frozenset()) -> dict[str, list[Job]]:
-    """Fixed-size jobs, independent of how many boards take them (so a job's
-    image is the same, and cached, whichever board runs it); one job for a pinned lane.
-
-    The longest jobs go first (by their baselines' cycles; cases without one
-    count as long), so that the boards finish together rather than one
-    waiting for another's last heavy job."""
+    """Jobs of at most `per_image` cases and about an eighth of the lane's
+    work each (by the baselines' cycles), longest first, so that the boards
+    finish together rather than one waiting out another's heavy last job.
+    They do not depend on how many boards take them, so a job's image is the
+    same, and cached, whichever board runs it. A pinned lane has one job."""
     jobs = {}
     for lane, cases in cases_by_lane.items():
         cases = longest_first(cases)
-        size = max(1, len(cases)) if lane in pinned else per_image
-        jobs[lane] = [Job(lane, tuple(cases[i:i + size])) for i in range(0, len(cases), size)]
+        if lane in pinned:
+            jobs[lane] = [Job(lane, tuple(cases))] if cases else []
+            continue
+        cost = {c.case_id: _cost(c, cases) for c in cases}
+        cap = sum(cost.values()) / JOBS_PER_LANE
+        lane_jobs, current, spent = [], [], 0.0
+        for case in cases:
+            if current and (len(current) >= per_image or spent + cost[case.case_id] > cap):
+                lane_jobs.append(Job(lane, tuple(current)))
+                current, spent = [], 0.0
+            current.append(case)
+            spent += cost[case.case_id]
+        if current:
+            lane_jobs.append(Job(lane, tuple(current)))
+        jobs[lane] = lane_jobs
     return jobs
 
 
+JOBS_PER_LANE = 8  # work is cut at least this fine (fewer if per_image allows)
+
+
+def _cost(case: Case, cases: list[Case]) -> float:
+    """A case's expected work: its baseline cycles, else the median of the lane's."""
+    if case.baseline is not None:
+        return case.baseline.cycles
+    known = sorted(c.baseline.cycles for c in cases if c.baseline is not None)
+    return known[len(known) // 2] if known else 1.0
+
+
 def longest_first(cases: list[Case]) -> list[Case]:
-    return sorted(cases, key=lambda c: -(c.baseline.cycles if c.baseline else float("inf")))
+    return sorted(cases, key=lambda c: -_cost(c, cases))
 
 
 def lane_image(board: FarmBoard, cases: list[Case]):
