@@ -110,7 +110,10 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
     check_toolchain(board)
     render_image(spec, image_id, tflm, source_dir)
     started = time.monotonic()
-    lock_path = cache_dir() / f"build-{board.name}.lock"
+    # One build at a time in a checkout, whatever the board: all environments
+    # share PlatformIO's build_cache_dir and its SCons signature database,
+    # which two concurrent builds corrupt (a farm builds for several boards).
+    lock_path = cache_dir() / "build.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         built_elf = _run_pio(board, source_dir, tflm, out / "build.log", log)
