@@ -2,8 +2,6 @@
 boards reset and QEMU killed mid-benchmark, the host killed mid-run. Every
 run must end with the right figures, no row lost or twice."""
 import os
-import signal
-import threading
 import time
 
 import pytest

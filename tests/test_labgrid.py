@@ -1,7 +1,6 @@
 """A labgrid lab on loopback: coordinator and exporter on 127.0.0.1, the
 exporter serving an emulated board's pty through ser2net; the nightly suite
 runs on two local emulated boards and on the labgrid place at once."""
-import os
 import shutil
 import socket
 import subprocess

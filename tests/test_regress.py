@@ -19,7 +19,7 @@ from tinyhil.measure import Item, Measurement
 from tinyhil.regress.history import History, Row
 from tinyhil.regress.inventory import InventoryError, parse_inventory
 from tinyhil.regress.nightly import judge
-from tinyhil.regress.suite import Baseline, Case, SuiteError, Tolerance, parse_suite
+from tinyhil.regress.suite import Baseline, Case, SuiteError, parse_suite
 from tinyhil.report.junit import JunitError, validate_junit
 
 

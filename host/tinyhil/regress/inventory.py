@@ -80,15 +80,19 @@ class FarmBoard:
                             timeout, retries)
 
 
+def read_yaml(path: Path, error: type[TinyhilError]):
+    """A YAML file's data, loaded safely; a file that is no YAML raises `error` naming it."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as problem:
+        raise error(f"{path}: not valid YAML ({problem})") from problem
+
+
 def load_inventory(path: Path) -> list[FarmBoard]:
     path = Path(path)
     if not path.is_file():
         raise InventoryError(f"{path}: no such board inventory")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise InventoryError(f"{path}: not valid YAML ({error})") from error
-    return parse_inventory(data, str(path))
+    return parse_inventory(read_yaml(path, InventoryError), str(path))
 
 
 def parse_inventory(data, source: str = "inventory") -> list[FarmBoard]:

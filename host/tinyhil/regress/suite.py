@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..bench.single_op import generate_models, op_seed
 from ..bench.tflite_model import TfliteModel
@@ -33,6 +32,7 @@ from ..lut.table import Lut, LutError
 from ..measure import Item, usable
 from ..project import project_dir
 from ..spaces import make_space
+from .inventory import read_yaml
 
 SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -109,11 +109,7 @@ def load_suite(name_or_path: str) -> Suite:
     if not path.is_file():
         known = sorted(p.stem for p in (project_dir() / "suites").glob("*.yaml"))
         raise SuiteError(f"{path}: no such suite (known: {', '.join(known) or 'none'})")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise SuiteError(f"{path}: not valid YAML ({error})") from error
-    return parse_suite(data, str(path))
+    return parse_suite(read_yaml(path, SuiteError), str(path))
 
 
 def parse_suite(data, source: str) -> Suite:
