@@ -17,6 +17,7 @@ from .boards import BoardConfig
 from .characterize import space_lut
 from .deploy.deploy import Deployment, DeployOptions, deploy
 from .errors import TinyhilError
+from .files import atomic_write
 from .report.deployment import write_report
 from .search import DataSpec, RunDirError, SearchRun, Targets
 
@@ -147,7 +148,6 @@ def sweep(engines, data: DataSpec, board: BoardConfig, n_targets: int, settings:
                    "test_windows": d.test_windows, "acc_float": d.scores["float"].accuracy,
                    "acc_qat": d.scores["qat"].accuracy, "acc_int8_host": d.scores["int8_host"].accuracy,
                    "acc_int8_device": d.scores["int8_device"].accuracy, "run": d.run_dir})
-            pd.DataFrame(rows).to_csv(out / "sweep.csv.tmp", index=False)
-            (out / "sweep.csv.tmp").replace(out / "sweep.csv")
+            atomic_write(out / "sweep.csv", pd.DataFrame(rows).to_csv(index=False))
     report = write_report(deployments, out / "report.html", f"tinyhil deploy sweep on {board.name}")
     return deployments, report

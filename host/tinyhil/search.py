@@ -8,12 +8,12 @@ the targets it searched under, and the estimate it made with the LUT.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .errors import TinyhilError
+from .files import atomic_write
 from .lut.table import Lut
 from .nas.constraints import Profile, profile
 from .nas.data import Splits, load
@@ -69,12 +69,7 @@ class SearchRun:
 
     def write(self, out: Path) -> Path:
         """RUN_DIR/run.json, atomically (a run directory never holds half a record)."""
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "run.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=float))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(Path(out) / "run.json", json.dumps(self.to_dict(), indent=2, default=float))
 
     @classmethod
     def load(cls, run_dir: Path) -> SearchRun:

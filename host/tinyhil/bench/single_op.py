@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinyhilError
+from ..files import atomic_write
 from ..project import cache_dir
 from ..spaces import ops
 from ..spaces.ops import OpConfig
@@ -107,10 +108,7 @@ def convert_op(op: OpConfig) -> bytes:
 def _generate(key: str, make: Callable, arg) -> tuple[str, str]:
     path = model_path(key)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(make(arg))
-        os.replace(tmp, path)  # atomic: a cached model is always whole
+        atomic_write(path, make(arg))  # a cached model is always whole
     return key, str(path)
 
 

@@ -11,7 +11,6 @@ interrupted (or re-run on another board) does not train again.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from ..device.boards import open_board
 from ..device.recovery import boot_with_recovery, run_with_recovery
 from ..device.protocol import RunRequest
 from ..errors import ImageTooLarge, TinyhilError
+from ..files import atomic_write
 from ..lut.table import Lut
 from ..nas.constraints import Profile, profile
 from ..spaces.ops import CONV, DEPTHWISE
@@ -143,8 +143,8 @@ def trained_model(found: SearchRun, run_dir: Path, options: DeployOptions, split
     log(f"training {found.architecture.id}: {options.epochs} float + {options.qat_epochs} QAT epochs")
     trained = train_int8(found.architecture, splits, options.epochs, options.qat_epochs,
                          options.batch_size, options.seed)
-    _atomic_write(model_path, trained.flatbuffer)
-    _atomic_write(record_path, json.dumps({"key": key, "float": asdict(trained.float_scores),
+    atomic_write(model_path, trained.flatbuffer)
+    atomic_write(record_path, json.dumps({"key": key, "float": asdict(trained.float_scores),
                                            "qat": asdict(trained.qat_scores),
                                            "seconds": trained.seconds}, indent=2).encode())
     return trained
@@ -245,6 +245,7 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
             device_outputs.append(reply.output)
     seconds["device"] = time.monotonic() - t0
 
+    same_output = [d == h for d, h in zip(device_outputs, host_outputs)]
     host_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) for o in host_outputs])
     device_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) if o else -1 for o in device_outputs])
     labels = splits.y_test
@@ -258,15 +259,15 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
         counter=report.counter, arena_used=report.arena_used, model_bytes=len(model.flatbuffer),
         image_flash_bytes=report.flash_bytes, image_ram_bytes=report.ram_bytes, scores=scores,
         test_windows=len(inputs),
-        outputs_equal=sum(d == h for d, h in zip(device_outputs, host_outputs)),
+        outputs_equal=sum(same_output),
         max_output_steps=max_steps(device_outputs, host_outputs),
         predictions_equal=int(np.sum(device_classes == host_classes)),
         layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds)
     pd.DataFrame({"label": labels, "host_int8": host_classes, "device_int8": device_classes,
-                  "outputs_equal": [d == h for d, h in zip(device_outputs, host_outputs)],
+                  "outputs_equal": same_output,
                   "device_output": [o.hex() if o else "" for o in device_outputs]}
                  ).to_csv(run_dir / PREDICTIONS_FILE, index_label="window")
-    _atomic_write(run_dir / DEPLOYMENT_FILE, json.dumps(deployment.to_dict(), indent=2, default=float).encode())
+    atomic_write(run_dir / DEPLOYMENT_FILE, json.dumps(deployment.to_dict(), indent=2, default=float).encode())
     return deployment
 
 
@@ -278,9 +279,3 @@ def max_steps(device_outputs: list[bytes | None], host_outputs: list[bytes]) -> 
             return 255
         worst = max(worst, int(np.abs(np.frombuffer(d, np.int8).astype(int) - np.frombuffer(h, np.int8)).max()))
     return worst
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

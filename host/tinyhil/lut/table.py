@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TinyhilError
+from ..files import atomic_write
 from ..measure import OK, usable
 from ..spaces.ops import OpConfig
 
@@ -105,12 +106,6 @@ def read_meta(csv_path: Path) -> LutMeta:
     return LutMeta.from_json(path.read_text(), str(path))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
     """Reads and checks a LUT CSV; an append-only store may end in a torn line."""
     text = path.read_text()
@@ -173,13 +168,13 @@ class OpStore:
             self._rewrite_if_torn()
             self.meta = existing  # same set-up: keep what it measured (overheads, date)
         else:
-            _atomic_write(meta_path(path), meta.to_json())
-            _atomic_write(path, ",".join(COLUMNS) + "\n")
+            atomic_write(meta_path(path), meta.to_json())
+            atomic_write(path, ",".join(COLUMNS) + "\n")
 
     def _rewrite_if_torn(self) -> None:
         if not self.path.read_text().endswith("\n"):
             frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
-            _atomic_write(self.path, frame.to_csv(index=False))
+            atomic_write(self.path, frame.to_csv(index=False))
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows
@@ -197,7 +192,7 @@ class OpStore:
 
     def update_meta(self, **changes) -> None:
         self.meta = LutMeta(**{**asdict(self.meta), **changes})
-        _atomic_write(meta_path(self.path), self.meta.to_json())
+        atomic_write(meta_path(self.path), self.meta.to_json())
 
 
 @dataclass
@@ -219,9 +214,8 @@ class Lut:
         return cls(meta, read_rows(path), path)
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, self.rows[COLUMNS].to_csv(index=False))
-        _atomic_write(meta_path(path), self.meta.to_json())
+        atomic_write(path, self.rows[COLUMNS].to_csv(index=False))
+        atomic_write(meta_path(path), self.meta.to_json())
         self.path = path
 
     def __contains__(self, op: OpConfig) -> bool:

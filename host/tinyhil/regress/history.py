@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TinyhilError
+from ..files import atomic_write
 
 PASS, REGRESSION, IMPROVED, NEW, ERROR, SKIPPED = (
     "pass", "regression", "improved", "new", "error", "skipped")
@@ -94,9 +95,7 @@ class History:
             return
         text = self.path.read_text()
         if not text.endswith("\n"):
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text(text[: text.rfind("\n") + 1])
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text[: text.rfind("\n") + 1])
 
     def append(self, rows: list[Row]) -> None:
         buffer = io.StringIO()
@@ -129,10 +128,8 @@ class History:
 
     def mark(self, run_id: str, fingerprint: str, finished: bool) -> None:
         path = self.run_state_path()
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"run_id": run_id, "fingerprint": fingerprint,
-                                   "finished": finished}))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps({"run_id": run_id, "fingerprint": fingerprint,
+                                       "finished": finished}))
 
     def last_good(self, environment: str, case: str, before_run: str) -> tuple[float, float] | None:
         """The latest passing (or first) cycles and arena of a case, from earlier runs."""

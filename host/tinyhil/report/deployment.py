@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from ..files import atomic_write  # noqa: E402
 
 from .validation import _png  # noqa: E402
 
@@ -103,10 +104,5 @@ def write_report(deployments, path: Path, title: str = "tinyhil deployment") -> 
         parts.append("<p>seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in d.seconds.items()) + "</p>")
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}.warn{color:#a60}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                   f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                              f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")

@@ -6,13 +6,13 @@ a measurement the board gave up on <skipped> (the exit code still fails).
 GitLab and pytest use; the file is checked against it after writing."""
 from __future__ import annotations
 
-import os
 import socket
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import TinyhilError
+from ..files import atomic_write
 
 SCHEMA = Path(__file__).with_name("junit.xsd")
 
@@ -67,10 +67,7 @@ def write_junit(result, suite, path: Path) -> Path:
     for k, v in totals.items():
         root.set(k, str(v))
     ET.indent(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)
+    atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
     validate_junit(path)
     return path
 

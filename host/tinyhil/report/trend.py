@@ -2,7 +2,6 @@
 the runs, one plot per board environment and metric, the latest verdicts."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jinja2
@@ -13,6 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .validation import _png  # noqa: E402
+from ..files import atomic_write  # noqa: E402
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                                autoescape=True, undefined=jinja2.StrictUndefined)
@@ -56,8 +56,4 @@ def write_trend(history: pd.DataFrame, path: Path, suite: str) -> Path:
     html = TEMPLATES.get_template("trend.html.j2").render(
         suite=suite, figures=trend_figures(history), latest_run=latest_run,
         latest=latest.to_dict("records"), runs=runs.to_dict("records"), verdicts=verdict_columns)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, html)
