@@ -115,16 +115,10 @@ class Characterizer:
 
     def _measure_missing(self, op_list: list[OpConfig], done: set[str]) -> None:
         todo = [op for op in op_list if op.key not in done]
-        if todo or self.needs_overheads():
-            self.check_port()
-        self._measure(todo)
-
-    def _measure(self, todo: list[OpConfig]) -> None:
         if not todo and not self.needs_overheads():
             return  # a complete LUT: nothing to generate, no empty progress bar
-        items = self._items(todo)
-        if items:
-            self.measure_items(items)
+        self.check_port()
+        self.measure_items(self._items(todo))
 
 
     def _items(self, todo: list[OpConfig]) -> list[Item]:
@@ -200,8 +194,6 @@ def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, c
               luts_dir: Path, progress=None):
     """The space's LUT for this board: read if complete, else the missing ops
     are characterized first (what every search and deployment starts with)."""
-    from .lut.table import Lut
-
     path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
     if path.exists():  # a calibrated LUT stands for measurements the board never made
         lut = Lut.load(path)
