@@ -2,10 +2,6 @@
 and (device) a nightly run on a farm of three emulated boards."""
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 
 import pandas as pd
@@ -18,6 +14,7 @@ from tinyhil.cli import app
 from tinyhil.measure import Item, Measurement
 from tinyhil.regress.history import History, Row
 from tinyhil.regress.inventory import InventoryError, parse_inventory
+from tinyhil.regress.faults import regress_killed_after
 from tinyhil.regress.nightly import judge
 from tinyhil.regress.suite import Baseline, Case, SuiteError, parse_suite
 from tinyhil.report.junit import JunitError, validate_junit
@@ -217,22 +214,14 @@ def test_nightly_on_three_emulated_boards(tmp_path, baseline_dir, tiny_model):
 def test_host_killed_mid_run_then_resumed(tmp_path, baseline_dir, tiny_model):
     inventory, suite = write_farm(tmp_path, baseline_dir, tiny_model, FARM[:1])
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "tinyhil", "regress", "--boards", str(inventory),
-               "--suite", str(suite), "--baseline", str(baseline_dir), "--out", str(out)]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-    history_path = out / "history.csv"
-    deadline = time.monotonic() + 300
-    while child.poll() is None and time.monotonic() < deadline:
-        if history_path.is_file() and history_path.read_text().count("\n") >= 3:
-            child.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    assert child.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    args = ["--boards", str(inventory), "--suite", str(suite), "--baseline", str(baseline_dir),
+            "--out", str(out)]
+    assert regress_killed_after(args, out / "history.csv", timeout=300), \
+        "the run ended before it could be killed"
     before = History(out).frame()
     assert 0 < before["case"].nunique() < 5
 
-    resumed = CliRunner().invoke(app, command[3:])
+    resumed = CliRunner().invoke(app, ["regress", *args])
     assert "(resumed)" in resumed.output and resumed.exit_code == 1
     after = History(out).frame()
     assert after["run_id"].nunique() == 1

@@ -152,6 +152,23 @@ def _account(report, injected, expected, lost, duplicated, wrong, resumes) -> No
         report.survived.update(injected)
 
 
+def regress_killed_after(args: list[str], history: Path, rows: int = 2, timeout: float = 600) -> bool:
+    """`tinyhil regress ARGS` in a process group of its own, killed (SIGKILL, its
+    QEMUs with it) once `rows` results are in its history; False if it ended first."""
+    child = subprocess.Popen([sys.executable, "-m", "tinyhil", "regress", *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    killed = False
+    while child.poll() is None and time.monotonic() < deadline:
+        if history.is_file() and history.read_text().count("\n") >= rows + 1:  # header + rows
+            os.killpg(child.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.02)
+    child.wait()
+    return killed
+
+
 def _host_kill_round(boards, suite, baseline_dir, out, report, log) -> None:
     """`tinyhil regress` in a process of its own, killed (SIGKILL) once rows
     have arrived; the run is then resumed here and must finish the rest."""
@@ -164,21 +181,9 @@ def _host_kill_round(boards, suite, baseline_dir, out, report, log) -> None:
         "name": suite.name, "repeats": suite.repeats, "per_image": suite.per_image,
         "lut_sample": suite.lut_sample, "seed": suite.seed, "deployments": "", "models": [],
         "tolerance": {"emulated": 0.0, "physical": 0.0, "arena_bytes": 0}}))
-    command = [sys.executable, "-m", "tinyhil", "regress", "--boards", str(inventory),
-               "--suite", str(suite_file), "--baseline", str(baseline_dir), "--out", str(out)]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-    history = out / "history.csv"
-    deadline = time.monotonic() + 600
-    killed = False
-    while child.poll() is None and time.monotonic() < deadline:
-        if history.is_file() and history.read_text().count("\n") >= 3:  # header + 2 rows
-            os.killpg(child.pid, signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.05)
-    child.wait()
-    if not killed:
+    args = ["--boards", str(inventory), "--suite", str(suite_file), "--baseline", str(baseline_dir),
+            "--out", str(out)]
+    if not regress_killed_after(args, out / "history.csv"):
         report.problems.append(f"host-kill round {out.name}: the run ended before it could be killed")
         return
     from .inventory import load_inventory
