@@ -18,6 +18,8 @@ from .characterize import space_lut
 from .deploy.deploy import Deployment, DeployOptions, deploy
 from .errors import TinyhilError
 from .files import atomic_write
+from .lut.table import Lut
+from .nas.data import Splits
 from .report.deployment import write_report
 from .search import DataSpec, RunDirError, SearchRun, Targets
 
@@ -57,7 +59,7 @@ class PipelineResult:
     seconds: dict[str, float]
 
 
-def run_search(config: PipelineConfig, board: BoardConfig, luts: Path, progress, log) -> SearchRun:
+def run_search(config: PipelineConfig, board: BoardConfig, splits: Splits, lut: Lut, log) -> SearchRun:
     out, key = config.out, config.search_key(board.name)
     settings_path = out / SETTINGS_FILE
     if settings_path.is_file() and (out / "run.json").is_file():
@@ -67,8 +69,6 @@ def run_search(config: PipelineConfig, board: BoardConfig, luts: Path, progress,
                 return SearchRun.load(out)
         except (json.JSONDecodeError, RunDirError):
             pass  # damaged or older: search again
-    splits = config.data.load()
-    lut = space_lut(board, config.engine, splits.window, splits.channels, splits.classes, luts, progress)
     s = config.engine_settings
     if config.engine == "micronas":
         run = search.micronas(config.data, splits, lut, board.name, config.targets, s.search_epochs,
@@ -86,15 +86,21 @@ def run_search(config: PipelineConfig, board: BoardConfig, luts: Path, progress,
 
 
 def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Path | None = None,
-             progress=None, log=lambda _m: None) -> PipelineResult:
+             progress=None, log=lambda _m: None, splits: Splits | None = None,
+             lut: Lut | None = None) -> PipelineResult:
+    """`splits` and `lut` (the data and the board's LUT of the engine's space)
+    are loaded here unless a caller running many pipelines already has them."""
     seconds = {}
     t0 = time.monotonic()
     log(f"characterize + search ({config.engine}) ...")
-    run = run_search(config, board, luts, progress, log)
+    if splits is None:
+        splits = config.data.load()
+    if lut is None:
+        lut = space_lut(board, config.engine, splits.window, splits.channels, splits.classes, luts, progress)
+    run = run_search(config, board, splits, lut, log)
     seconds["search"] = time.monotonic() - t0
     log(f"found {run.architecture.id}: estimated {run.estimate.latency_ms:.2f} ms, arena {run.estimate.ram:,} B")
     t0 = time.monotonic()
-    lut = space_lut(board, run.architecture.space, *run.input, run.classes, luts, progress)
     deployment = deploy(config.out, board, lut, config.deploy, log)
     seconds["deploy"] = time.monotonic() - t0
     report_path = write_report([deployment], report or config.out / "report.html",
@@ -136,7 +142,7 @@ def sweep(engines, data: DataSpec, board: BoardConfig, n_targets: int, settings:
             config = PipelineConfig(engine, data, Targets(latency_ms=latency, ram_bytes=memory),
                                     out / f"{engine}-{latency:g}ms", settings, options)
             log(f"{engine}: latency target {latency:g} ms, memory target {memory:,.0f} B")
-            result = pipeline(config, board, luts, progress=progress, log=log)
+            result = pipeline(config, board, luts, progress=progress, log=log, splits=splits, lut=lut)
             deployments.append(result.deployment)
             d = result.deployment
             rows.append({"engine": engine, "lat_target_ms": latency, "mem_target_bytes": memory,
