@@ -775,7 +775,7 @@ def bench_deploy_sweep(
         table.add_row(*(row[c] for c in shown))
     console.print(table)
     n = len(deployments)
-    under = sum(all(c for c in d.checks().values() if c is not None) for d in deployments)
+    under = sum(d.under_targets for d in deployments)
     within = sum(abs(d.latency_error_pct) <= 3 for d in deployments)
     same = sum(d.predictions_equal == d.test_windows for d in deployments)
     worst = max(abs(d.latency_error_pct) for d in deployments)

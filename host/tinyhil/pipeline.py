@@ -149,7 +149,7 @@ def sweep(engines, data: DataSpec, board: BoardConfig, n_targets: int, settings:
                    "est_ms": d.estimate.latency_ms, "measured_ms": d.measured_ms,
                    "latency_error_pct": d.latency_error_pct, "est_arena": d.estimate.ram,
                    "arena_used": d.arena_used, "model_bytes": d.model_bytes, "est_flash": d.estimate.flash,
-                   "under_targets": all(c for c in d.checks().values() if c is not None),
+                   "under_targets": d.under_targets,
                    "predictions_equal": d.predictions_equal, "outputs_equal": d.outputs_equal,
                    "test_windows": d.test_windows, "acc_float": d.scores["float"].accuracy,
                    "acc_qat": d.scores["qat"].accuracy, "acc_int8_host": d.scores["int8_host"].accuracy,

@@ -112,6 +112,11 @@ class Deployment:
                 "ram": None if t.ram_bytes is None else self.arena_used <= t.ram_bytes,
                 "flash": None if t.flash_bytes is None else self.model_bytes <= t.flash_bytes}
 
+    @property
+    def under_targets(self) -> bool:
+        """Every measured figure that has a target is under it."""
+        return all(ok for ok in self.checks().values() if ok is not None)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data.update(tinyhil=__version__,

@@ -43,13 +43,12 @@ def summary_rows(deployments) -> list[dict]:
     """One line per deployment: what a sweep or the console shows."""
     rows = []
     for d in deployments:
-        checks = [c for c in d.checks().values() if c is not None]
         rows.append({"engine": d.engine, "board": d.board, "data": d.data,
                      "target ms": _fmt(d.targets.latency_ms, digits=1),
                      "est. ms": _fmt(d.estimate.latency_ms, digits=2), "measured ms": _fmt(d.measured_ms, digits=2),
                      "error": f"{d.latency_error_pct:+.2f} %",
                      "target B": _fmt(d.targets.ram_bytes), "arena est.": _fmt(d.estimate.ram),
-                     "arena used": _fmt(d.arena_used), "under targets": "yes" if all(checks) else "NO",
+                     "arena used": _fmt(d.arena_used), "under targets": "yes" if d.under_targets else "NO",
                      "int8 acc. dev/host": f"{d.scores['int8_device'].accuracy:.3f}/"
                                            f"{d.scores['int8_host'].accuracy:.3f}",
                      "same classes": f"{d.predictions_equal}/{d.test_windows}",
