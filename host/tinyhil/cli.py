@@ -354,15 +354,10 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[match.group(2)]
 
 
-def ensure_lut(space: str, window: int, channels: int, classes: int, config, luts: Path, progress):
-    from .characterize import space_lut
-
-    return space_lut(config, space, window, channels, classes, luts, progress)
-
-
 def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: Path, task="classification"):
     """The data spec, its split, and the board's LUT of the engine's space for
     that data's shape (characterizing what is missing)."""
+    from .characterize import space_lut
     from .search import DataSpec
 
     spec = DataSpec(data, window, seed)
@@ -370,7 +365,7 @@ def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: 
     splits = spec.load()
     classes = splits.classes if task == "classification" else 1
     with _progress() as progress:
-        lut = ensure_lut(engine, splits.window, splits.channels, classes, config, luts, progress)
+        lut = space_lut(config, engine, splits.window, splits.channels, classes, luts, progress)
     return spec, splits, lut
 
 
@@ -715,13 +710,14 @@ def bench_micronas_sweep(
 ) -> None:
     """MicroNAS over a sweep of latency targets on BasicMotions and a synthetic
     128x9 six-class set: estimate against target, and accuracy per target."""
+    from .characterize import space_lut
     from .nas.micronas.sweep import sweep
 
     try:
         config = get_board(board)
         with _progress() as progress:
             rows = sweep(config, targets, epochs, retrain_epochs, parse_quantity(mem_target, "b"),
-                         luts, out, progress, ensure_lut)
+                         luts, out, progress, space_lut)
     except TinyhilError as error:
         _fail(error)
     table = Table("data", "Lat_t (ms)", "est. (ms)", "Mem_t (B)", "est. arena (B)", "under both",

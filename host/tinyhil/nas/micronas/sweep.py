@@ -42,14 +42,16 @@ def held_out_accuracy(arch, splits, epochs: int, seed: int = 0) -> float:
 
 
 def sweep(board, n_targets: int, epochs: int, retrain_epochs: int, mem_target: float,
-          luts: Path, out: Path, progress, ensure_lut) -> list[dict]:
+          luts: Path, out: Path, progress, space_lut) -> list[dict]:
+    """`space_lut` is characterize.space_lut, handed in: the search stage does
+    not reach back to characterization itself."""
     rows = []
     out.mkdir(parents=True, exist_ok=True)
     for name in DATA_SETS:
         splits = datasets.load(name)
         space = make_space("micronas", splits.window, splits.channels, splits.classes)
-        lut = ensure_lut("micronas", splits.window, splits.channels, splits.classes, board, luts,
-                         progress)
+        lut = space_lut(board, "micronas", splits.window, splits.channels, splits.classes, luts,
+                        progress)
         to_ms = lambda arch: lut_latency(arch, lut) / lut.meta.clock_hz * 1e3  # noqa: E731
         low, high = to_ms(smallest_architecture(space)), to_ms(largest_architecture(space))
         # from just above the smallest network to well below the largest
