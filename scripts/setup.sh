@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything tinyhil needs on a fresh Debian machine, offline-friendly.
 # Idempotent: every step checks first, so a second run takes seconds.
-#   - Debian packages: QEMU (emulated boards), the Arm GCC toolchain and newlib
+#   - Debian packages: QEMU (emulated boards), the Arm GCC toolchain, newlib and
+#     the Arm C++ headers, openocd (physical boards), ser2net (remote boards)
 #   - a virtualenv (.venv) with tinyhil and its Python dependencies
 #   - PlatformIO's tool-scons package built from PyPI's scons, because the
 #     PlatformIO registry may be unreachable (see docs in README "Offline builds")
+#   - last, `tinyhil doctor`: proves the toolchain builds and boots firmware
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -14,8 +16,12 @@ PYTHON=${PYTHON:-python3}
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages -------------------------------------------------------
+# libstdc++-arm-none-eabi-newlib: the Arm C++ headers (<cstdio>, <cmath>); TFLM is
+#   C++ and no C package pulls them in
+# openocd: flashes and resets the Nucleo boards (board/st_nucleo_f4.cfg, st_nucleo_l5.cfg)
 # ser2net: labgrid-exporter serves a board's serial port with it (tinyhil regress, remote boards)
-APT_PACKAGES=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi ser2net)
+APT_PACKAGES=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi
+              libstdc++-arm-none-eabi-newlib openocd ser2net)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -76,5 +82,12 @@ PY
   rm -rf "$work"
 else
   say "PlatformIO tool-scons present"
+fi
+# 4. Proof: every tool's version, the C++ headers per core, and the toolchain
+# probe built with each emulated board's firmware flags and booted in QEMU.
+say "checking the toolchain (tinyhil doctor)"
+if ! "$VENV/bin/tinyhil" doctor; then
+  say "set-up is incomplete: the failed checks above name what is missing; fix it and run 'make setup' again"
+  exit 1
 fi
 say "done. Activate with: source $VENV/bin/activate"

@@ -54,6 +54,13 @@ def tflm_tree():
     return clone
 
 
+if os.environ.get("TINYHIL_TOOLCHAIN_PROBE"):
+    # `tinyhil doctor`: src_dir is firmware/probe (a one-file program); the
+    # board's flags and BSP, no TFLM and no image, so it builds in seconds.
+    env.Append(CPPPATH=["$PROJECT_INCLUDE_DIR"],  # noqa: F821
+               CPPDEFINES=[("TINYHIL_BOARD", '\\"%s\\"' % env.subst("$PIOENV"))])  # noqa: F821
+    Return()  # noqa: F821
+
 tflm = tflm_tree()
 src = os.path.join(tflm, "src")
 env.Append(  # noqa: F821

@@ -37,6 +37,35 @@ def boards() -> None:
 
 
 @app.command()
+def doctor(
+    board: list[str] = typer.Option(None, help="check these boards only (default: every emulated "
+                                    "board; a physical one also needs openocd)"),
+    probe: bool = typer.Option(True, help="build and boot the toolchain probe on each board"),
+) -> None:
+    """List every tool with its version and prove the toolchain: C++ headers
+    per core, and a probe built with each board's firmware flags and booted."""
+    from .doctor import failed, run_checks
+
+    try:
+        configs = [get_board(name) for name in board] if board else None
+        table = Table("check", "", "found", "fix")
+        checks = []
+        for check in run_checks(configs, probe):
+            checks.append(check)
+            mark = "[green]ok[/]" if check.ok else ("[red]FAIL[/]" if check.required else "[yellow]-[/]")
+            table.add_row(check.what, mark, check.found, "" if check.ok else check.fix)
+    except TinyhilError as error:
+        _fail(error)
+    console.print(table)
+    bad = failed(checks)
+    if bad:
+        err_console.print(f"[bold red]{len(bad)} check(s) failed:[/] " + "; ".join(
+            f"{c.what}: {c.fix}" for c in bad), highlight=False)
+        raise typer.Exit(1)
+    console.print(f"all {len(checks)} checks passed")
+
+
+@app.command()
 def run(
     model: Path = typer.Argument(..., help="int8 .tflite model"),
     board: str = typer.Option("qemu-m4", help="board name (see `tinyhil boards`)"),

@@ -29,6 +29,35 @@ SETUP_HINT = "run `make setup` (scripts/setup.sh)"
 FIRMWARE_INPUTS = ("firmware", "boards", "platformio.ini")
 OVERFLOW = re.compile(r"region [`'\"]?(\w+)'? overflowed by (\d+) bytes")
 
+# What a build log says when a Debian package is missing, and that package.
+# The C++ headers come first: TFLM is C++, and no C package pulls them in.
+MISSING_PACKAGES: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"fatal error: (c[a-z]+|new|cstdint|algorithm|limits|type_traits|utility|"
+                r"initializer_list|functional|memory|array): No such file"),
+     "libstdc++-arm-none-eabi-newlib", "the Arm C++ standard headers"),
+    (re.compile(r"fatal error: ([a-z_/]+\.h): No such file"),
+     "libnewlib-arm-none-eabi", "the Arm C library headers (newlib)"),
+    (re.compile(r"(nano|nosys)\.specs.*(No such file|cannot read spec file)|"
+                r"cannot read spec file '(nano|nosys)\.specs'"),
+     "libnewlib-arm-none-eabi", "newlib-nano's spec files"),
+    (re.compile(r"arm-none-eabi-(gcc|g\+\+|gcc-ar|ar|objcopy|size)[^\n]*(not found|No such file)"),
+     "gcc-arm-none-eabi", "the Arm GCC toolchain"),
+    (re.compile(r"Could not find the package with '?platformio/tool-scons|tool-scons"
+                r"[^\n]*(not found|Could not)"),
+     "", "PlatformIO's tool-scons (packaged from PyPI's scons by the set-up)"),
+)
+
+
+def explain_missing(log_text: str) -> str | None:
+    """Names the package a failed build lacks, with the command that installs it."""
+    for pattern, package, what in MISSING_PACKAGES:
+        match = pattern.search(log_text)
+        if match:
+            found = match.group(0).strip()
+            install = f"apt-get install {package}, or " if package else ""
+            return f"{what} missing ({found}): {install}{SETUP_HINT}"
+    return None
+
 
 @dataclass(frozen=True)
 class BuiltImage:
@@ -145,11 +174,38 @@ def _run_pio(board: BoardConfig, source_dir: Path, tflm: Path, log_path: Path, l
         if overflow:
             parts = ", ".join(f"{region} by {over} bytes" for region, over in overflow)
             raise ImageTooLarge(f"the image does not fit board {board.name}: {parts} too many")
-        if "command not found" in text or "No such file or directory: 'arm-none-eabi" in text:
-            raise ToolMissing(f"the toolchain for {board.name} is missing: {SETUP_HINT}")
+        missing = explain_missing(text)
+        if missing:
+            raise ToolMissing(f"cannot build for {board.name}: {missing} (log: {log_path})")
         tail = "\n".join(text.splitlines()[-15:])
         raise BuildFailed(f"PlatformIO failed for {board.name} (log: {log_path}):\n{tail}")
     return project_dir() / ".pio" / "build" / board.name / "firmware.elf"
+
+
+def build_toolchain_probe(board: BoardConfig) -> Path:
+    """Builds firmware/probe with `board`'s firmware flags and BSP (no TFLM):
+    the seconds-long proof that the toolchain builds what the firmware needs.
+    Returns the ELF; a failure names the missing package."""
+    out = cache_dir() / "probe" / board.name
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TINYHIL_TOOLCHAIN_PROBE="1", PLATFORMIO_DISABLE_PROGRESSBAR="true",
+               PLATFORMIO_SRC_DIR=str(project_dir() / "firmware" / "probe"),
+               PLATFORMIO_BUILD_DIR=str(out / "build"))
+    command = [pio_executable(), "run", "--environment", board.name,
+               "--project-dir", str(project_dir())]
+    log_path = out / "build.log"
+    with open(cache_dir() / "build.lock", "w") as lock, open(log_path, "w") as log_file:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # shares PlatformIO's build cache with image builds
+        result = subprocess.run(command, cwd=project_dir(), env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        text = log_path.read_text(errors="replace")
+        missing = explain_missing(text)
+        if missing:
+            raise ToolMissing(f"cannot build for {board.name}: {missing} (log: {log_path})")
+        tail = "\n".join(text.splitlines()[-10:])
+        raise BuildFailed(f"the toolchain probe failed for {board.name} (log: {log_path}):\n{tail}")
+    return out / "build" / board.name / "firmware.elf"
 
 
 def upload(image: BuiltImage, port: str) -> None:
