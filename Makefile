@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE := examples/conv1d_har.tflite
 
-.PHONY: setup demo test example clean
+.PHONY: setup demo test example clean doctor fresh-check
 
 setup:                    ## apt packages, virtualenv, offline PlatformIO (idempotent)
 	bash scripts/setup.sh
@@ -19,6 +19,12 @@ demo: setup              ## install everything, then search -> deploy -> measure
 
 test: setup               ## the whole test suite (device tests boot QEMU)
 	$(BIN)/python -m pytest -q
+
+doctor: setup             ## every tool's version; probe firmware built and booted per emulated board
+	$(BIN)/tinyhil doctor
+
+fresh-check:              ## the two commands above in a clean Debian root (root, slow; not in CI)
+	bash scripts/fresh-check.sh
 
 clean:
 	rm -rf .pio .tinyhil $(EXAMPLE)

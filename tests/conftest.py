@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 from importlib.metadata import entry_points
@@ -40,6 +41,19 @@ def make_int8_model(path: Path, layers, input_shape, seed: int = 0, samples=None
             samples = np.random.default_rng(seed).standard_normal((16, *input_shape))
         path.write_bytes(to_int8_tflite(model, samples.astype("float32")))
     return path
+
+
+def processes_matching(pattern: str) -> list[int]:
+    """Pids whose command line matches `pattern` (pgrep -f without procps)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended while we looked
+            continue
+        if re.search(pattern, text) and int(cmdline.parent.name) != os.getpid():
+            found.append(int(cmdline.parent.name))
+    return found
 
 
 def gcc() -> str:

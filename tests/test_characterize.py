@@ -1,5 +1,6 @@
 """Characterization on the emulated board: resume, Eq. 2 off the grid, flags."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import processes_matching
 from tinyhil.bench.tflite_model import TfliteModel
 from tinyhil.boards import get_board
 from tinyhil.characterize import Characterizer
@@ -44,8 +46,8 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path):
     assert 15 <= len(before) < 48, "the kill should land mid-run"
     time.sleep(0.5)
     # this checkout's QEMUs only: other checkouts on the machine run their own
-    assert not subprocess.run(["pgrep", "-f", f"qemu-system-arm.*{cache_dir() / 'images'}"],
-                              capture_output=True).stdout, "QEMU outlived its tinyhil"
+    assert not processes_matching(f"qemu-system-arm.*{re.escape(str(cache_dir() / 'images'))}"), \
+        "QEMU outlived its tinyhil"
 
     subprocess.run([*COMMAND, "--luts", str(luts)], check=True, capture_output=True)
     after = read_rows(store)

@@ -1,11 +1,11 @@
 """End to end on the emulated boards: build, boot QEMU, measure over the pty."""
 import os
+import re
 import signal
-import subprocess
 
 import pytest
 
-from conftest import make_int8_model
+from conftest import make_int8_model, processes_matching
 from tinyhil.bench.tflite_model import TfliteModel
 from tinyhil.boards import get_board
 from tinyhil.build.firmware import build_image
@@ -38,8 +38,7 @@ def long_conv(models_dir):
 
 
 def qemu_pids(elf) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", f"qemu-system-arm.*{elf}"], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+    return processes_matching(f"qemu-system-arm.*{re.escape(str(elf))}")
 
 
 @pytest.mark.boards("qemu-m4", "qemu-m33")
@@ -116,3 +115,24 @@ def test_no_qemu_left_behind_after_an_error(small_conv):
             raise RuntimeError("test failure inside the with block")
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_long_run_is_waited_for_not_resent(long_conv):
+    """A RUN's timeout scales with its work: 300 inferences of ~25 ms each on a
+    board whose reply timeout is 1 s are waited for, never resent (a resend
+    while the board measures would queue a second run behind the first)."""
+    from tinyhil.device.protocol import RunRequest
+
+    config = get_board("qemu-m4")
+    image = build_image(model_image(TfliteModel.load(long_conv), config), config)
+    with QemuBoard(config, timeout=1.0, retries=2) as board:
+        board.boot(image)
+        request = RunRequest(0, warmup=1, repeats=300, profile=True, output_crc_only=True, seed=3)
+        reply = board.driver.run(request)
+        assert board.driver.resends == 0
+        assert len(reply.repeat_ticks) == 300 and len(set(reply.repeat_ticks)) == 1
+        # learnt from the first inference: the timeout covers the work asked, many times over
+        work = 302 * reply.repeat_ticks[0] / (board.info.counter_hz * 128e-9 * 600e6)
+        assert board.driver.run_timeout(request) > 3 * work + 1.0
+        again = board.driver.run(RunRequest(0, warmup=0, repeats=2, seed=3))
+        assert again.repeat_ticks[0] == reply.repeat_ticks[0] and board.driver.resends == 0

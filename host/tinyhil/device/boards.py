@@ -21,6 +21,9 @@ from .driver import BenchDriver, DeviceInfo
 from .qemu import QemuProcess, wait_for_pty
 
 SERIAL_BAUD = 115200
+# Guest instructions per host second below which an emulated board is taken
+# for dead (QEMU does ~600 M here; 12x slack for a loaded host).
+SLOWEST_GUEST_IPS = 50e6
 
 
 # Steps a board's strategy tries, in order, when it stops answering: each
@@ -41,6 +44,8 @@ class Board(ABC):
         # identity, or a fault-injecting proxy in front of it (tests, bench).
         self.link: Callable[[str], str] = lambda port: port
         self.recoveries: Counter[str] = Counter()  # recovery steps taken, by name
+        # Counter ticks of one inference per benchmark of the booted image: scales RUN timeouts
+        self.inference_ticks: dict[int, int] = {}
 
     @abstractmethod
     def _power_on(self) -> str:
@@ -54,8 +59,16 @@ class Board(ABC):
         """Counter ticks as core cycles (instructions on an emulated board)."""
 
     def boot(self, image: BuiltImage) -> DeviceInfo:
+        if self.image is None or self.image.image_id != image.image_id:
+            self.inference_ticks = {}
         self.image = image
         return self._bring_up()
+
+    def ticks_per_host_second(self) -> float:
+        """Counter ticks per host second when the board runs slowest: a
+        physical board counts in real time."""
+        assert self.info is not None
+        return float(self.info.counter_hz)
 
     def reset(self) -> DeviceInfo:
         """Back to a freshly started firmware, same image."""
@@ -95,11 +108,12 @@ class Board(ABC):
 
     def _handshake(self) -> DeviceInfo:
         """INFO, and the check that the board runs the image we built."""
-        self.driver = BenchDriver(self.port, self.config.name, self.timeout, self.retries)
         # Booting needs no long timeout: the runner answers INFO at once.
         boot_driver = BenchDriver(self.port, self.config.name, timeout=min(5.0, self.timeout),
                                   retries=2)
         self.info = boot_driver.info()
+        self.driver = BenchDriver(self.port, self.config.name, self.timeout, self.retries,
+                                  self.ticks_per_host_second(), self.inference_ticks)
         self.driver._seq = boot_driver._seq
         if self.info.build_id != self.image.image_id:
             raise TinyhilError(
@@ -145,6 +159,14 @@ class QemuBoard(Board):
         except OSError:
             return self.power_cycle()
         return self._handshake()
+
+    def ticks_per_host_second(self) -> float:
+        # Counter ticks are virtual time: one guest instruction is 2**shift ns.
+        # QEMU runs TFLM at ~600 M guest instructions per host second here; a
+        # loaded host slows it, so assume SLOWEST_GUEST_IPS.
+        assert self.info is not None
+        ticks_per_instruction = (1 << self.config.icount_shift) * self.info.counter_hz / 1e9
+        return SLOWEST_GUEST_IPS * ticks_per_instruction
 
     def ticks_to_cycles(self, ticks: int) -> float:
         # SysTick counts virtual time at counter_hz; under -icount every guest

@@ -25,6 +25,12 @@ from .protocol import (
     parse_key_values,
 )
 
+# A loaded host can keep QEMU, or this process, off the CPU for a while: no
+# RUN is given up on sooner than this, whatever timeout the caller set.
+RUN_FLOOR_SECONDS = 2.0
+# A RUN waits for its expected device time this many times over, on top of the
+# caller's timeout: a slow board is not a dead board.
+RUN_WORK_MARGIN = 3.0
 ARENA_MISSING = re.compile(r"missing: (\d+)")
 OP_MISSING = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
 
@@ -69,15 +75,25 @@ class BenchDriver:
     """Sends one request at a time and waits for the reply with its sequence number.
 
     A lost or garbled frame (either way) is survived by resending the same
-    request after `timeout`; replies to earlier requests are ignored. After
+    request after its timeout; replies to earlier requests are ignored. After
     `retries` resends the board is declared not responding.
+
+    A RUN's timeout scales with the work it asks for: `timeout` plus the
+    inferences it asks for times one inference's counter ticks (learnt from
+    an earlier reply of the same benchmark, or from a one-inference RUN sent
+    first), at the slowest speed the board may run (`ticks_per_second`).
     """
 
-    def __init__(self, port, board_name: str, timeout: float = 10.0, retries: int = 2):
+    def __init__(self, port, board_name: str, timeout: float = 10.0, retries: int = 2,
+                 ticks_per_second: float = 0.0, inference_ticks: dict[int, int] | None = None):
         self.port = port
         self.board_name = board_name
         self.timeout = timeout
         self.retries = retries
+        self.ticks_per_second = ticks_per_second  # 0: unknown, RUNs get `timeout` alone
+        # benchmark -> counter ticks of its slowest inference seen; kept by the board across resets
+        self.inference_ticks = {} if inference_ticks is None else inference_ticks
+        self.resends = 0  # requests sent again after a timeout or a bad frame
         self.decoder = FrameDecoder()
         self._seq = 0
 
@@ -92,19 +108,43 @@ class BenchDriver:
         return entries
 
     def run(self, request: RunRequest, timeout: float | None = None) -> RunReply:
+        if (timeout is None and self.ticks_per_second
+                and request.benchmark not in self.inference_ticks and self._inferences(request) > 1):
+            # Unknown cost: one inference first, so the real RUN's timeout fits its work.
+            self.run(RunRequest(request.benchmark, request.input, warmup=0, repeats=1,
+                                profile=False, output_crc_only=True, seed=request.seed))
         what = f"RUN benchmark {request.benchmark} ({request.repeats} repeats)"
-        payload = self._request(Kind.RUN, request.encode(), what, timeout)
+        payload = self._request(Kind.RUN, request.encode(), what,
+                                timeout or self.run_timeout(request))
         try:
-            return RunReply.decode(payload)
+            reply = RunReply.decode(payload)
         except ValueError as error:
             raise BoardNotResponding(f"board {self.board_name}: {error} after {what}") from error
+        if reply.repeat_ticks:
+            seen = self.inference_ticks.get(request.benchmark, 0)
+            self.inference_ticks[request.benchmark] = max(seen, *reply.repeat_ticks)
+        return reply
+
+    def run_timeout(self, request: RunRequest) -> float:
+        """Seconds to wait for the reply to `request`: never below the floor,
+        and longer by the expected device time of the inferences asked for."""
+        base = max(self.timeout, RUN_FLOOR_SECONDS)
+        ticks = self.inference_ticks.get(request.benchmark)
+        if not ticks or not self.ticks_per_second:
+            return base
+        return base + RUN_WORK_MARGIN * self._inferences(request) * ticks / self.ticks_per_second
+
+    @staticmethod
+    def _inferences(request: RunRequest) -> int:
+        return request.warmup + request.repeats + (1 if request.profile else 0)
 
     # ---------------------------------------------------------------------
     def _request(self, kind: Kind, payload: bytes, what: str, timeout: float | None = None) -> bytes:
         self._seq = (self._seq + 1) & 0xFF
         frame = Frame(kind, self._seq, payload).encode()
         timeout = timeout or self.timeout
-        for _attempt in range(self.retries + 1):
+        for attempt in range(self.retries + 1):
+            self.resends += attempt > 0
             try:
                 self.port.reset_input_buffer()
                 self.decoder.buffer.clear()
