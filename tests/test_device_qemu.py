@@ -13,7 +13,7 @@ from tinyhil.device.boards import QemuBoard
 from tinyhil.device.fault_proxy import FaultPlan, FaultProxy
 from tinyhil.errors import BoardNotResponding
 from tinyhil.project import cache_dir
-from tinyhil.run import model_image, run_model
+from tinyhil.run import measure, model_image, run_model
 
 pytestmark = pytest.mark.device
 
@@ -132,10 +132,10 @@ def test_no_qemu_left_behind_after_an_error(small_conv):
         os.kill(pid, 0)
 
 
-def behind_proxy(config, plan, proxies, **board_options):
+def behind_proxy(config, plan, proxies):
     """open_device for run_model: a QEMU board whose line goes through a FaultProxy."""
     def open_device():
-        device = QemuBoard(config, **board_options)
+        device = QemuBoard(config)
         proxies.append(FaultProxy(plan))
         device.link = proxies[-1]
         return device
@@ -144,14 +144,15 @@ def behind_proxy(config, plan, proxies, **board_options):
 
 def test_noise_while_measuring_changes_no_count(har_conv):
     """Bytes arriving during timed Invokes (garbage in the board's pty) used to
-    run the UART interrupt inside the timed window: +4 instructions here and there."""
+    run the UART interrupt inside the timed window: +4 instructions in a repeat
+    or an op. The RUN (1000 repeats) lasts well beyond the noise's 0.3 s window."""
     config = get_board("qemu-m4")
-    clean = run_model(har_conv, config, repeats=300)
+    clean = run_model(har_conv, config, repeats=1000)
     assert len(set(clean.cycles)) == 1
     for seed in (1, 2):
         proxies = []
         plan = FaultPlan(seed=seed, to_host=0.0, to_board=0.0, noise=1.0, noise_window_s=0.3)
-        noisy = run_model(har_conv, config, repeats=300, open_device=behind_proxy(config, plan, proxies))
+        noisy = run_model(har_conv, config, repeats=1000, open_device=behind_proxy(config, plan, proxies))
         for proxy in proxies:
             proxy.close()
         assert sum(p.faults["noise"] for p in proxies) == 1  # the one RUN got noise
@@ -163,14 +164,17 @@ def test_run_resent_while_measuring_changes_no_count(har_conv):
     """`tinyhil run --repeat 1000 --timeout 0.3`: the driver resends RUN while the
     board is still measuring; the resent bytes arrive in timed windows."""
     config = get_board("qemu-m4")
-    clean = run_model(har_conv, config, repeats=300)
-    proxies = []
-    plan = FaultPlan(to_host=0.0, to_board=0.0)  # a plain relay: it counts the frames
-    # A timeout far below the RUN's length makes the driver resend it; the
-    # many retries leave room for a slow (loaded) machine.
-    resent = run_model(har_conv, config, repeats=300,
-                       open_device=behind_proxy(config, plan, proxies, timeout=0.1, retries=300))
-    for proxy in proxies:
-        proxy.close()
-    assert sum(p.frames["to_board"] for p in proxies) >= 3  # INFO, RUN and at least one resend
+    clean = run_model(har_conv, config, repeats=1000)
+    model = TfliteModel.load(har_conv)
+    image = build_image(model_image(model, config), config)
+    relay = FaultProxy(FaultPlan(to_host=0.0, to_board=0.0))  # faultless: it counts the frames
+    with QemuBoard(config) as board:
+        board.link = relay
+        info = board.boot(image)
+        # A timeout far below the RUN's length makes the driver resend it while
+        # the board measures; the many retries leave room for a loaded machine.
+        board.driver.timeout, board.driver.retries = 0.3, 100
+        resent = measure(image, info, board, model, model.random_input(0), repeats=1000, warmup=1)
+    relay.close()
+    assert relay.frames["to_board"] >= 3  # INFO, RUN and at least one resend
     assert resent.cycles == clean.cycles and resent.ops == clean.ops
