@@ -811,7 +811,8 @@ def bench_faults(
     timeout: float = typer.Option(1.0, min=0.1, help="seconds to wait for each reply"),
 ) -> None:
     """Regression rounds through a fault-injecting serial proxy (garble, drop,
-    duplicate, stall), with board resets, QEMU kills and host kills; prints
+    duplicate, stall, noise while measuring), with board resets, QEMU kills,
+    host kills and impossible baselines; prints
     the faults by kind, survived, and rows lost/duplicated/wrong (must be 0)."""
     import tempfile
 
