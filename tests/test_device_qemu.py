@@ -9,10 +9,12 @@ from conftest import make_int8_model, processes_matching
 from tinyhil.bench.tflite_model import TfliteModel
 from tinyhil.boards import get_board
 from tinyhil.build.firmware import build_image
+from tinyhil.device import driver as driver_module
 from tinyhil.device.boards import QemuBoard
+from tinyhil.device.fault_proxy import FaultPlan, FaultProxy
 from tinyhil.errors import BoardNotResponding
 from tinyhil.project import cache_dir
-from tinyhil.run import model_image, run_model
+from tinyhil.run import measure, model_image, run_model
 
 pytestmark = pytest.mark.device
 
@@ -35,6 +37,19 @@ def long_conv(models_dir):
     return make_int8_model(models_dir / "long_conv.tflite",
                            [tf.keras.layers.Conv2D(32, (5, 1), padding="same", activation="relu")],
                            (128, 30, 16))
+
+
+@pytest.fixture(scope="module")
+def har_conv(models_dir):
+    """A 1-D CNN on 128x9 windows, about as long as examples/conv1d_har.tflite:
+    a RUN of a few hundred repeats lasts long enough to be written to mid-way."""
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    return make_int8_model(models_dir / "har_conv.tflite", [
+        L.Conv1D(16, 5, activation="relu"), L.MaxPooling1D(2), L.Conv1D(16, 5, activation="relu"),
+        L.GlobalAveragePooling1D(), L.Dense(6), L.Softmax(),
+    ], (128, 9))
 
 
 def qemu_pids(elf) -> list[int]:
@@ -136,3 +151,54 @@ def test_a_long_run_is_waited_for_not_resent(long_conv):
         assert board.driver.run_timeout(request) > 3 * work + 1.0
         again = board.driver.run(RunRequest(0, warmup=0, repeats=2, seed=3))
         assert again.repeat_ticks[0] == reply.repeat_ticks[0] and board.driver.resends == 0
+
+
+def behind_proxy(config, plan, proxies):
+    """open_device for run_model: a QEMU board whose line goes through a FaultProxy."""
+    def open_device():
+        device = QemuBoard(config)
+        proxies.append(FaultProxy(plan))
+        device.link = proxies[-1]
+        return device
+    return open_device
+
+
+def test_noise_while_measuring_changes_no_count(har_conv):
+    """Bytes arriving during timed Invokes (garbage in the board's pty) used to
+    run the UART interrupt inside the timed window: +4 instructions in a repeat
+    or an op. The RUN (1000 repeats) lasts well beyond the noise's 0.3 s window."""
+    config = get_board("qemu-m4")
+    clean = run_model(har_conv, config, repeats=1000)
+    assert len(set(clean.cycles)) == 1
+    for seed in (1, 2):
+        proxies = []
+        plan = FaultPlan(seed=seed, to_host=0.0, to_board=0.0, noise=1.0, noise_window_s=0.3)
+        noisy = run_model(har_conv, config, repeats=1000, open_device=behind_proxy(config, plan, proxies))
+        for proxy in proxies:
+            proxy.close()
+        assert sum(p.faults["noise"] for p in proxies) == 1  # the one RUN got noise
+        assert noisy.cycles == clean.cycles
+        assert noisy.ops == clean.ops and noisy.device_output == clean.device_output
+
+
+def test_run_resent_while_measuring_changes_no_count(har_conv, monkeypatch):
+    """`tinyhil run --repeat 1000 --timeout 0.3`: the driver resends RUN while the
+    board is still measuring; the resent bytes arrive in timed windows."""
+    config = get_board("qemu-m4")
+    clean = run_model(har_conv, config, repeats=1000)
+    model = TfliteModel.load(har_conv)
+    image = build_image(model_image(model, config), config)
+    relay = FaultProxy(FaultPlan(to_host=0.0, to_board=0.0))  # faultless: it counts the frames
+    with QemuBoard(config) as board:
+        board.link = relay
+        info = board.boot(image)
+        # A timeout far below the RUN's length makes the driver resend it while
+        # the board measures; the many retries leave room for a loaded machine.
+        # (No floor and no work-scaled timeout here: this test wants the resends.)
+        monkeypatch.setattr(driver_module, "RUN_FLOOR_SECONDS", 0.0)
+        board.driver.ticks_per_second = 0.0
+        board.driver.timeout, board.driver.retries = 0.3, 100
+        resent = measure(image, info, board, model, model.random_input(0), repeats=1000, warmup=1)
+    relay.close()
+    assert relay.frames["to_board"] >= 3  # INFO, RUN and at least one resend
+    assert resent.cycles == clean.cycles and resent.ops == clean.ops

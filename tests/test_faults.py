@@ -2,13 +2,14 @@
 boards reset and QEMU killed mid-benchmark, the host killed mid-run. Every
 run must end with the right figures, no row lost or twice."""
 import os
+import select
 import time
 
 import pytest
 
 from tinyhil.boards import get_board
 from tinyhil.device.fault_proxy import FaultPlan, FaultProxy, _Framer
-from tinyhil.device.protocol import Frame, Kind
+from tinyhil.device.protocol import SYNC, Frame, Kind
 from tinyhil.regress.faults import campaign
 from tinyhil.regress.speedup import emulated_farm
 from tinyhil.regress.suite import Suite
@@ -59,11 +60,13 @@ def test_campaign_loses_nothing_and_records_no_wrong_number(tmp_path):
     suite = Suite("faults", repeats=2, per_image=3, lut_sample=2, deployments="")
     report = campaign(emulated_farm("qemu-m4", 2), suite, baseline, tmp_path, target_faults=30,
                       host_kills=1, seed=1, timeout=1.0,
-                      plan=FaultPlan(to_host=0.4, to_board=0.1, board_faults=0.15), log=lambda _: None)
+                      plan=FaultPlan(to_host=0.4, to_board=0.1, board_faults=0.15, noise=0.3),
+                      log=lambda _: None, impossible_baselines=3)
     assert report.total >= 30
     # every kind was tried, and all survived: correct figures, nothing lost or doubled
     assert set(report.injected) == {"garble", "drop", "duplicate", "stall", "board_reset",
-                                    "qemu_killed", "host_killed"}, report.injected
+                                    "qemu_killed", "host_killed", "noise",
+                                    "impossible_baseline"}, report.injected
     assert report.survived == report.injected
     assert report.rows_lost == 0 and report.rows_duplicated == 0 and report.wrong == 0
     assert not report.problems
@@ -139,3 +142,31 @@ def test_run_through_a_faulty_line(models_dir):
         assert faulty.cycles == clean.cycles and faulty.output_matches
         assert faulty.device_output == clean.device_output
     assert sum(injected(proxies).values()) >= 2
+
+
+def test_proxy_sends_noise_to_the_board_after_a_run_request():
+    board_master, board_slave = os.openpty()
+    proxy = FaultProxy(FaultPlan(seed=4, to_host=0.0, to_board=0.0, noise=1.0, noise_window_s=0.2))
+    host_port = proxy(os.ttyname(board_slave))
+    host = os.open(host_port, os.O_RDWR | os.O_NOCTTY)
+    try:
+        info, run = Frame(Kind.INFO, 1).encode(), Frame(Kind.RUN, 2, b"\x00" * 11).encode()
+        os.write(host, info + run)
+        got = b""
+        deadline = time.monotonic() + 10
+        while proxy.faults["noise"] == 0 or len(got) <= len(info + run) or proxy._noise_due:
+            ready, _, _ = select.select([board_master], [], [], 0.1)
+            if ready:
+                got += os.read(board_master, 4096)
+            assert time.monotonic() < deadline, (got, proxy.faults)
+        time.sleep(0.3)  # anything still on its way
+        ready, _, _ = select.select([board_master], [], [], 0)
+        got += os.read(board_master, 4096) if ready else b""
+        # the requests go through untouched, then noise follows the RUN only
+        assert got.startswith(info + run) and len(got) > len(info + run)
+        assert proxy.faults == {"noise": 1}
+        assert SYNC[0] not in got[len(info + run):]  # noise never opens a false frame
+    finally:
+        proxy.close()
+        for fd in (host, board_master, board_slave):
+            os.close(fd)

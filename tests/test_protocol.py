@@ -147,3 +147,66 @@ def test_seeded_inputs_match_the_firmware_generator(root, tmp_path, seed):
 def test_seeded_run_request_carries_only_the_seed():
     req = RunRequest(1, warmup=0, repeats=2, profile=False, seed=0x01020304)
     assert req.encode() == struct.pack("<HHHBI", 1, 0, 2, protocol.RunFlag.INPUT_SEED, 0x01020304)
+
+
+class ScriptedBoard:
+    """A pyserial-like port whose 'board' answers each request frame it gets
+    with the next of `answers` (functions of that frame)."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.requests: list[Frame] = []
+        self.pending = bytearray()
+        self.decoder = FrameDecoder()
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.pending)
+
+    def reset_input_buffer(self) -> None:
+        self.pending.clear()
+
+    def write(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            self.requests.append(frame)
+            self.pending += self.answers.pop(0)(frame).encode()
+
+    def flush(self) -> None:
+        pass
+
+    def read(self, n: int) -> bytes:
+        chunk = bytes(self.pending[:n])
+        del self.pending[:n]
+        return chunk
+
+
+def disturbed(request: Frame) -> Frame:
+    return Frame(Kind.ERROR, request.seq, bytes([protocol.ErrorCode.DISTURBED]) +
+                 b"repeat sample 3 stayed disturbed: another interrupt ran")
+
+
+def run_reply(request: Frame) -> Frame:
+    ticks = (1000, 1000)
+    payload = struct.pack("<BIH", 0, 512, len(ticks)) + struct.pack("<2Q", *ticks)
+    payload += struct.pack("<H", 0) + struct.pack("<BII", 1, 4, 0x1234)
+    return Frame(Kind.RUN | protocol.REPLY, request.seq, payload)
+
+
+def test_a_disturbed_sample_is_measured_again_never_taken():
+    from tinyhil.device.driver import BenchDriver
+
+    port = ScriptedBoard([disturbed, run_reply])
+    reply = BenchDriver(port, "qemu-m4", timeout=5.0).run(RunRequest(0, repeats=2))
+    assert reply.repeat_ticks == (1000, 1000)
+    assert len(port.requests) == 2 and port.requests[0] == port.requests[1]  # the same RUN again
+
+
+def test_a_sample_that_stays_disturbed_gives_no_figure():
+    from tinyhil.device.driver import BenchDriver
+    from tinyhil.errors import BoardNotResponding, SampleDisturbed
+
+    port = ScriptedBoard([disturbed] * 3)
+    with pytest.raises(SampleDisturbed, match=r"disturbed on 3 tries, no figure taken "
+                                              r"\(repeat sample 3 stayed disturbed"):
+        BenchDriver(port, "qemu-m4", timeout=5.0, retries=2).run(RunRequest(0, repeats=2))
+    assert issubclass(SampleDisturbed, BoardNotResponding)  # the recovery ladder takes over

@@ -282,3 +282,119 @@ def test_jobs_cut_the_work_evenly_longest_first():
     assert jobs[1].cases[0].case_id == "lut/t/10"
     pinned = make_jobs({"qemu-m4@r": cases}, per_image=4, pinned=frozenset({"qemu-m4@r"}))
     assert len(pinned["qemu-m4@r"]) == 1
+
+
+# ---- impossible baselines and corrupt histories: errors naming file and line ------
+def _lut_baseline(tmp_path, line: int, column: str, value: str):
+    """The project's timenas qemu-m4 table as a baseline, one cell of `line` replaced."""
+    board = tmp_path / "luts" / "qemu-m4"
+    board.mkdir(parents=True)
+    table = "timenas-100x6-c4"
+    shutil.copy(ROOT / "luts" / "qemu-m4" / f"{table}.meta.json", board / f"{table}.meta.json")
+    lines = (ROOT / "luts" / "qemu-m4" / f"{table}.csv").read_text().splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    cells = lines[line - 1].rstrip("\n").split(",")
+    assert cells[header.index("status")] == "ok"
+    cells[header.index(column)] = value
+    lines[line - 1] = ",".join(cells) + "\n"
+    (board / f"{table}.csv").write_text("".join(lines))
+    return tmp_path / "luts", board / f"{table}.csv", cells[0]
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("cycles", "inf", "cycles inf"), ("cycles", "0", "cycles 0"), ("cycles", "-5.0", "cycles -5"),
+    ("cycles", "nan", "cycles is not a number"), ("arena_bytes", "-1", "arena_bytes -1"),
+    ("arena_bytes", "inf", "arena_bytes inf"),
+])
+def test_impossible_lut_baseline_is_an_error_naming_file_and_line(tmp_path, column, value, message):
+    from tinyhil.regress.suite import lut_cases
+
+    luts, table, key = _lut_baseline(tmp_path, 5, column, value)
+    with pytest.raises(SuiteError, match=message) as error:
+        lut_cases(parse_suite({"lut_sample": 2}, "s"), "qemu-m4", luts)
+    assert f"{table}: line 5" in str(error.value)
+
+
+@pytest.mark.parametrize("cycles", ["NaN", "Infinity", "-Infinity", "0", "-12.5", '"fast"', "true"])
+def test_impossible_deployment_baseline_is_an_error_naming_file_and_line(tmp_path, cycles):
+    from tinyhil.regress.suite import deployment_cases
+
+    run = tmp_path / "runs" / "d1"
+    run.mkdir(parents=True)
+    manifest = run / "deployment.json"
+    manifest.write_text('{\n  "board": "qemu-m4",\n  "measured": {\n    "ms": 1.0,\n'
+                        f'    "cycles": {cycles},\n    "arena_bytes": 100\n  }}\n}}\n')
+    with pytest.raises(SuiteError, match=rf"{manifest}: line 5: impossible baseline: cycles"):
+        deployment_cases(parse_suite({"deployments": "runs"}, "s"), "qemu-m4", tmp_path)
+
+
+def _history_with(tmp_path, rows: list[Row], extra: str = "") -> History:
+    history = History(tmp_path)
+    with history.exclusive():
+        history.append(rows)
+    if extra:
+        with open(history.path, "a") as f:
+            f.write(extra)
+    return history
+
+
+MODEL_ROW = Row("r1", "t", "s", "qemu-m4", "m4-a", "model/m.tflite", "model", "cycles", None, 1000.0,
+                0.0, "new", "no baseline yet")
+
+
+@pytest.mark.parametrize("measured", [float("nan"), float("inf"), 0.0, -3.0])
+def test_impossible_history_baseline_is_an_error_naming_the_line(tmp_path, measured):
+    from tinyhil.regress.history import HistoryError
+
+    other = Row(**{**MODEL_ROW.__dict__, "case": "model/other.tflite"})
+    bad = Row(**{**MODEL_ROW.__dict__, "measured": measured})
+    history = _history_with(tmp_path, [other, bad])
+    with pytest.raises(HistoryError, match=rf"history.csv: line 3: impossible baseline: cycles "):
+        history.last_good("qemu-m4", "model/m.tflite", before_run="r2")
+    assert history.last_good("qemu-m4", "model/other.tflite", before_run="r2")[0] == 1000.0
+
+
+def test_judge_never_passes_an_impossible_baseline():
+    suite = parse_suite({}, "s")
+    for cycles in (0.0, float("inf"), float("nan"), -100.0):
+        rows = judge(_case(cycles), _measured(100), suite, True)
+        assert [r[4] for r in rows] == ["error"], (cycles, rows)
+        assert "impossible baseline in t.csv" in rows[0][5]
+
+
+@pytest.mark.parametrize("where", [0, 1])
+def test_history_row_with_an_extra_comma_is_an_error_naming_the_line(tmp_path, where):
+    from tinyhil.regress.history import HistoryError
+
+    rows = [Row(**{**MODEL_ROW.__dict__, "case": f"model/m{i}.tflite"}) for i in range(3)]
+    history = _history_with(tmp_path, rows)
+    lines = history.path.read_text().splitlines(keepends=True)
+    lines[2 + where] = lines[2 + where].replace(",model,", ",model,,", 1)  # an old row, edited by hand
+    history.path.write_text("".join(lines))
+    with pytest.raises(HistoryError, match=rf"history.csv: line {3 + where}: 14 fields, expected 13"):
+        history.frame()
+
+
+def test_detail_with_newlines_keeps_line_numbers(tmp_path):
+    rows = [Row(**{**MODEL_ROW.__dict__, "case": "model/a.tflite", "detail": "refused:\nlog\nmore"}),
+            Row(**{**MODEL_ROW.__dict__, "case": "model/b.tflite"})]
+    frame = _history_with(tmp_path, rows).frame()
+    assert list(frame.index) == [2, 5] and list(frame["case"]) == ["model/a.tflite", "model/b.tflite"]
+
+
+def test_regress_refuses_a_corrupt_history_before_measuring_and_appends_nothing(tmp_path):
+    out = tmp_path / "out"
+    _history_with(out, [Row(**{**MODEL_ROW.__dict__, "case": f"model/m{i}.tflite"}) for i in range(2)])
+    lines = (out / "history.csv").read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace(",model,", ",model,,", 1)  # the first data row: pandas would shift it
+    (out / "history.csv").write_text("".join(lines))
+    before = (out / "history.csv").read_bytes()
+    inventory, suite = tmp_path / "lab.yaml", tmp_path / "suite.yaml"
+    inventory.write_text(yaml.safe_dump({"boards": [{"name": "m4-a", "board": "qemu-m4"}]}))
+    suite.write_text(yaml.safe_dump({"name": "t", "lut_sample": 0, "deployments": "", "models": []}))
+    for _retry in range(2):
+        result = CliRunner().invoke(app, ["regress", "--boards", str(inventory), "--suite", str(suite),
+                                          "--baseline", str(tmp_path), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert "history.csv: line 2: 14 fields, expected 13" in " ".join(result.output.split())
+        assert (out / "history.csv").read_bytes() == before  # nothing appended, nothing rewritten

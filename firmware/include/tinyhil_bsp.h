@@ -32,10 +32,14 @@ uint32_t bsp_core_clock_hz(void);
 const char* bsp_board_name(void);
 const char* bsp_core_name(void);
 
-// Brackets each timed Invoke(): boards whose counter needs no interrupt mask
-// interrupts here so that nothing but the model is counted.
-void bsp_timed_region_begin(void);
-void bsp_timed_region_end(void);
+// Timing hygiene: between these calls only the counter's own interrupt may run.
+// Brackets each timed sample (one Invoke(), the profiled Invoke()); the runner
+// re-runs a sample that bsp_timing_end() reports disturbed, and reports it to
+// the host as disturbed (never as a figure) if it stays so. A byte that
+// arrives in the window stays in the UART (FIFO, holding register) or the
+// host resends it: the held-off interrupt runs right after the window.
+void bsp_timing_begin(void);   // holds off every other interrupt (e.g. UART receive)
+int bsp_timing_end(void);      // re-enables them; nonzero if another interrupt ran or became pending in the window
 
 #ifdef __cplusplus
 }

@@ -37,6 +37,7 @@
 #define THP_ERR_ALLOCATE 4   // AllocateTensors failed: arena too small
 #define THP_ERR_INVOKE 5
 #define THP_ERR_INPUT_SIZE 6
+#define THP_ERR_DISTURBED 7  // a timed sample stayed disturbed by another interrupt
 
 #ifdef __cplusplus
 extern "C" {

@@ -26,6 +26,10 @@ constexpr uint16_t kMaxRepeats = 1000;
 constexpr int kMaxProfileEvents = 256;
 constexpr size_t kLogBytes = 1024;
 constexpr size_t kRunHeaderBytes = 7;  // id u16, warmup u16, repeats u16, flags u8
+// A sample during which another interrupt ran or became pending is timed
+// again, this many times at most; one that stays disturbed is reported to the
+// host as such, never sent as a figure.
+constexpr int kMaxReruns = 3;
 
 alignas(16) uint8_t tensor_arena[TINYHIL_ARENA_BYTES];
 uint64_t repeat_ticks[kMaxRepeats];
@@ -178,6 +182,40 @@ bool Prepare(tflite::MicroInterpreter& interpreter, const InputSource& input) {
   return true;
 }
 
+// Writes the inputs, then times one Invoke() with nothing but the counter's
+// interrupt allowed (bsp_timing_begin/end), again while it comes out
+// disturbed; a warm-up's time is not kept (keep false), so it is not re-run.
+// Returns false, after telling the host, if Invoke fails or the sample stays
+// disturbed. `what` and `index` name the sample; `events`, if given, is the
+// interpreter's profiler, cleared before each try; `ticks`, if given, gets
+// the Invoke's ticks (the profiled run's figures are the profiler's).
+bool TimeSample(tflite::MicroInterpreter& interpreter, const InputSource& input,
+                OpProfiler* events, bool keep, const char* what, unsigned index,
+                uint64_t* ticks) {
+  for (int attempt = 0;; ++attempt) {
+    if (events != nullptr) events->Clear();
+    FillInputs(interpreter, input);
+    bsp_timing_begin();
+    const uint64_t start = ticks != nullptr ? bsp_counter_read() : 0;
+    const TfLiteStatus status = interpreter.Invoke();
+    const uint64_t end = ticks != nullptr ? bsp_counter_read() : 0;
+    const bool disturbed = bsp_timing_end() != 0;
+    if (status != kTfLiteOk) {
+      SendError(THP_ERR_INVOKE, "Invoke failed on %s %u", what, index);
+      return false;
+    }
+    if (ticks != nullptr) *ticks = end - start;
+    if (!disturbed || !keep) return true;
+    if (attempt == kMaxReruns) {
+      SendError(THP_ERR_DISTURBED,
+                "%s sample %u stayed disturbed: another interrupt ran or was pending while it "
+                "was timed, %d times in a row",
+                what, index, kMaxReruns + 1);
+      return false;
+    }
+  }
+}
+
 void HandleRun(const uint8_t* payload, size_t payload_bytes) {
   if (payload_bytes < kRunHeaderBytes) {
     SendError(THP_ERR_BAD_REQUEST, "RUN payload of %u bytes is shorter than its header",
@@ -222,15 +260,7 @@ void HandleRun(const uint8_t* payload, size_t payload_bytes) {
     tflite::MicroInterpreter interpreter(model, TinyhilOpResolver(), tensor_arena,
                                          sizeof tensor_arena, nullptr, &profiler);
     if (!Prepare(interpreter, input)) return;
-    profiler.Clear();  // drop events recorded while preparing
-    FillInputs(interpreter, input);
-    bsp_timed_region_begin();
-    const TfLiteStatus status = interpreter.Invoke();
-    bsp_timed_region_end();
-    if (status != kTfLiteOk) {
-      SendError(THP_ERR_INVOKE, "profiled Invoke failed");
-      return;
-    }
+    if (!TimeSample(interpreter, input, &profiler, true, "the profiled run", 0, nullptr)) return;
   }
 
   size_t arena_used = 0;
@@ -242,17 +272,9 @@ void HandleRun(const uint8_t* payload, size_t payload_bytes) {
                                          sizeof tensor_arena);
     if (!Prepare(interpreter, input)) return;
     for (uint16_t i = 0; i < warmup + repeats; ++i) {
-      FillInputs(interpreter, input);
-      bsp_timed_region_begin();
-      const uint64_t start = bsp_counter_read();
-      const TfLiteStatus status = interpreter.Invoke();
-      const uint64_t end = bsp_counter_read();
-      bsp_timed_region_end();
-      if (status != kTfLiteOk) {
-        SendError(THP_ERR_INVOKE, "Invoke failed on repeat %u", i);
-        return;
-      }
-      if (i >= warmup) repeat_ticks[i - warmup] = end - start;
+      uint64_t ticks;
+      if (!TimeSample(interpreter, input, nullptr, i >= warmup, "repeat", i, &ticks)) return;
+      if (i >= warmup) repeat_ticks[i - warmup] = ticks;
     }
     arena_used = interpreter.arena_used_bytes();
     // Outputs of the last repeat; a single output is sent as is, several are

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .boards import get_board, load_boards
 from .errors import TinyhilError
+from .units import parse_count, parse_duration_s, parse_latency_ms, parse_memory_bytes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hardware-in-the-loop benchmarking for TinyML time-series NAS.")
@@ -358,31 +359,6 @@ def calibrate(
 search_app = typer.Typer(help="Search engines.", no_args_is_help=True)
 app.add_typer(search_app, name="search")
 
-UNITS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2,
-         "mib": 1024**2, "k": 1e3, "m": 1e6}
-
-
-def parse_quantity(text: str, default_unit: str) -> float:
-    """"40ms" -> 40.0 (ms), "32KB" -> 32768 (bytes), "60k" -> 60000."""
-    import re
-
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text or "")
-    unit = (match.group(2) or default_unit).lower() if match else ""
-    if not match or unit not in UNITS:
-        raise TinyhilError(f"cannot read {text!r}: give a number with a unit, e.g. 40ms, 32KB, 60k")
-    return float(match.group(1)) * UNITS[unit]
-
-
-def parse_duration(text: str) -> float:
-    """"10m" -> 600.0 seconds; also "90s", "1h", "45" (seconds)."""
-    import re
-
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h)?\s*", text or "")
-    if not match:
-        raise TinyhilError(f"cannot read the duration {text!r}: e.g. 10m, 90s, 1h")
-    return float(match.group(1)) * {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[match.group(2)]
-
-
 def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: Path, task="classification"):
     """The data spec, its split, and the board's LUT of the engine's space for
     that data's shape (characterizing what is missing)."""
@@ -398,13 +374,15 @@ def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: 
     return spec, splits, lut
 
 
-def _targets(latency=None, ram=None, flash=None, macs=None):
+def _targets(latency=None, ram=None, flash=None, macs=None,
+             options=("--latency", "--ram", "--flash", "--macs")):
+    """The search targets given as text; `options` name them in errors."""
     from .search import Targets
 
-    return Targets(latency_ms=parse_quantity(latency, "ms") if latency else None,
-                   ram_bytes=parse_quantity(ram, "b") if ram else None,
-                   flash_bytes=parse_quantity(flash, "b") if flash else None,
-                   macs=parse_quantity(macs, "") if macs else None)
+    return Targets(latency_ms=parse_latency_ms(latency, options[0]) if latency else None,
+                   ram_bytes=parse_memory_bytes(ram, options[1]) if ram else None,
+                   flash_bytes=parse_memory_bytes(flash, options[2]) if flash else None,
+                   macs=parse_count(macs, options[3]) if macs else None)
 
 
 DATA_HELP = "basic_motions | japanese_vowels | synthetic128x9c6 | FILE.npz | FILE.csv"
@@ -414,8 +392,8 @@ DATA_HELP = "basic_motions | japanese_vowels | synthetic128x9c6 | FILE.npz | FIL
 def search_micronas(
     data: str = typer.Option(..., help=DATA_HELP),
     board: str = typer.Option("qemu-m4"),
-    lat_target: str = typer.Option(None, help="latency target, e.g. 40ms (omit: no latency loss)"),
-    mem_target: str = typer.Option(None, help="memory target, e.g. 32KB (omit: no memory loss)"),
+    lat_target: str = typer.Option(None, help="latency target, e.g. 40ms (unit us, ms or s); omit: no latency loss"),
+    mem_target: str = typer.Option(None, help="memory target, e.g. 32KB (unit B, KB, KiB, MB or MiB); omit: no memory loss"),
     epochs: int = typer.Option(30, min=1),
     batch_size: int = typer.Option(32, min=1),
     window: int = typer.Option(None, help="window length, for CSV data"),
@@ -427,7 +405,8 @@ def search_micronas(
     from . import search
 
     try:
-        targets = _targets(latency=lat_target, ram=mem_target)
+        targets = _targets(latency=lat_target, ram=mem_target,
+                           options=("--lat-target", "--mem-target", "", ""))
         spec, splits, lut = _search_inputs("micronas", data, window, seed, board, luts)
         with _progress() as progress:
             task = progress.add_task("search epochs", total=epochs)
@@ -450,11 +429,11 @@ def search_micronas(
 def search_tinytnas(
     data: str = typer.Option(..., help=DATA_HELP),
     board: str = typer.Option("qemu-m4"),
-    ram: str = typer.Option(None, help="e.g. 20KB"),
-    flash: str = typer.Option(None, help="e.g. 64KB"),
-    macs: str = typer.Option(None, help="e.g. 60k"),
-    latency: str = typer.Option(None, help="e.g. 15ms (on this board)"),
-    time_budget: str = typer.Option("10m", help="wall-clock budget, e.g. 10m, 90s"),
+    ram: str = typer.Option(None, help="e.g. 20KB (unit B, KB, KiB, MB or MiB)"),
+    flash: str = typer.Option(None, help="e.g. 64KB (unit B, KB, KiB, MB or MiB)"),
+    macs: str = typer.Option(None, help="e.g. 60k (bare, or k, M, G)"),
+    latency: str = typer.Option(None, help="e.g. 15ms on this board (unit us, ms or s)"),
+    time_budget: str = typer.Option("10m", help="wall-clock budget, e.g. 10m, 90s (unit s, m, min or h)"),
     epochs: int = typer.Option(5, min=1),
     learning_rate: float = typer.Option(1e-3),
     window: int = typer.Option(None, help="window length, for CSV data"),
@@ -466,7 +445,7 @@ def search_tinytnas(
     from . import search
 
     try:
-        budget = parse_duration(time_budget)
+        budget = parse_duration_s(time_budget, "--time-budget")
         targets = _targets(latency=latency, ram=ram, flash=flash, macs=macs)
         spec, splits, lut = _search_inputs("tinytnas", data, window, seed, board, luts)
         with console.status("searching (TinyTNAS) ..."):
@@ -485,9 +464,9 @@ def search_timenas(
     data: str = typer.Option(..., help=DATA_HELP),
     task: str = typer.Option("classification", help="classification | regression"),
     board: str = typer.Option("qemu-m4"),
-    ram: str = typer.Option(None, help="e.g. 128KB"),
-    flash: str = typer.Option(None, help="e.g. 256KB"),
-    latency: str = typer.Option(None, help="e.g. 20ms"),
+    ram: str = typer.Option(None, help="e.g. 128KB (unit B, KB, KiB, MB or MiB)"),
+    flash: str = typer.Option(None, help="e.g. 256KB (unit B, KB, KiB, MB or MiB)"),
+    latency: str = typer.Option(None, help="e.g. 20ms (unit us, ms or s)"),
     n_archs: int = typer.Option(100, min=1),
     proxy: str = typer.Option("zico", help="zico | flops"),
     top_k: int = typer.Option(3, min=1),
@@ -581,12 +560,12 @@ def pipeline(
     engine: str = typer.Option(..., help="micronas | tinytnas | timenas"),
     data: str = typer.Option(..., help=DATA_HELP),
     board: str = typer.Option("qemu-m4"),
-    lat_target: str = typer.Option(None, help="e.g. 40ms"),
-    mem_target: str = typer.Option(None, help="peak memory (arena), e.g. 32KB"),
-    flash_target: str = typer.Option(None, help="int8 model size, e.g. 64KB"),
-    macs_target: str = typer.Option(None, help="e.g. 60k (TinyTNAS)"),
+    lat_target: str = typer.Option(None, help="e.g. 40ms (unit us, ms or s)"),
+    mem_target: str = typer.Option(None, help="peak memory (arena), e.g. 32KB (unit B, KB, KiB, MB or MiB)"),
+    flash_target: str = typer.Option(None, help="int8 model size, e.g. 64KB (unit B, KB, KiB, MB or MiB)"),
+    macs_target: str = typer.Option(None, help="e.g. 60k (bare, or k, M, G), TinyTNAS"),
     search_epochs: int = typer.Option(30, min=1, help="MicroNAS search epochs"),
-    budget: str = typer.Option("2m", help="TinyTNAS time budget"),
+    budget: str = typer.Option("2m", help="TinyTNAS time budget (unit s, m, min or h)"),
     candidates: int = typer.Option(100, min=1, help="Tiny-TimeNAS candidates"),
     epochs: int = typer.Option(50, min=1, help="deployment: float training"),
     qat_epochs: int = typer.Option(20, min=0, help="deployment: QAT"),
@@ -607,9 +586,11 @@ def pipeline(
             raise TinyhilError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         config = PipelineConfig(
             engine, DataSpec(data, window, seed),
-            _targets(latency=lat_target, ram=mem_target, flash=flash_target, macs=macs_target),
+            _targets(latency=lat_target, ram=mem_target, flash=flash_target, macs=macs_target,
+                     options=("--lat-target", "--mem-target", "--flash-target", "--macs-target")),
             out or Path("runs") / f"{engine}-{Path(data).stem}-{board}",
-            EngineSettings(search_epochs=search_epochs, budget_s=parse_duration(budget), n_archs=candidates),
+            EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(budget, "--budget"),
+                           n_archs=candidates),
             _deploy_options(epochs, qat_epochs, 10, seed, port))
         board_config = get_board(board)
         with _progress() as progress:
@@ -733,7 +714,7 @@ def bench_micronas_sweep(
     targets: int = typer.Option(4, min=2, help="latency targets per data set"),
     epochs: int = typer.Option(30, min=1),
     retrain_epochs: int = typer.Option(40, min=1, help="float training of each found network"),
-    mem_target: str = typer.Option("64KB"),
+    mem_target: str = typer.Option("64KB", help="memory target (unit B, KB, KiB, MB or MiB)"),
     luts: Path = typer.Option(Path("luts")),
     out: Path = typer.Option(Path("runs/micronas-sweep")),
 ) -> None:
@@ -745,7 +726,7 @@ def bench_micronas_sweep(
     try:
         config = get_board(board)
         with _progress() as progress:
-            rows = sweep(config, targets, epochs, retrain_epochs, parse_quantity(mem_target, "b"),
+            rows = sweep(config, targets, epochs, retrain_epochs, parse_memory_bytes(mem_target, "--mem-target"),
                          luts, out, progress, space_lut)
     except TinyhilError as error:
         _fail(error)
@@ -768,7 +749,7 @@ def bench_deploy_sweep(
     engines: str = typer.Option("micronas,tinytnas,timenas"),
     targets: int = typer.Option(4, min=1, help="latency targets per engine"),
     search_epochs: int = typer.Option(30, min=1),
-    budget: str = typer.Option("60s", help="TinyTNAS time budget"),
+    budget: str = typer.Option("60s", help="TinyTNAS time budget (unit s, m, min or h)"),
     candidates: int = typer.Option(50, min=1, help="Tiny-TimeNAS candidates"),
     epochs: int = typer.Option(40, min=1),
     qat_epochs: int = typer.Option(10, min=0),
@@ -788,7 +769,7 @@ def bench_deploy_sweep(
         with _progress() as progress:
             deployments, report = sweep(
                 names, DataSpec(data), get_board(board), targets,
-                EngineSettings(search_epochs=search_epochs, budget_s=parse_duration(budget),
+                EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(budget, "--budget"),
                                n_archs=candidates), _deploy_options(epochs, qat_epochs, 10, 0, ""),
                 luts, out, progress, log=lambda m: progress.console.print(m, highlight=False))
     except TinyhilError as error:
@@ -813,7 +794,7 @@ def bench_deploy_sweep(
 @bench_app.command("engines")
 def bench_engines(
     runs: int = typer.Option(5, min=1, help="TinyTNAS runs for the time bound"),
-    budget: str = typer.Option("60s", help="TinyTNAS time budget per run"),
+    budget: str = typer.Option("60s", help="TinyTNAS time budget per run (unit s, m, min or h)"),
     epochs: int = typer.Option(3, min=1, help="TinyTNAS training epochs per candidate"),
     candidates: int = typer.Option(30, min=5, help="Tiny-TimeNAS candidates to rank"),
     rank_epochs: int = typer.Option(20, min=1, help="short training of each ranked candidate"),
@@ -828,7 +809,7 @@ def bench_engines(
         tt_lut = Lut.load(space_lut_path(luts, "qemu-m33", "tinytnas", (187, 1), 5))
         tn_lut = Lut.load(space_lut_path(luts, "qemu-m4", "timenas", (100, 6), 4))
         with console.status("TinyTNAS time-bound runs ..."):
-            rows = time_bound_runs(tt_lut, runs, parse_duration(budget), epochs)
+            rows = time_bound_runs(tt_lut, runs, parse_duration_s(budget, "--budget"), epochs)
         with console.status("ranking Tiny-TimeNAS candidates ..."):
             ranking = proxy_ranking(tn_lut, candidates, rank_epochs)
     except TinyhilError as error:
@@ -859,7 +840,8 @@ def bench_faults(
     timeout: float = typer.Option(1.0, min=0.1, help="seconds to wait for each reply"),
 ) -> None:
     """Regression rounds through a fault-injecting serial proxy (garble, drop,
-    duplicate, stall), with board resets, QEMU kills and host kills; prints
+    duplicate, stall, noise while measuring), with board resets, QEMU kills,
+    host kills and impossible baselines; prints
     the faults by kind, survived, and rows lost/duplicated/wrong (must be 0)."""
     import tempfile
 

@@ -34,6 +34,12 @@ class BoardNotResponding(TinyhilError):
     """No valid answer from the board after the timeout and all retries."""
 
 
+class SampleDisturbed(BoardNotResponding):
+    """Every try of a RUN came back with a timed sample that another interrupt
+    disturbed: the board sent no figure and none may be recorded; the board's
+    recovery steps come next, as for a board that does not answer."""
+
+
 class DeviceError(TinyhilError):
     """The firmware answered with an ERROR frame."""
 

@@ -65,10 +65,30 @@ uint32_t bsp_core_clock_hz(void) { return SystemCoreClock; }
 const char* bsp_board_name(void) { return TINYHIL_BOARD; }
 const char* bsp_core_name(void) { return TINYHIL_CORE; }
 
-// Interrupts off while a model runs, as MicroNAS measured: USB and SysTick
-// interrupts would otherwise be counted as model time.
-void bsp_timed_region_begin(void) { noInterrupts(); }
-void bsp_timed_region_end(void) { interrupts(); }
+// Timing hygiene. Every interrupt is masked (PRIMASK) while a sample is
+// timed, as MicroNAS measured: CYCCNT needs no interrupt, and USB, UART and
+// SysTick handlers would otherwise be counted as model time. A device
+// interrupt that became pending meanwhile (a byte on the UART, USB traffic)
+// marks the sample disturbed; a byte waits in the UART's receive register
+// (a second one overruns it: the host resends after its timeout). SysTick,
+// the Arduino millisecond tick, is no NVIC interrupt and is left out: held
+// off, it runs no code in the window, and would otherwise mark every sample
+// over 1 ms.
+static const size_t kNvicWords = sizeof(NVIC->ISPR) / sizeof(NVIC->ISPR[0]);
+static uint32_t pending_at_begin[sizeof(NVIC->ISPR) / sizeof(NVIC->ISPR[0])];
+
+void bsp_timing_begin(void) {
+  noInterrupts();
+  for (size_t i = 0; i < kNvicWords; ++i) pending_at_begin[i] = NVIC->ISPR[i];
+}
+
+int bsp_timing_end(void) {
+  uint32_t became_pending = 0;
+  for (size_t i = 0; i < kNvicWords; ++i)
+    became_pending |= NVIC->ISPR[i] & NVIC->ISER[i] & ~pending_at_begin[i];
+  interrupts();  // whatever was held off runs now, after the window
+  return became_pending != 0;
+}
 
 }  // extern "C"
 

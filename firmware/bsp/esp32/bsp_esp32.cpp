@@ -44,10 +44,38 @@ uint32_t bsp_core_clock_hz(void) { return getCpuFrequencyMhz() * 1000000u; }
 const char* bsp_board_name(void) { return TINYHIL_BOARD; }
 const char* bsp_core_name(void) { return "xtensa-lx6"; }
 
-// CCOUNT is per core; masking interrupts keeps the task on this core and
-// keeps Wi-Fi/tick handlers out of the count.
-void bsp_timed_region_begin(void) { portDISABLE_INTERRUPTS(); }
-void bsp_timed_region_end(void) { portENABLE_INTERRUPTS(); }
+// Timing hygiene. CCOUNT is per core; masking this core's interrupts (up to
+// the level FreeRTOS masks) keeps the task on it and the UART, Wi-Fi and tick
+// handlers out of the count; the other core's work does not touch CCOUNT. A
+// byte that arrives waits in the UART's 128-byte FIFO. An interrupt that
+// became pending meanwhile marks the sample disturbed, except FreeRTOS's
+// tick (this core's CCOMPARE0 timer): held off, it runs no code in the
+// window, and would otherwise mark every sample over one tick.
+#if defined(XT_TIMER_INTNUM)
+#define TINYHIL_TICK_INTERRUPT XT_TIMER_INTNUM
+#else
+#define TINYHIL_TICK_INTERRUPT 6  // ESP32: CCOMPARE0, the FreeRTOS tick on each core
+#endif
+
+static uint32_t pending_at_begin;
+
+static uint32_t pending_interrupts(void) {
+  uint32_t pending, enabled;
+  __asm__ __volatile__("rsr %0, interrupt" : "=a"(pending));
+  __asm__ __volatile__("rsr %0, intenable" : "=a"(enabled));
+  return pending & enabled & ~(1u << TINYHIL_TICK_INTERRUPT);
+}
+
+void bsp_timing_begin(void) {
+  portDISABLE_INTERRUPTS();
+  pending_at_begin = pending_interrupts();
+}
+
+int bsp_timing_end(void) {
+  const uint32_t became_pending = pending_interrupts() & ~pending_at_begin;
+  portENABLE_INTERRUPTS();  // whatever was held off runs now, after the window
+  return became_pending != 0;
+}
 
 }  // extern "C"
 

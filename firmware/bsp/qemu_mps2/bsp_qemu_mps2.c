@@ -4,6 +4,12 @@
 // emulated; under `-icount shift=N` it advances deterministically with the
 // number of guest instructions, so we count with it (counter kind
 // "qemu-icount") and extend its 24 bits to 64 with an overflow interrupt.
+//
+// Timing hygiene: SysTick has the highest priority and every device
+// interrupt a lower one, so BASEPRI holds off all but SysTick's while a
+// sample is timed. QEMU's CMSDK UART takes no byte while its holding register
+// is full, so a byte that arrives then stays there (the rest wait in the pty):
+// nothing is lost, and the receive interrupt runs after the window.
 #include <stdint.h>
 
 #include "tinyhil_bsp.h"
@@ -43,11 +49,21 @@
 #define SCB_ICSR_PENDSTSET (1u << 26)
 #define NVIC_ISER(n) REG(0xE000E100u + 4u * (n))
 #define SCB_ICSR_PENDSTCLR (1u << 25)
+#define SCB_SHPR3 REG(0xE000ED20u)
+#define NVIC_ISPR(n) REG(0xE000E200u + 4u * (n))
+#define NVIC_IPR(n) (*(volatile uint8_t*)(0xE000E400u + (n)))
+#define EXTERNAL_IRQS 64  // as many as startup_mps2.c's vector table has
+// Lower number, higher priority: BASEPRI = PRIORITY_DEVICES masks every
+// device interrupt and leaves SysTick's (PRIORITY_COUNTER) running.
+#define PRIORITY_COUNTER 0x00u
+#define PRIORITY_DEVICES 0x80u
 #define SYSTICK_MAX 0xFFFFFFu
 #define SYSTICK_PERIOD (SYSTICK_MAX + 1u)
 
 static volatile uint32_t systick_overflows;
 static uint64_t epoch_ticks;  // counter value when SysTick was last restarted
+static volatile uint32_t device_interrupts;  // handlers run, SysTick's excepted
+static uint32_t device_interrupts_at_begin;
 
 void SysTick_Handler(void) { systick_overflows++; }
 
@@ -61,11 +77,20 @@ static void systick_restart(void) {
 }
 
 // Only wakes the core from WFI; the main loop reads the byte itself.
-void Uart0Rx_Handler(void) { UART_INTCLEAR = UART_INT_RX; }
+void Uart0Rx_Handler(void) {
+  device_interrupts++;
+  UART_INTCLEAR = UART_INT_RX;
+}
+
+static void set_basepri(uint32_t priority) {
+  __asm volatile("msr basepri, %0\n isb" ::"r"(priority) : "memory");
+}
 
 void bsp_init(void) {
   UART_BAUDDIV = 16;  // any legal value: QEMU ignores the baud rate
   UART_CTRL = UART_CTRL_TX_EN | UART_CTRL_RX_EN | UART_CTRL_RX_INT_EN;
+  SCB_SHPR3 = (SCB_SHPR3 & 0x00FFFFFFu) | (PRIORITY_COUNTER << 24);
+  for (int irq = 0; irq < EXTERNAL_IRQS; ++irq) NVIC_IPR(irq) = PRIORITY_DEVICES;
   NVIC_ISER(UART0_RX_IRQ / 32) = 1u << (UART0_RX_IRQ % 32);
 
   systick_restart();
@@ -119,11 +144,20 @@ const char* bsp_core_name(void) { return CORE_NAME; }
 
 // Restarting SysTick here puts its wrap-around (and the interrupt that
 // extends it) at the same point of every timed run, whatever idle time came
-// before: counts are then identical from run to run. Interrupts stay on:
-// the wrap interrupt is the only one, and it extends the counter.
-void bsp_timed_region_begin(void) {
+// before: counts are then identical from run to run. SysTick's interrupt
+// stays on (it extends the counter); every other one is held off.
+void bsp_timing_begin(void) {
+  set_basepri(PRIORITY_DEVICES);
+  device_interrupts_at_begin = device_interrupts;
   const uint64_t now = bsp_counter_read();
   systick_restart();
   epoch_ticks = now;
 }
-void bsp_timed_region_end(void) {}
+
+int bsp_timing_end(void) {
+  uint32_t pending = 0;
+  for (int word = 0; word < EXTERNAL_IRQS / 32; ++word) pending |= NVIC_ISPR(word) & NVIC_ISER(word);
+  const int ran = device_interrupts != device_interrupts_at_begin;
+  set_basepri(0);  // a held-off interrupt is taken here, after the window
+  return ran || pending != 0;
+}

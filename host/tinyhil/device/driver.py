@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from serial import SerialException
 
-from ..errors import BoardNotResponding, DeviceError, ImageTooLarge, UnsupportedOp
+from ..errors import BoardNotResponding, DeviceError, ImageTooLarge, SampleDisturbed, UnsupportedOp
 from .protocol import (
     REPLY,
     VERSION,
@@ -76,7 +76,9 @@ class BenchDriver:
 
     A lost or garbled frame (either way) is survived by resending the same
     request after its timeout; replies to earlier requests are ignored. After
-    `retries` resends the board is declared not responding.
+    `retries` resends the board is declared not responding. A RUN whose timed
+    sample stayed disturbed (ErrorCode.DISTURBED: another interrupt ran while it
+    was timed) is sent again the same way; it never yields a figure.
 
     A RUN's timeout scales with the work it asks for: `timeout` plus the
     inferences it asks for times one inference's counter ticks (learnt from
@@ -143,6 +145,7 @@ class BenchDriver:
         self._seq = (self._seq + 1) & 0xFF
         frame = Frame(kind, self._seq, payload).encode()
         timeout = timeout or self.timeout
+        disturbed = ""
         for attempt in range(self.retries + 1):
             self.resends += attempt > 0
             try:
@@ -159,8 +162,15 @@ class BenchDriver:
                 ) from error
             if reply is not None:
                 if reply.kind == Kind.ERROR:
-                    raise self._explain(*decode_error(reply.payload), what)
+                    code, message = decode_error(reply.payload)
+                    if code == ErrorCode.DISTURBED:
+                        disturbed = message
+                        continue
+                    raise self._explain(code, message, what)
                 return reply.payload
+        if disturbed:
+            raise SampleDisturbed(f"board {self.board_name}: {what} came back disturbed on "
+                                  f"{self.retries + 1} tries, no figure taken ({disturbed})")
         raise BoardNotResponding(
             f"board {self.board_name} did not answer {what} "
             f"({self.retries + 1} tries, {timeout:g} s each)"

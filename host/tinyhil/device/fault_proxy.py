@@ -28,7 +28,11 @@ KINDS = ("garble", "drop", "duplicate", "stall")
 # Done to the board itself, just after a RUN request went through: the
 # benchmark is interrupted mid-way (actions supplied by whoever owns the board).
 BOARD_KINDS = ("board_reset", "qemu_killed")
+# Bytes of noise into the board's input at random moments after a RUN, while
+# it measures (FaultPlan.noise): they must not change a single count.
+NOISE_KIND = "noise"
 RUN_KIND = 0x03
+NOISE_BYTES = [b for b in range(256) if b != SYNC[0]]
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class FaultPlan:
     kinds: tuple[str, ...] = KINDS
     stall_s: float = 0.6  # mean-ish; each stall lasts 0.2-2x this
     board_faults: float = 0.0  # chance that a RUN request is followed by a board fault
+    noise: float = 0.0  # chance that a RUN request is followed by noise (NOISE_KIND)
+    noise_window_s: float = 0.05  # the noise comes within this time after the request
 
     def __post_init__(self):
         unknown = set(self.kinds) - set(KINDS)
@@ -93,6 +99,7 @@ class FaultProxy:
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self._fds: list[int] = []
+        self._noise_due: list[tuple[float, bytes]] = []  # (monotonic time, bytes) to the board
 
     # ---- Board.link ----------------------------------------------------------
     def __call__(self, board_port: str) -> str:
@@ -103,6 +110,7 @@ class FaultProxy:
         tty.setraw(host_slave)
         name = os.ttyname(host_slave)
         self._fds = [board_fd, host_master, host_slave]
+        self._noise_due = []  # meant for the board that is gone
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, args=(board_fd, host_master, self._stop),
                                         daemon=True, name="fault-proxy")
@@ -130,8 +138,9 @@ class FaultProxy:
         framers = {board_fd: _Framer(), host_fd: _Framer()}
         peer = {board_fd: host_fd, host_fd: board_fd}
         while not stop.is_set():
+            self._send_due_noise(board_fd)
             try:
-                ready, _, _ = select.select([board_fd, host_fd], [], [], 0.05)
+                ready, _, _ = select.select([board_fd, host_fd], [], [], self._next_wait_s())
             except (OSError, ValueError):
                 return
             for fd in ready:
@@ -152,6 +161,7 @@ class FaultProxy:
                         self._after(chunk, to_host)
 
     def _after(self, frame: bytes, to_host: bool) -> None:
+        self._schedule_noise(frame, to_host)
         if to_host or not self.enabled or not self.board_actions or frame[2] != RUN_KIND:
             return
         if self.rng.random() < self.plan.board_faults:
@@ -162,6 +172,31 @@ class FaultProxy:
             except OSError:
                 return  # the board was already gone: no fault made
             self.count(kind)
+
+    # ---- noise while the board measures ----------------------------------------
+    def _schedule_noise(self, frame: bytes, to_host: bool) -> None:
+        """After a RUN went to the board: one to three bursts of noise, each at a
+        random moment of the next `noise_window_s`, when the board is likely timing."""
+        if to_host or not self.enabled or frame[2] != RUN_KIND or self.plan.noise <= 0 \
+                or self.rng.random() >= self.plan.noise:
+            return
+        now = time.monotonic()
+        for _ in range(self.rng.randint(1, 3)):
+            # no SYNC0 in it: noise that opened a false frame would only delay the next request
+            burst = bytes(self.rng.choice(NOISE_BYTES) for _ in range(self.rng.randint(1, 16)))
+            self._noise_due.append((now + self.rng.uniform(0.0, self.plan.noise_window_s), burst))
+        self.count(NOISE_KIND)
+
+    def _send_due_noise(self, board_fd: int) -> None:
+        now = time.monotonic()
+        for when, burst in [n for n in self._noise_due if n[0] <= now]:
+            self._write(board_fd, burst)
+            self._noise_due.remove((when, burst))
+
+    def _next_wait_s(self) -> float:
+        if not self._noise_due:
+            return 0.05
+        return max(0.0, min(0.05, min(when for when, _ in self._noise_due) - time.monotonic()))
 
     def _mangle(self, frame: bytes, to_host: bool) -> bytes:
         self.frames["to_host" if to_host else "to_board"] += 1

@@ -42,6 +42,7 @@ class ErrorCode(IntEnum):
     ALLOCATE = 4
     INVOKE = 5
     INPUT_SIZE = 6
+    DISTURBED = 7  # a timed sample stayed disturbed by another interrupt: no figure
 
 
 @dataclass(frozen=True)

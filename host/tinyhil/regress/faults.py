@@ -7,6 +7,9 @@ Faults, by kind:
   board_reset                      the board's reset pressed mid-benchmark (QMP)
   qemu_killed                      the emulator killed mid-run (SIGKILL)
   host_killed                      tinyhil itself killed mid-run, then resumed
+  noise                            bytes into the board's input while it measures (FaultProxy)
+  impossible_baseline              inf, 0, negative or NaN baselines, a stray comma in the
+                                   history: refused naming file and line, nothing measured
 
 The baselines are the LUT's own rows and emulated counts are exact, so any
 figure that differs from its baseline would be a wrong number recorded.
@@ -73,7 +76,7 @@ def check_rows(history: History, run_id: str, expected: set[str]) -> tuple[int, 
 def campaign(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, work_dir: Path,
              target_faults: int = 200, host_kills: int = 2, seed: int = 0, timeout: float = 1.0,
              plan: FaultPlan | None = None, max_rounds: int = 100,
-             log=print) -> FaultReport:
+             log=print, impossible_baselines: int = 4) -> FaultReport:
     """Regression rounds over faulty links until `target_faults` faults were
     injected (host kills included), each round resumed until complete."""
     suite = Suite(**{**suite.__dict__, "tolerance": Tolerance(0.0, 0.0, 0)})
@@ -82,9 +85,12 @@ def campaign(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, work_dir
     started = time.monotonic()
     for n in range(host_kills):
         _host_kill_round(boards, suite, baseline_dir, work_dir / f"host-kill-{n}", report, log)
+    for n in range(impossible_baselines):
+        _impossible_baseline_round(boards, suite, Path(baseline_dir), work_dir / f"baseline-{n}",
+                                   report, rng, log)
     while report.total < target_faults and report.rounds < max_rounds:
         _faulty_round(boards, suite, baseline_dir, work_dir / f"round-{report.rounds}", report,
-                      rng, timeout, plan or FaultPlan(board_faults=0.1), log)
+                      rng, timeout, plan or FaultPlan(board_faults=0.1, noise=0.2), log)
     report.wall_s = time.monotonic() - started
     return report
 
@@ -198,3 +204,75 @@ def _host_kill_round(boards, suite, baseline_dir, out, report, log) -> None:
     _account(report, Counter(host_killed=1), _expected(result), lost, duplicated, wrong, 1)
     log(f"host killed after {result.already} cases, resumed: {result.measured_now} more; "
         f"lost {lost}, duplicated {duplicated}, wrong {wrong}")
+
+
+# ---- impossible baselines ---------------------------------------------------------
+IMPOSSIBLE = ("inf", "0", "-1", "nan")
+
+
+def _impossible_baseline_round(boards, suite, baseline_dir: Path, out: Path, report, rng, log) -> None:
+    """A baseline no measurement can have, in one of the files a verdict is taken
+    against (an ok LUT row, a deployment's measured cycles, a history row with a
+    stray comma): `tinyhil regress` must refuse it naming file and line, and
+    neither measure nor append anything. A verdict taken instead is a wrong one."""
+    import shutil
+
+    from ..errors import TinyhilError
+    from ..lut.table import read_rows
+
+    out.mkdir(parents=True, exist_ok=True)
+    baselines = out / "luts"
+    shutil.copytree(baseline_dir, baselines, dirs_exist_ok=True)
+    where = rng.choice(("lut", "deployment", "history"))
+    value = rng.choice(IMPOSSIBLE)
+    history = out / "regress"
+    if where == "lut":
+        env = boards[0].environment
+        tables = sorted(p for p in (baselines / env).glob("*.csv") if p.name != "ops.csv")
+        if not tables:
+            report.problems.append(f"impossible-baseline round {out.name}: no LUT of {env} to spoil")
+            return
+        table = rng.choice(tables)
+        rows = read_rows(table)
+        keys = [k for k, s in zip(rows["key"], rows["status"]) if s == "ok"]
+        key = rng.choice(keys)
+        lines = table.read_text().splitlines(keepends=True)
+        header = lines[0].rstrip("\n").split(",")
+        line = next(n for n, text in enumerate(lines, start=1) if text.split(",", 1)[0] == key)
+        cells = lines[line - 1].rstrip("\n").split(",")
+        cells[header.index("cycles")] = value
+        lines[line - 1] = ",".join(cells) + "\n"
+        table.write_text("".join(lines))
+        spoiled, expect = table, f"{table}: line {line}"
+    elif where == "deployment":
+        manifest = out / "runs" / "spoiled" / "deployment.json"
+        manifest.parent.mkdir(parents=True)
+        number = {"inf": "Infinity", "nan": "NaN"}.get(value, value)
+        manifest.write_text(f'{{\n  "board": "{boards[0].environment}",\n  "measured": {{\n'
+                            f'    "cycles": {number},\n    "arena_bytes": 1000\n  }}\n}}\n')
+        suite = Suite(**{**suite.__dict__, "deployments": str(manifest.parent.parent)})
+        spoiled, expect = manifest, f"{manifest}: line 4"
+    else:
+        history.mkdir(parents=True)
+        spoiled = history / "history.csv"
+        from .history import COLUMNS
+
+        spoiled.write_text(",".join(COLUMNS) + "\n" + "r0,t,s,qemu-m4,m4-a,model/m.tflite,model,cycles,,"
+                           "1000.0,0.0,new,,no baseline yet\n")  # one comma too many
+        value, expect = "a stray comma", f"{spoiled}: line 2"
+    before = spoiled.read_bytes()
+    try:
+        result = regress(boards, suite, baselines, history, None, trend=False)
+    except TinyhilError as error:
+        refused = expect in str(error) and spoiled.read_bytes() == before
+        if not refused:
+            report.problems.append(f"impossible-baseline round {out.name}: {where} {value} refused "
+                                   f"without naming {expect}: {error}")
+        _account(report, Counter(impossible_baseline=1), set(), 0, 0, 0 if refused else 1, 0)
+        log(f"impossible baseline ({where}: {value}) refused: {error}")
+        return
+    taken = int(result.rows["verdict"].isin(["pass", "improved", "regression", "new"]).sum())
+    _account(report, Counter(impossible_baseline=1), set(), 0, 0, max(taken, 1), 0)
+    report.problems.append(f"impossible-baseline round {out.name}: {where} {value} was taken "
+                           f"({dict(result.verdicts)})")
+    log(f"impossible baseline ({where}: {value}) NOT refused: {dict(result.verdicts)}")

@@ -10,6 +10,7 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -50,6 +51,7 @@ COLUMNS = [f.name for f in fields(Row)]
 
 
 def read_history(path: Path) -> pd.DataFrame:
+    """The history's rows, indexed by their line in the file (for messages)."""
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
     text = path.read_text()
@@ -58,6 +60,23 @@ def read_history(path: Path) -> pd.DataFrame:
         lines = lines[:-1]  # an append cut short by a kill: never completed
     if not lines or lines[0].rstrip("\n").split(",") != COLUMNS:
         raise HistoryError(f"{path}: not a tinyhil history (expected columns {','.join(COLUMNS)})")
+    # Field counts checked record by record: pandas would take a first row
+    # with one field too many as having an index column and shift every column.
+    reader = csv.reader(io.StringIO("".join(lines)))
+    numbers = []  # the line each record starts on (a detail may hold newlines)
+    try:
+        next(reader)
+        start = reader.line_num + 1
+        for record in reader:
+            if record and len(record) != len(COLUMNS):
+                raise HistoryError(f"{path}: line {start}: {len(record)} fields, expected "
+                                   f"{len(COLUMNS)} ({','.join(COLUMNS)}); a stray comma? "
+                                   "Fix or delete that line")
+            if record:
+                numbers.append(start)
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise HistoryError(f"{path}: line {reader.line_num}: corrupt CSV ({error})") from error
     try:
         frame = pd.read_csv(io.StringIO("".join(lines)), keep_default_na=False,
                             dtype={"run_id": str, "case": str, "detail": str})
@@ -65,6 +84,7 @@ def read_history(path: Path) -> pd.DataFrame:
         raise HistoryError(f"{path}: corrupt CSV ({error})") from error
     for column in ("baseline", "measured"):
         frame[column] = pd.to_numeric(frame[column].replace("", float("nan")), errors="coerce")
+    frame.index = pd.Index(numbers, name="line")
     return frame
 
 
@@ -132,7 +152,8 @@ class History:
                                        "finished": finished}))
 
     def last_good(self, environment: str, case: str, before_run: str) -> tuple[float, float] | None:
-        """The latest passing (or first) cycles and arena of a case, from earlier runs."""
+        """The latest passing (or first) cycles and arena of a case, from earlier
+        runs; a figure there that no measurement can have is an error naming its line."""
         frame = self.frame()
         mine = frame[(frame["environment"] == environment) & (frame["case"] == case)
                      & (frame["run_id"] != before_run)
@@ -140,7 +161,17 @@ class History:
         if mine.empty:
             return None
         last_run = mine["run_id"].iloc[-1]
-        figures = mine[mine["run_id"] == last_run].set_index("metric")["measured"]
-        if "cycles" not in figures:
+        figures = mine[mine["run_id"] == last_run]
+        cycles = figures[figures["metric"] == "cycles"]
+        if cycles.empty:
             return None
-        return float(figures["cycles"]), float(figures.get("arena_bytes", float("nan")))
+        arena = figures[figures["metric"] == "arena_bytes"]
+        for metric, rows, possible in (("cycles", cycles, "a finite count above 0"),
+                                       ("arena_bytes", arena, "a finite count, 0 or more")):
+            for line, value in rows["measured"].items():
+                if not (math.isfinite(value) and (value > 0 or metric == "arena_bytes" and value == 0)):
+                    raise HistoryError(
+                        f"{self.path}: line {line}: impossible baseline: {metric} {value!r} of "
+                        f"{case} on {environment} (must be {possible}); fix or delete that line")
+        return float(cycles["measured"].iloc[-1]), \
+            float(arena["measured"].iloc[-1]) if not arena.empty else float("nan")

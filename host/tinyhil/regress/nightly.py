@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -66,7 +67,11 @@ def judge(case: Case, m: Measurement, suite: Suite, emulated: bool) -> list[tupl
         out.append(("arena_bytes", None, float(m.arena_used), float(suite.tolerance.arena_bytes),
                     NEW, "no baseline yet"))
         return out
-    change = (m.median - base.cycles) / base.cycles if base.cycles else 0.0
+    if impossible_baseline(base):
+        # Loading refuses these (naming file and line); never a pass, whatever the figure.
+        return [("cycles", base.cycles, m.median, tol, ERROR,
+                 f"impossible baseline in {base.source}: {impossible_baseline(base)}")]
+    change = (m.median - base.cycles) / base.cycles
     verdict = REGRESSION if change > tol else IMPROVED if change < -tol else PASS
     out.append(("cycles", base.cycles, m.median, tol, verdict,
                 f"{change * 100:+.3f} % vs {base.source} (tolerance {tol * 100:g} %)"))
@@ -79,6 +84,16 @@ def judge(case: Case, m: Measurement, suite: Suite, emulated: bool) -> list[tupl
     if m.status != "ok":  # one LSB off the host: timing still compared, the note kept
         out = [(a, b, c, d, e, f"{f}; {m.status}") for a, b, c, d, e, f in out]
     return out
+
+
+def impossible_baseline(base: Baseline) -> str:
+    """What makes a baseline impossible ('' if nothing): cycles that are not a
+    finite count above 0, or an arena below 0."""
+    if not (math.isfinite(base.cycles) and base.cycles > 0):
+        return f"cycles {base.cycles!r}"
+    if base.arena_bytes is not None and base.arena_bytes == base.arena_bytes and base.arena_bytes < 0:
+        return f"arena_bytes {base.arena_bytes!r}"
+    return ""
 
 
 def _b(case: Case, metric: str) -> float | None:
@@ -137,13 +152,19 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
         todo = {lane: [c for c in cs if c.key not in done] for lane, cs in cases.items()}
         already = sum(len(cs) for cs in cases.values()) - sum(len(cs) for cs in todo.values())
 
+        recorded = set(done)
+
         def record(board: FarmBoard, case: Case, m: Measurement) -> None:
+            if case.key in recorded:  # delivered again by a retried job: its rows are in
+                return
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
             rows = [Row(run_id, now, suite.name, case.lane, board.name, case.case_id,
                         case.kind, metric, base, measured, tol, verdict, detail)
                     for metric, base, measured, tol, verdict, detail
                     in judge(case, m, suite, board.config.emulated)]
             history.append(rows)
+            if not skipped(m.status):
+                recorded.add(case.key)
             for row in rows:
                 print_(row)
 

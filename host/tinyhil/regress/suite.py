@@ -18,6 +18,7 @@ Suites live in `suites/<name>.yaml` of the project, or are given as a path.
 from __future__ import annotations
 
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -145,6 +146,41 @@ def parse_suite(data, source: str) -> Suite:
     )
 
 
+def check_baseline(cycles, arena_bytes, where) -> None:
+    """A baseline no measurement can have (cycles not a finite count above 0,
+    an arena not a finite count of 0 or more) would turn every verdict into a
+    pass or an 'improvement': refused, `where(metric)` naming its file and line."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+
+    if not (number(cycles) and cycles > 0):
+        raise SuiteError(f"{where('cycles')}: impossible baseline: cycles {cycles!r} (must be a finite "
+                         "count above 0); fix the file or measure it again")
+    if not (number(arena_bytes) and arena_bytes >= 0):
+        raise SuiteError(f"{where('arena_bytes')}: impossible baseline: arena_bytes {arena_bytes!r} (must be a "
+                         "finite count, 0 or more); fix the file or measure it again")
+
+
+def _line_of(path: Path, key: str) -> int:
+    """The line of a LUT CSV whose first field is `key` (0 if none)."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.split(",", 1)[0] == key:
+            return number
+    return 0
+
+
+def _json_line(text: str, *keys: str) -> int:
+    """The line where the last of `keys` (nested, in order) appears in a JSON text."""
+    position = 0
+    for key in keys:
+        found = text.find(f'"{key}"', position)
+        if found < 0:
+            return 0
+        position = found
+    return text.count("\n", 0, position) + 1
+
+
 def item_name(case_id: str) -> str:
     # Benchmark names end up in C sources: only [a-z0-9-] from a hash
     return f"case-{zlib.crc32(case_id.encode()):08x}"
@@ -170,6 +206,11 @@ def lut_cases(suite: Suite, environment: str, baseline_dir: Path) -> list[Case]:
         window, channels = (int(x) for x in meta.input.split("x"))
         ops = {op.key: op for op in make_space(meta.space, window, channels,
                                                int(meta.extra["classes"])).op_configs()}
+        for key, status, cycles, arena in zip(lut.rows["key"], lut.rows["status"],
+                                              lut.rows["cycles"], lut.rows["arena_bytes"]):
+            if usable(status):  # every row a verdict may be taken against, sampled or not
+                check_baseline(cycles, arena,
+                               lambda _: f"baseline {path}: line {_line_of(path, key)} ({key})")
         good = sorted(k for k, s in zip(lut.rows["key"], lut.rows["status"])
                       if usable(s) and k in ops and k not in chosen)
         rng = np.random.default_rng([suite.seed, zlib.crc32(path.name.encode())])
@@ -197,13 +238,17 @@ def deployment_cases(suite: Suite, environment: str, root: Path) -> list[Case]:
     cases = []
     for manifest in sorted(base.glob("**/deployment.json")) if base.is_dir() else []:
         try:
-            data = json.loads(manifest.read_text())
+            text = manifest.read_text()
+            data = json.loads(text)
             board = data["board"]
             measured = data["measured"]
-            cycles, arena = float(measured["cycles"]), int(measured["arena_bytes"])
+            cycles, arena = measured["cycles"], measured["arena_bytes"]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise SuiteError(f"{manifest}: not a deployment record ({error!r}); it needs "
                              '{"board", "measured": {"cycles", "arena_bytes", ...}}') from error
+        check_baseline(cycles, arena,
+                       lambda metric: f"{manifest}: line {_json_line(text, 'measured', metric)}")
+        cycles, arena = float(cycles), int(arena)
         if board != environment:
             continue
         model_path = manifest.parent / "model_int8.tflite"
