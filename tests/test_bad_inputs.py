@@ -9,7 +9,8 @@ from tinyhil.boards import get_board
 from tinyhil.build import firmware
 from tinyhil.cli import app
 from tinyhil.device import qemu
-from tinyhil.errors import ImageTooLarge, InvalidModel, ToolMissing, UnknownBoard, UnsupportedOp
+from tinyhil.errors import (ImageTooLarge, InvalidModel, TinyhilError, ToolMissing, UnknownBoard,
+                            UnsupportedOp)
 from tinyhil.run import run_model
 
 
@@ -122,3 +123,183 @@ def test_model_that_aborts_the_interpreter_is_an_error_not_a_crash(tmp_path):
     path.write_bytes(to_int8_tflite(model, list(np.zeros((4, 4), "float32"))))
     with pytest.raises(InvalidModel, match="crashed preparing it"):
         TfliteModel.load(path)
+
+
+# ---- issue 15: a clear error, never a traceback, and nothing measured first ----------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
+from tinyhil.build.image import NAME_PATTERN, Benchmark, ImageSpec  # noqa: E402
+
+
+def fails_clearly(args, *expected, code=2):
+    """`tinyhil ARGS` through the CLI: exit `code`, each expected text in the message
+    (whitespace-insensitive), and no exception escaping as a traceback."""
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+    output = " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        f"traceback: {result.exception!r}\n{result.output}"
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in output
+    for text in expected:
+        assert " ".join(str(text).split()) in output, output
+    return output
+
+
+def never(what):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{what} before the bad input was refused")
+    return refuse
+
+
+@contextmanager
+def read_only(path: Path):
+    """`path` cannot be written to, even by root (who ignores permission bits)."""
+    os.chmod(path, 0o555)
+    immutable = os.geteuid() == 0
+    if immutable and (not shutil.which("chattr")
+                      or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode):
+        os.chmod(path, 0o755)
+        pytest.skip("running as root without chattr: cannot make a directory read-only")
+    try:
+        yield path
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        os.chmod(path, 0o755)
+
+
+def complete_luts(tmp_path) -> Path:
+    """A luts directory holding the committed qemu-m4 store and its MicroNAS 128x9 table."""
+    luts = tmp_path / "luts"
+    (luts / "qemu-m4").mkdir(parents=True)
+    for name in ("ops.csv", "ops.meta.json", "micronas-128x9-c6.csv", "micronas-128x9-c6.meta.json"):
+        shutil.copy(ROOT / "luts/qemu-m4" / name, luts / "qemu-m4" / name)
+    return luts
+
+
+def test_read_only_luts_is_refused_before_any_model_is_made(tmp_path, monkeypatch):
+    import tinyhil.characterize as characterize
+
+    monkeypatch.setattr(characterize, "generate_models", never("models were generated"))
+    luts = complete_luts(tmp_path)
+    with read_only(luts / "qemu-m4"):
+        fails_clearly(["characterize", "--space", "micronas", "--input", "128x9", "--classes", "6",
+                       "--luts", luts], f"{luts / 'qemu-m4' / 'ops.csv'}: cannot write lookup tables")
+    nothing = tmp_path / "file"
+    nothing.write_text("a regular file where the luts directory should be")
+    fails_clearly(["characterize", "--space", "micronas", "--input", "128x9", "--classes", "6",
+                   "--luts", nothing], f"{nothing} is a file, not a directory")
+
+
+def test_a_full_store_names_the_row_it_could_not_keep(tmp_path):
+    from tinyhil.lut.table import LutError, LutMeta, OpStore, op_columns, read_rows
+    from tinyhil.spaces import ops
+
+    meta = LutMeta(board="qemu-m4", core="cortex-m4", clock_hz=25_000_000, counter="qemu-icount",
+                   tflm="t", compiler="c", flags="f", tinyhil="0")
+    store = OpStore(tmp_path / "ops.csv", meta)
+    first, second = ops.conv((16, 3, 4), 8, (3, 1)), ops.conv((16, 3, 8), 8, (3, 1))
+    store.append({**op_columns(first), "status": "ok", "cycles": 1, "cycles_min": 1, "cycles_max": 1,
+                  "n": 1, "kernel_cycles": 1, "ms": 1, "arena_bytes": 1, "scratch_bytes": 1})
+    with read_only(tmp_path / "ops.csv"):
+        with pytest.raises(LutError, match=rf"ops.csv: cannot append the row of {second.key}.*1 rows "
+                                           "before it are kept"):
+            store.append({**op_columns(second), "status": "ok"})
+    assert list(read_rows(tmp_path / "ops.csv").index) == [first.key]
+
+
+def _cli_in_a_child(args, file_size_limit: int) -> subprocess.CompletedProcess:
+    """The CLI in its own process whose files may not grow past `file_size_limit` bytes
+    (a disk that fills up: writes past it fail with EFBIG; Python ignores SIGXFSZ)."""
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({0}, {0})); "
+            "from tinyhil.cli import app; sys.exit(app(sys.argv[1:]))").format(file_size_limit)
+    import tinyhil
+
+    here = str(Path(tinyhil.__file__).parents[1])  # the child runs the code under test
+    env = {**os.environ, "COLUMNS": "400", "TINYHIL_PROJECT_DIR": str(ROOT),
+           "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=ROOT)
+
+
+def test_a_full_disk_is_named_and_leaves_no_temporary(tmp_path):
+    out = tmp_path / "cal" / "nucleo.csv"
+    reference = ROOT.parent / "shared/data/nucleo_f446re-reference.csv"
+    if not reference.is_file():
+        pytest.skip(f"{reference} is not there")
+    result = _cli_in_a_child(["calibrate", "--emulated", ROOT / "luts/qemu-m4/micronas-128x9-c6.csv",
+                              "--reference", reference, "--board", "nucleo_f446re", "--out", out],
+                             file_size_limit=16 * 1024)
+    text = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2 and "Traceback" not in text, text
+    assert f"{out}: cannot write it (File too large)" in text
+    assert sorted(p.name for p in out.parent.iterdir()) == []  # neither half a LUT nor a .tmp
+
+
+def test_a_temporary_left_by_a_dead_writer_is_removed(tmp_path):
+    from tinyhil.files import OutputError, atomic_write
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stray = tmp_path / f".t.csv.{int(dead.stdout)}.tmp"
+    stray.write_text("half a table")
+    atomic_write(tmp_path / "t.csv", "whole\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    with read_only(tmp_path):
+        with pytest.raises(OutputError, match="t.csv: cannot write it"):
+            atomic_write(tmp_path / "t.csv", "again\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_read_only_outputs_are_refused_before_measuring(tmp_path, monkeypatch):
+    import tinyhil.run
+    import tinyhil.validate
+
+    monkeypatch.setattr(tinyhil.run, "build_image", never("the model was built"))
+    monkeypatch.setattr(tinyhil.validate.ImageRunner, "run", never("architectures were measured"))
+    model = ROOT / "luts/qemu-m4/ops.csv"  # never read: the output is checked first
+    regular = tmp_path / "notes.txt"
+    regular.write_text("a regular file")
+    fails_clearly(["run", model, "--json", regular / "report.json"],
+                  f"{regular / 'report.json'}", f"{regular} is a file, not a directory")
+
+    report = tmp_path / "out"
+    report.mkdir()
+    with read_only(report):
+        fails_clearly(["validate", "--space", "micronas", "--input", "128x9", "--classes", "6",
+                       "--n", "2", "--luts", ROOT / "luts", "--report", report],
+                      f"{report}: cannot write the validation report there")
+
+        inventory = tmp_path / "lab.yaml"
+        inventory.write_text(yaml.safe_dump({"boards": [{"name": "m4", "board": "qemu-m4"}]}))
+        suite = tmp_path / "suite.yaml"
+        suite.write_text(yaml.safe_dump({"name": "s", "deployments": "", "lut_sample": 1}))
+        fails_clearly(["regress", "--boards", inventory, "--suite", suite, "--baseline", tmp_path,
+                       "--out", report], f"{report / 'history.csv'}: cannot write the regression history")
+
+
+def _lut_copy(tmp_path) -> Path:
+    board = tmp_path / "luts" / "qemu-m4"
+    board.mkdir(parents=True)
+    for suffix in (".csv", ".meta.json"):
+        shutil.copy(ROOT / "luts/qemu-m4" / f"micronas-128x9-c6{suffix}", board / f"micronas-128x9-c6{suffix}")
+    return board / "micronas-128x9-c6.csv"
+
+
+def test_an_extra_comma_on_the_first_data_line_is_named(tmp_path):
+    lut = _lut_copy(tmp_path)
+    lines = lut.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].rstrip("\n") + ",\n"
+    lut.write_text("".join(lines))
+    fails_clearly(["lut", "show", lut], f"{lut}: line 2 has 21 fields, the header 20")

@@ -22,7 +22,10 @@ err_console = Console(stderr=True)
 
 
 def _fail(error: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+    from rich.markup import escape
+
+    # escaped: a message quoting "[window, channels]" is text, not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -49,10 +52,13 @@ def run(
 ) -> None:
     """Build firmware for MODEL, run it on BOARD, print cycles, per-op profile,
     memory, and whether the device output equals the host interpreter's."""
+    from .files import atomic_write, writable_file
     from .run import run_model
 
     try:
         config = get_board(board)
+        if json_out:  # before measuring: a report that cannot be kept is refused first
+            writable_file(json_out, "the JSON report")
         with console.status(f"building and measuring {model.name} on {board} ..."):
             report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed,
                                port=port, timeout=timeout, log=console.log)
@@ -60,8 +66,10 @@ def run(
         _fail(error)
     _print_report(report)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        try:
+            atomic_write(json_out, json.dumps(report.to_dict(), indent=2))
+        except TinyhilError as error:
+            _fail(error)
     if not report.output_matches:
         raise typer.Exit(1)
 
@@ -533,15 +541,18 @@ def deploy(
     from .report.deployment import write_report
     from .search import SearchRun
 
+    from .files import writable_file
+
     try:
         found = SearchRun.load(run_dir)
+        report = writable_file(report or run_dir / "report.html", "the HTML report")  # before deploying
         config = get_board(board or found.board)
         with _progress() as progress:
             lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
         with console.status("deploying ..."):
             result = deploy_run(run_dir, config, lut, _deploy_options(epochs, qat_epochs, repeats, seed, port),
                                 log=lambda m: console.print(m, highlight=False))
-        path = write_report([result], report or run_dir / "report.html", f"tinyhil deploy: {run_dir}")
+        path = write_report([result], report, f"tinyhil deploy: {run_dir}")
     except TinyhilError as error:
         _fail(error)
     _print_deployment(result, path)

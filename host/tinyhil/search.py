@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import TinyhilError
-from .files import atomic_write
+from .files import atomic_write, writable_dir
 from .lut.table import Lut
 from .nas.constraints import Profile, profile
 from .nas.data import Splits, load
@@ -114,6 +114,7 @@ def micronas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     from .spaces import make_space
 
     space = make_space("micronas", splits.window, splits.channels, splits.classes)
+    writable_dir(out, "the search run")  # before the search, not after it
     config = SearchConfig(lat_target_ms=targets.latency_ms, mem_target_bytes=targets.ram_bytes,
                           epochs=epochs, batch_size=batch_size, seed=data.seed)
     result = search(splits, space, lut, config, on_epoch=on_epoch)
@@ -131,6 +132,7 @@ def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     """Time-bound search: the best feasible candidate the budget reached."""
     from .nas.tinytnas import TinyTNAS
 
+    writable_dir(out, "the search run")
     specs = {"ram": targets.ram_bytes, "flash": targets.flash_bytes, "macc": targets.macs,
              "latency": targets.latency_ms}
     engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
@@ -153,6 +155,7 @@ def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targe
     """Zero-cost proxies over sampled candidates within the limits; the best first."""
     from .nas.timenas import Searcher
 
+    writable_dir(out, "the search run")
     classes = splits.classes if task == "classification" else 1
     searcher = Searcher(targets.ram_bytes / 1024 if targets.ram_bytes else None,
                         targets.flash_bytes / 1024 if targets.flash_bytes else None, task,

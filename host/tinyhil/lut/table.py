@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TinyhilError
-from ..files import atomic_write
+from ..files import atomic_write, writable_file
 from ..measure import OK, usable
 from ..spaces.ops import OpConfig
 
@@ -116,6 +116,7 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
         lines = lines[:-1]  # an append cut short by a crash: never completed
     if not lines or lines[0].rstrip("\r\n").split(",") != COLUMNS:
         raise LutError(f"{path}: not a tinyhil LUT (expected the columns {','.join(COLUMNS)})")
+    _check_no_extra_fields(path, lines)
     try:
         frame = pd.read_csv(io.StringIO("".join(lines)), dtype={"key": str, "status": str},
                             keep_default_na=False)
@@ -135,11 +136,20 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
     return frame.set_index("key", drop=False)
 
 
+def _check_no_extra_fields(path: Path, lines: list[str]) -> None:
+    """A row longer than the header would make pandas take its first column as the
+    index and shift every other one: a stray comma is named, never read shifted."""
+    for number, fields_ in enumerate(csv.reader(lines[1:]), start=2):
+        if len(fields_) > len(COLUMNS):
+            raise LutError(f"{path}: line {number} has {len(fields_)} fields, the header "
+                           f"{len(COLUMNS)} (a stray comma?): fix or delete that line")
+
+
 @contextmanager
 def exclusive(store_path: Path):
     """One characterization per store at a time: a second one would measure
     the same ops and append them twice."""
-    store_path.parent.mkdir(parents=True, exist_ok=True)
+    writable_file(store_path, "lookup tables")
     with open(store_path.with_name(f".{store_path.name}.lock"), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -184,10 +194,15 @@ class OpStore:
             raise LutError(f"{row['key']} is already in {self.path}")
         buffer = io.StringIO()
         csv.DictWriter(buffer, COLUMNS, lineterminator="\n").writerow(row)
-        with open(self.path, "a") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a") as f:
+                f.write(buffer.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as error:
+            raise LutError(f"{self.path}: cannot append the row of {row['key']} ({error.strerror}); "
+                           f"the {len(self.rows)} rows before it are kept, and this op is measured "
+                           "again on the next run") from None
         self.rows[row["key"]] = row
 
     def update_meta(self, **changes) -> None:
