@@ -303,3 +303,54 @@ def test_an_extra_comma_on_the_first_data_line_is_named(tmp_path):
     lines[1] = lines[1].rstrip("\n") + ",\n"
     lut.write_text("".join(lines))
     fails_clearly(["lut", "show", lut], f"{lut}: line 2 has 21 fields, the header 20")
+
+
+def test_metadata_that_is_not_an_object_or_has_a_text_clock(tmp_path):
+    lut = _lut_copy(tmp_path)
+    sidecar = lut.with_suffix(".meta.json")
+    good = json.loads(sidecar.read_text())
+    sidecar.write_text("[]")
+    fails_clearly(["lut", "show", lut], f"{sidecar}: metadata must be a JSON object, not list")
+    sidecar.write_text(json.dumps({**good, "clock_hz": "fast"}))
+    fails_clearly(["lut", "show", lut], f"{sidecar}: clock_hz is 'fast', not a positive whole number of Hz")
+    sidecar.write_text(json.dumps({k: v for k, v in good.items() if k != "board"}))
+    fails_clearly(["lut", "show", lut], f"{sidecar}: metadata lacks 'board'")
+
+
+def _run_dir(tmp_path, **changes) -> Path:
+    from tinyhil.lut.table import Lut
+    from tinyhil.nas.constraints import profile
+    from tinyhil.search import DataSpec, SearchRun, Targets
+    from tinyhil.spaces import make_space, sample_architecture
+
+    lut = Lut.load(ROOT / "luts/qemu-m4/micronas-128x9-c6.csv")
+    arch = sample_architecture(make_space("micronas", 128, 9, 6), np.random.default_rng(0))
+    run = SearchRun("micronas", "qemu-m4", DataSpec("synthetic128x9c6"), 6, (128, 9), arch,
+                    Targets(), profile(arch, lut), str(lut.path))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({**run.to_dict(), **changes}, default=float))
+    return run_dir
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"input": [100, 6, 7]}, "input is [100, 6, 7], not [window, channels]"),
+    ({"input": ["128", "9"]}, "input is ['128', '9'], not [window, channels]"),
+    ({"classes": "6"}, "classes is '6', not a positive whole number"),
+    ({"targets": {"latency_ms": "40ms"}}, "targets.latency_ms is '40ms', not a number"),
+])
+def test_a_damaged_run_json_is_named_before_deploying(tmp_path, monkeypatch, changes, message):
+    import tinyhil.characterize
+    import tinyhil.deploy.deploy
+
+    monkeypatch.setattr(tinyhil.characterize.Characterizer, "run", never("ops were characterized"))
+    monkeypatch.setattr(tinyhil.deploy.deploy, "trained_model", never("the model was trained"))
+    run_dir = _run_dir(tmp_path, **changes)
+    fails_clearly(["deploy", run_dir, "--luts", ROOT / "luts"], f"{run_dir / 'run.json'}: {message}")
+
+
+def test_an_empty_csv_data_set_is_named(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    fails_clearly(["search", "micronas", "--data", empty, "--window", "4", "--out", tmp_path / "run"],
+                  f"{empty}: the file is empty")

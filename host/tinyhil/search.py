@@ -92,13 +92,36 @@ class SearchRun:
             raise RunDirError(f"{path} is incomplete: no {', '.join(missing)}")
         if data["engine"] not in ENGINES:
             raise RunDirError(f"{path}: unknown engine {data['engine']!r} (known: {', '.join(ENGINES)})")
+        shape = data["input"]
+        if not (isinstance(shape, list) and len(shape) == 2 and all(_positive_int(v) for v in shape)):
+            raise RunDirError(f"{path}: input is {shape!r}, not [window, channels] (two positive "
+                              "whole numbers): a damaged run directory, search again")
+        if not _positive_int(data["classes"]):
+            raise RunDirError(f"{path}: classes is {data['classes']!r}, not a positive whole number")
+        if not isinstance(data["board"], str):
+            raise RunDirError(f"{path}: board is {data['board']!r}, not a board name")
         try:
-            return cls(data["engine"], data["board"], DataSpec(**data["data"]), int(data["classes"]),
-                       tuple(data["input"]), Architecture.from_dict(data["architecture"]),
-                       Targets(**data["targets"]), Profile(**data["estimate"]), data["lut"],
-                       data.get("details", {}))
-        except (TypeError, ValueError, KeyError) as error:
+            run = cls(data["engine"], data["board"], DataSpec(**data["data"]), data["classes"],
+                      tuple(shape), Architecture.from_dict(data["architecture"]),
+                      Targets(**data["targets"]), Profile(**data["estimate"]), data["lut"],
+                      data.get("details", {}))
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
             raise RunDirError(f"{path}: a malformed record ({error})") from error
+        spec = run.data
+        if not isinstance(spec.spec, str) or not (spec.window is None or _positive_int(spec.window)) \
+                or not isinstance(spec.seed, int):
+            raise RunDirError(f"{path}: data is {data['data']!r}, not {{spec: text, window: a positive "
+                              "whole number or null, seed: a whole number}")
+        for part, record, optional in (("targets", run.targets, True), ("estimate", run.estimate, False)):
+            for name, value in asdict(record).items():
+                if not (optional and value is None) and (
+                        isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise RunDirError(f"{path}: {part}.{name} is {value!r}, not a number")
+        return run
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def searched(engine: str, board: str, data: DataSpec, splits: Splits, classes: int,

@@ -59,6 +59,7 @@ class LutMeta:
     extra: dict = field(default_factory=dict)
 
     IDENTITY = ("board", "counter", "tflm", "engine", "compiler")
+    REQUIRED = ("board", "core", "clock_hz", "counter", "tflm", "compiler", "flags", "tinyhil")
 
     def mismatches(self, other: LutMeta) -> list[str]:
         return [f"{name}: {getattr(self, name)!r} vs {getattr(other, name)!r}"
@@ -71,10 +72,35 @@ class LutMeta:
     def from_json(cls, text: str, source: str) -> LutMeta:
         try:
             data = json.loads(text)
-            known = {f.name for f in fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (json.JSONDecodeError, TypeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise LutError(f"{source}: metadata is corrupt ({error})") from error
+        if not isinstance(data, dict):
+            raise LutError(f"{source}: metadata must be a JSON object, not {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        for name in cls.REQUIRED:
+            if name not in data:
+                raise LutError(f"{source}: metadata lacks {name!r}")
+        for name, value in data.items():
+            if name in known and not _meta_value_ok(name, value):
+                raise LutError(f"{source}: {name} is {value!r}, not {_META_KINDS.get(name, 'a string')}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_META_KINDS = {"clock_hz": "a positive whole number of Hz", "invoke_cycles": "a number",
+               "dispatch_cycles": "a number", "extra": "a JSON object"}
+
+
+def _meta_value_ok(name: str, value) -> bool:
+    """The sidecar's fields are used in arithmetic and lookups: their kinds are checked on reading."""
+    import math
+
+    if name == "clock_hz":
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    if name in ("invoke_cycles", "dispatch_cycles"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if name == "extra":
+        return isinstance(value, dict)
+    return isinstance(value, str)
 
 
 def dims(shape) -> str:
