@@ -354,3 +354,81 @@ def test_an_empty_csv_data_set_is_named(tmp_path):
     empty.write_text("")
     fails_clearly(["search", "micronas", "--data", empty, "--window", "4", "--out", tmp_path / "run"],
                   f"{empty}: the file is empty")
+
+
+def test_characterize_has_no_upload_limit(tmp_path, monkeypatch):
+    """Characterization inputs are generated on the device from a seed: an input
+    larger than one RUN request is no reason to refuse the op."""
+    import tinyhil.measure
+    from tinyhil.errors import BuildFailed
+
+    built = []
+
+    def build(spec, board, log=None):
+        built.append(spec)
+        raise BuildFailed("stopped here by the test: the image was accepted")
+
+    monkeypatch.setenv("TINYHIL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tinyhil.measure, "build_image", build)
+    fails_clearly(["characterize", "--space", "tinytnas", "--input", "100000x1", "--classes", "2",
+                   "--limit", "1", "--luts", tmp_path / "luts"], "stopped here by the test")
+    assert built and built[0].seeded_inputs
+    assert max(b.input_bytes for b in built[0].benchmarks) >= 100000
+    # an uploaded input is still bounded by what one request carries
+    with pytest.raises(TinyhilError, match="exceeds the 65528 bytes one RUN request carries"):
+        ImageSpec("qemu-m4", (Benchmark("big", b"x", ("CONV_2D",), 100000),))
+
+
+def test_any_file_name_gives_a_safe_stable_unique_benchmark_name():
+    from tinyhil.build.image import benchmark_name
+
+    names = ["my model", "müdel", "a;b", "a_b", "a b", "ü" * 80, "", "conv1d_har", ";"]
+    safe = [benchmark_name(n) for n in names]
+    assert all(NAME_PATTERN.match(s) for s in safe), safe
+    assert len(set(safe)) == len(names)  # "a b", "a;b" and "a_b" stay three
+    assert safe == [benchmark_name(n) for n in names]  # stable: the same image id every run
+    assert benchmark_name("conv1d_har") == "conv1d_har" and benchmark_name("müdel").startswith("mudel-")
+    with pytest.raises(TinyhilError, match="more than once"):
+        ImageSpec("qemu-m4", (Benchmark("a", b"x", ("CONV_2D",), 4), Benchmark("a", b"y", ("CONV_2D",), 4)))
+
+
+@pytest.mark.parametrize("name", ["my model.tflite", "müdel.tflite", "a;b.tflite"])
+def test_a_model_file_of_any_name_is_built(tmp_path, monkeypatch, models_dir, name):
+    import tensorflow as tf
+
+    import tinyhil.run
+    from tinyhil.build.image import benchmark_name
+    from tinyhil.errors import BuildFailed
+
+    built = []
+
+    def build(spec, board, log=None):
+        built.append(spec)
+        raise BuildFailed("stopped here by the test: the image was accepted")
+
+    monkeypatch.setattr(tinyhil.run, "build_image", build)
+    model = make_int8_model(models_dir / "named.tflite", [tf.keras.layers.Dense(4)], (8,))
+    path = tmp_path / name
+    shutil.copy(model, path)
+    fails_clearly(["run", path], "stopped here by the test")
+    (bench,) = built[0].benchmarks
+    assert NAME_PATTERN.match(bench.name) and bench.name == benchmark_name(path.stem)
+
+
+def test_an_int16_model_is_refused_before_building(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    import tinyhil.run
+
+    monkeypatch.setattr(tinyhil.run, "build_image", never("the int16 model was built"))
+    model = tf.keras.Sequential([tf.keras.layers.Input((16,)), tf.keras.layers.Dense(4)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.random((1, 16), "float32")] for _ in range(8))
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int16
+    path = tmp_path / "int16.tflite"
+    path.write_bytes(converter.convert())
+    fails_clearly(["run", path], "int16: input tensor", "is int16; tinyhil measures int8 models")
