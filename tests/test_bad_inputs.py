@@ -432,3 +432,28 @@ def test_an_int16_model_is_refused_before_building(tmp_path, monkeypatch):
     path = tmp_path / "int16.tflite"
     path.write_bytes(converter.convert())
     fails_clearly(["run", path], "int16: input tensor", "is int16; tinyhil measures int8 models")
+
+
+def test_suite_paths_stay_inside_the_project(tmp_path):
+    from tinyhil.regress.suite import SuiteError, parse_suite
+
+    for data, message in (({"models": ["../../../../etc/passwd"]}, "leads outside the project"),
+                          ({"deployments": "/"}, "'/' is an absolute path"),
+                          ({"deployments": "runs/../../.."}, "leads outside the project")):
+        with pytest.raises(SuiteError, match=message):
+            parse_suite(data, "suite.yaml")
+    assert parse_suite({"models": ["examples/x.tflite"]}, "s").models == ("examples/x.tflite",)
+
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text(yaml.safe_dump({"boards": [{"name": "m4", "board": "qemu-m4"}]}))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "s", "deployments": "", "lut_sample": 0,
+                                     "models": ["../../../../../../../../etc/passwd"]}))
+    args = ["regress", "--boards", inventory, "--baseline", tmp_path / "luts", "--out", tmp_path / "out"]
+    fails_clearly([*args, "--suite", suite], f"{suite}: models: '../../../../../../../../etc/passwd' "
+                  "leads outside the project")
+    # a path outside, given on the command line, is the user's choice: it is read
+    suite.write_text(yaml.safe_dump({"name": "s", "deployments": "", "lut_sample": 0}))
+    outside = tmp_path / "outside.tflite"
+    outside.write_bytes(b"not a model at all")
+    fails_clearly([*args, "--suite", suite, "--model", outside], f"{outside.stem}: not a TFLite model")

@@ -198,13 +198,25 @@ def regress(
     timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
     pinned_images: bool = typer.Option(False, "--pinned-images",
                                        help="only print the image each labgrid board must run"),
+    deployments: Path = typer.Option(None, help="deployed runs to re-measure, instead of the "
+                                     "suite's (may lie outside the project)"),
+    models: list[Path] = typer.Option([], "--model", help="a .tflite to re-measure besides the "
+                                      "suite's (may lie outside the project; repeatable)"),
 ) -> None:
     """Re-measure a suite on every board of an inventory (in parallel), compare
     with the baselines, write JUnit XML and the trend page; exit 1 on a regression."""
+    from dataclasses import replace
+
     from .regress.inventory import load_inventory
     from .regress.nightly import pinned_images as images_of
     from .regress.nightly import regress as run_regress
-    from .regress.suite import load_suite
+    from .regress.suite import load_suite as load_suite_file
+
+    def load_suite(name: str):
+        """The suite file (its paths confined to the project), then the paths given here."""
+        loaded = load_suite_file(name)
+        return replace(loaded, deployments=str(deployments.resolve()) if deployments else loaded.deployments,
+                       models=loaded.models + tuple(str(m.resolve()) for m in models))
 
     if pinned_images:
         try:
