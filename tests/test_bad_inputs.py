@@ -289,6 +289,17 @@ def test_read_only_outputs_are_refused_before_measuring(tmp_path, monkeypatch):
                        "--out", report], f"{report / 'history.csv'}: cannot write the regression history")
 
 
+def test_export_c_into_a_read_only_directory(tmp_path, models_dir):
+    import tensorflow as tf
+
+    model = make_int8_model(models_dir / "export.tflite", [tf.keras.layers.Dense(4)], (8,))
+    out = tmp_path / "c"
+    out.mkdir()
+    with read_only(out):
+        fails_clearly(["export-c", model, "--out", out], f"{out / 'g_model.h'}: cannot write it")
+    assert list(out.iterdir()) == []
+
+
 def _lut_copy(tmp_path) -> Path:
     board = tmp_path / "luts" / "qemu-m4"
     board.mkdir(parents=True)

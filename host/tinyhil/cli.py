@@ -930,19 +930,22 @@ def bench_calibrate(
 
     from .calibrate import arena_comparison, benchmark, load_bench_frame
 
+    from .files import atomic_write, writable_file
+
     try:
+        if csv:
+            writable_file(csv, "the errors of every split")  # before measuring
         with _progress() as progress:
             ref, frame, measured_now = load_bench_frame(reference, emulated_board, luts, progress)
         rows = benchmark(frame, ref, seeds=range(seeds))
+        data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
+                                  fitted=r.fitted, predicted=r.predicted, mape=r.errors.mape,
+                                  max_error=r.errors.max_error, r2=r.errors.r2, chosen_as=r.chosen_as)
+                             for r in rows])
+        if csv:
+            atomic_write(csv, data.to_csv(index=False))
     except TinyhilError as error:
         _fail(error)
-    data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
-                              fitted=r.fitted, predicted=r.predicted, mape=r.errors.mape,
-                              max_error=r.errors.max_error, r2=r.errors.r2, chosen_as=r.chosen_as)
-                         for r in rows])
-    if csv:
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        data.to_csv(csv, index=False)
     table = Table("fit rows", "sampler", "model", "MAPE mean", "MAPE worst", "max err mean",
                   "max err worst", "R² worst",
                   title=f"{len(frame)} {reference.name} rows on {emulated_board} ({measured_now} measured "

@@ -136,7 +136,7 @@ def sweep(engines, data: DataSpec, board: BoardConfig, n_targets: int, settings:
 
     splits = data.load()
     deployments, rows = [], []
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out, "the sweep's table and report")  # before the first search
     for engine in engines:
         lut = space_lut(board, engine, splits.window, splits.channels, splits.classes, luts, progress)
         latencies, memory = spread_targets(engine, splits, lut, n_targets, data.seed)
