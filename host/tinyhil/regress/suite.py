@@ -128,8 +128,10 @@ def parse_suite(data, source: str) -> Suite:
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise SuiteError(f"{source}: models must be a list of .tflite paths")
     deployments = str(data.get("deployments", "runs") or "")
-    for key, path in [("deployments", deployments)] * bool(deployments) + [("models", m) for m in models]:
-        inside_project(path, f"{source}: {key}")
+    if deployments:
+        inside_project(deployments, f"{source}: deployments")
+    for model in models:
+        inside_project(model, f"{source}: models")
     return Suite(
         name=name,
         repeats=_number(data, "repeats", 3, int, 1, 1000, source),
