@@ -1,6 +1,8 @@
 """A labgrid lab on loopback: coordinator and exporter on 127.0.0.1, the
 exporter serving an emulated board's pty through ser2net; the nightly suite
 runs on two local emulated boards and on the labgrid place at once."""
+import ipaddress
+import os
 import shutil
 import socket
 import subprocess
@@ -74,6 +76,48 @@ def coordinator(tmp_path):
         stop(process)
 
 
+LOOPBACK_SER2NET = """#!{python}
+# ser2net for this test's lab: labgrid's exporter asks ser2net to listen on every
+# interface ("tcp,PORT"); the lab is loopback only, so the accepter gets 127.0.0.1.
+import os, re, sys
+args = [re.sub(r",tcp,(\\d+)$", r",tcp,127.0.0.1,\\1", a) for a in sys.argv[1:]]  # ser2net >= 4.2
+args = [re.sub(r"^(\\d+):telnet:", r"127.0.0.1,\\1:telnet:", a) for a in args]  # ser2net 3 (-C)
+os.execv({real!r}, [{real!r}, *args])
+"""
+
+
+def loopback_ser2net(directory: Path) -> dict:
+    """The environment of an exporter whose ser2net listens on 127.0.0.1 only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper = directory / "ser2net"
+    wrapper.write_text(LOOPBACK_SER2NET.format(python=sys.executable, real=tool("ser2net")))
+    wrapper.chmod(0o755)
+    return {**os.environ, "PATH": f"{directory}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def listening_addresses(parent_pid: int, name: str = "ser2net") -> set[str]:
+    """IPv4/IPv6 addresses on which the `name` children of `parent_pid` listen (from /proc)."""
+    inodes = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            comm, ppid = stat[stat.index("(") + 1:stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
+            if comm == name and ppid == parent_pid:
+                inodes |= {os.readlink(fd)[8:-1] for fd in (proc / "fd").iterdir()
+                           if os.readlink(fd).startswith("socket:[")}
+        except (OSError, ValueError):
+            continue  # a process that ended meanwhile
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # host-order words
+                found.add(str(ipaddress.ip_address(words)))
+    return found
+
+
 def client(address: str, *args: str) -> None:
     subprocess.run([tool("labgrid-client"), "-x", address, "-p", PLACE, *args], check=True,
                    capture_output=True, text=True)
@@ -102,14 +146,21 @@ def test_nightly_on_two_local_boards_and_a_labgrid_place(tmp_path, coordinator):
         exporter = subprocess.Popen(
             [tool("labgrid-exporter"), "-c", coordinator, "--name", "tinyhil-test",
              "--hostname", "127.0.0.1", str(exporter_config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=loopback_ser2net(tmp_path / "bin"))
         try:
             client(coordinator, "create")
             client(coordinator, "add-match", f"tinyhil-test/{PLACE}/*")
+            listening = set()  # where the place's ser2net listens while the remote board works
+
+            def on_row(row):
+                if row.farm_board == "remote-m4":
+                    listening.update(listening_addresses(exporter.pid))
+
             result = regress(boards, suite, baseline, tmp_path / "out", tmp_path / "out/junit.xml",
-                             timeout=10.0, trend=False)
+                             timeout=10.0, on_row=on_row, trend=False)
         finally:
             stop(exporter)
+        assert listening == {"127.0.0.1"}  # the board's serial port is reachable from this host only
         assert qemu.alive()  # the remote board was used, not restarted
 
     rows = result.rows

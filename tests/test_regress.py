@@ -159,11 +159,12 @@ def write_farm(tmp_path, baseline_dir, tiny_model, boards):
         {"board": "qemu-m4", "measured": {"cycles": 10.0, "arena_bytes": 10, "flash_bytes": 1}}))
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({"name": "nightly-test", "repeats": 2, "per_image": 2,
-                                     "lut_sample": 3, "deployments": str(tmp_path / "runs"),
-                                     "models": [str(tiny_model)]}))
+                                     "lut_sample": 3, "deployments": ""}))
     inventory = tmp_path / "lab.yaml"
     inventory.write_text(yaml.safe_dump({"boards": boards}))
-    return inventory, suite
+    # outside the project: given on the command line, as a suite file may not name them
+    paths = ["--deployments", str(tmp_path / "runs"), "--model", str(tiny_model)]
+    return inventory, suite, paths
 
 
 FARM = [{"name": "m4-a", "board": "qemu-m4"}, {"name": "m4-b", "board": "qemu-m4"},
@@ -172,9 +173,9 @@ FARM = [{"name": "m4-a", "board": "qemu-m4"}, {"name": "m4-b", "board": "qemu-m4
 
 @pytest.mark.device
 def test_nightly_on_three_emulated_boards(tmp_path, baseline_dir, tiny_model):
-    inventory, suite = write_farm(tmp_path, baseline_dir, tiny_model, FARM)
+    inventory, suite, paths = write_farm(tmp_path, baseline_dir, tiny_model, FARM)
     out = tmp_path / "out"
-    args = ["regress", "--boards", str(inventory), "--suite", str(suite),
+    args = ["regress", "--boards", str(inventory), "--suite", str(suite), *paths,
             "--baseline", str(baseline_dir), "--out", str(out), "--junit", str(out / "junit.xml")]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 1, first.output  # the bad deployment is a regression
@@ -212,9 +213,9 @@ def test_nightly_on_three_emulated_boards(tmp_path, baseline_dir, tiny_model):
 
 @pytest.mark.device
 def test_host_killed_mid_run_then_resumed(tmp_path, baseline_dir, tiny_model):
-    inventory, suite = write_farm(tmp_path, baseline_dir, tiny_model, FARM[:1])
+    inventory, suite, paths = write_farm(tmp_path, baseline_dir, tiny_model, FARM[:1])
     out = tmp_path / "out"
-    args = ["--boards", str(inventory), "--suite", str(suite), "--baseline", str(baseline_dir),
+    args = ["--boards", str(inventory), "--suite", str(suite), *paths, "--baseline", str(baseline_dir),
             "--out", str(out)]
     assert regress_killed_after(args, out / "history.csv", timeout=300), \
         "the run ended before it could be killed"
@@ -247,9 +248,8 @@ def test_a_worker_that_breaks_loses_nothing(tmp_path, baseline_dir, tiny_model):
     from tinyhil.regress.nightly import regress
     from tinyhil.regress.suite import load_suite
 
-    inventory, suite_file = write_farm(tmp_path, baseline_dir, tiny_model, FARM[:2])
+    inventory, suite_file, _ = write_farm(tmp_path, baseline_dir, tiny_model, FARM[:2])
     boards, suite = load_inventory(inventory), load_suite(str(suite_file))
-    suite = type(suite)(**{**suite.__dict__, "deployments": "", "models": ()})
     broken = []
 
     def flaky(board):

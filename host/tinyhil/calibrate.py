@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .boards import BoardConfig, get_board
+from .files import writable_file
 from .lut.calibrate import (Calibration, CalibrationError, FitErrors, MacsLine, calibrated_lut,
                             candidate_models, fit_calibration, training_frame)
 from .lut.reference import ReferenceSet, read_reference
@@ -71,6 +72,7 @@ def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Pa
         raise CalibrationError(f"--out {out}: ops.csv is the name of a board's measured store; "
                                "give the calibrated table another name")
     reference = read_reference(reference_path)  # every bad row named before any work
+    writable_file(Path(out), "the calibrated LUT")
     board = get_board(board_name)
     lut = Lut.load(emulated_lut)
     if lut.meta.extra.get("calibration"):

@@ -23,7 +23,10 @@ err_console = Console(stderr=True)
 
 
 def _fail(error: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+    from rich.markup import escape
+
+    # escaped: a message quoting "[window, channels]" is text, not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -79,10 +82,13 @@ def run(
 ) -> None:
     """Build firmware for MODEL, run it on BOARD, print cycles, per-op profile,
     memory, and whether the device output equals the host interpreter's."""
+    from .files import atomic_write, writable_file
     from .run import run_model
 
     try:
         config = get_board(board)
+        if json_out:  # before measuring: a report that cannot be kept is refused first
+            writable_file(json_out, "the JSON report")
         with console.status(f"building and measuring {model.name} on {board} ..."):
             report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed,
                                port=port, timeout=timeout, log=console.log)
@@ -90,8 +96,10 @@ def run(
         _fail(error)
     _print_report(report)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        try:
+            atomic_write(json_out, json.dumps(report.to_dict(), indent=2))
+        except TinyhilError as error:
+            _fail(error)
     if not report.output_matches:
         raise typer.Exit(1)
 
@@ -220,13 +228,25 @@ def regress(
     timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
     pinned_images: bool = typer.Option(False, "--pinned-images",
                                        help="only print the image each labgrid board must run"),
+    deployments: Path = typer.Option(None, help="deployed runs to re-measure, instead of the "
+                                     "suite's (may lie outside the project)"),
+    models: list[Path] = typer.Option([], "--model", help="a .tflite to re-measure besides the "
+                                      "suite's (may lie outside the project; repeatable)"),
 ) -> None:
     """Re-measure a suite on every board of an inventory (in parallel), compare
     with the baselines, write JUnit XML and the trend page; exit 1 on a regression."""
+    from dataclasses import replace
+
     from .regress.inventory import load_inventory
     from .regress.nightly import pinned_images as images_of
     from .regress.nightly import regress as run_regress
-    from .regress.suite import load_suite
+    from .regress.suite import load_suite as load_suite_file
+
+    def load_suite(name: str):
+        """The suite file (its paths confined to the project), then the paths given here."""
+        loaded = load_suite_file(name)
+        return replace(loaded, deployments=str(deployments.resolve()) if deployments else loaded.deployments,
+                       models=loaded.models + tuple(str(m.resolve()) for m in models))
 
     if pinned_images:
         try:
@@ -541,15 +561,18 @@ def deploy(
     from .report.deployment import write_report
     from .search import SearchRun
 
+    from .files import writable_file
+
     try:
         found = SearchRun.load(run_dir)
+        report = writable_file(report or run_dir / "report.html", "the HTML report")  # before deploying
         config = get_board(board or found.board)
         with _progress() as progress:
             lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
         with console.status("deploying ..."):
             result = deploy_run(run_dir, config, lut, _deploy_options(epochs, qat_epochs, repeats, seed, port),
                                 log=lambda m: console.print(m, highlight=False))
-        path = write_report([result], report or run_dir / "report.html", f"tinyhil deploy: {run_dir}")
+        path = write_report([result], report, f"tinyhil deploy: {run_dir}")
     except TinyhilError as error:
         _fail(error)
     _print_deployment(result, path)
@@ -918,19 +941,22 @@ def bench_calibrate(
 
     from .calibrate import arena_comparison, benchmark, load_bench_frame
 
+    from .files import atomic_write, writable_file
+
     try:
+        if csv:
+            writable_file(csv, "the errors of every split")  # before measuring
         with _progress() as progress:
             ref, frame, measured_now = load_bench_frame(reference, emulated_board, luts, progress)
         rows = benchmark(frame, ref, seeds=range(seeds))
+        data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
+                                  fitted=r.fitted, predicted=r.predicted, mape=r.errors.mape,
+                                  max_error=r.errors.max_error, r2=r.errors.r2, chosen_as=r.chosen_as)
+                             for r in rows])
+        if csv:
+            atomic_write(csv, data.to_csv(index=False))
     except TinyhilError as error:
         _fail(error)
-    data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
-                              fitted=r.fitted, predicted=r.predicted, mape=r.errors.mape,
-                              max_error=r.errors.max_error, r2=r.errors.r2, chosen_as=r.chosen_as)
-                         for r in rows])
-    if csv:
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        data.to_csv(csv, index=False)
     table = Table("fit rows", "sampler", "model", "MAPE mean", "MAPE worst", "max err mean",
                   "max err worst", "R² worst",
                   title=f"{len(frame)} {reference.name} rows on {emulated_board} ({measured_now} measured "

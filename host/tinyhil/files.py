@@ -1,18 +1,100 @@
-"""Results written so that a reader, or a run killed mid-write, never sees half a file."""
+"""Results written so that a reader, or a run killed mid-write, never sees half a file,
+and output places checked before anything is measured into them."""
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
+
+from .errors import TinyhilError
+
+
+class OutputError(TinyhilError):
+    """A result cannot be written where it belongs (read-only, full, not a directory)."""
+
+
+def _why(error: OSError, path: Path) -> str:
+    """The reason of a failed write in words, naming a regular file that stands where a
+    directory must be."""
+    if isinstance(error, (NotADirectoryError, FileExistsError)):
+        for parent in (path, *path.parents):
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is a file, not a directory"
+    return error.strerror or str(error)
+
+
+def _probe(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".tinyhil-probe-"):
+        pass
+
+
+def writable_dir(directory: Path, what: str) -> Path:
+    """Makes `directory` if it is missing and proves a file can be created in it, so that
+    a read-only or misplaced output is refused before any measurement, not after."""
+    directory = Path(directory)
+    try:
+        _probe(directory)
+    except OSError as error:
+        raise OutputError(f"{directory}: cannot write {what} there ({_why(error, directory)})") from None
+    return directory
+
+
+def writable_file(path: Path, what: str) -> Path:
+    """`writable_dir` for the file's directory, and an existing file must take appends."""
+    path = Path(path)
+    try:
+        _probe(path.parent)
+        if path.exists():
+            with open(path, "a"):
+                pass
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write {what} ({_why(error, path)})") from None
+    return path
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporaries of `path` left by processes that died mid-write (their pid is gone)."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp$")
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return
+    for sibling in siblings:
+        match = pattern.match(sibling.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            sibling.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write(path: Path, data: str | bytes) -> Path:
-    """Writes `data` beside `path` under a name of this process's, then renames it over `path`."""
+    """Writes `data` beside `path` under a name of this process's, then renames it over
+    `path`. A failed write (disk full, read-only) leaves neither half a file nor its
+    temporary, and is an OutputError naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        os.replace(tmp, path)
+    except OSError as error:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise OutputError(f"{path}: cannot write it ({_why(error, path)})") from None
     return path

@@ -17,7 +17,7 @@ from .boards import BoardConfig
 from .characterize import space_lut
 from .deploy.deploy import Deployment, DeployOptions, deploy
 from .errors import TinyhilError
-from .files import atomic_write
+from .files import atomic_write, writable_dir, writable_file
 from .lut.table import Lut
 from .nas.data import Splits
 from .report.deployment import write_report
@@ -92,6 +92,8 @@ def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Pat
     are loaded here unless a caller running many pipelines already has them."""
     seconds = {}
     t0 = time.monotonic()
+    writable_dir(config.out, "the pipeline's run")  # before anything is searched or measured
+    writable_file(report or config.out / "report.html", "the HTML report")
     log(f"characterize + search ({config.engine}) ...")
     if splits is None:
         splits = config.data.load()
@@ -134,7 +136,7 @@ def sweep(engines, data: DataSpec, board: BoardConfig, n_targets: int, settings:
 
     splits = data.load()
     deployments, rows = [], []
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out, "the sweep's table and report")  # before the first search
     for engine in engines:
         lut = space_lut(board, engine, splits.window, splits.channels, splits.classes, luts, progress)
         latencies, memory = spread_targets(engine, splits, lut, n_targets, data.seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 from .bench.tflite_model import TfliteModel
 from .boards import BoardConfig
 from .build.firmware import BuiltImage, build_image
-from .build.image import Benchmark, ImageSpec
+from .build.image import Benchmark, ImageSpec, benchmark_name
 from .device.boards import open_board
 from .device.driver import DeviceInfo
 from .device.protocol import RunRequest
@@ -71,7 +71,7 @@ class RunReport:
 
 
 def model_image(model: TfliteModel, board: BoardConfig) -> ImageSpec:
-    bench = Benchmark(model.name, model.flatbuffer, model.ops, model.input_bytes)
+    bench = Benchmark(benchmark_name(model.name), model.flatbuffer, model.ops, model.input_bytes)
     return ImageSpec(board.name, (bench,))
 
 

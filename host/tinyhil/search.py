@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import TinyhilError
-from .files import atomic_write
+from .files import atomic_write, writable_dir
 from .lut.table import Lut
 from .nas.constraints import Profile, profile
 from .nas.data import Splits, load
@@ -92,13 +92,36 @@ class SearchRun:
             raise RunDirError(f"{path} is incomplete: no {', '.join(missing)}")
         if data["engine"] not in ENGINES:
             raise RunDirError(f"{path}: unknown engine {data['engine']!r} (known: {', '.join(ENGINES)})")
+        shape = data["input"]
+        if not (isinstance(shape, list) and len(shape) == 2 and all(_positive_int(v) for v in shape)):
+            raise RunDirError(f"{path}: input is {shape!r}, not [window, channels] (two positive "
+                              "whole numbers): a damaged run directory, search again")
+        if not _positive_int(data["classes"]):
+            raise RunDirError(f"{path}: classes is {data['classes']!r}, not a positive whole number")
+        if not isinstance(data["board"], str):
+            raise RunDirError(f"{path}: board is {data['board']!r}, not a board name")
         try:
-            return cls(data["engine"], data["board"], DataSpec(**data["data"]), int(data["classes"]),
-                       tuple(data["input"]), Architecture.from_dict(data["architecture"]),
-                       Targets(**data["targets"]), Profile(**data["estimate"]), data["lut"],
-                       data.get("details", {}))
-        except (TypeError, ValueError, KeyError) as error:
+            run = cls(data["engine"], data["board"], DataSpec(**data["data"]), data["classes"],
+                      tuple(shape), Architecture.from_dict(data["architecture"]),
+                      Targets(**data["targets"]), Profile(**data["estimate"]), data["lut"],
+                      data.get("details", {}))
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
             raise RunDirError(f"{path}: a malformed record ({error})") from error
+        spec = run.data
+        if not isinstance(spec.spec, str) or not (spec.window is None or _positive_int(spec.window)) \
+                or not isinstance(spec.seed, int):
+            raise RunDirError(f"{path}: data is {data['data']!r}, not {{spec: text, window: a positive "
+                              "whole number or null, seed: a whole number}")
+        for part, record, optional in (("targets", run.targets, True), ("estimate", run.estimate, False)):
+            for name, value in asdict(record).items():
+                if not (optional and value is None) and (
+                        isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise RunDirError(f"{path}: {part}.{name} is {value!r}, not a number")
+        return run
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def searched(engine: str, board: str, data: DataSpec, splits: Splits, classes: int,
@@ -114,6 +137,7 @@ def micronas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     from .spaces import make_space
 
     space = make_space("micronas", splits.window, splits.channels, splits.classes)
+    writable_dir(out, "the search run")  # before the search, not after it
     config = SearchConfig(lat_target_ms=targets.latency_ms, mem_target_bytes=targets.ram_bytes,
                           epochs=epochs, batch_size=batch_size, seed=data.seed)
     result = search(splits, space, lut, config, on_epoch=on_epoch)
@@ -131,6 +155,7 @@ def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     """Time-bound search: the best feasible candidate the budget reached."""
     from .nas.tinytnas import TinyTNAS
 
+    writable_dir(out, "the search run")
     specs = {"ram": targets.ram_bytes, "flash": targets.flash_bytes, "macc": targets.macs,
              "latency": targets.latency_ms}
     engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
@@ -153,6 +178,7 @@ def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targe
     """Zero-cost proxies over sampled candidates within the limits; the best first."""
     from .nas.timenas import Searcher
 
+    writable_dir(out, "the search run")
     classes = splits.classes if task == "classification" else 1
     searcher = Searcher(targets.ram_bytes / 1024 if targets.ram_bytes else None,
                         targets.flash_bytes / 1024 if targets.flash_bytes else None, task,

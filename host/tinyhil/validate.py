@@ -21,6 +21,7 @@ from .bench.whole_model import generate_architecture_models
 from .boards import BoardConfig
 from .estimate import MacsProxy, appendix_a_peak, arena_estimate, lut_latency
 from .estimate.latency import check_covered
+from .files import atomic_write, writable_dir
 from .lut.table import Lut, LutError, space_lut_path
 from .measure import ImageRunner, Item, Timing, usable
 from .spaces import make_space, sample_architecture
@@ -72,6 +73,7 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
              n: int, luts_dir: Path, report_dir: Path, seed: int = 0, port: str = "",
              progress=None) -> ValidationResult:
     started = time.monotonic()
+    report_dir = writable_dir(report_dir, "the validation report")  # before anything is measured
     lut_path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
     if not lut_path.exists():
         raise LutError(f"no LUT at {lut_path}: make it with `tinyhil characterize --space "
@@ -132,10 +134,8 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
                                 error_pct=(v[0] / v[1] - 1) * 100 if v[1] else np.nan)
                            for k, v in sorted(per_type.items())])
 
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = report_dir / f"validation-{space_name}-{board.name}.csv"
-    table.to_csv(csv_path, index=False)
+    csv_path = atomic_write(report_dir / f"validation-{space_name}-{board.name}.csv",
+                            table.to_csv(index=False))
     runner.timing.wall_s = time.monotonic() - started
     result = ValidationResult(table, per_op, lut_metrics, proxy_metrics, memory_error,
                               appendix_ratio, csv_path, report_dir / f"validation-{space_name}-{board.name}.html",

@@ -18,6 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TFLITE_IDENTIFIER = b"TFL3"
 INTEGER_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "bool"}
+MODEL_DTYPES = {"int8", "int32"}  # int8 activations and weights, int32 biases and shapes
+INT8_RECIPE = ("int8 activations and weights, int32 biases: convert with a representative dataset "
+               "and int8 inference types, see tinyhil.bench.convert.to_int8_tflite")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,22 @@ class TfliteModel:
                         f"{self.name}: op {op['op_name']} computes in {dtype}; tinyhil measures "
                         "full-integer int8 models"
                     )
+        # Refused here, not after a build and a boot: the firmware and the output check
+        # take int8 activations (int32 only for biases and shapes), not 16x8 or uint8 models.
+        for kind, tensors in (("input", self.inputs), ("output", self.outputs)):
+            for tensor in tensors:
+                if tensor.dtype != "int8":
+                    raise InvalidModel(f"{self.name}: {kind} tensor {tensor.name!r} is {tensor.dtype}; "
+                                       f"tinyhil measures int8 models ({INT8_RECIPE})")
+        for op in interpreter._get_ops_details():
+            for index in [*op["inputs"], *op["outputs"]]:
+                if index < 0:
+                    continue
+                detail = interpreter._get_tensor_details(index, 0)
+                dtype = np.dtype(detail["dtype"]).name
+                if dtype not in MODEL_DTYPES:
+                    raise InvalidModel(f"{self.name}: op {op['op_name']} has the {dtype} tensor "
+                                       f"{detail['name']!r}; tinyhil measures int8 models ({INT8_RECIPE})")
 
     @property
     def input_bytes(self) -> int:

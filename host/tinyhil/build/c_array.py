@@ -12,6 +12,7 @@ import jinja2
 
 from .. import __version__
 from ..errors import TinyhilError
+from ..files import atomic_write
 
 C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _OCTAL = [f"\\{b:03o}" for b in range(256)]
@@ -45,13 +46,11 @@ def check_c_name(name: str) -> str:
 def write_c_array(model, out_dir: Path, name: str = "g_model") -> CSources:
     """`model` is a TfliteModel; writes NAME.cc and NAME.h into `out_dir`."""
     check_c_name(name)
-    out_dir.mkdir(parents=True, exist_ok=True)
     header = out_dir / f"{name}.h"
     context = dict(version=__version__, source=model.name, name=name, macro=name.upper(),
                    guard=f"TINYHIL_{name.upper()}_H_", header=header.name,
                    model_bytes=len(model.flatbuffer), flatbuffer=model.flatbuffer, ops=model.ops,
                    input=model.inputs[0], output=model.outputs[0])
-    header.write_text(_env.get_template("model_data.h.j2").render(**context))
-    source = out_dir / f"{name}.cc"
-    source.write_text(_env.get_template("model_data.cc.j2").render(**context))
+    atomic_write(header, _env.get_template("model_data.h.j2").render(**context))
+    source = atomic_write(out_dir / f"{name}.cc", _env.get_template("model_data.cc.j2").render(**context))
     return CSources(source, header)

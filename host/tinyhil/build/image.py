@@ -24,6 +24,20 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
 RUN_HEADER_BYTES = RUN_HEADER.size  # a RUN request is this header + the input
 
 
+def benchmark_name(text: str) -> str:
+    """A name of NAME_PATTERN's alphabet for any model file name: kept if it already is
+    one, else transliterated (ü -> u), other characters made '_', and a hash of the
+    original appended, so that "a b" and "a_b" stay two names (and the same on every run)."""
+    import unicodedata
+    import zlib
+
+    if NAME_PATTERN.match(text):
+        return text
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "_", ascii_text).strip("_") or "model"
+    return f"{safe[:54]}-{zlib.crc32(text.encode('utf-8', 'surrogateescape')):08x}"
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
@@ -43,11 +57,6 @@ class Benchmark:
                 f"benchmark name {self.name!r} must match {NAME_PATTERN.pattern} "
                 "(letters, digits, _ . : + -)"
             )
-        if RUN_HEADER_BYTES + self.input_bytes > MAX_PAYLOAD:
-            raise TinyhilError(
-                f"benchmark {self.name}: input of {self.input_bytes} bytes exceeds the "
-                f"{MAX_PAYLOAD - RUN_HEADER_BYTES} bytes one RUN request carries"
-            )
 
     @property
     def model_bytes(self) -> int:
@@ -65,6 +74,21 @@ class ImageSpec:
     board: str
     benchmarks: tuple[Benchmark, ...]
     seeded_inputs: bool = False  # the host only sends seeds: a small request buffer will do
+
+    def __post_init__(self):
+        names = [b.name for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise TinyhilError(f"image for {self.board}: benchmark name(s) {', '.join(twice)} "
+                               "appear more than once")
+        if self.seeded_inputs:
+            return  # inputs are generated on the device: no upload limit applies
+        for bench in self.benchmarks:
+            if RUN_HEADER_BYTES + bench.input_bytes > MAX_PAYLOAD:
+                raise TinyhilError(
+                    f"benchmark {bench.name}: input of {bench.input_bytes} bytes exceeds the "
+                    f"{MAX_PAYLOAD - RUN_HEADER_BYTES} bytes one RUN request carries"
+                )
 
     @property
     def ops(self) -> tuple[str, ...]:

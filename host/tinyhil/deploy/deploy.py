@@ -30,7 +30,7 @@ from ..device.boards import open_board
 from ..device.recovery import boot_with_recovery, run_with_recovery
 from ..device.protocol import RunRequest
 from ..errors import ImageTooLarge, TinyhilError
-from ..files import atomic_write
+from ..files import atomic_write, writable_dir
 from ..lut.table import Lut
 from ..nas.constraints import Profile, profile
 from ..spaces.ops import CONV, DEPTHWISE
@@ -204,6 +204,7 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
            log: Callable[[str], None] = lambda _m: None) -> Deployment:
     run_dir = Path(run_dir)
     found = SearchRun.load(run_dir)
+    writable_dir(run_dir, "the deployment")  # before training and measuring
     if found.classes < 2:
         raise DeployError(f"{run_dir}: a {found.engine} regression run; deploy measures classifiers "
                           "(accuracy and F1 over the test windows)")

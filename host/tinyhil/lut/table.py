@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TinyhilError
-from ..files import atomic_write
+from ..files import atomic_write, writable_file
 from ..measure import OK, usable
 from ..spaces.ops import OpConfig
 
@@ -59,6 +59,7 @@ class LutMeta:
     extra: dict = field(default_factory=dict)
 
     IDENTITY = ("board", "counter", "tflm", "engine", "compiler")
+    REQUIRED = ("board", "core", "clock_hz", "counter", "tflm", "compiler", "flags", "tinyhil")
 
     def mismatches(self, other: LutMeta) -> list[str]:
         return [f"{name}: {getattr(self, name)!r} vs {getattr(other, name)!r}"
@@ -71,10 +72,35 @@ class LutMeta:
     def from_json(cls, text: str, source: str) -> LutMeta:
         try:
             data = json.loads(text)
-            known = {f.name for f in fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (json.JSONDecodeError, TypeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise LutError(f"{source}: metadata is corrupt ({error})") from error
+        if not isinstance(data, dict):
+            raise LutError(f"{source}: metadata must be a JSON object, not {type(data).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        for name in cls.REQUIRED:
+            if name not in data:
+                raise LutError(f"{source}: metadata lacks {name!r}")
+        for name, value in data.items():
+            if name in known and not _meta_value_ok(name, value):
+                raise LutError(f"{source}: {name} is {value!r}, not {_META_KINDS.get(name, 'a string')}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_META_KINDS = {"clock_hz": "a positive whole number of Hz", "invoke_cycles": "a number",
+               "dispatch_cycles": "a number", "extra": "a JSON object"}
+
+
+def _meta_value_ok(name: str, value) -> bool:
+    """The sidecar's fields are used in arithmetic and lookups: their kinds are checked on reading."""
+    import math
+
+    if name == "clock_hz":
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    if name in ("invoke_cycles", "dispatch_cycles"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if name == "extra":
+        return isinstance(value, dict)
+    return isinstance(value, str)
 
 
 def dims(shape) -> str:
@@ -116,6 +142,7 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
         lines = lines[:-1]  # an append cut short by a crash: never completed
     if not lines or lines[0].rstrip("\r\n").split(",") != COLUMNS:
         raise LutError(f"{path}: not a tinyhil LUT (expected the columns {','.join(COLUMNS)})")
+    _check_no_extra_fields(path, lines)
     try:
         frame = pd.read_csv(io.StringIO("".join(lines)), dtype={"key": str, "status": str},
                             keep_default_na=False)
@@ -135,11 +162,20 @@ def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
     return frame.set_index("key", drop=False)
 
 
+def _check_no_extra_fields(path: Path, lines: list[str]) -> None:
+    """A row longer than the header would make pandas take its first column as the
+    index and shift every other one: a stray comma is named, never read shifted."""
+    for number, fields_ in enumerate(csv.reader(lines[1:]), start=2):
+        if len(fields_) > len(COLUMNS):
+            raise LutError(f"{path}: line {number} has {len(fields_)} fields, the header "
+                           f"{len(COLUMNS)} (a stray comma?): fix or delete that line")
+
+
 @contextmanager
 def exclusive(store_path: Path):
     """One characterization per store at a time: a second one would measure
     the same ops and append them twice."""
-    store_path.parent.mkdir(parents=True, exist_ok=True)
+    writable_file(store_path, "lookup tables")
     with open(store_path.with_name(f".{store_path.name}.lock"), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -184,10 +220,15 @@ class OpStore:
             raise LutError(f"{row['key']} is already in {self.path}")
         buffer = io.StringIO()
         csv.DictWriter(buffer, COLUMNS, lineterminator="\n").writerow(row)
-        with open(self.path, "a") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a") as f:
+                f.write(buffer.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as error:
+            raise LutError(f"{self.path}: cannot append the row of {row['key']} ({error.strerror}); "
+                           f"the {len(self.rows)} rows before it are kept, and this op is measured "
+                           "again on the next run") from None
         self.rows[row["key"]] = row
 
     def update_meta(self, **changes) -> None:

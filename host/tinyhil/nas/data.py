@@ -91,6 +91,9 @@ def load_csv(path: Path, window: int) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (a CSV data set has a header, then one row "
+                        "per time step: sensor columns, then the label)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
         raise DataError(f"{path}: not a readable CSV ({error})") from error
     if frame.shape[1] < 2:

@@ -122,10 +122,15 @@ class History:
         writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
         for row in rows:
             writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
-        with open(self.path, "a") as f:
-            f.write(buffer.getvalue())  # all metrics of a case in one write
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a") as f:
+                f.write(buffer.getvalue())  # all metrics of a case in one write
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as error:
+            raise HistoryError(f"{self.path}: cannot append the rows of {rows[0].case if rows else '-'} "
+                               f"({error.strerror}); rows before them are kept and the next "
+                               "`tinyhil regress` resumes the run") from None
 
     def frame(self) -> pd.DataFrame:
         return read_history(self.path)

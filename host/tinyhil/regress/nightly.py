@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..files import writable_file
 from ..measure import Measurement, skipped, usable
 from .farm import Farm, FarmStats, lane_image, make_jobs
 from .history import (ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row)
@@ -135,6 +136,10 @@ def fingerprint(suite: Suite, boards: list[FarmBoard], baseline_dir: Path) -> st
 def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: Path,
             junit_path: Path | None = None, timeout: float = 30.0, on_row=None,
             open_device=None, trend: bool = True) -> RegressResult:
+    # outputs checked before any case is measured
+    writable_file(Path(out_dir) / "history.csv", "the regression history")
+    if junit_path is not None:
+        writable_file(Path(junit_path), "the JUnit XML")
     history = History(out_dir)
     with history.exclusive():
         print_ = on_row or (lambda row: None)

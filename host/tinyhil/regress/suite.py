@@ -128,13 +128,18 @@ def parse_suite(data, source: str) -> Suite:
     models = data.get("models", []) or []
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise SuiteError(f"{source}: models must be a list of .tflite paths")
+    deployments = str(data.get("deployments", "runs") or "")
+    if deployments:
+        inside_project(deployments, f"{source}: deployments")
+    for model in models:
+        inside_project(model, f"{source}: models")
     return Suite(
         name=name,
         repeats=_number(data, "repeats", 3, int, 1, 1000, source),
         per_image=_number(data, "per_image", 8, int, 1, 100, source),
         lut_sample=_number(data, "lut_sample", 6, int, 0, 100000, source),
         seed=_number(data, "seed", 0, int, 0, 2**32 - 1, source),
-        deployments=str(data.get("deployments", "runs") or ""),
+        deployments=deployments,
         models=tuple(models),
         tolerance=Tolerance(
             emulated=_number(tol, "emulated", 0.0, float, 0.0, 10.0, f"{source}: tolerance"),
@@ -179,6 +184,21 @@ def _json_line(text: str, *keys: str) -> int:
             return 0
         position = found
     return text.count("\n", 0, position) + 1
+
+
+def inside_project(path: str, where: str) -> Path:
+    """A path a suite file names, relative to the project and inside it once resolved
+    (symlinks too): a suite from a repository reads nothing else of the machine. Paths
+    elsewhere are given on the command line (`tinyhil regress --deployments/--model`)."""
+    root = project_dir().resolve()
+    if Path(path).is_absolute():
+        raise SuiteError(f"{where}: {path!r} is an absolute path; suite files name paths inside the "
+                         f"project {root} (pass others with --deployments / --model)")
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise SuiteError(f"{where}: {path!r} leads outside the project {root} (to {resolved}); "
+                         "suite files name paths inside it (pass others with --deployments / --model)")
+    return resolved
 
 
 def item_name(case_id: str) -> str:

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..files import atomic_write  # noqa: E402
 from ..measure import usable  # noqa: E402
 
 
@@ -86,4 +87,4 @@ Cycles are guest instructions on emulated boards.</p>
 <p>Memory: arena estimate within {result.memory_max_error:.2f} % of the TFLM arena used for every
 architecture (worst case); the Appendix A peak is {result.appendix_a_ratio:.3f} x the arena used (median).</p>
 {images}<h2>Every architecture</h2>{table}</body></html>"""
-    result.report_path.write_text(page)
+    atomic_write(result.report_path, page)

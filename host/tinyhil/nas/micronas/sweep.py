@@ -6,11 +6,13 @@ measurement are the deployment stage's job)."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
 from ...estimate import lut_latency
+from ...files import atomic_write, writable_dir
 from ...spaces import make_space
 from .. import data as datasets
 from .search import SearchConfig, search, smallest_architecture, write_curves
@@ -46,7 +48,7 @@ def sweep(board, n_targets: int, epochs: int, retrain_epochs: int, mem_target: f
     """`space_lut` is characterize.space_lut, handed in: the search stage does
     not reach back to characterization itself."""
     rows = []
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out, "the sweep's runs and table")  # before the first search
     for name in DATA_SETS:
         splits = datasets.load(name)
         space = make_space("micronas", splits.window, splits.channels, splits.classes)
@@ -67,8 +69,9 @@ def sweep(board, n_targets: int, epochs: int, retrain_epochs: int, mem_target: f
                              and result.estimated_arena_bytes <= mem_target,
                              val_accuracy=result.val_accuracy, test_accuracy=accuracy,
                              run=str(run_dir)))
-    with open(out / "sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "sweep.csv", table.getvalue())
     return rows
