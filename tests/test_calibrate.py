@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from tinyhil.calibrate import calibrate, split_rows
 from tinyhil.cli import app
 from tinyhil.estimate import MacsProxy, arena_estimate, lut_latency
-from tinyhil.lut.calibrate import (MIN_ROWS, CalibrationError, Features, FeaturesNnls, Line, MacsLine,
-                                   PerTypeLine, SharedFeatures, fit_calibration, kernel_path, kfold_splits,
-                                   op_features)
+from tinyhil.lut.calibrate import (MIN_ROWS, CalibrationError, Features, FeaturesNnls, Geometry, Line,
+                                   MacsLine, PerTypeLine, SharedFeatures, fit_calibration, geometry_features,
+                                   group_splits, kernel_path, kfold_splits, legacy_models, op_features,
+                                   out_of_fold)
 from tinyhil.lut.reference import ReferenceError, ReferenceRow, ReferenceSet, read_reference
 from tinyhil.lut.sampling import choose_ops, parse_fraction, type_quotas
 from tinyhil.lut.table import Lut, read_rows
@@ -214,6 +215,80 @@ def test_cross_validation_predicts_rows_it_did_not_fit():
     assert calibration.cv["line"].max_error > 60
 
 
+def test_leave_one_shape_out_never_fits_the_shape_it_predicts():
+    groups = np.array(["a", "b", "a", "c", "b", "a"])
+    splits = group_splits(groups)
+    assert len(splits) == 3
+    assert sorted(np.concatenate([h for _, h in splits])) == list(range(6))
+    for fit, held_out in splits:
+        assert len(set(groups[held_out])) == 1 and not set(groups[fit]) & set(groups[held_out])
+    with pytest.raises(CalibrationError, match="1 shape"):
+        group_splits(["a", "a"])
+
+
+def shaped_frame():
+    """Convs of six input shapes whose board cost has a per-shape term that
+    random folds learn from the shape's other rows and grouped folds cannot."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for t in (8, 16, 24, 32, 40, 48):
+        for cout in (4, 8, 12, 16, 20, 24, 28, 32):
+            op = ops.conv((t, 5, 8), cout, (3, 1))
+            emu = float(op.macs * 2.0 + 5000)
+            rows.append(dict(key=op.key, **op_features(op), emu_cycles=emu, emu_kernel=emu - 69))
+    frame = pd.DataFrame(rows).set_index("key", drop=False)
+    shape_term = frame["group"].map({g: rng.uniform(0.9, 1.1) for g in frame["group"].unique()}).to_numpy()
+    return frame.assign(ref_cycles=1.5 * frame["emu_cycles"].to_numpy() * shape_term, ref_kernel=np.nan)
+
+
+def test_grouped_error_is_larger_when_shapes_differ_and_is_the_one_chosen_on():
+    frame = shaped_frame()
+    calibration = fit_calibration(frame, models=[Line(), PerTypeLine()])
+    assert calibration.shapes == 6 and calibration.chosen_by == "grouped"
+    assert set(calibration.grouped) == set(calibration.cv) == {"line", "per-op-type"}
+    # a shape's own rows are never in the fit that predicts them: out-of-fold equals a
+    # fit on the other shapes, row for row
+    held = out_of_fold(Line(), frame, group_splits(frame["group"]))
+    first = (frame["group"] == frame["group"].iloc[0]).to_numpy()
+    alone = Line().fit(frame[~first], "emu_cycles", "ref_cycles").predict(frame[first])
+    np.testing.assert_allclose(held[first], alone)
+    assert calibration.expected == calibration.grouped[calibration.model.name]
+    random = fit_calibration(frame, models=[Line()], select_by="random")
+    assert random.expected == random.cv["line"]
+    assert fit_calibration(frame.assign(group="one"), models=[Line()]).chosen_by == "random"  # nothing to group
+
+
+def test_geometry_counts():
+    # a 1x15 kernel with stride 2 over 15 sensors, TFLite's same padding: 7 taps before
+    first = geometry_features(ops.conv((16, 15, 8), 8, (1, 15), (1, 2)))
+    assert first["im2col_calls"] == 16 * 88 and first["pad_taps"] == (16 * 8 * 15 - 16 * 88) * 8
+    assert first["in_tail"] == 0 and first["tail_macs"] == 0
+    layer = geometry_features(ops.conv((64, 30, 1), 4, (3, 1), (2, 1)))
+    assert layer["in_tail"] == layer["im2col_calls"] and layer["tail_macs"] == 32 * 30 * 4 * 3
+    assert geometry_features(ops.conv((16, 15, 56), 8, (1, 1)))["tail_macs"] == 16 * 15 * 8 * 8  # 56 = 3x16 + 8
+    assert set(geometry_features(ops.add((4, 4, 4))).values()) == {0.0}
+
+
+def test_geometry_terms_are_chosen_by_the_grouped_error():
+    """A board cost per padded tap, which no other term carries: grouped
+    selection takes pad_taps and the geometry model then predicts unseen shapes."""
+    rows = []
+    for t in (8, 16, 24, 32):
+        for s in (5, 9, 15):
+            for k in ((3, 1), (1, 3), (1, 5), (5, 1)):
+                for cout in (4, 8, 16):
+                    op = ops.conv((t, s, 4), cout, k)
+                    emu = float(op.macs * 2.0 + 5000)
+                    rows.append(dict(key=op.key, **op_features(op), emu_cycles=emu, emu_kernel=emu - 69))
+    frame = pd.DataFrame(rows).set_index("key", drop=False)
+    frame["ref_cycles"] = 1.5 * frame["emu_cycles"] + 40.0 * frame["pad_taps"] + 14_000
+    frame["ref_kernel"] = frame["ref_cycles"] - 14_000
+    calibration = fit_calibration(frame, models=legacy_models() + [Geometry()])
+    assert "pad_taps" in calibration.model.terms and calibration.model.name == "features+geometry"
+    assert calibration.grouped["features+geometry"].max_error < 1e-3
+    assert calibration.grouped["features"].max_error > 0.5
+
+
 @pytest.mark.parametrize("sampler", ["spread", "random"])
 def test_bench_split_is_disjoint_and_complete(sampler):
     op_list, frame = synthetic_ops()
@@ -330,7 +405,9 @@ def test_calibrate_cli_prints_each_model(calibrated, f446re, tmp_path):
                                       str(f446re), "--board", "nucleo_f446re", "--out", str(out)],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name in ("line", "per-op-type", "shared-features", "features", "(chosen)", "expected MAPE"):
+    for name in ("line", "per-op-type", "shared-features", "features", "features+geometry", "(chosen)",
+                 "shape-out MAPE", "5-fold MAPE", "geometry terms by leave-one-shape-out MAPE",
+                 "expected (leave-one-shape-out) MAPE"):
         assert name in result.output
     assert read_rows(out).shape[0] == len(emulated.rows)
 

@@ -314,16 +314,23 @@ def calibrate(
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     c = result.calibration
-    table = Table("model", "CV MAPE", "CV max error", "CV R²",
-                  title=f"{c.rows} reference rows, {FOLDS}-fold cross-validation "
-                        f"({result.measured_now} measured on the emulated board now)")
+    by = "leave-one-shape-out" if c.chosen_by == "grouped" else f"{FOLDS}-fold"
+    table = Table("model", f"{FOLDS}-fold MAPE", f"{FOLDS}-fold max", "shape-out MAPE", "shape-out max",
+                  "shape-out R²",
+                  title=f"{c.rows} reference rows of {c.shapes} input shapes: {FOLDS}-fold and leave-one-shape-out "
+                        f"cross-validation, chosen by {by} ({result.measured_now} measured on the emulated board now)")
     for name, e in c.cv.items():
         mark = " (chosen)" if name == c.model.name else ""
-        table.add_row(name + mark, f"{e.mape:.2f} %", f"{e.max_error:.2f} %", f"{e.r2 * 100:.3f} %")
+        g = c.grouped.get(name)
+        table.add_row(name + mark, f"{e.mape:.2f} %", f"{e.max_error:.2f} %",
+                      *((f"{g.mape:.2f} %", f"{g.max_error:.2f} %", f"{g.r2 * 100:.3f} %") if g else ("-",) * 3))
     console.print(table)
+    if c.selection:
+        console.print("geometry terms by " + by + " MAPE: " + "; ".join(
+            f"{terms or 'none'} {mape:.3f} %" for terms, mape in c.selection), highlight=False)
     console.print(f"cycles = {c.model.formula()}", highlight=False, markup=False)
     console.print(f"wrote {result.out} ({len(result.lut.rows)} ops, calibrated for {board}; "
-                  f"expected MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")
+                  f"expected ({by}) MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")
 
 
 search_app = typer.Typer(help="Search engines.", no_args_is_help=True)

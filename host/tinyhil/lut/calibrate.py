@@ -66,13 +66,51 @@ def kernel_path(op: OpConfig) -> str:
     return op.op
 
 
+def _valid_taps(length: int, out: int, kernel: int, stride: int, padding: str) -> int:
+    """Kernel taps inside the input, summed over the output positions of one
+    axis (TFLite's `same` pads the smaller half before the data)."""
+    if padding != "same":
+        return out * kernel
+    before = max((out - 1) * stride + kernel - length, 0) // 2
+    return sum(min(o * stride - before + kernel, length) - max(o * stride - before, 0) for o in range(out))
+
+
+def geometry_features(op: OpConfig) -> dict:
+    """Counts of the loops whose board cycles per instruction differ most from
+    the bulk MAC loop, for the geometries other sizes do not predict: im2col
+    copies (one call per kernel tap inside the input: many for a 128x9x1
+    first layer), padded taps (zero fill: a 1x15 kernel over 15 sensors is
+    mostly padding), MACs left over by the kernels' blocked loops (4 for the
+    im2col kernel, 16 for the 1x1 kernel), and the 1-3 channels each im2col
+    copy does one by one."""
+    none = dict(im2col_calls=0.0, pad_taps=0.0, tail_macs=0.0, in_tail=0.0)
+    if op.op != CONV:
+        return none
+    (ih, iw, cin), (oh, ow, cout) = op.input_shape, op.output_shape
+    (kh, kw), (sh, sw) = op.kernel, op.strides
+    path = kernel_path(op)
+    block = 16 if path == f"{CONV}-1x1" else 4
+    tail_macs = float(oh * ow * cout * ((kh * kw * cin) % block))
+    if path != CONV:
+        return none | dict(tail_macs=tail_macs)
+    valid = _valid_taps(ih, oh, kh, sh, op.padding) * _valid_taps(iw, ow, kw, sw, op.padding)
+    return dict(im2col_calls=float(valid), pad_taps=float((oh * ow * kh * kw - valid) * cin),
+                tail_macs=tail_macs, in_tail=float(valid * (cin % 4)))
+
+
+GEOMETRY = ("im2col_calls", "pad_taps", "tail_macs", "in_tail")
+
+
 def op_features(op: OpConfig) -> dict:
-    """Sizes of an op known before anything runs."""
+    """Sizes of an op known before anything runs; `group` is its input shape
+    (the unit a user's next data set changes: grouped cross-validation holds
+    out one at a time)."""
     out_pixels = op.output_bytes / op.out_channels
     path = kernel_path(op)
-    return dict(op=path, macs=float(op.macs), out_elems=float(op.output_bytes), out_pixels=out_pixels,
+    return dict(op=path, group="x".join(map(str, op.input_shape)), macs=float(op.macs),
+                out_elems=float(op.output_bytes), out_pixels=out_pixels,
                 im2col=float(op.macs / op.out_channels) if path == CONV else 0.0,
-                in_elems=float(op.n_inputs * op.input_bytes))
+                in_elems=float(op.n_inputs * op.input_bytes), **geometry_features(op))
 
 
 def training_frame(reference: ReferenceSet, emulated: pd.DataFrame) -> pd.DataFrame:
@@ -124,14 +162,19 @@ def independent_columns(columns: dict[str, np.ndarray], target: np.ndarray) -> l
     or a combination of earlier ones on these rows (an add's MACs are its
     outputs) is left out, so each coefficient that is printed means something."""
     kept: list[str] = []
-    rank = 0
+    basis: list[np.ndarray] = []  # orthonormal, spanning the kept columns
     for name, values in columns.items():
-        trial = np.column_stack([columns[k] for k in kept] + [values]) / target[:, None]
-        trial = trial / np.maximum(np.linalg.norm(trial, axis=0), 1e-300)
-        new_rank = np.linalg.matrix_rank(trial, tol=1e-9)
-        if new_rank > rank:
+        column = values / target
+        norm = np.linalg.norm(column)
+        if norm == 0:
+            continue
+        residual = column / norm
+        for _ in range(2):  # twice: Gram-Schmidt loses orthogonality once
+            for b in basis:
+                residual = residual - (b @ residual) * b
+        if np.linalg.norm(residual) > 1e-7:
             kept.append(name)
-            rank = new_rank
+            basis.append(residual / np.linalg.norm(residual))
     return kept
 
 
@@ -174,6 +217,10 @@ class LinearModel:
 
     def columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def fresh(self) -> LinearModel:
+        """An unfitted model of the same form (cross-validation fits one per fold)."""
+        return type(self)()
 
     def fit(self, frame: pd.DataFrame, source: str, target: str) -> LinearModel:
         self.source = source
@@ -263,20 +310,22 @@ class _TypeLines(LinearModel):
 
     def columns(self, frame):
         emu = frame[self.source].to_numpy(float)
+        paths = frame["op"].to_numpy()
+        masks = {t: (paths == t).astype(float) for t in self.seen_types}
         cols = {"1": np.ones(len(frame))}  # op types never fitted: see RatioFallback
         for t in self.seen_types:
-            cols[f"emulated[{t}]"] = emu * (frame["op"] == t).to_numpy(float)
+            cols[f"emulated[{t}]"] = emu * masks[t]
         # a path with enough rows gets its own size terms; the others share
         # some, if they have rows enough between them (else they would fit noise)
         own = self.fitted_types if self.per_path_features else []
-        rest = (~frame["op"].isin(own)).to_numpy(float)
+        rest = (~np.isin(paths, own)).astype(float)
         shared = sum(n for t, n in self.type_rows.items() if t not in own) >= len(self.FEATURES) + 3
         for name in self.FEATURES:
             values = frame[name].to_numpy(float)
             if shared:
                 cols[name] = values * rest
             for t in own:
-                cols[f"{name}[{t}]"] = values * (frame["op"] == t).to_numpy(float)
+                cols[f"{name}[{t}]"] = values * masks[t]
         return cols
 
 
@@ -311,14 +360,40 @@ class FeaturesNnls(Features):
         self.name, self.description, self.nonnegative = "features-nnls", "as features, coefficients >= 0", True
 
 
-def candidate_models() -> list[LinearModel]:
+class Geometry(Features):
+    """As features, plus the geometry terms that grouped cross-validation
+    chose (`select_geometry`), and no clipping to the ratios the fitted rows
+    showed: an unseen geometry (a first layer of one channel) has a ratio of
+    its own, which the terms predict and the clip would cut off."""
+
+    def __init__(self, terms: tuple[str, ...] = ()):
+        self.FEATURES = Features.FEATURES + tuple(terms)
+        super().__init__()
+        self.terms = tuple(terms)
+        self.name = "features+geometry"
+        self.description = "as features, plus " + (", ".join(terms) or "no geometry term") + ", unclipped"
+        self.clip = False
+
+    def fresh(self) -> Geometry:
+        return Geometry(self.terms)
+
+
+def legacy_models() -> list[LinearModel]:
+    """The candidates before grouped cross-validation (the benchmark's 'before')."""
     return [Line(), PerTypeLine(), SharedFeatures(), Features(), FeaturesNnls()]
+
+
+def candidate_models() -> list[LinearModel]:
+    return legacy_models() + [Geometry()]
 
 
 # ---------------------------------------------------------------------------
 # Cross-validation
 
-def kfold_splits(n: int, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+Splits = list[tuple[np.ndarray, np.ndarray]]
+
+
+def kfold_splits(n: int, folds: int, seed: int = 0) -> Splits:
     """(fit, held-out) index pairs: every row held out exactly once, never
     fitted in the fold that predicts it."""
     if n < 2:
@@ -330,28 +405,77 @@ def kfold_splits(n: int, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np
             for i, part in enumerate(parts)]
 
 
-def cross_validate(model: LinearModel, frame: pd.DataFrame, source: str, target: str,
-                   folds: int = FOLDS, seed: int = 0) -> FitErrors:
+def group_splits(groups) -> Splits:
+    """Leave one group out: each fold holds out every row of one group (one
+    input shape), so the fit never saw the shape it predicts."""
+    groups = np.asarray(groups)
+    names = list(dict.fromkeys(groups))
+    if len(names) < 2:
+        raise CalibrationError(f"cannot leave one shape out of {len(names)} shape(s)")
+    return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in names]
+
+
+def out_of_fold(model: LinearModel, frame: pd.DataFrame, splits: Splits, source: str = "emu_cycles",
+                target: str = "ref_cycles") -> np.ndarray:
+    """Each row predicted by the model fitted on the rows of the other folds."""
     predicted = np.empty(len(frame))
-    for fit_rows, held_out in kfold_splits(len(frame), folds, seed):
-        fitted = type(model)().fit(frame.iloc[fit_rows], source, target)
+    for fit_rows, held_out in splits:
+        fitted = model.fresh().fit(frame.iloc[fit_rows], source, target)
         predicted[held_out] = fitted.predict(frame.iloc[held_out])
-    return FitErrors.of(predicted, frame[target].to_numpy(float))
+    return predicted
+
+
+def cross_validate(model: LinearModel, frame: pd.DataFrame, source: str, target: str,
+                   folds: int = FOLDS, seed: int = 0, splits: Splits | None = None) -> FitErrors:
+    splits = splits if splits is not None else kfold_splits(len(frame), folds, seed)
+    return FitErrors.of(out_of_fold(model, frame, splits, source, target), frame[target].to_numpy(float))
+
+
+def select_geometry(frame: pd.DataFrame, splits: Splits, pool=GEOMETRY,
+                    min_gain: float = 0.01) -> tuple[tuple[str, ...], list[tuple[str, float]]]:
+    """Forward selection of geometry terms on the held-out error: add the term
+    that lowers the cross-validated MAPE most, while it gains at least
+    `min_gain` points. Returns the terms and each step's (terms, MAPE)."""
+    truth = frame["ref_cycles"].to_numpy(float)
+    mape = lambda terms: FitErrors.of(out_of_fold(Geometry(terms), frame, splits), truth).mape  # noqa: E731
+    chosen: tuple[str, ...] = ()
+    best = mape(chosen)
+    steps = [("", best)]
+    present = [t for t in pool if t in frame and frame[t].abs().sum() > 0]
+    while True:
+        trials = {term: mape(chosen + (term,)) for term in present if term not in chosen}
+        if not trials:
+            break
+        term, error = min(trials.items(), key=lambda t: t[1])
+        if error > best - min_gain:
+            break
+        chosen, best = chosen + (term,), error
+        steps.append((" + ".join(chosen), best))
+    return chosen, steps
 
 
 @dataclass
 class Calibration:
     """The chosen model for whole-invoke cycles, with every candidate's
-    cross-validated error, and the board's fixed cost of a single-op invoke."""
+    cross-validated error (random folds and leave-one-shape-out), the board's
+    fixed cost of a single-op invoke, and the chosen model's held-out
+    predictions (for the bounds)."""
 
     model: LinearModel
-    cv: dict[str, FitErrors]
+    cv: dict[str, FitErrors]  # random folds
     rows: int
     overhead: float | None  # median reference total - kernel; None without a kernel column
+    grouped: dict[str, FitErrors] = field(default_factory=dict)  # leave one input shape out
+    chosen_by: str = "random"  # which of the two picked the model
+    shapes: int = 0
+    held_out: np.ndarray | None = None  # the chosen model's out-of-fold predictions
+    selection: list = field(default_factory=list)  # geometry terms tried: (terms, grouped MAPE)
 
     @property
     def expected(self) -> FitErrors:
-        return self.cv[self.model.name]
+        """The error to expect on new ops: the grouped one where there was one
+        (a user's next data set is usually a new shape)."""
+        return (self.grouped if self.chosen_by == "grouped" else self.cv)[self.model.name]
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.model.predict(frame)
@@ -365,21 +489,41 @@ class Calibration:
 
 
 def fit_calibration(frame: pd.DataFrame, folds: int = FOLDS, seed: int = 0,
-                    models: list[LinearModel] | None = None) -> Calibration:
-    """Cross-validates each candidate on the rows, keeps the best (lowest MAPE;
-    ties go to the simpler), fits it on all rows."""
+                    models: list[LinearModel] | None = None, select_by: str = "grouped") -> Calibration:
+    """Cross-validates each candidate on the rows, by random folds and by
+    leaving one input shape out; keeps the best by `select_by` (lowest MAPE,
+    ties to the simpler; grouped needs 3 shapes at least, else random), fits
+    it on all rows. The geometry terms are chosen on the same grouped error."""
     if len(frame) < MIN_ROWS:
         raise CalibrationError(f"{len(frame)} reference row(s) with an emulated measurement; calibration "
                                f"needs at least {MIN_ROWS} (measure more ops on the board, e.g. "
                                "`tinyhil characterize --board BOARD --sample 5%`)")
+    if select_by not in ("grouped", "random"):
+        raise CalibrationError(f"select_by {select_by!r}: grouped or random")
     models = models or candidate_models()
-    cv = {m.name: cross_validate(m, frame, "emu_cycles", "ref_cycles", folds, seed) for m in models}
-    best = min(models, key=lambda m: round(cv[m.name].mape, 2))  # min keeps the first of equals
-    chosen = type(best)().fit(frame, "emu_cycles", "ref_cycles")
+    random_splits = kfold_splits(len(frame), folds, seed)
+    shapes = frame["group"].nunique() if "group" in frame else 0
+    grouped_splits = group_splits(frame["group"]) if shapes >= 2 else None
+    if shapes < 3:
+        select_by = "random"
+    selection = []
+    if any(isinstance(m, Geometry) for m in models):
+        terms, selection = select_geometry(frame, grouped_splits if select_by == "grouped" else random_splits)
+        models = [Geometry(terms) if isinstance(m, Geometry) else m for m in models]
+    truth = frame["ref_cycles"].to_numpy(float)
+    held = {"random": {}, "grouped": {}}
+    for m in models:
+        held["random"][m.name] = out_of_fold(m, frame, random_splits)
+        if grouped_splits is not None:
+            held["grouped"][m.name] = out_of_fold(m, frame, grouped_splits)
+    errors = {kind: {name: FitErrors.of(p, truth) for name, p in by_model.items()} for kind, by_model in held.items()}
+    best = min(models, key=lambda m: round(errors[select_by][m.name].mape, 2))  # min keeps the first of equals
+    chosen = best.fresh().fit(frame, "emu_cycles", "ref_cycles")
     overhead = None
     if "ref_kernel" in frame and frame["ref_kernel"].notna().all():
         overhead = float(np.median(frame["ref_cycles"] - frame["ref_kernel"]))
-    return Calibration(chosen, cv, len(frame), overhead)
+    return Calibration(chosen, errors["random"], len(frame), overhead, errors["grouped"], select_by, shapes,
+                       held[select_by][best.name], selection)
 
 
 # ---------------------------------------------------------------------------
@@ -431,8 +575,13 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         "kernel_cycles": "cycles less the board's single-op overhead" if calibration.overhead is not None
         else "cycles times the emulated kernel share",
         "expected_mape_pct": round(expected.mape, 3), "expected_max_error_pct": round(expected.max_error, 3),
+        "chosen_by": "leave one input shape out" if calibration.chosen_by == "grouped" else f"{FOLDS}-fold",
+        "shapes": calibration.shapes,
+        "geometry_terms": list(getattr(calibration.model, "terms", ())),
         "cross_validation": {name: {k: round(v, 5) for k, v in asdict(e).items()}
                              for name, e in calibration.cv.items()},
+        "grouped_cross_validation": {name: {k: round(v, 5) for k, v in asdict(e).items()}
+                                     for name, e in calibration.grouped.items()},
         "arena_ratio_reference_over_emulated": round(float(arena_ratio.median()), 4)
         if len(arena_ratio) else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "tinyhil": __version__}}
@@ -445,3 +594,4 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
 
 def is_calibrated(meta: LutMeta) -> bool:
     return "calibration" in meta.extra
+
