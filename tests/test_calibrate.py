@@ -289,6 +289,41 @@ def test_geometry_terms_are_chosen_by_the_grouped_error():
     assert calibration.grouped["features"].max_error > 0.5
 
 
+def test_bounds_are_upper_quantiles_of_held_out_excess_per_path():
+    from tinyhil.lut.calibrate import Bounds, upper_quantile
+
+    assert upper_quantile(np.arange(1, 20), 0.95) == 19  # ceil(20 x 0.95) = 19th of 19
+    assert upper_quantile(np.arange(1, 101), 0.90) == 91
+    rng = np.random.default_rng(0)
+    paths = np.array(["conv2d"] * 200 + ["add"] * 100 + ["softmax"] * 3)
+    predicted = np.full(len(paths), 1000.0)
+    measured = predicted * (1 + np.concatenate([rng.uniform(-0.01, 0.01, 200), rng.uniform(-0.04, 0.04, 100),
+                                                [0.5, 0.5, 0.5]]))
+    bounds = Bounds.fit(paths, predicted, measured)
+    assert 0.035 < bounds.fraction("add") < 0.04 and 0.0085 < bounds.fraction("conv2d") < 0.04
+    assert bounds.fraction("conv2d") >= upper_quantile(measured / predicted - 1, 0.95)  # at least the pooled
+    assert "softmax" not in bounds.by_path  # 3 rows: no quantile of its own
+    assert bounds.fraction("softmax") == bounds.fraction("never-seen") == max(b["p95"] for b in bounds.by_path.values())
+    assert bounds.fraction("conv2d", "p99") >= bounds.fraction("conv2d", "p95") >= bounds.fraction("conv2d", "p50")
+    assert Bounds.from_dict(bounds.to_dict()).fraction("add") == pytest.approx(bounds.fraction("add"), abs=1e-5)
+    with pytest.raises(CalibrationError, match="p96"):
+        bounds.fraction("add", "p96")
+    pessimistic = Bounds.fit(paths[:200], predicted[:200], predicted[:200] * 0.9)
+    assert pessimistic.fraction("conv2d") == 0  # a bound is never below the prediction
+
+
+def test_rows_above_bound_take_their_bound_from_other_shapes():
+    from tinyhil.lut.calibrate import rows_above_bound
+
+    frame = shaped_frame()
+    predicted = frame["ref_cycles"].to_numpy() / 1.001
+    frame.loc[frame["group"] == frame["group"].iloc[0], "ref_cycles"] *= 1.05  # one shape runs slow
+    above = rows_above_bound(frame, predicted)
+    first = (frame["group"] == frame["group"].iloc[0]).to_numpy()
+    # the slow shape's own excess never raised its bound: all its rows are above it
+    assert above[first].all() and not above[~first].any()
+
+
 @pytest.mark.parametrize("sampler", ["spread", "random"])
 def test_bench_split_is_disjoint_and_complete(sampler):
     op_list, frame = synthetic_ops()
@@ -370,6 +405,27 @@ def test_calibrated_lut_says_what_it_is(calibrated):
     assert (lut.rows["arena_bytes"] == emulated.rows["arena_bytes"]).all()
 
 
+def test_latency_at_the_bound(calibrated):
+    from tinyhil.lut.calibrate import kernel_path, lut_bounds, priced_at
+
+    result, emulated = calibrated
+    lut = Lut.load(result.out)
+    info = lut.meta.extra["calibration"]
+    assert info["bound"] == "p95" and 0 <= info["rows_above_bound_pct"] <= 100
+    assert info["rows_above_bound_pct"] == pytest.approx(result.calibration.above_bound * 100, abs=1e-3)
+    bounds = lut_bounds(lut.meta)
+    arch = sample_architecture(make_space("micronas", 128, 9, 6), np.random.default_rng(1))
+    ops_ = arch.runtime().ops
+    margin = sum(bounds.fraction(kernel_path(op)) * float(lut.row(op)["cycles"]) for op in ops_)
+    point, at_bound = lut_latency(arch, lut), lut_latency(arch, lut, at="p95")
+    assert at_bound == pytest.approx(point + margin) and at_bound > point
+    assert lut_latency(arch, lut, at="p99") >= at_bound
+    assert lut_latency(arch, priced_at(lut, "p95")) == pytest.approx(at_bound)  # what a search engine sees
+    assert lut_latency(arch, emulated, at="p95") == lut_latency(arch, emulated)  # measured: no model error
+    with pytest.raises(CalibrationError, match="p42"):
+        lut_latency(arch, lut, at="p42")
+
+
 def test_estimators_use_a_calibrated_lut_as_a_measured_one(calibrated):
     result, emulated = calibrated
     lut = Lut.load(result.out)
@@ -407,7 +463,7 @@ def test_calibrate_cli_prints_each_model(calibrated, f446re, tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("line", "per-op-type", "shared-features", "features", "features+geometry", "(chosen)",
                  "shape-out MAPE", "5-fold MAPE", "geometry terms by leave-one-shape-out MAPE",
-                 "expected (leave-one-shape-out) MAPE"):
+                 "expected (leave-one-shape-out) MAPE", "bound p95", "above their bound"):
         assert name in result.output
     assert read_rows(out).shape[0] == len(emulated.rows)
 

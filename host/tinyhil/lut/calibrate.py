@@ -16,6 +16,7 @@ matter as much as large ones to an estimator that adds them up.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -454,6 +455,76 @@ def select_geometry(frame: pd.DataFrame, splits: Splits, pool=GEOMETRY,
     return chosen, steps
 
 
+# ---------------------------------------------------------------------------
+# Bounds: how far above its prediction a new op may run
+
+QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+BOUND = "p95"  # the bound printed and checked; the others are kept for --latency-at
+MIN_PATH_ROWS = 8  # fewer rows give no quantile of their own: the largest of the paths'
+
+
+def excess(predicted, measured) -> np.ndarray:
+    """How much more than predicted the board ran, as a fraction (>0: optimistic)."""
+    return np.asarray(measured, float) / np.asarray(predicted, float) - 1
+
+
+def upper_quantile(values, q: float) -> float:
+    """The split-conformal upper quantile: the ceil((n+1) q)-th smallest of n
+    held-out values, which a new value exceeds with probability <= 1 - q."""
+    values = np.sort(np.asarray(values, float))
+    return float(values[min(len(values) - 1, math.ceil((len(values) + 1) * q) - 1)])
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Upper quantiles of held-out excess per kernel path: an op's bound at
+    pXX is its prediction times (1 + quantile). Each path's quantile is at
+    least the pooled one (a path's rows come from fewer shapes than all rows
+    do); a path with few rows, and op types without reference rows, take the
+    largest quantile any path has."""
+
+    by_path: dict  # path -> {"p95": fraction, ...}
+    fallback: dict  # {"p95": fraction, ...}
+
+    @classmethod
+    def fit(cls, paths, predicted, measured) -> Bounds:
+        frame = pd.DataFrame({"path": np.asarray(paths), "excess": excess(predicted, measured)})
+        pooled = {name: max(0.0, upper_quantile(frame["excess"], q)) for name, q in QUANTILES.items()}
+        by_path = {path: {name: max(pooled[name], upper_quantile(g["excess"], q)) for name, q in QUANTILES.items()}
+                   for path, g in frame.groupby("path") if len(g) >= MIN_PATH_ROWS}
+        fallback = {name: max([pooled[name]] + [b[name] for b in by_path.values()]) for name in QUANTILES}
+        return cls(by_path, fallback)
+
+    def fraction(self, path: str, at: str = BOUND) -> float:
+        if at not in QUANTILES:
+            raise CalibrationError(f"latency at {at!r}: one of point, {', '.join(QUANTILES)}")
+        return self.by_path.get(path, self.fallback)[at]
+
+    def to_dict(self) -> dict:
+        return {"by_path": {p: {k: round(v, 5) for k, v in b.items()} for p, b in self.by_path.items()},
+                "fallback": {k: round(v, 5) for k, v in self.fallback.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Bounds:
+        return cls(dict(data["by_path"]), dict(data["fallback"]))
+
+
+def rows_above_bound(frame: pd.DataFrame, predicted: np.ndarray, at: str = BOUND) -> np.ndarray:
+    """Which rows ran above their bound, each bound taken from the held-out
+    predictions of the *other* shapes only (the row's own shape neither
+    fitted the model nor set the quantile): the rate a new shape will see."""
+    measured = frame["ref_cycles"].to_numpy(float)
+    groups = frame["group"].to_numpy()
+    paths = frame["op"].to_numpy()
+    above = np.zeros(len(frame), bool)
+    for group in dict.fromkeys(groups):
+        held = groups == group
+        bounds = Bounds.fit(paths[~held], predicted[~held], measured[~held])
+        factor = np.array([1 + bounds.fraction(p, at) for p in paths[held]])
+        above[held] = measured[held] > predicted[held] * factor
+    return above
+
+
 @dataclass
 class Calibration:
     """The chosen model for whole-invoke cycles, with every candidate's
@@ -470,6 +541,8 @@ class Calibration:
     shapes: int = 0
     held_out: np.ndarray | None = None  # the chosen model's out-of-fold predictions
     selection: list = field(default_factory=list)  # geometry terms tried: (terms, grouped MAPE)
+    bounds: Bounds | None = None  # from the held-out excess of the chosen model
+    above_bound: float | None = None  # fraction of rows above their bound (bounds from other shapes)
 
     @property
     def expected(self) -> FitErrors:
@@ -522,8 +595,11 @@ def fit_calibration(frame: pd.DataFrame, folds: int = FOLDS, seed: int = 0,
     overhead = None
     if "ref_kernel" in frame and frame["ref_kernel"].notna().all():
         overhead = float(np.median(frame["ref_cycles"] - frame["ref_kernel"]))
+    predicted = held[select_by][best.name]
+    bounds = Bounds.fit(frame["op"], predicted, truth)
+    above = float(rows_above_bound(frame, predicted).mean()) if select_by == "grouped" else None
     return Calibration(chosen, errors["random"], len(frame), overhead, errors["grouped"], select_by, shapes,
-                       held[select_by][best.name], selection)
+                       predicted, selection, bounds, above)
 
 
 # ---------------------------------------------------------------------------
@@ -582,6 +658,11 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
                              for name, e in calibration.cv.items()},
         "grouped_cross_validation": {name: {k: round(v, 5) for k, v in asdict(e).items()}
                                      for name, e in calibration.grouped.items()},
+        # an op's cycles at pXX: cycles + fraction x cycles (the kernel carries all of it)
+        "bounds": calibration.bounds.to_dict() if calibration.bounds else None,
+        "bound": BOUND,
+        "rows_above_bound_pct": None if calibration.above_bound is None
+        else round(calibration.above_bound * 100, 3),
         "arena_ratio_reference_over_emulated": round(float(arena_ratio.median()), 4)
         if len(arena_ratio) else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "tinyhil": __version__}}
@@ -595,3 +676,42 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
 def is_calibrated(meta: LutMeta) -> bool:
     return "calibration" in meta.extra
 
+
+def lut_bounds(meta: LutMeta) -> Bounds | None:
+    """The bounds a calibrated LUT records (None: measured on its board, or
+    calibrated before bounds were kept)."""
+    data = meta.extra.get("calibration", {}).get("bounds")
+    return Bounds.from_dict(data) if data else None
+
+
+def cycles_at(meta: LutMeta, op: OpConfig, cycles: float, at: str = "point") -> float:
+    """One op's cycles at the point estimate or at a bound (`p95`, ...). A LUT
+    measured on its own board has no model error: its bound is the measurement."""
+    if at == "point":
+        return cycles
+    if at not in QUANTILES:
+        raise CalibrationError(f"latency at {at!r}: one of point, {', '.join(QUANTILES)}")
+    bounds = lut_bounds(meta)
+    if bounds is None:
+        if is_calibrated(meta):
+            raise CalibrationError(f"this calibrated LUT for {meta.board} records no bounds; calibrate it again")
+        return cycles
+    return cycles * (1 + bounds.fraction(kernel_path(op), at))
+
+
+def priced_at(lut: Lut, at: str) -> Lut:
+    """The LUT with every row's cycles (and kernel cycles: the whole margin is
+    the kernel's) at the bound: any estimator or search engine given it
+    prices latency at the bound."""
+    if at == "point":
+        return lut
+    rows = lut.rows.copy()
+    for key, r in rows.iterrows():
+        if not usable(r["status"]):
+            continue
+        margin = cycles_at(lut.meta, row_op(r), float(r["cycles"]), at) - float(r["cycles"])
+        for column in ("cycles", "cycles_min", "cycles_max", "kernel_cycles"):
+            rows.at[key, column] = float(r[column]) + margin
+        rows.at[key, "ms"] = float(rows.at[key, "cycles"]) / lut.meta.clock_hz * 1e3
+    meta = replace(lut.meta, extra={**lut.meta.extra, "priced_at": at})
+    return Lut(meta, rows, lut.path)
