@@ -324,6 +324,30 @@ def test_rows_above_bound_take_their_bound_from_other_shapes():
     assert above[first].all() and not above[~first].any()
 
 
+def arena_frame(board_arena):
+    made = [ops.conv((t, 5, c), 8, (3, 1)) for t in (8, 16, 32) for c in (4, 8, 16)] + \
+           [ops.add((t, 5, c)) for t in (8, 16) for c in (4, 8)]
+    frame = pd.DataFrame([dict(key=op.key, **op_features(op), emu_arena=float(op.input_bytes * op.n_inputs
+                                                                              + op.output_bytes + 500))
+                          for op in made]).set_index("key", drop=False)
+    return frame.assign(ref_arena=board_arena(frame))
+
+
+def test_arena_is_emulated_bytes_plus_an_offset_per_op_type():
+    from tinyhil.lut.calibrate import ArenaModel
+
+    frame = arena_frame(lambda f: f["emu_arena"] + np.where(f["op"] == "add", 224, 176))
+    model = ArenaModel.fit(frame)
+    assert model.kind == "offset" and model.by_type == {"conv2d": 176, "add": 224}
+    assert model.grouped_max_error_pct == 0 and model.grouped_max_error_other_pct > 0.5  # a ratio misses
+    assert model.per_model_bytes == 176 and model.default == 176
+    np.testing.assert_array_equal(model.predict(["conv2d-1x1", "softmax"], [1000, 50]), [1176, 226])
+    proportional = ArenaModel.fit(arena_frame(lambda f: f["emu_arena"] * 1.02))
+    assert proportional.kind == "ratio" and proportional.by_type["conv2d"] == pytest.approx(1.02)
+    assert proportional.per_model_bytes == 0
+    assert ArenaModel.fit(frame.assign(ref_arena=np.nan)) is None
+
+
 @pytest.mark.parametrize("sampler", ["spread", "random"])
 def test_bench_split_is_disjoint_and_complete(sampler):
     op_list, frame = synthetic_ops()
@@ -402,7 +426,11 @@ def test_calibrated_lut_says_what_it_is(calibrated):
     overhead = lut.rows["cycles"] - lut.rows["kernel_cycles"]
     assert overhead.between(13_000, 16_000).all()  # the board's invoke cost, as the reference has it
     assert {"softmax", "avg_pool2d"} <= set(info["paths_without_reference"])
-    assert (lut.rows["arena_bytes"] == emulated.rows["arena_bytes"]).all()
+    arena = info["arena"]
+    assert arena["kind"] == "offset" and arena["by_type"] == {"add": 224, "conv2d": 176}  # the reference's
+    assert arena["default"] == 176 and arena["per_model_bytes"] == 176 and arena["grouped_max_error_pct"] == 0
+    offset = lut.rows["op"].map(arena["by_type"]).fillna(176)
+    assert (lut.rows["arena_bytes"] == emulated.rows["arena_bytes"] + offset).all()
 
 
 def test_latency_at_the_bound(calibrated):
@@ -437,7 +465,9 @@ def test_estimators_use_a_calibrated_lut_as_a_measured_one(calibrated):
         board_cycles, emulated_cycles = lut_latency(arch, lut), lut_latency(arch, emulated)
         assert 1.3 < (board_cycles - 14_000) / emulated_cycles < 2.5
         assert proxy(arch) > 0
-        assert arena_estimate(arch, lut) == arena_estimate(arch, emulated)
+        # the offset every op type shares once per model, the rest (an add's 48 B more) per op
+        adds = sum(op.op == ops.ADD for op in arch.runtime().ops)
+        assert arena_estimate(arch, lut) == arena_estimate(arch, emulated) + 176 + 48 * adds
 
 
 def test_calibrate_refuses_the_store_name_and_a_calibrated_source(calibrated, f446re, tmp_path):

@@ -603,6 +603,78 @@ def fit_calibration(frame: pd.DataFrame, folds: int = FOLDS, seed: int = 0,
 
 
 # ---------------------------------------------------------------------------
+# Arena: the emulated bytes plus what the board's runtime adds
+
+def op_type(path: str) -> str:
+    """The op type of a kernel path (the arena does not depend on the kernel)."""
+    return path.removesuffix("-1x1")
+
+
+@dataclass(frozen=True)
+class ArenaModel:
+    """Board arena = emulated arena + offset[op type] (or x ratio[op type],
+    kept only where it fits the reference rows better). The emulated board
+    runs the same planner on the same tensors: what differs is what the
+    board's runtime version allocates besides, a constant per model and op."""
+
+    kind: str  # offset | ratio
+    by_type: dict  # op type -> bytes (offset) or factor (ratio)
+    default: float  # op types without reference rows: the median over all rows
+    grouped_max_error_pct: float  # leave one input shape out
+    grouped_max_error_other_pct: float  # the kind not chosen, for the record
+
+    @staticmethod
+    def _fit_kind(kind: str, types, emulated, board) -> tuple[dict, float]:
+        value = board - emulated if kind == "offset" else board / emulated
+        frame = pd.DataFrame({"type": types, "value": value})
+        return ({t: float(g.median()) for t, g in frame.groupby("type")["value"]}, float(np.median(value)))
+
+    @staticmethod
+    def _apply(kind: str, by_type: dict, default: float, types, emulated) -> np.ndarray:
+        values = np.array([by_type.get(t, default) for t in types], float)
+        return emulated + values if kind == "offset" else emulated * values
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame) -> ArenaModel | None:
+        rows = frame[["op", "group", "emu_arena", "ref_arena"]].dropna()
+        if rows.empty:
+            return None
+        types = rows["op"].map(op_type).to_numpy()
+        emulated, board = rows["emu_arena"].to_numpy(float), rows["ref_arena"].to_numpy(float)
+        groups = rows["group"].to_numpy()
+        worst = {}
+        for kind in ("offset", "ratio"):
+            predicted = np.empty(len(rows))
+            for group in dict.fromkeys(groups):
+                held = groups == group
+                if held.all():  # one shape: nothing to hold it out from
+                    predicted[held] = cls._apply(kind, *cls._fit_kind(kind, types, emulated, board), types, emulated)
+                    continue
+                by_type, default = cls._fit_kind(kind, types[~held], emulated[~held], board[~held])
+                predicted[held] = cls._apply(kind, by_type, default, types[held], emulated[held])
+            worst[kind] = float(np.max(np.abs(predicted - board) / board) * 100)
+        kind = "ratio" if worst["ratio"] < worst["offset"] else "offset"  # ties: the offset
+        by_type, default = cls._fit_kind(kind, types, emulated, board)
+        return cls(kind, by_type, default, worst[kind], worst["ratio" if kind == "offset" else "offset"])
+
+    def predict(self, paths, emulated) -> np.ndarray:
+        return self._apply(self.kind, self.by_type, self.default, [op_type(p) for p in paths],
+                           np.asarray(emulated, float))
+
+    @property
+    def per_model_bytes(self) -> float:
+        """The part of the offset every op type shares: counted once per model
+        (a whole model's estimate adds the rest per op)."""
+        return min([*self.by_type.values(), self.default]) if self.kind == "offset" else 0.0
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "by_type": {t: round(v, 4) for t, v in self.by_type.items()},
+                "default": round(self.default, 4), "per_model_bytes": round(self.per_model_bytes, 1),
+                "grouped_max_error_pct": round(self.grouped_max_error_pct, 4),
+                "grouped_max_error_other_kind_pct": round(self.grouped_max_error_other_pct, 4)}
+
+
+# ---------------------------------------------------------------------------
 # The calibrated LUT
 
 def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, board, reference: Path,
@@ -639,7 +711,13 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         single_overhead = calibration.overhead
     else:
         single_overhead = (meta.invoke_cycles + meta.dispatch_cycles) * slope
-    arena_ratio = (frame["ref_arena"] / frame["emu_arena"]).dropna()
+    arena = ArenaModel.fit(frame)
+    if arena is not None and len(inputs):
+        emulated_arena = lut.rows.loc[inputs.index, "arena_bytes"].to_numpy(float)
+        rows.loc[inputs.index, "arena_bytes"] = np.round(arena.predict(inputs["op"], emulated_arena))
+    if arena is not None and len(measured):
+        known = frame.loc[measured, "ref_arena"].dropna()
+        rows.loc[known.index, "arena_bytes"] = known.to_numpy()
     expected = calibration.expected
     extra = {**meta.extra, "calibration": {
         "from_lut": str(lut.path), "from_board": meta.board, "from_counter": meta.counter,
@@ -663,8 +741,9 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         "bound": BOUND,
         "rows_above_bound_pct": None if calibration.above_bound is None
         else round(calibration.above_bound * 100, 3),
-        "arena_ratio_reference_over_emulated": round(float(arena_ratio.median()), 4)
-        if len(arena_ratio) else None,
+        # arena_bytes = emulated + offset[op type]; whole models add per_model_bytes once and the
+        # rest of each op's offset per op (estimate.memory)
+        "arena": arena.to_dict() if arena is not None else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "tinyhil": __version__}}
     new_meta = replace(meta, board=board.name, core=board.core, clock_hz=board.clock_hz,
                        counter=board.counter, invoke_cycles=round(single_overhead - dispatch, 1),
