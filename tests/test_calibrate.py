@@ -50,24 +50,62 @@ def write(tmp_path, body: str):
     return path
 
 
-def test_reference_rows_are_named_with_why(tmp_path):
-    path = write(tmp_path, (
-        'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,1000,900,10\n'
-        'lstm,"[1, 16, 8]","[1, 16, 8]",null,null,,,,1000,900,10\n'
-        'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 17]","[3, 1]","[1, 1]",16,same,relu,1000,900,10\n'
-        'add,"[[1, 4, 4, 2], [1, 4, 2, 2]]","[1, 4, 4, 2]",null,null,,,,1000,900,10\n'
-        'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,1200,900,10\n'
-        'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,oops,900,10\n'))
+BAD_ROWS = (
+    'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,1000,900,10\n'
+    'lstm,"[1, 16, 8]","[1, 16, 8]",null,null,,,,1000,900,10\n'
+    'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 17]","[3, 1]","[1, 1]",16,same,relu,1000,900,10\n'
+    'add,"[[1, 4, 4, 2], [1, 4, 2, 2]]","[1, 4, 4, 2]",null,null,,,,1000,900,10\n'
+    'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,1200,900,10\n'
+    'conv2d,"[1, 16, 8, 8]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,oops,900,10\n'
+    'conv2d,"[1, 16, 8, 4]","[1, 16, 8, 16]","[3, 1]","[1, 1]",16,same,relu,,900,10\n'
+    'conv2d,"[1, 16, 8, 4]","[1, 16, 8, 8]","[3, 1]","[1, 1]",8,same,relu,900,800,x\n'
+    'add,"[[1, 4, 4, 2], [1, 4, 4, 2]]","[1, 4, 4, 2]",null,null,,,,500,400,10\n')
+
+
+def test_reference_rows_are_named_with_why_and_left_out(tmp_path):
+    path = write(tmp_path, BAD_ROWS)
+    ref = read_reference(path)
+    assert [r.line for r in ref.rows] == [2, 10]  # the good rows are used
+    problems = "\n".join(ref.skipped)
+    assert len(ref.skipped) == 7
+    assert f"{path}:3: column op: 'lstm' is not an op tinyhil can build" in problems
+    assert f"{path}:4: column output_shape:" in problems and "[16, 8, 17]" in problems
+    assert f"{path}:5: column input_shape:" in problems and "no broadcasting" in problems
+    assert f"{path}:6: columns op..activation: the same op as line 2" in problems
+    assert f"{path}:7: column cycles_total: 'oops' is not a number" in problems
+    assert f"{path}:8: column cycles_total: 'empty' is not a positive number" in problems
+    assert f"{path}:9: column arena_used: 'x' is not a number" in problems
+    assert f"{path}:2:" not in problems and f"{path}:10:" not in problems
+
+
+def test_strict_refuses_a_reference_with_a_bad_row(tmp_path):
+    path = write(tmp_path, BAD_ROWS)
     with pytest.raises(ReferenceError) as error:
-        read_reference(path)
+        read_reference(path, strict=True)
     message = str(error.value)
-    assert "5 row(s) cannot be used" in message
-    assert "line 3 (lstm): op 'lstm' is not one tinyhil can build" in message
-    assert "line 4" in message and "[16, 8, 16]" in message and "[16, 8, 17]" in message
-    assert "line 5" in message and "no broadcasting" in message
-    assert "line 6: the same op as line 2" in message
-    assert "line 7" in message
-    assert "line 2" not in message.replace("as line 2", "")
+    assert "7 row(s) cannot be used (--strict refuses the file)" in message
+    assert f"{path}:3: column op" in message and f"{path}:9: column arena_used" in message
+    nothing = write(tmp_path, 'lstm,"[1, 16, 8]","[1, 16, 8]",null,null,,,,1000,900,10\n')
+    with pytest.raises(ReferenceError, match="no row is usable"):
+        read_reference(nothing)
+
+
+def test_calibrate_names_the_rows_it_left_out(calibrated, f446re, tmp_path):
+    _, emulated = calibrated
+    text = f446re.read_text().splitlines()
+    text[5] = text[5].replace(",same,relu,", ",same,gelu,")
+    text.insert(9, 'conv2d,"[1, 16, 15, 64]","[1, 16, 15, 8]","[1, 1]","[1, 1]",8,same,relu,,,,,')
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join(text) + "\n")
+    cli = ["calibrate", "--emulated", str(emulated.path), "--reference", str(broken), "--board", "nucleo_f446re",
+           "--out", str(tmp_path / "b.csv")]
+    result = CliRunner().invoke(app, cli, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "left out" in result.output and f"{broken}:6: column activation: 'gelu'" in result.output
+    assert f"{broken}:10: column cycles_total" in result.output
+    assert "572 reference rows" in result.output  # 573 - gelu; the duplicate's empty cycles left out
+    refused = CliRunner().invoke(app, cli + ["--strict"], env={"COLUMNS": "300"})
+    assert refused.exit_code == 2 and "--strict refuses the file" in refused.output
 
 
 def test_reference_without_needed_columns(tmp_path):

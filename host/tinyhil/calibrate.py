@@ -66,17 +66,18 @@ def core_warnings(lut: Lut, board: BoardConfig, reference: ReferenceSet) -> list
 
 
 def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Path,
-              progress=None) -> CalibrationResult:
+              progress=None, strict: bool = False) -> CalibrationResult:
     if Path(out).name == "ops.csv":
         raise CalibrationError(f"--out {out}: ops.csv is the name of a board's measured store; "
                                "give the calibrated table another name")
-    reference = read_reference(reference_path)  # every bad row named before any work
+    reference = read_reference(reference_path, strict)  # every bad row named before any work
     board = get_board(board_name)
     lut = Lut.load(emulated_lut)
     if lut.meta.extra.get("calibration"):
         raise CalibrationError(f"{emulated_lut} is itself calibrated; calibrate from a measured LUT")
     emulated = get_board(lut.meta.board)
     found = [] if emulated.emulated else [f"{emulated_lut} was measured on {lut.meta.board}, a physical board"]
+    found += [f"left out {problem}" for problem in reference.skipped]
     if reference.board and reference.board != board.name:
         raise CalibrationError(f"{reference_path} was measured on {reference.board}, not on {board.name}; "
                                f"give --board {reference.board} or that board's reference")

@@ -299,6 +299,8 @@ def calibrate(
     reference: Path = typer.Option(..., help="CSV of ops measured on the physical board"),
     board: str = typer.Option(..., help="the physical board (see `tinyhil boards`)"),
     out: Path = typer.Option(None, help="calibrated LUT (default: luts/<board>/<emulated LUT's name>)"),
+    strict: bool = typer.Option(False, "--strict", help="refuse a reference file with any bad row "
+                                "(default: name each bad row and leave it out)"),
 ) -> None:
     """Fit emulated counts (+ op features) to a physical board's cycles from a few
     reference rows; report cross-validated errors; write the board's LUT."""
@@ -308,7 +310,7 @@ def calibrate(
     out = out or emulated.parent.parent / board / emulated.name
     try:
         with _progress() as progress:
-            result = run_calibration(emulated, reference, board, out, progress)
+            result = run_calibration(emulated, reference, board, out, progress, strict)
     except TinyhilError as error:
         _fail(error)
     for warning in result.warnings:
