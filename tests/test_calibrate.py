@@ -586,3 +586,43 @@ def test_characterize_a_sample_on_the_emulated_board(tmp_path):
     expected = choose_ops(make_space("micronas", 32, 5, 3).op_configs(), 8)
     assert sorted(measured.index) == sorted(op.key for op in expected)
     assert (measured["status"] == "ok").all()
+
+
+# --- global average pooling: an op tinyhil can benchmark -------------------
+
+def test_global_average_pooling_rows_parse_into_the_mean_op(tmp_path):
+    path = write(tmp_path, 'global_average_pooling2d,"[1, 16, 5, 6]","[1, 6]",null,null,,,,20000,9000,700\n'
+                           'global_average_pooling2d,"[1, 16, 5]","[1, 5]",null,null,,,,20000,9000,700\n'
+                           'global_average_pooling2d,"[1, 16, 5, 6]","[1, 16]",null,null,,,,20000,9000,700\n')
+    ref = read_reference(path)
+    assert [r.op for r in ref.rows] == [ops.global_mean((16, 5, 6))]
+    op = ref.rows[0].op
+    assert op.op == ops.GLOBAL_AVG_POOL and op.output_shape == (6,) and op.macs == 16 * 5 * 6
+    assert op.key == "global_avg_pool2d/16x5x6-6"
+    assert "column input_shape: global_average_pooling2d needs an NHWC input" in ref.skipped[0]
+    assert "column output_shape" in ref.skipped[1] and "[6]" in ref.skipped[1]
+
+
+def test_global_average_pooling_converts_to_one_mean_and_registers_it(tmp_path):
+    from tinyhil.bench.single_op import BUILTIN, convert_op
+    from tinyhil.build.firmware import tflm_dir
+    from tinyhil.build.image import Benchmark, ImageSpec, render_image
+    from tinyhil.bench.tflite_model import TfliteModel
+
+    op = ops.global_mean((16, 5, 6))
+    model = TfliteModel.from_bytes(convert_op(op), "gap")  # convert_op checks it holds MEAN alone
+    assert model.ops == ("MEAN",) == (BUILTIN[op.op],)
+    spec = ImageSpec("qemu-m4", (Benchmark("gap", convert_op(op), model.ops, op.input_bytes),))
+    render_image(spec, "0123456789abcdef", tflm_dir(), tmp_path)
+    assert "resolver.AddMean();" in (tmp_path / "op_resolver.cc").read_text()
+
+
+@pytest.mark.device
+def test_global_average_pooling_is_measured_on_the_emulated_board(tmp_path):
+    from tinyhil.boards import get_board
+    from tinyhil.characterize import Characterizer
+
+    op = ops.global_mean((16, 5, 6))
+    Characterizer(get_board("qemu-m4"), tmp_path).measure_ops([op])
+    row = read_rows(tmp_path / "qemu-m4" / "ops.csv").loc[op.key]
+    assert row["status"] == "ok" and row["kernel_cycles"] > 16 * 5 * 6  # at least one step per input

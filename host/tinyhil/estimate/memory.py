@@ -33,6 +33,9 @@ def cmsis_scratch_bytes(op: OpConfig) -> int:
         return op.in_channels * kh * kw * 2  # arm_depthwise_conv_s8_opt
     if op.op == ops.AVG_POOL:
         return op.in_channels * 4  # arm_avgpool_s8: one int32 per channel
+    if op.op == ops.GLOBAL_AVG_POOL:
+        # TFLM's MEAN (not CMSIS-NN): int32 sums per output, the input's dims, the two axes
+        return op.out_channels * 4 + 4 * 4 + 2 * 4
     return 0  # fully connected, add, max pool, softmax, reshape
 
 

@@ -39,6 +39,8 @@ OP_NAMES = {
     "max_pool2d": ops.MAX_POOL, "max_pooling2d": ops.MAX_POOL, "max_pool_2d": ops.MAX_POOL,
     "avg_pool2d": ops.AVG_POOL, "average_pooling2d": ops.AVG_POOL, "average_pool_2d": ops.AVG_POOL,
     "softmax": ops.SOFTMAX,
+    "global_average_pooling2d": ops.GLOBAL_AVG_POOL, "global_avg_pool2d": ops.GLOBAL_AVG_POOL,
+    "mean": ops.GLOBAL_AVG_POOL,
 }
 
 
@@ -156,6 +158,10 @@ def parse_op(record: dict) -> OpConfig:
                 raise CellError("strides", f"pooling with kernel {kernel} and strides {strides}: tinyhil "
                                 "pools with strides equal to the window")
             made = ops.pool(op_type, shape, kernel, padding)
+    elif op_type == ops.GLOBAL_AVG_POOL:
+        if len(shape) != 3:
+            raise CellError("input_shape", f"{name} needs an NHWC input, got {list(shape)}")
+        made = ops.global_mean(shape)
     elif op_type == ops.DENSE:
         made = ops.dense(shape[-1], output[-1], activation)
         shape = made.input_shape if len(shape) == 1 else shape
