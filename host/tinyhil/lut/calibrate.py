@@ -704,9 +704,13 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
     meta = lut.meta
     # A single op's total - kernel is the board's invoke + one dispatch. The
     # per-op dispatch cannot be told apart from single ops: the emulated one,
-    # scaled by the line between the boards, is the best guess.
+    # scaled by the line between the boards, is the best guess. The emulated
+    # dispatch is net of the profiler hook inside its profiled kernel cycles
+    # (characterize._record_overheads); the board's kernel cycles here are
+    # totals less the single-op overhead, with no hook in them, so only a
+    # non-negative dispatch carries over (a negative per-op cost is no cost).
     slope = Line().fit(frame, "emu_cycles", "ref_cycles").coef["emulated"]
-    dispatch = meta.dispatch_cycles * slope
+    dispatch = max(0.0, meta.dispatch_cycles) * slope
     if calibration.overhead is not None:
         single_overhead = calibration.overhead
     else:
