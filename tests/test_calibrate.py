@@ -630,3 +630,26 @@ def test_global_average_pooling_is_measured_on_the_emulated_board(tmp_path):
     Characterizer(get_board("qemu-m4"), tmp_path).measure_ops([op])
     row = read_rows(tmp_path / "qemu-m4" / "ops.csv").loc[op.key]
     assert row["status"] == "ok" and row["kernel_cycles"] > 16 * 5 * 6  # at least one step per input
+
+
+# --- the benchmark's targets ----------------------------------------------
+
+def test_calibration_targets_compare_before_and_after_leave_one_shape_out():
+    from tinyhil.calibrate import arena_rows_within, calibration_targets
+
+    frame = shaped_frame()
+    frame["ref_kernel"] = frame["ref_cycles"] - 14_000
+    frame["emu_arena"] = frame["out_elems"] + 600.0
+    frame["ref_arena"] = frame["emu_arena"] + 176
+    assert arena_rows_within(frame, "after") == (100.0, 0.0)
+    within, worst = arena_rows_within(frame, "before")
+    assert within < 100 and worst == pytest.approx(176 / frame["ref_arena"].min() * 100)
+    rows = calibration_targets(frame, frame.iloc[:24])
+    figures = [r.figure for r in rows]
+    assert sum(f.startswith("F446RE") for f in figures) == 6 and sum(f.startswith("L552ZE-Q") for f in figures) == 6
+    by = {r.figure.split(" (")[0]: r for r in rows}
+    mape = by["F446RE leave-one-shape-out MAPE"]
+    assert mape.limit == 1.5 and mape.meets == (mape.after <= 1.5)
+    assert by["F446RE arena: largest error"].after == 0 and by["F446RE arena: largest error"].meets
+    assert by["L552ZE-Q leave-one-shape-out max error"].limit is None  # no target on the second board's max
+    assert 0 <= by["F446RE rows above their bound"].after <= 100

@@ -916,18 +916,26 @@ def bench_calibrate(
     luts: Path = typer.Option(Path("luts")),
     seeds: int = typer.Option(5, min=1, help="splits per fraction and sampler"),
     csv: Path = typer.Option(None, help="also write every split's errors here"),
+    second_reference: Path = typer.Option(Path("../shared/data/nucleo_l552ze_q-reference.csv"),
+                                          help="a second board's few reference rows (none: skip)"),
+    second_emulated_board: str = typer.Option("qemu-m33", help="the emulated board of the second one's core"),
 ) -> None:
     """Fit on 10 % and 5 % of the reference rows (sampler-chosen and random),
     predict the rest: MAPE / max / R² per model, the FLOPs baseline, and the
-    emulated arena against the reference's arena_used."""
+    emulated arena against the reference's arena_used. Then the calibration
+    targets, leave-one-shape-out, before and after, on both boards."""
     import pandas as pd
 
-    from .calibrate import arena_comparison, benchmark, load_bench_frame
+    from .calibrate import arena_comparison, benchmark, calibration_targets, load_bench_frame
 
     try:
         with _progress() as progress:
             ref, frame, measured_now = load_bench_frame(reference, emulated_board, luts, progress)
+            second = None
+            if second_reference and second_reference.name != "none":
+                _, second, second_now = load_bench_frame(second_reference, second_emulated_board, luts, progress)
         rows = benchmark(frame, ref, seeds=range(seeds))
+        targets = calibration_targets(frame, second)
     except TinyhilError as error:
         _fail(error)
     data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
@@ -963,6 +971,19 @@ def bench_calibrate(
                       + (f", target <= {target_max:g} %" if target_max else "") + f"); FLOPs baseline MAPE "
                       f"{flops['mape'].mean():.2f} %, max {flops['max_error'].mean():.2f} %: "
                       + ("meets the targets" if meets else "MISSES the targets"), highlight=False)
+    table = Table("figure", "target", "before", "after", "",
+                  title="calibration targets, every figure leave-one-shape-out; before: model chosen by 5 folds "
+                        "among line..features-nnls, emulated arena as is, no bound; after: chosen by shapes, "
+                        "geometry terms, p95 bounds, arena offsets")
+    fmt = lambda v: "-" if v is None else f"{v:.2f} %"  # noqa: E731
+    for t in targets:
+        verdict = "" if t.meets is None else ("meets" if t.meets else "MISSES")
+        table.add_row(t.figure, t.target, fmt(t.before), fmt(t.after), verdict)
+    console.print(table)
+    missed = [t.figure for t in targets if t.meets is False]
+    console.print(f"BENCH calibrate targets: {sum(t.meets is True for t in targets)} of "
+                  f"{sum(t.meets is not None for t in targets)} met"
+                  + (f"; missed: {'; '.join(missed)}" if missed else ""), highlight=False)
 
 
 def main() -> None:  # pragma: no cover
