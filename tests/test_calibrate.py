@@ -653,3 +653,72 @@ def test_calibration_targets_compare_before_and_after_leave_one_shape_out():
     assert by["F446RE arena: largest error"].after == 0 and by["F446RE arena: largest error"].meets
     assert by["L552ZE-Q leave-one-shape-out max error"].limit is None  # no target on the second board's max
     assert 0 <= by["F446RE rows above their bound"].after <= 100
+
+
+# --- whole models in board cycles: --predict ------------------------------
+
+@pytest.fixture(scope="module")
+def converted(calibrated):
+    from tinyhil.bench.whole_model import convert_architecture
+
+    arch = sample_architecture(make_space("micronas", 128, 9, 6), np.random.default_rng(0))
+    return arch, convert_architecture(arch)
+
+
+def test_a_converted_model_reads_back_as_its_ops(converted):
+    from tinyhil.bench.tflite_ops import op_configs
+
+    arch, flatbuffer = converted
+    assert sorted(op.key for op in op_configs(flatbuffer)) == sorted(op.key for op in arch.runtime().ops)
+
+
+def test_prediction_totals_are_the_board_lut_estimators(calibrated, converted):
+    from tinyhil.bench.tflite_ops import op_configs
+    from tinyhil.predict import PredictError, predict
+
+    result, _ = calibrated
+    arch, flatbuffer = converted
+    luts = result.out.parent.parent
+    prediction = predict(op_configs(flatbuffer), "nucleo_f446re", luts)
+    lut = Lut.load(result.out)
+    assert prediction.lut == result.out and prediction.calibrated and prediction.bound == "p95"
+    assert prediction.total == pytest.approx(lut_latency(arch, lut), abs=1e-6)
+    assert prediction.total_bound == pytest.approx(lut_latency(arch, lut, at="p95"), abs=1e-6)
+    assert prediction.total_bound > prediction.total
+    assert predict(list(arch.runtime().ops), "nucleo_f446re", luts, "p99").total_bound >= prediction.total_bound
+    with pytest.raises(PredictError, match="lacks conv2d/999x9x1"):
+        predict([ops.conv((999, 9, 1), 4, (3, 1))], "nucleo_f446re", luts)
+    with pytest.raises(PredictError, match="no LUT for nano33ble"):
+        predict([ops.conv((999, 9, 1), 4, (3, 1))], "nano33ble", luts)
+    with pytest.raises(PredictError, match="#1"):
+        predict([ops.softmax(6), None], "nucleo_f446re", luts)
+
+
+def test_run_predict_refuses_a_model_no_board_lut_prices_before_building(calibrated, tmp_path):
+    from tinyhil.bench.single_op import convert_op
+
+    result, _ = calibrated
+    model = tmp_path / "odd.tflite"
+    model.write_bytes(convert_op(ops.conv((40, 3, 2), 4, (3, 1))))
+    out = CliRunner().invoke(app, ["run", str(model), "--board", "qemu-m4", "--predict", "nucleo_f446re",
+                                   "--luts", str(result.out.parent.parent)], env={"COLUMNS": "200"})
+    assert out.exit_code == 2 and "no LUT of nucleo_f446re holds every op" in out.output
+    assert "building" not in out.output
+
+
+@pytest.mark.device
+def test_run_predicts_board_latency_beside_the_emulated_measurement(calibrated, converted, tmp_path):
+    import re
+
+    result, _ = calibrated
+    arch, flatbuffer = converted
+    model = tmp_path / "arch.tflite"
+    model.write_bytes(flatbuffer)
+    out = CliRunner().invoke(app, ["run", str(model), "--board", "qemu-m4", "--repeat", "3", "--predict",
+                                   "nucleo_f446re", "--luts", str(result.out.parent.parent)],
+                             env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    total = lut_latency(arch, Lut.load(result.out))
+    assert f"{total:,.0f}" in out.output and "at p95" in out.output
+    assert f"predicted on nucleo_f446re: {total / 180e3:.3f} ms" in out.output
+    assert len(re.findall(r"CONV_2D conv2d/", out.output)) == sum(op.op == ops.CONV for op in arch.runtime().ops)

@@ -46,6 +46,10 @@ def run(
     port: str = typer.Option("", help="serial port of a physical board"),
     timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
     json_out: Path = typer.Option(None, "--json", help="also write the report as JSON"),
+    predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
+                                "board from its LUT, per op and in total with its bound"),
+    latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
+    luts: Path = typer.Option(Path("luts"), help="directory of lookup tables (for --predict)"),
 ) -> None:
     """Build firmware for MODEL, run it on BOARD, print cycles, per-op profile,
     memory, and whether the device output equals the host interpreter's."""
@@ -53,12 +57,22 @@ def run(
 
     try:
         config = get_board(board)
+        prediction = None
+        if predict:  # before any build: a model no LUT of the board prices is refused first
+            from .bench.tflite_ops import op_configs
+            from .predict import predict as predict_latency
+
+            get_board(predict)
+            prediction = predict_latency(op_configs(model.read_bytes()), predict, luts, latency_at)
         with console.status(f"building and measuring {model.name} on {board} ..."):
             report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed,
                                port=port, timeout=timeout, log=console.log)
     except TinyhilError as error:
         _fail(error)
     _print_report(report)
+    if prediction:
+        _print_prediction(prediction, [(op.index, op.op, op.cycles) for op in report.ops],
+                          report.cycles_median, report.board, report.counter)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_dict(), indent=2))
@@ -92,6 +106,26 @@ def _print_report(r) -> None:
     else:
         console.print(f"output: [red]DIFFERS[/] from the host TFLite interpreter\n"
                       f"  device {r.device_output}\n  host   {r.host_output}")
+
+
+def _print_prediction(p, measured: list[tuple[int, str, float]], measured_total: float, board: str,
+                      counter: str) -> None:
+    """Predicted board cycles per op and in total, beside what `board` measured."""
+    unit = "instructions" if counter == "qemu-icount" else "cycles"
+    kind = "calibrated" if p.calibrated else "measured"
+    table = Table("#", "op", f"{board} {unit}", f"{p.board} cycles", f"at {p.bound}", "ms", f"ms at {p.bound}",
+                  title=f"predicted on {p.board} from {p.lut} ({kind}), beside {board}'s measurement")
+    for (index, name, cycles), op in zip(measured, p.ops):
+        table.add_row(str(index), f"{name} {op.op.key}", f"{cycles:,.0f}", f"{op.kernel_cycles:,.0f}",
+                      f"{op.kernel_bound:,.0f}", f"{p.ms(op.kernel_cycles):.3f}", f"{p.ms(op.kernel_bound):.3f}")
+    table.add_row("", "invoke + per-op overheads", "", f"{p.total - sum(o.kernel_cycles for o in p.ops):,.0f}",
+                  "", "", "")
+    table.add_row("", "total", f"{measured_total:,.0f}", f"{p.total:,.0f}", f"{p.total_bound:,.0f}",
+                  f"{p.ms(p.total):.3f}", f"{p.ms(p.total_bound):.3f}")
+    console.print(table)
+    console.print(f"predicted on {p.board}: {p.ms(p.total):.3f} ms ({p.total:,.0f} cycles), at most "
+                  f"{p.ms(p.total_bound):.3f} ms at {p.bound}; the LUT estimator's sum for the same ops",
+                  highlight=False)
 
 
 lut_app = typer.Typer(help="Look at lookup tables.", no_args_is_help=True)
@@ -542,6 +576,9 @@ def deploy(
     port: str = typer.Option("", help="serial port (physical boards)"),
     luts: Path = typer.Option(Path("luts")),
     seed: int = typer.Option(0),
+    predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
+                                "board from its LUT, per op and in total with its bound"),
+    latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
 ) -> None:
     """Retrain a found model with QAT, convert to int8, build it into firmware,
     measure it and its test windows on the board, and report estimate vs measured."""
@@ -553,6 +590,12 @@ def deploy(
     try:
         found = SearchRun.load(run_dir)
         config = get_board(board or found.board)
+        prediction = None
+        if predict:  # the architecture's ops, as the board LUT's estimator sums them
+            from .predict import predict as predict_latency
+
+            get_board(predict)
+            prediction = predict_latency(list(found.architecture.runtime().ops), predict, luts, latency_at)
         with _progress() as progress:
             lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
         with console.status("deploying ..."):
@@ -562,6 +605,17 @@ def deploy(
     except TinyhilError as error:
         _fail(error)
     _print_deployment(result, path)
+    if prediction:
+        from dataclasses import replace
+
+        by_key = {o.op.key: o for o in prediction.ops}
+        layers = [layer for layer in result.layers if layer.lut_key in by_key]
+        ordered = replace(prediction, ops=tuple(by_key[layer.lut_key] for layer in layers))
+        if len(layers) != len(prediction.ops):  # an op the device profile did not pair: the LUT's order
+            layers, ordered = [], prediction
+        _print_prediction(ordered, [(layer.index, layer.op, layer.device_cycles) for layer in layers]
+                          or [(o.index, o.op.op, float("nan")) for o in prediction.ops],
+                          result.cycles, result.board, result.counter)
 
 
 @app.command()
