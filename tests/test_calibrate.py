@@ -646,12 +646,14 @@ def test_calibration_targets_compare_before_and_after_leave_one_shape_out():
     assert within < 100 and worst == pytest.approx(176 / frame["ref_arena"].min() * 100)
     rows = calibration_targets(frame, frame.iloc[:24])
     figures = [r.figure for r in rows]
-    assert sum(f.startswith("F446RE") for f in figures) == 6 and sum(f.startswith("L552ZE-Q") for f in figures) == 6
+    assert sum(f.startswith("F446RE") for f in figures) == 7 and sum(f.startswith("L552ZE-Q") for f in figures) == 7
     by = {r.figure.split(" (")[0]: r for r in rows}
     mape = by["F446RE leave-one-shape-out MAPE"]
     assert mape.limit == 1.5 and mape.meets == (mape.after <= 1.5)
     assert by["F446RE arena: largest error"].after == 0 and by["F446RE arena: largest error"].meets
     assert by["L552ZE-Q leave-one-shape-out max error"].limit is None  # no target on the second board's max
+    assert by["L552ZE-Q leave-one-shape-out max error"].target == "" and mape.target == "<= 1.5 %"
+    assert by["F446RE arena: largest error of the fitted offsets on their own rows"].after == 0
     assert 0 <= by["F446RE rows above their bound"].after <= 100
 
 
