@@ -724,3 +724,10 @@ def test_run_predicts_board_latency_beside_the_emulated_measurement(calibrated, 
     assert f"{total:,.0f}" in out.output and "at p95" in out.output
     assert f"predicted on nucleo_f446re: {total / 180e3:.3f} ms" in out.output
     assert len(re.findall(r"CONV_2D conv2d/", out.output)) == sum(op.op == ops.CONV for op in arch.runtime().ops)
+
+
+def test_lut_show_says_how_a_calibrated_lut_was_checked(root):
+    out = CliRunner().invoke(app, ["lut", "show", str(root / "luts" / "nucleo_l552ze_q" / "micronas-64x30-c11.csv")],
+                             env={"COLUMNS": "400"})
+    assert out.exit_code == 0, out.output
+    assert "leave one input shape out" in out.output and "p95 bound: 4.0 % of the reference rows above it" in out.output

@@ -685,7 +685,10 @@ def lut_show(
         console.print(f"calibrated (not measured) from {calibration['from_lut']} ({calibration['from_board']}) "
                       f"with {calibration['reference_rows']} reference rows of {calibration['reference']}: "
                       f"model {calibration['model']}, expected MAPE {calibration['expected_mape_pct']:.2f} %, "
-                      f"max {calibration['expected_max_error_pct']:.2f} % (cross-validated)",
+                      f"max {calibration['expected_max_error_pct']:.2f} % "
+                      f"({calibration.get('chosen_by', 'cross-validated')})"
+                      + (f"; {calibration['bound']} bound: {calibration['rows_above_bound_pct']:.1f} % of the "
+                         "reference rows above it" if calibration.get("rows_above_bound_pct") is not None else ""),
                       highlight=False, markup=False)
     frame = lut.rows if op is None else lut.rows[lut.rows["op"] == op]
     summary = Table("op", "rows", "flagged", "cycles min", "median", "max", title="per op type")
