@@ -10,7 +10,7 @@ rows (chosen by the sampler, or at random), predict all the others.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,18 +66,26 @@ def core_warnings(lut: Lut, board: BoardConfig, reference: ReferenceSet) -> list
 
 
 def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Path,
-              progress=None, strict: bool = False) -> CalibrationResult:
+              progress=None, strict: bool = False, clock_hz: int | None = None) -> CalibrationResult:
+    """`clock_hz`: the clock the reference was measured at, when not the
+    board's configured one (cycles depend on it through flash wait states:
+    the table is then for that clock, its ms too)."""
     if Path(out).name == "ops.csv":
         raise CalibrationError(f"--out {out}: ops.csv is the name of a board's measured store; "
                                "give the calibrated table another name")
     reference = read_reference(reference_path, strict)  # every bad row named before any work
     board = get_board(board_name)
+    clock_note = []
+    if clock_hz and clock_hz != board.clock_hz:
+        clock_note = [f"the reference was measured at {clock_hz / 1e6:g} MHz, {board.name} is configured for "
+                      f"{board.clock_hz / 1e6:g} MHz: the table is for {clock_hz / 1e6:g} MHz (cycles and ms)"]
+        board = replace(board, clock_hz=int(clock_hz))
     lut = Lut.load(emulated_lut)
     if lut.meta.extra.get("calibration"):
         raise CalibrationError(f"{emulated_lut} is itself calibrated; calibrate from a measured LUT")
     emulated = get_board(lut.meta.board)
     found = [] if emulated.emulated else [f"{emulated_lut} was measured on {lut.meta.board}, a physical board"]
-    found += [f"left out {problem}" for problem in reference.skipped]
+    found += [f"left out {problem}" for problem in reference.skipped] + clock_note
     if reference.board and reference.board != board.name:
         raise CalibrationError(f"{reference_path} was measured on {reference.board}, not on {board.name}; "
                                f"give --board {reference.board} or that board's reference")

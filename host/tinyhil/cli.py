@@ -335,6 +335,8 @@ def calibrate(
     out: Path = typer.Option(None, help="calibrated LUT (default: luts/<board>/<emulated LUT's name>)"),
     strict: bool = typer.Option(False, "--strict", help="refuse a reference file with any bad row "
                                 "(default: name each bad row and leave it out)"),
+    clock_mhz: float = typer.Option(None, min=1, help="the clock the reference was measured at, if not the "
+                                    "board's configured one (e.g. 80 for the L552ZE-Q rows)"),
 ) -> None:
     """Fit emulated counts (+ op features) to a physical board's cycles from a few
     reference rows; report cross-validated errors; write the board's LUT."""
@@ -344,7 +346,8 @@ def calibrate(
     out = out or emulated.parent.parent / board / emulated.name
     try:
         with _progress() as progress:
-            result = run_calibration(emulated, reference, board, out, progress, strict)
+            result = run_calibration(emulated, reference, board, out, progress, strict,
+                                     int(clock_mhz * 1e6) if clock_mhz else None)
     except TinyhilError as error:
         _fail(error)
     for warning in result.warnings:
