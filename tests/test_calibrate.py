@@ -736,3 +736,16 @@ def test_lut_show_says_how_a_calibrated_lut_was_checked(root):
                              env={"COLUMNS": "400"})
     assert out.exit_code == 0, out.output
     assert "leave one input shape out" in out.output and "p95 bound: 4.0 % of the reference rows above it" in out.output
+
+
+def test_deploy_predict_refuses_an_unpriced_board_before_any_training(tmp_path):
+    from tinyhil.nas.constraints import Profile
+    from tinyhil.search import DataSpec, SearchRun, Targets
+
+    arch = sample_architecture(make_space("micronas", 128, 9, 6), np.random.default_rng(0))
+    SearchRun("micronas", "qemu-m4", DataSpec("basic_motions"), 6, (128, 9), arch, Targets(),
+              Profile(1, 1, 1, 1.0), "luts/qemu-m4/micronas-128x9-c6.csv").write(tmp_path)
+    out = CliRunner().invoke(app, ["deploy", str(tmp_path), "--predict", "nano33ble", "--luts", str(tmp_path)],
+                             env={"COLUMNS": "200"})
+    assert out.exit_code == 2 and "no LUT for nano33ble" in out.output
+    assert not (tmp_path / "report.html").exists()
