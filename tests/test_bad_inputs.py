@@ -129,7 +129,6 @@ def test_model_that_aborts_the_interpreter_is_an_error_not_a_crash(tmp_path):
 
 import json  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402

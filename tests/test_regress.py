@@ -349,7 +349,7 @@ def test_impossible_history_baseline_is_an_error_naming_the_line(tmp_path, measu
     other = Row(**{**MODEL_ROW.__dict__, "case": "model/other.tflite"})
     bad = Row(**{**MODEL_ROW.__dict__, "measured": measured})
     history = _history_with(tmp_path, [other, bad])
-    with pytest.raises(HistoryError, match=rf"history.csv: line 3: impossible baseline: cycles "):
+    with pytest.raises(HistoryError, match=r"history.csv: line 3: impossible baseline: cycles "):
         history.last_good("qemu-m4", "model/m.tflite", before_run="r2")
     assert history.last_good("qemu-m4", "model/other.tflite", before_run="r2")[0] == 1000.0
 

@@ -10,7 +10,7 @@ rows (chosen by the sampler, or at random), predict all the others.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import pandas as pd
 from .boards import BoardConfig, get_board
 from .files import writable_file
 from .lut.calibrate import (Calibration, CalibrationError, FitErrors, MacsLine, calibrated_lut,
-                            candidate_models, fit_calibration, training_frame)
+                            candidate_models, fit_calibration, group_splits, out_of_fold, training_frame)
 from .lut.reference import ReferenceSet, read_reference
 from .lut.sampling import choose_ops
 from .lut.table import Lut, read_rows
@@ -67,18 +67,27 @@ def core_warnings(lut: Lut, board: BoardConfig, reference: ReferenceSet) -> list
 
 
 def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Path,
-              progress=None) -> CalibrationResult:
+              progress=None, strict: bool = False, clock_hz: int | None = None) -> CalibrationResult:
+    """`clock_hz`: the clock the reference was measured at, when not the
+    board's configured one (cycles depend on it through flash wait states:
+    the table is then for that clock, its ms too)."""
     if Path(out).name == "ops.csv":
         raise CalibrationError(f"--out {out}: ops.csv is the name of a board's measured store; "
                                "give the calibrated table another name")
-    reference = read_reference(reference_path)  # every bad row named before any work
+    reference = read_reference(reference_path, strict)  # every bad row named before any work
     writable_file(Path(out), "the calibrated LUT")
     board = get_board(board_name)
+    clock_note = []
+    if clock_hz and clock_hz != board.clock_hz:
+        clock_note = [f"the reference was measured at {clock_hz / 1e6:g} MHz, {board.name} is configured for "
+                      f"{board.clock_hz / 1e6:g} MHz: the table is for {clock_hz / 1e6:g} MHz (cycles and ms)"]
+        board = replace(board, clock_hz=int(clock_hz))
     lut = Lut.load(emulated_lut)
     if lut.meta.extra.get("calibration"):
         raise CalibrationError(f"{emulated_lut} is itself calibrated; calibrate from a measured LUT")
     emulated = get_board(lut.meta.board)
     found = [] if emulated.emulated else [f"{emulated_lut} was measured on {lut.meta.board}, a physical board"]
+    found += [f"left out {problem}" for problem in reference.skipped] + clock_note
     if reference.board and reference.board != board.name:
         raise CalibrationError(f"{reference_path} was measured on {reference.board}, not on {board.name}; "
                                f"give --board {reference.board} or that board's reference")
@@ -167,3 +176,83 @@ def load_bench_frame(reference_path: Path, emulated_board: str, luts: Path, prog
     store = Path(luts) / board.name / "ops.csv"
     frame, measured_now = reference_frame(reference, board, store, progress)
     return reference, frame, measured_now
+
+
+# ---------------------------------------------------------------------------
+# The targets of issue 18, before (5-fold choice among the first candidates,
+# emulated arena as it is, no bound) and after (leave-one-shape-out choice,
+# geometry terms, bounds, arena offsets), each figure leave-one-shape-out
+
+@dataclass(frozen=True)
+class TargetRow:
+    figure: str
+    target: str
+    before: float | None
+    after: float | None
+    limit: float | None  # after <= limit meets the target; None: for the record
+
+    @property
+    def meets(self) -> bool | None:
+        return None if self.limit is None or self.after is None else self.after <= self.limit
+
+
+def arena_rows_within(frame: pd.DataFrame, model: str) -> tuple[float, float]:
+    """(share of rows within 1 %, largest error %) of the board arena, each
+    row predicted from the other shapes: emulated bytes as they are
+    ('before'), or with the fitted per-op-type offset ('after')."""
+    from .lut.calibrate import ArenaModel, group_splits
+
+    rows = frame[["op", "group", "emu_arena", "ref_arena"]].dropna()
+    truth = rows["ref_arena"].to_numpy(float)
+    if model == "before":
+        predicted = rows["emu_arena"].to_numpy(float)
+    else:
+        predicted = np.empty(len(rows))
+        for fit, held in group_splits(rows["group"]):
+            arena = ArenaModel.fit(rows.iloc[fit])
+            predicted[held] = arena.predict(rows["op"].iloc[held], rows["emu_arena"].iloc[held])
+    error = np.abs(predicted - truth) / truth * 100
+    return float((error <= 1.0).mean() * 100), float(error.max())
+
+
+def calibration_targets(f446re: pd.DataFrame, l552: pd.DataFrame | None) -> list[TargetRow]:
+    from .lut.calibrate import ArenaModel, legacy_models
+
+    rows = []
+    for name, frame, limits in (("F446RE", f446re, dict(mape=1.5, max=4.0, above=5.0)),
+                                ("L552ZE-Q", l552, dict(mape=2.5, max=None, above=None))):
+        if frame is None or frame.empty:
+            continue
+        before = fit_calibration(frame, models=legacy_models(), select_by="random")
+        after = fit_calibration(frame)
+        old = before.grouped[before.model.name]
+        new = after.expected
+        truth = frame["ref_cycles"].to_numpy(float)
+        held_before = out_of_fold(before.model, frame, group_splits(frame["group"]))
+        rows += [TargetRow(f"{name} leave-one-shape-out MAPE ({len(frame)} rows, {after.shapes} shapes; "
+                           f"{before.model.name} -> {after.model.name})", _pct(limits["mape"]),
+                           old.mape, new.mape, limits["mape"]),
+                 TargetRow(f"{name} leave-one-shape-out max error", _pct(limits["max"]),
+                           old.max_error, new.max_error, limits["max"]),
+                 TargetRow(f"{name} rows above their bound (before: above the prediction, no bound)",
+                           _pct(limits["above"]), float((truth > held_before).mean() * 100),
+                           after.above_bound * 100 if after.above_bound is not None else None, limits["above"]),
+                 TargetRow(f"{name} rows optimistic by more than 2 %", "",
+                           float((truth > held_before * 1.02).mean() * 100),
+                           float((truth > after.held_out * 1.02).mean() * 100), None)]
+        if frame["ref_arena"].notna().any():
+            within_before, worst_before = arena_rows_within(frame, "before")
+            within_after, worst_after = arena_rows_within(frame, "after")
+            fitted = ArenaModel.fit(frame)
+            known = frame[["op", "emu_arena", "ref_arena"]].dropna()
+            in_sample = fitted.predict(known["op"], known["emu_arena"])
+            worst_fitted = float(np.max(np.abs(in_sample - known["ref_arena"]) / known["ref_arena"]) * 100)
+            rows += [TargetRow(f"{name} arena: rows within 1 % (%)", "100 %", within_before, within_after, None),
+                     TargetRow(f"{name} arena: largest error", "<= 1 %", worst_before, worst_after, 1.0),
+                     TargetRow(f"{name} arena: largest error of the fitted offsets on their own rows",
+                               "<= 1 %", worst_before, worst_fitted, 1.0)]
+    return rows
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"<= {value:g} %"

@@ -165,7 +165,17 @@ class Characterizer:
 
     def _record_overheads(self, chains: dict[int, Measurement]) -> None:
         """total(n) - kernels(n) = invoke + n * dispatch, fitted over the chains;
-        their arena use, for the fixed per-model part of the arena."""
+        their arena use, for the fixed per-model part of the arena.
+
+        `dispatch` is a net per-op term, and may be negative (qemu-m4: -22):
+        totals come from unprofiled invokes, kernels from the profiled one,
+        and each profiled kernel's window holds the profiler's own work (the
+        rest of BeginEvent's counter read, its bookkeeping, EndEvent's call up
+        to its read), which unprofiled invokes never run. So dispatch = the
+        interpreter's per-op dispatch less that hook; the sum kernels + invoke
+        + n x dispatch is what an unprofiled model takes, which is what an
+        estimate needs. A board LUT made by calibration has no hook in its
+        kernel cycles and keeps only the non-negative part (lut/calibrate.py)."""
         lengths = np.array(sorted(chains), float)
         overhead = np.array([chains[int(n)].median - chains[int(n)].kernel_cycles for n in lengths])
         dispatch, invoke = np.polyfit(lengths, overhead, 1)

@@ -79,6 +79,10 @@ def run(
     port: str = typer.Option("", help="serial port of a physical board"),
     timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
     json_out: Path = typer.Option(None, "--json", help="also write the report as JSON"),
+    predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
+                                "board from its LUT, per op and in total with its bound"),
+    latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
+    luts: Path = typer.Option(Path("luts"), help="directory of lookup tables (for --predict)"),
 ) -> None:
     """Build firmware for MODEL, run it on BOARD, print cycles, per-op profile,
     memory, and whether the device output equals the host interpreter's."""
@@ -89,12 +93,22 @@ def run(
         config = get_board(board)
         if json_out:  # before measuring: a report that cannot be kept is refused first
             writable_file(json_out, "the JSON report")
+        prediction = None
+        if predict:  # before any build: a model no LUT of the board prices is refused first
+            from .bench.tflite_ops import op_configs
+            from .predict import predict as predict_latency
+
+            get_board(predict)
+            prediction = predict_latency(op_configs(model.read_bytes()), predict, luts, latency_at)
         with console.status(f"building and measuring {model.name} on {board} ..."):
             report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed,
                                port=port, timeout=timeout, log=console.log)
     except TinyhilError as error:
         _fail(error)
     _print_report(report)
+    if prediction:
+        _print_prediction(prediction, [(op.index, op.op, op.cycles) for op in report.ops],
+                          report.cycles_median, report.board, report.counter)
     if json_out:
         try:
             atomic_write(json_out, json.dumps(report.to_dict(), indent=2))
@@ -130,6 +144,26 @@ def _print_report(r) -> None:
     else:
         console.print(f"output: [red]DIFFERS[/] from the host TFLite interpreter\n"
                       f"  device {r.device_output}\n  host   {r.host_output}")
+
+
+def _print_prediction(p, measured: list[tuple[int, str, float]], measured_total: float, board: str,
+                      counter: str) -> None:
+    """Predicted board cycles per op and in total, beside what `board` measured."""
+    unit = "instructions" if counter == "qemu-icount" else "cycles"
+    kind = "calibrated" if p.calibrated else "measured"
+    table = Table("#", "op", f"{board} {unit}", f"{p.board} cycles", f"at {p.bound}", "ms", f"ms at {p.bound}",
+                  title=f"predicted on {p.board} from {p.lut} ({kind}), beside {board}'s measurement")
+    for (index, name, cycles), op in zip(measured, p.ops):
+        table.add_row(str(index), f"{name} {op.op.key}", f"{cycles:,.0f}", f"{op.kernel_cycles:,.0f}",
+                      f"{op.kernel_bound:,.0f}", f"{p.ms(op.kernel_cycles):.3f}", f"{p.ms(op.kernel_bound):.3f}")
+    table.add_row("", "invoke + per-op overheads", "", f"{p.total - sum(o.kernel_cycles for o in p.ops):,.0f}",
+                  "", "", "")
+    table.add_row("", "total", f"{measured_total:,.0f}", f"{p.total:,.0f}", f"{p.total_bound:,.0f}",
+                  f"{p.ms(p.total):.3f}", f"{p.ms(p.total_bound):.3f}")
+    console.print(table)
+    console.print(f"predicted on {p.board}: {p.ms(p.total):.3f} ms ({p.total:,.0f} cycles), at most "
+                  f"{p.ms(p.total_bound):.3f} ms at {p.bound}; the LUT estimator's sum for the same ops",
+                  highlight=False)
 
 
 lut_app = typer.Typer(help="Look at lookup tables.", no_args_is_help=True)
@@ -349,6 +383,10 @@ def calibrate(
     reference: Path = typer.Option(..., help="CSV of ops measured on the physical board"),
     board: str = typer.Option(..., help="the physical board (see `tinyhil boards`)"),
     out: Path = typer.Option(None, help="calibrated LUT (default: luts/<board>/<emulated LUT's name>)"),
+    strict: bool = typer.Option(False, "--strict", help="refuse a reference file with any bad row "
+                                "(default: name each bad row and leave it out)"),
+    clock_mhz: float = typer.Option(None, min=1, help="the clock the reference was measured at, if not the "
+                                    "board's configured one (e.g. 80 for the L552ZE-Q rows)"),
 ) -> None:
     """Fit emulated counts (+ op features) to a physical board's cycles from a few
     reference rows; report cross-validated errors; write the board's LUT."""
@@ -358,22 +396,38 @@ def calibrate(
     out = out or emulated.parent.parent / board / emulated.name
     try:
         with _progress() as progress:
-            result = run_calibration(emulated, reference, board, out, progress)
+            result = run_calibration(emulated, reference, board, out, progress, strict,
+                                     int(clock_mhz * 1e6) if clock_mhz else None)
     except TinyhilError as error:
         _fail(error)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     c = result.calibration
-    table = Table("model", "CV MAPE", "CV max error", "CV R²",
-                  title=f"{c.rows} reference rows, {FOLDS}-fold cross-validation "
-                        f"({result.measured_now} measured on the emulated board now)")
+    by = "leave-one-shape-out" if c.chosen_by == "grouped" else f"{FOLDS}-fold"
+    table = Table("model", f"{FOLDS}-fold MAPE", f"{FOLDS}-fold max", "shape-out MAPE", "shape-out max",
+                  "shape-out R²",
+                  title=f"{c.rows} reference rows of {c.shapes} input shapes: {FOLDS}-fold and leave-one-shape-out "
+                        f"cross-validation, chosen by {by} ({result.measured_now} measured on the emulated board now)")
     for name, e in c.cv.items():
         mark = " (chosen)" if name == c.model.name else ""
-        table.add_row(name + mark, f"{e.mape:.2f} %", f"{e.max_error:.2f} %", f"{e.r2 * 100:.3f} %")
+        g = c.grouped.get(name)
+        table.add_row(name + mark, f"{e.mape:.2f} %", f"{e.max_error:.2f} %",
+                      *((f"{g.mape:.2f} %", f"{g.max_error:.2f} %", f"{g.r2 * 100:.3f} %") if g else ("-",) * 3))
     console.print(table)
+    if c.selection:
+        console.print("geometry terms by " + by + " MAPE: " + "; ".join(
+            f"{terms or 'none'} {mape:.3f} %" for terms, mape in c.selection), highlight=False)
     console.print(f"cycles = {c.model.formula()}", highlight=False, markup=False)
+    if c.bounds:
+        from .lut.calibrate import BOUND
+
+        above = "" if c.above_bound is None else (
+            f"; {c.above_bound:.1%} of the reference rows above their bound (each bound from the other shapes)")
+        console.print(f"bound {BOUND} (held-out excess over the prediction): "
+                      + ", ".join(f"{path} +{b[BOUND]:.2%}" for path, b in c.bounds.by_path.items())
+                      + f", other op types +{c.bounds.fallback[BOUND]:.2%}{above}", highlight=False)
     console.print(f"wrote {result.out} ({len(result.lut.rows)} ops, calibrated for {board}; "
-                  f"expected MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")
+                  f"expected ({by}) MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")
 
 
 search_app = typer.Typer(help="Search engines.", no_args_is_help=True)
@@ -553,6 +607,9 @@ def deploy(
     port: str = typer.Option("", help="serial port (physical boards)"),
     luts: Path = typer.Option(Path("luts")),
     seed: int = typer.Option(0),
+    predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
+                                "board from its LUT, per op and in total with its bound"),
+    latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
 ) -> None:
     """Retrain a found model with QAT, convert to int8, build it into firmware,
     measure it and its test windows on the board, and report estimate vs measured."""
@@ -567,6 +624,12 @@ def deploy(
         found = SearchRun.load(run_dir)
         report = writable_file(report or run_dir / "report.html", "the HTML report")  # before deploying
         config = get_board(board or found.board)
+        prediction = None
+        if predict:  # the architecture's ops, as the board LUT's estimator sums them
+            from .predict import predict as predict_latency
+
+            get_board(predict)
+            prediction = predict_latency(list(found.architecture.runtime().ops), predict, luts, latency_at)
         with _progress() as progress:
             lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
         with console.status("deploying ..."):
@@ -576,6 +639,17 @@ def deploy(
     except TinyhilError as error:
         _fail(error)
     _print_deployment(result, path)
+    if prediction:
+        from dataclasses import replace
+
+        by_key = {o.op.key: o for o in prediction.ops}
+        layers = [layer for layer in result.layers if layer.lut_key in by_key]
+        ordered = replace(prediction, ops=tuple(by_key[layer.lut_key] for layer in layers))
+        if len(layers) != len(prediction.ops):  # an op the device profile did not pair: the LUT's order
+            layers, ordered = [], prediction
+        _print_prediction(ordered, [(layer.index, layer.op, layer.device_cycles) for layer in layers]
+                          or [(o.index, o.op.op, float("nan")) for o in prediction.ops],
+                          result.cycles, result.board, result.counter)
 
 
 @app.command()
@@ -647,7 +721,10 @@ def lut_show(
         console.print(f"calibrated (not measured) from {calibration['from_lut']} ({calibration['from_board']}) "
                       f"with {calibration['reference_rows']} reference rows of {calibration['reference']}: "
                       f"model {calibration['model']}, expected MAPE {calibration['expected_mape_pct']:.2f} %, "
-                      f"max {calibration['expected_max_error_pct']:.2f} % (cross-validated)",
+                      f"max {calibration['expected_max_error_pct']:.2f} % "
+                      f"({calibration.get('chosen_by', 'cross-validated')})"
+                      + (f"; {calibration['bound']} bound: {calibration['rows_above_bound_pct']:.1f} % of the "
+                         "reference rows above it" if calibration.get("rows_above_bound_pct") is not None else ""),
                       highlight=False, markup=False)
     frame = lut.rows if op is None else lut.rows[lut.rows["op"] == op]
     summary = Table("op", "rows", "flagged", "cycles min", "median", "max", title="per op type")
@@ -933,13 +1010,17 @@ def bench_calibrate(
     luts: Path = typer.Option(Path("luts")),
     seeds: int = typer.Option(5, min=1, help="splits per fraction and sampler"),
     csv: Path = typer.Option(None, help="also write every split's errors here"),
+    second_reference: Path = typer.Option(Path("../shared/data/nucleo_l552ze_q-reference.csv"),
+                                          help="a second board's few reference rows (none: skip)"),
+    second_emulated_board: str = typer.Option("qemu-m33", help="the emulated board of the second one's core"),
 ) -> None:
     """Fit on 10 % and 5 % of the reference rows (sampler-chosen and random),
     predict the rest: MAPE / max / R² per model, the FLOPs baseline, and the
-    emulated arena against the reference's arena_used."""
+    emulated arena against the reference's arena_used. Then the calibration
+    targets, leave-one-shape-out, before and after, on both boards."""
     import pandas as pd
 
-    from .calibrate import arena_comparison, benchmark, load_bench_frame
+    from .calibrate import arena_comparison, benchmark, calibration_targets, load_bench_frame
 
     from .files import atomic_write, writable_file
 
@@ -948,6 +1029,9 @@ def bench_calibrate(
             writable_file(csv, "the errors of every split")  # before measuring
         with _progress() as progress:
             ref, frame, measured_now = load_bench_frame(reference, emulated_board, luts, progress)
+            second = None
+            if second_reference and second_reference.name != "none":
+                _, second, second_now = load_bench_frame(second_reference, second_emulated_board, luts, progress)
         rows = benchmark(frame, ref, seeds=range(seeds))
         data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
                                   fitted=r.fitted, predicted=r.predicted, mape=r.errors.mape,
@@ -955,6 +1039,7 @@ def bench_calibrate(
                              for r in rows])
         if csv:
             atomic_write(csv, data.to_csv(index=False))
+        targets = calibration_targets(frame, second)
     except TinyhilError as error:
         _fail(error)
     table = Table("fit rows", "sampler", "model", "MAPE mean", "MAPE worst", "max err mean",
@@ -983,6 +1068,19 @@ def bench_calibrate(
                       + (f", target <= {target_max:g} %" if target_max else "") + f"); FLOPs baseline MAPE "
                       f"{flops['mape'].mean():.2f} %, max {flops['max_error'].mean():.2f} %: "
                       + ("meets the targets" if meets else "MISSES the targets"), highlight=False)
+    table = Table("figure", "target", "before", "after", "",
+                  title="calibration targets, every figure leave-one-shape-out; before: model chosen by 5 folds "
+                        "among line..features-nnls, emulated arena as is, no bound; after: chosen by shapes, "
+                        "geometry terms, p95 bounds, arena offsets")
+    fmt = lambda v: "-" if v is None else f"{v:.2f} %"  # noqa: E731
+    for t in targets:
+        verdict = "" if t.meets is None else ("meets" if t.meets else "MISSES")
+        table.add_row(t.figure, t.target, fmt(t.before), fmt(t.after), verdict)
+    console.print(table)
+    missed = [t.figure for t in targets if t.meets is False]
+    console.print(f"BENCH calibrate targets: {sum(t.meets is True for t in targets)} of "
+                  f"{sum(t.meets is not None for t in targets)} met"
+                  + (f"; missed: {'; '.join(missed)}" if missed else ""), highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -31,6 +31,7 @@ BUILTIN = {
     ops.AVG_POOL: "AVERAGE_POOL_2D",
     ops.SOFTMAX: "SOFTMAX",
     ops.RESHAPE: "RESHAPE",
+    ops.GLOBAL_AVG_POOL: "MEAN",
 }
 REPRESENTATIVE_SAMPLES = 16
 
@@ -68,6 +69,8 @@ def keras_layer(op: OpConfig, layers=None):
         return layers.Softmax()
     if op.op == ops.RESHAPE:
         return layers.Reshape(op.output_shape)
+    if op.op == ops.GLOBAL_AVG_POOL:
+        return layers.GlobalAveragePooling2D()
     raise TinyhilError(f"no Keras layer for op type {op.op}")  # pragma: no cover
 
 

@@ -27,12 +27,23 @@ def check_covered(arch: Architecture, lut: Lut) -> None:
             f"--input {m.input or 'TxS'} --classes {m.extra.get('classes', '?')} --board {m.board}")
 
 
-def lut_latency(arch: Architecture, lut: Lut) -> float:
+def op_kernel_cycles(op, lut: Lut, at: str = "point") -> float:
+    """One op's kernel cycles in the LUT, at the point estimate or at a
+    calibrated LUT's bound (`p95`, ...: the whole margin is the kernel's)."""
+    from ..lut.calibrate import cycles_at
+
+    row = lut.row(op)
+    cycles = float(row["cycles"])
+    return float(row["kernel_cycles"]) + cycles_at(lut.meta, op, cycles, at) - cycles
+
+
+def lut_latency(arch: Architecture, lut: Lut, at: str = "point") -> float:
     """Sum of each op's measured kernel cycles, plus the interpreter's
-    measured per-invoke and per-op overheads."""
+    measured per-invoke and per-op overheads. `at`: the point estimate, or a
+    calibrated LUT's bound (`p95`) on each op."""
     check_covered(arch, lut)
     ops = arch.runtime().ops
-    kernels = sum(float(lut.row(op)["kernel_cycles"]) for op in ops)
+    kernels = sum(op_kernel_cycles(op, lut, at) for op in ops)
     return kernels + lut.meta.invoke_cycles + len(ops) * lut.meta.dispatch_cycles
 
 

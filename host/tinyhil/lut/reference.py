@@ -39,11 +39,21 @@ OP_NAMES = {
     "max_pool2d": ops.MAX_POOL, "max_pooling2d": ops.MAX_POOL, "max_pool_2d": ops.MAX_POOL,
     "avg_pool2d": ops.AVG_POOL, "average_pooling2d": ops.AVG_POOL, "average_pool_2d": ops.AVG_POOL,
     "softmax": ops.SOFTMAX,
+    "global_average_pooling2d": ops.GLOBAL_AVG_POOL, "global_avg_pool2d": ops.GLOBAL_AVG_POOL,
+    "mean": ops.GLOBAL_AVG_POOL,
 }
 
 
 class ReferenceError(TinyhilError):
     """A reference file tinyhil cannot turn into op configurations."""
+
+
+class CellError(ValueError):
+    """What is wrong with one cell of a row: its column and why."""
+
+    def __init__(self, column: str, why: str):
+        super().__init__(why)
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class ReferenceSet:
     board: str = ""  # known when the reference is a tinyhil LUT
     core: str = ""
     counter: str = ""
+    skipped: tuple[str, ...] = ()  # rows left out: "file:line: column C: why"
 
     @property
     def ops(self) -> list[OpConfig]:
@@ -81,22 +92,22 @@ def _shape(text: str, what: str) -> tuple:
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, TypeError):
-        raise ValueError(f"{what} {text!r} is not a list like [1, 64, 30, 1]") from None
+        raise CellError(what, f"{text!r} is not a list like [1, 64, 30, 1]") from None
     return value
 
 
 def _without_batch(shape, what: str) -> tuple[int, ...]:
     if (not isinstance(shape, list) or not shape or not all(isinstance(d, int) for d in shape)):
-        raise ValueError(f"{what} {shape!r} is not a list of integers")
+        raise CellError(what, f"{shape!r} is not a list of integers")
     if len(shape) < 2 or shape[0] != 1:
-        raise ValueError(f"{what} {shape!r} must start with a batch of 1")
+        raise CellError(what, f"{shape!r} must start with a batch of 1")
     return tuple(shape[1:])
 
 
 def _pair(text, what: str) -> tuple[int, int]:
     value = _shape(text, what)
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(d, int) and d > 0 for d in value)):
-        raise ValueError(f"{what} {text!r} must be two positive integers, e.g. [3, 1]")
+        raise CellError(what, f"{text!r} must be two positive integers, e.g. [3, 1]")
     return tuple(value)
 
 
@@ -107,10 +118,11 @@ def _text(record: dict, name: str, default: str) -> str:
 
 
 def parse_op(record: dict) -> OpConfig:
-    """One CSV record -> the op configuration it measured; ValueError says why not."""
+    """One CSV record -> the op configuration it measured; CellError says which column and why not."""
     name = _text(record, "op", "")
     if name not in OP_NAMES:
-        raise ValueError(f"op {name!r} is not one tinyhil can build (known: {', '.join(sorted(OP_NAMES))})")
+        raise CellError("op", f"{name or 'empty'!r} is not an op tinyhil can build "
+                              f"(known: {', '.join(sorted(OP_NAMES))})")
     op_type = OP_NAMES[name]
     output = _without_batch(_shape(record["output_shape"], "output_shape"), "output_shape")
     raw_input = _shape(record["input_shape"], "input_shape")
@@ -120,47 +132,53 @@ def parse_op(record: dict) -> OpConfig:
         activation = "none"
     if op_type == ops.ADD:
         if not (isinstance(raw_input, list) and len(raw_input) == 2 and all(isinstance(s, list) for s in raw_input)):
-            raise ValueError("add needs two input shapes, e.g. [[1, 16, 15, 8], [1, 16, 15, 8]]")
+            raise CellError("input_shape", "add needs two input shapes, e.g. [[1, 16, 15, 8], [1, 16, 15, 8]]")
         first, second = (_without_batch(s, "input_shape") for s in raw_input)
         if first != second or first != output:
-            raise ValueError(f"add of {first} and {second} into {output}: tinyhil's add takes two "
-                             "inputs of the output's shape (no broadcasting)")
+            raise CellError("input_shape", f"add of {first} and {second} into {output}: tinyhil's add "
+                            "takes two inputs of the output's shape (no broadcasting)")
         return ops.add(first)
     shape = _without_batch(raw_input, "input_shape")
     if op_type in (ops.CONV, ops.DEPTHWISE, ops.MAX_POOL, ops.AVG_POOL):
         if len(shape) != 3:
-            raise ValueError(f"{name} needs an NHWC input, got {list(shape)}")
+            raise CellError("input_shape", f"{name} needs an NHWC input, got {list(shape)}")
         kernel = _pair(record.get("kernel"), "kernel")
         strides = _pair(record.get("strides"), "strides")
         if padding not in ("same", "valid"):
-            raise ValueError(f"padding {padding!r} is not same or valid")
+            raise CellError("padding", f"{padding!r} is not same or valid")
         if op_type == ops.CONV:
-            filters = record.get("filters")
-            if filters is None or (isinstance(filters, float) and math.isnan(filters)) or int(filters) <= 0:
-                raise ValueError("conv2d needs a positive filters count")
+            filters = _number(record.get("filters"), "filters")
+            if math.isnan(filters) or filters != int(filters) or int(filters) <= 0:
+                raise CellError("filters", "conv2d needs a positive filters count")
             made = ops.conv(shape, int(filters), kernel, strides, padding, activation)
         elif op_type == ops.DEPTHWISE:
             made = ops.depthwise(shape, kernel, strides, padding, activation)
         else:
             if kernel != strides:
-                raise ValueError(f"pooling with kernel {kernel} and strides {strides}: tinyhil pools "
-                                 "with strides equal to the window")
+                raise CellError("strides", f"pooling with kernel {kernel} and strides {strides}: tinyhil "
+                                "pools with strides equal to the window")
             made = ops.pool(op_type, shape, kernel, padding)
+    elif op_type == ops.GLOBAL_AVG_POOL:
+        if len(shape) != 3:
+            raise CellError("input_shape", f"{name} needs an NHWC input, got {list(shape)}")
+        made = ops.global_mean(shape)
     elif op_type == ops.DENSE:
         made = ops.dense(shape[-1], output[-1], activation)
         shape = made.input_shape if len(shape) == 1 else shape
     else:  # softmax
         made = ops.softmax(shape[-1])
     if made.output_shape != output or made.input_shape != shape:
-        raise ValueError(f"{name} of {list(shape)} gives {list(made.output_shape)} as TFLite "
-                         f"computes it, but the row says {list(output)}")
+        raise CellError("output_shape", f"{name} of {list(shape)} gives {list(made.output_shape)} as "
+                        f"TFLite computes it, but the row says {list(output)}")
     if activation not in ("none", "relu"):
-        raise ValueError(f"activation {activation!r} is not relu or none")
+        raise CellError("activation", f"{activation!r} is not relu or none")
     return made
 
 
-def read_reference(path: Path) -> ReferenceSet:
-    """Reads and checks a reference file; every problem row is named at once."""
+def read_reference(path: Path, strict: bool = False) -> ReferenceSet:
+    """Reads and checks a reference file. A row that cannot be used is named
+    (line, column, why) and left out; `strict` refuses the file instead,
+    naming every problem row at once."""
     path = Path(path)
     if not path.is_file():
         raise ReferenceError(f"{path}: no such reference file")
@@ -180,26 +198,29 @@ def read_reference(path: Path) -> ReferenceSet:
         line = index + 2
         try:
             op = parse_op(record)
-            cycles = float(record["cycles_total"])
+            cycles = _number(record.get("cycles_total"), "cycles_total")
             if not cycles > 0:
-                raise ValueError(f"cycles_total {record['cycles_total']!r} is not a positive number")
+                raise CellError("cycles_total", f"{record['cycles_total'] or 'empty'!r} is not a positive number")
             numbers = {name: _number(record.get(name), name) for name in OPTIONAL_NUMBERS}
-        except ValueError as error:
-            problems.append(f"line {line} ({record.get('op', '?')}): {error}")
+        except ValueError as error:  # a CellError names its column; an op config's own check is the op's
+            column = getattr(error, "column", "op")
+            problems.append(f"{path}:{line}: column {column}: {error} ({record.get('op') or '?'})")
             continue
         if op.key in seen:
-            problems.append(f"line {line}: the same op as line {seen[op.key]} ({op.key}); keep one")
+            problems.append(f"{path}:{line}: columns op..activation: the same op as line {seen[op.key]} "
+                            f"({op.key}); the first is used")
             continue
         seen[op.key] = line
         rows.append(ReferenceRow(line, op, cycles, numbers["cycles_kernel"], numbers["arena_used"],
                                  numbers["flops"]))
-    if problems:
+    if problems and (strict or not rows):
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ReferenceError(f"{path}: {len(problems)} row(s) cannot be used:\n  {shown}{more}")
+        why = "--strict refuses the file" if rows else "no row is usable"
+        raise ReferenceError(f"{path}: {len(problems)} row(s) cannot be used ({why}):\n  {shown}{more}")
     if not rows:
         raise ReferenceError(f"{path}: no reference rows")
-    return ReferenceSet(path, tuple(rows))
+    return ReferenceSet(path, tuple(rows), skipped=tuple(problems))
 
 
 def _read_lut(path: Path) -> ReferenceSet:
@@ -221,4 +242,4 @@ def _number(value, name: str) -> float:
     try:
         return float(value)
     except ValueError:
-        raise ValueError(f"{name} {value!r} is not a number") from None
+        raise CellError(name, f"{value!r} is not a number") from None

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import TinyhilError
 from ..files import atomic_write, writable_file
-from ..measure import OK, usable
+from ..measure import usable
 from ..spaces.ops import OpConfig
 
 # Cycle columns hold instructions on emulated boards (see `counter`).

@@ -19,7 +19,8 @@ MAX_POOL = "max_pool2d"
 AVG_POOL = "avg_pool2d"
 SOFTMAX = "softmax"
 RESHAPE = "reshape"
-OP_TYPES = (CONV, DEPTHWISE, DENSE, ADD, MAX_POOL, AVG_POOL, SOFTMAX, RESHAPE)
+GLOBAL_AVG_POOL = "global_avg_pool2d"  # Keras' GlobalAveragePooling2D: TFLite's MEAN over H and W
+OP_TYPES = (CONV, DEPTHWISE, DENSE, ADD, MAX_POOL, AVG_POOL, SOFTMAX, RESHAPE, GLOBAL_AVG_POOL)
 
 
 def conv_out(length: int, kernel: int, stride: int, padding: str) -> int:
@@ -80,6 +81,8 @@ class OpConfig:
             return out * kh * kw
         if self.op in (ADD, SOFTMAX):
             return out
+        if self.op == GLOBAL_AVG_POOL:
+            return math.prod(self.input_shape)
         return 0
 
     @property
@@ -144,6 +147,13 @@ def global_avg_pool(input_shape: Shape) -> OpConfig:
     """Global average pooling as an average pool over the whole window: TFLM
     runs it with CMSIS-NN, where Keras' GlobalAveragePooling becomes MEAN."""
     return pool(AVG_POOL, input_shape, (input_shape[0], input_shape[1]))
+
+
+def global_mean(input_shape: Shape) -> OpConfig:
+    """Global average pooling as Keras and MicroNAS' records have it: MEAN over
+    the window, (T, S, C) -> (C,). (The spaces use global_avg_pool, which runs
+    on CMSIS-NN; this op is for measuring what such records measured.)"""
+    return OpConfig(GLOBAL_AVG_POOL, tuple(input_shape), (input_shape[-1],))
 
 
 def reshape(input_shape: Shape, output_shape: Shape) -> OpConfig:
