@@ -130,3 +130,78 @@ def test_bad_labels_are_named():
         loss_for(0, np.array([[1, 0], [1, 1]]))
     with pytest.raises(TinyhilError, match="num_class is 3 but the labels have classes up to 5"):
         loss_for(1, np.array([0, 4]), num_class=3)
+
+
+def test_seed_pricing_estimates_the_float32_model_the_seed_measured():
+    """limits='seed' prices the float32 .tflite; the estimate against a real conversion."""
+    import tensorflow as tf
+
+    from tinyhil.nas.timenas import Searcher
+
+    d = datasets.load("basic_motions")
+    lut = Lut.load(ROOT / "luts" / "qemu-m4" / "timenas-100x6-c4.csv")
+    searcher = Searcher(None, None, "classification", d.x_train, d.y_train, lut=lut, log=lambda _m: None)
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        arch = searcher.sample(rng)
+        size = len(tf.lite.TFLiteConverter.from_keras_model(searcher.keras(arch)).convert())
+        assert searcher.price(arch)["model_size"] * 1000 == pytest.approx(size, rel=0.05)
+    # the same numbers admit larger networks under tinyhil's int8 pricing, and the log says so
+    said = []
+    seed = Searcher(40, 80, "classification", d.x_train, d.y_train, lut=lut, log=said.append)
+    int8 = Searcher(40, 80, "classification", d.x_train, d.y_train, limits="int8", lut=lut, log=said.append)
+    largest = lambda s: max(f["profile"]["params"] for f in s.run_search(40, top_k=40, proxy="flops"))  # noqa: E731
+    assert largest(int8) > 2 * largest(seed)
+    assert "limits='seed'" in said[0] and "4x larger" in said[0] and "limits='int8'" in said[1]
+
+
+def test_quantize_model_modes_as_the_seed():
+    from tinyhil.bench.tflite_model import TfliteModel
+    from tinyhil.nas.timenas import Searcher, quantize_model
+
+    d = datasets.load("basic_motions")
+    lut = Lut.load(ROOT / "luts" / "qemu-m4" / "timenas-100x6-c4.csv")
+    model = Searcher(None, None, "classification", d.x_train, d.y_train, network_type=["CNN"], lut=lut,
+                     log=lambda _m: None).run_search(3, proxy="flops")[0]["model"]
+    import tensorflow as tf
+
+    floating = tf.lite.Interpreter(model_content=quantize_model(model, d.x_train))  # the seed's default
+    assert floating.get_input_details()[0]["dtype"] == np.float32
+    assert floating.get_output_details()[0]["dtype"] == np.float32
+    inner = [t["dtype"] for t in floating.get_tensor_details() if "conv" in t["name"].lower()]
+    assert np.int8 in inner  # int8 ops between the float input and output
+    integer = TfliteModel.from_bytes(quantize_model(model, d.x_train, mode="int"), "int-io")
+    assert (integer.inputs[0].dtype, integer.outputs[0].dtype) == ("int8", "int8")
+
+
+@pytest.mark.device
+def test_ops_beyond_the_lut_are_measured_not_refused(tmp_path):
+    """A LUT lacking rows: the search measures them (QEMU counts exactly: the
+    same cycles as the committed rows), and allow_mix networks run too."""
+    from tinyhil.nas.timenas import Searcher
+
+    luts = Path(shutil.copytree(ROOT / "luts", tmp_path / "luts"))
+    store = luts / "qemu-m4" / "ops.csv"
+    rows = pd_read(store)
+    d = datasets.synthetic(40, 187, 1, 5)
+    engine = TinyTNAS((d.x_train, d.y_train), None, (187, 1), 5, 1e-3, {}, board="qemu-m4", luts=luts,
+                      log=lambda _m: None)
+    ops = engine.architecture(4, 3).runtime().ops
+    removed = [op.key for op in ops[:3]]
+    rows[~rows["key"].isin(removed)].to_csv(store, index=False)
+    engine.pricer.lut = Lut.load(store)
+    profile, feasible = engine.price(4, 3)
+    assert feasible and set(removed) <= set(engine.pricer.measured_ops)
+    again = pd_read(store).set_index("key")
+    for key in removed:
+        assert again.loc[key, "kernel_cycles"] == rows.set_index("key").loc[key, "kernel_cycles"]
+    found = Searcher(None, None, "classification", d.x_train, d.y_train, network_type=["MLP", "CNN"],
+                     board="qemu-m4", luts=luts, log=lambda _m: None).run_search(3, top_k=3, allow_mix=True)
+    assert all(f["architecture"].choices["type"] == "mix" for f in found)
+    assert all(f["profile"]["latency_ms"] > 0 for f in found)
+
+
+def pd_read(path):
+    import pandas as pd
+
+    return pd.read_csv(path)
