@@ -71,3 +71,28 @@ def test_cli_names_the_unit_it_assumed_and_a_task_that_does_not_fit(tmp_path):
     result = runner.invoke(app, ["pipeline", "--engine", "tinytnas", "--data", "Covid3Month",
                                  "--task", "regression", "--out", str(tmp_path / "p")])
     assert result.exit_code == 2 and "only timenas searches regression models" in result.output
+
+
+@pytest.mark.device
+def test_regression_pipeline_on_covid3month_deploys_and_remeasures(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from tinyhil.boards import get_board
+    from tinyhil.deploy.deploy import DeployOptions
+    from tinyhil.pipeline import EngineSettings, PipelineConfig, pipeline
+    from tinyhil.search import DataSpec, Targets
+
+    luts = shutil.copytree(Path(__file__).resolve().parents[1] / "luts", tmp_path / "luts")
+    config = PipelineConfig("timenas", DataSpec("Covid3Month", task="regression"),
+                            Targets(latency_ms=50, ram_bytes=65536), tmp_path / "run",
+                            EngineSettings(n_archs=4), DeployOptions(epochs=10, qat_epochs=2, repeats=3))
+    result = pipeline(config, get_board("qemu-m4"), luts)
+    d = result.deployment
+    assert result.run.classes == 1 and result.run.architecture.ops[-1].output_shape == (1,)
+    for name in ("float", "qat", "int8_host", "int8_device"):
+        assert d.scores[name].mae >= 0 and d.scores[name].rmse >= d.scores[name].mae
+    # the device's int8 output is the host interpreter's, within a step of CMSIS-NN rounding
+    assert d.max_output_steps <= 1 and d.test_windows == 40  # 20 % of 201
+    assert abs(d.scores["int8_device"].mae - d.scores["int8_host"].mae) < 0.05
+    assert "MAE" in result.report.read_text() and "RMSE" in result.report.read_text()
