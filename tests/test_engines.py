@@ -82,6 +82,9 @@ def test_timenas_searcher_end_to_end_on_basic_motions(timenas_lut):
 
     model = TfliteModel.from_bytes(flatbuffer, "found")
     assert model.inputs[0].dtype == "int8" and model.outputs[0].dtype == "int8"
+    again = searcher.run_search(n_archs=25, top_k=3, proxy="zico")  # seeded: the same ranking
+    assert [f["architecture"].id for f in again] == [f["architecture"].id for f in found]
+    assert [f["score"] for f in again] == scores
     by_flops = searcher.run_search(n_archs=25, top_k=2, proxy="flops")
     assert by_flops[0]["score"] >= by_flops[1]["score"]
 

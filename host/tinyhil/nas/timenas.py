@@ -234,6 +234,11 @@ class Searcher:
         return tf.keras.losses.SparseCategoricalCrossentropy()
 
     def zico(self, arch, batch_size: int = 32, batches: int = 4) -> float:
+        """ZiCo of the candidate's initial weights, seeded by the search seed and
+        the architecture, so the same search ranks the same way every time."""
+        import tensorflow as tf
+
+        tf.keras.utils.set_random_seed((self.seed * 1_000_003 + int(arch.id, 16)) % 2**31)
         return float(zico(self.keras(arch), self.x, self.y, self.loss(), batch_size, batches, self.seed))
 
     def _score(self, arch, proxy, batch_size=16, batches=4):
