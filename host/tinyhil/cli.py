@@ -439,10 +439,14 @@ def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: 
     from .characterize import space_lut
     from .search import DataSpec
 
-    spec = DataSpec(data, window, seed)
+    spec = DataSpec(data, window, seed, task)
     config = get_board(board)
     splits = spec.load()
-    classes = splits.classes if task == "classification" else 1
+    classes = splits.classes
+    if engine != "micronas":  # they measure the ops they meet on demand (nas/hardware.py)
+        from .nas.hardware import engine_lut
+
+        return spec, splits, engine_lut(config.name, engine, splits.window, splits.channels, classes, luts)
     with _progress() as progress:
         lut = space_lut(config, engine, splits.window, splits.channels, classes, luts, progress)
     return spec, splits, lut
@@ -459,7 +463,24 @@ def _targets(latency=None, ram=None, flash=None, macs=None,
                    macs=parse_count(macs, options[3]) if macs else None)
 
 
-DATA_HELP = "basic_motions | japanese_vowels | synthetic128x9c6 | FILE.npz | FILE.csv"
+DATA_HELP = "basic_motions | japanese_vowels | Covid3Month (regression) | synthetic128x9c6 | FILE.npz | FILE.csv"
+
+
+def _timenas_bytes(text: str | None, option: str) -> float | None:
+    """A Tiny-TimeNAS memory limit: a bare number is read in the seed's unit,
+    kB of 1000 B (tinyhil's other options read bare numbers as bytes), and
+    the assumption is printed."""
+    import re
+
+    if not text:
+        return None
+    if re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*", text):
+        value = float(text) * 1000
+        console.print(f"note: {option} {text.strip()} has no unit: read as {text.strip()} kB = {value:,.0f} B "
+                      "(Tiny-TimeNAS's unit, kB of 1000 B); write e.g. 128KB or 131072B to say so",
+                      highlight=False)
+        return value
+    return parse_memory_bytes(text, option)
 
 
 @search_app.command("micronas")
@@ -523,13 +544,13 @@ def search_tinytnas(
         targets = _targets(latency=latency, ram=ram, flash=flash, macs=macs)
         spec, splits, lut = _search_inputs("tinytnas", data, window, seed, board, luts)
         with console.status("searching (TinyTNAS) ..."):
-            run = search.tinytnas(spec, splits, lut, board, targets, budget, epochs, learning_rate, out)
+            run = search.tinytnas(spec, splits, lut, board, targets, budget, epochs, learning_rate, out, luts)
     except TinyhilError as error:
         _fail(error)
     best, d = run.details["best"], run.details
     console.print(f"best k={best[0]} c={best[1]}: val accuracy {best[2]:.3f}, RAM {best[3]:,} B, flash "
-                  f"{best[4]:,} B, MACs {best[5]:,}, latency {best[6]:.2f} ms; explored "
-                  f"{len(d['explored'])} ({len(d['feasible'])} feasible) in "
+                  f"{best[4]:,} B, MACs {best[5]:,}, latency {d['latency_ms']:.2f} ms; explored "
+                  f"{len(d['explored']) + len(d['infeasible'])} (trained {len(d['explored'])}, adopted {len(d['search_path'])}) in "
                   f"{d['seconds']:.0f} s (budget {budget:.0f} s); run: {out}", highlight=False)
 
 
@@ -538,9 +559,9 @@ def search_timenas(
     data: str = typer.Option(..., help=DATA_HELP),
     task: str = typer.Option("classification", help="classification | regression"),
     board: str = typer.Option("qemu-m4"),
-    ram: str = typer.Option(None, help="e.g. 128KB (unit B, KB, KiB, MB or MiB)"),
-    flash: str = typer.Option(None, help="e.g. 256KB (unit B, KB, KiB, MB or MiB)"),
-    latency: str = typer.Option(None, help="e.g. 20ms (unit us, ms or s)"),
+    ram: str = typer.Option(None, help="TFLM arena of the int8 model, e.g. 128KB (a bare number: kB)"),
+    flash: str = typer.Option(None, help="the int8 model, e.g. 256KB (a bare number: kB)"),
+    latency: str = typer.Option(None, help="e.g. 20ms"),
     n_archs: int = typer.Option(100, min=1),
     proxy: str = typer.Option("zico", help="zico | flops"),
     top_k: int = typer.Option(3, min=1),
@@ -552,11 +573,14 @@ def search_timenas(
     """Tiny-TimeNAS: zero-cost proxies over MLP/CNN candidates within the limits."""
     from . import search
 
+    from .search import Targets
+
     try:
-        targets = _targets(latency=latency, ram=ram, flash=flash)
+        targets = Targets(latency_ms=parse_latency_ms(latency, "--latency") if latency else None,
+                          ram_bytes=_timenas_bytes(ram, "--ram"), flash_bytes=_timenas_bytes(flash, "--flash"))
         spec, splits, lut = _search_inputs("timenas", data, window, seed, board, luts, task)
         with console.status(f"sampling {n_archs} candidates, ranking by {proxy} ..."):
-            run, found = search.timenas(spec, splits, lut, board, targets, task, n_archs, proxy, top_k, out)
+            run, found = search.timenas(spec, splits, lut, board, targets, task, n_archs, proxy, top_k, out, luts)
     except TinyhilError as error:
         _fail(error)
     table = Table("#", "type", "layers", "score", "RAM", "flash", "MACs", "latency (ms)",
@@ -578,11 +602,12 @@ def _print_deployment(d, report: Path) -> None:
         table.add_row(*row)
     console.print(table)
     s = d.scores
-    console.print(f"latency estimate error {d.latency_error_pct:+.2f} % ({d.counter}); accuracy / F1 on "
-                  f"{d.test_windows} test windows: float {s['float'].accuracy:.3f}/{s['float'].f1:.3f}, QAT "
-                  f"{s['qat'].accuracy:.3f}/{s['qat'].f1:.3f}, int8 host {s['int8_host'].accuracy:.3f}/"
-                  f"{s['int8_host'].f1:.3f}, int8 device {s['int8_device'].accuracy:.3f}/"
-                  f"{s['int8_device'].f1:.3f}; device = host int8: classes {d.predictions_equal}/{d.test_windows}, "
+    regression = s["int8_host"].is_regression
+    console.print(f"latency estimate error {d.latency_error_pct:+.2f} % ({d.counter}); "
+                  f"{'MAE / RMSE' if regression else 'accuracy / F1'} on {d.test_windows} test windows: "
+                  f"float {s['float'].text()}, QAT {s['qat'].text()}, int8 host {s['int8_host'].text()}, "
+                  f"int8 device {s['int8_device'].text()}; device = host int8: "
+                  f"{'values' if regression else 'classes'} {d.predictions_equal}/{d.test_windows}, "
                   f"outputs {d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)",
                   highlight=False)
     for w in d.warnings:
@@ -630,8 +655,15 @@ def deploy(
 
             get_board(predict)
             prediction = predict_latency(list(found.architecture.runtime().ops), predict, luts, latency_at)
-        with _progress() as progress:
-            lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
+        if found.architecture.space == "micronas":
+            with _progress() as progress:
+                lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
+        else:
+            from .nas.hardware import covering_lut, engine_lut
+
+            lut = covering_lut(config.name, engine_lut(config.name, found.architecture.space, *found.input,
+                                                       found.classes, luts), luts, [found.architecture],
+                               log=lambda m: console.print(m, highlight=False))
         with console.status("deploying ..."):
             result = deploy_run(run_dir, config, lut, _deploy_options(epochs, qat_epochs, repeats, seed, port),
                                 log=lambda m: console.print(m, highlight=False))
@@ -656,6 +688,7 @@ def deploy(
 def pipeline(
     engine: str = typer.Option(..., help="micronas | tinytnas | timenas"),
     data: str = typer.Option(..., help=DATA_HELP),
+    task: str = typer.Option("classification", help="classification | regression (timenas)"),
     board: str = typer.Option("qemu-m4"),
     lat_target: str = typer.Option(None, help="e.g. 40ms (unit us, ms or s)"),
     mem_target: str = typer.Option(None, help="peak memory (arena), e.g. 32KB (unit B, KB, KiB, MB or MiB)"),
@@ -674,6 +707,8 @@ def pipeline(
     seed: int = typer.Option(0),
 ) -> None:
     """characterize (cached) -> search -> deploy -> report."""
+    import dataclasses
+
     from .pipeline import EngineSettings, PipelineConfig
     from .pipeline import pipeline as run_pipeline
     from .search import ENGINES, DataSpec
@@ -681,10 +716,21 @@ def pipeline(
     try:
         if engine not in ENGINES:
             raise TinyhilError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if task not in ("classification", "regression"):
+            raise TinyhilError(f"--task must be classification or regression, not {task!r}")
+        if task == "regression" and engine != "timenas":
+            raise TinyhilError(f"--task regression: only timenas searches regression models "
+                               f"({engine}'s space ends in a softmax classifier)")
+        options = ("--lat-target", "--mem-target", "--flash-target", "--macs-target")
+        targets = _targets(latency=lat_target, macs=macs_target, options=options)
+        if engine == "timenas":
+            targets = dataclasses.replace(targets, ram_bytes=_timenas_bytes(mem_target, "--mem-target"),
+                                          flash_bytes=_timenas_bytes(flash_target, "--flash-target"))
+        else:
+            targets = _targets(latency=lat_target, ram=mem_target, flash=flash_target, macs=macs_target,
+                               options=options)
         config = PipelineConfig(
-            engine, DataSpec(data, window, seed),
-            _targets(latency=lat_target, ram=mem_target, flash=flash_target, macs=macs_target,
-                     options=("--lat-target", "--mem-target", "--flash-target", "--macs-target")),
+            engine, DataSpec(data, window, seed, task), targets,
             out or Path("runs") / f"{engine}-{Path(data).stem}-{board}",
             EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(budget, "--budget"),
                            n_archs=candidates),

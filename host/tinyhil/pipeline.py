@@ -20,6 +20,7 @@ from .errors import TinyhilError
 from .files import atomic_write, writable_dir, writable_file
 from .lut.table import Lut
 from .nas.data import Splits
+from .nas.hardware import covering_lut, engine_lut
 from .report.deployment import write_report
 from .search import DataSpec, RunDirError, SearchRun, Targets
 
@@ -59,7 +60,8 @@ class PipelineResult:
     seconds: dict[str, float]
 
 
-def run_search(config: PipelineConfig, board: BoardConfig, splits: Splits, lut: Lut, log) -> SearchRun:
+def run_search(config: PipelineConfig, board: BoardConfig, splits: Splits, lut: Lut | None, log,
+               luts: Path | None = None) -> SearchRun:
     out, key = config.out, config.search_key(board.name)
     settings_path = out / SETTINGS_FILE
     if settings_path.is_file() and (out / "run.json").is_file():
@@ -75,10 +77,10 @@ def run_search(config: PipelineConfig, board: BoardConfig, splits: Splits, lut: 
                               s.batch_size, out)
     elif config.engine == "tinytnas":
         run = search.tinytnas(config.data, splits, lut, board.name, config.targets, s.budget_s,
-                              s.candidate_epochs, 1e-3, out)
+                              s.candidate_epochs, 1e-3, out, luts)
     elif config.engine == "timenas":
-        run, _ = search.timenas(config.data, splits, lut, board.name, config.targets, "classification",
-                                s.n_archs, s.proxy, 1, out)
+        run, _ = search.timenas(config.data, splits, lut, board.name, config.targets, config.data.task,
+                                s.n_archs, s.proxy, 1, out, luts)
     else:
         raise TinyhilError(f"unknown engine {config.engine!r} (known: {', '.join(search.ENGINES)})")
     settings_path.write_text(json.dumps(key, indent=2))
@@ -98,8 +100,10 @@ def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Pat
     if splits is None:
         splits = config.data.load()
     if lut is None:
-        lut = space_lut(board, config.engine, splits.window, splits.channels, splits.classes, luts, progress)
-    run = run_search(config, board, splits, lut, log)
+        lut = search_lut(board, config.engine, splits, luts, progress)
+    run = run_search(config, board, splits, lut, log, luts)
+    if config.engine != "micronas":  # ops the search measured on demand, for the deployment's estimate
+        lut = covering_lut(board.name, lut, luts, [run.architecture], log)
     seconds["search"] = time.monotonic() - t0
     log(f"found {run.architecture.id}: estimated {run.estimate.latency_ms:.2f} ms, arena {run.estimate.ram:,} B")
     t0 = time.monotonic()
@@ -108,6 +112,14 @@ def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Pat
     report_path = write_report([deployment], report or config.out / "report.html",
                                f"tinyhil pipeline: {config.engine} on {board.name}")
     return PipelineResult(run, deployment, report_path, seconds)
+
+
+def search_lut(board: BoardConfig, engine: str, splits: Splits, luts: Path, progress=None) -> Lut | None:
+    """MicroNAS needs its whole space measured (it weighs every op at once); TinyTNAS
+    and Tiny-TimeNAS start from what the board has and measure the rest on demand."""
+    if engine == "micronas":
+        return space_lut(board, engine, splits.window, splits.channels, splits.classes, luts, progress)
+    return engine_lut(board.name, engine, splits.window, splits.channels, splits.classes, luts)
 
 
 def spread_targets(engine: str, splits, lut, n: int, seed: int = 0) -> tuple[list[float], float]:
@@ -138,6 +150,7 @@ def sweep(engines, data: DataSpec, board: BoardConfig, n_targets: int, settings:
     deployments, rows = [], []
     writable_dir(out, "the sweep's table and report")  # before the first search
     for engine in engines:
+        # the targets are spread over random architectures of the space: all of it measured
         lut = space_lut(board, engine, splits.window, splits.channels, splits.classes, luts, progress)
         latencies, memory = spread_targets(engine, splits, lut, n_targets, data.seed)
         for latency in latencies:

@@ -34,9 +34,10 @@ class DataSpec:
     spec: str  # an aeon name (basic_motions) or a .npz / .csv path
     window: int | None = None
     seed: int = 0
+    task: str = "classification"  # decides what the targets are (never their dtype)
 
     def load(self) -> Splits:
-        return load(self.spec, self.window, self.seed)
+        return load(self.spec, self.window, self.seed, task=self.task)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def micronas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
 
 
 def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targets,
-             budget_s: float, epochs: int, learning_rate: float, out: Path) -> SearchRun:
+             budget_s: float, epochs: int, learning_rate: float, out: Path,
+             luts: Path | None = None) -> SearchRun:
     """Time-bound search: the best feasible candidate the budget reached."""
     from .nas.tinytnas import TinyTNAS
 
@@ -159,34 +161,44 @@ def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     specs = {"ram": targets.ram_bytes, "flash": targets.flash_bytes, "macc": targets.macs,
              "latency": targets.latency_ms}
     engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
-                      (splits.window, splits.channels), splits.classes, learning_rate, specs, lut)
-    best = engine.search(epochs, "sparse_categorical_crossentropy", budget_s / 60)
-    if best[0] is None:
-        raise TinyhilError(f"TinyTNAS: no feasible candidate among {engine.explored_model_count} "
-                           f"explored; infeasible: {engine.infeasible_configarations[:3]}")
-    details = {"best": best, "seconds": engine.elapsed_seconds, "budget_s": budget_s,
-               "explored": engine.explored_model_configs, "feasible": engine.feasible_solutions,
-               "infeasible": engine.infeasible_configarations, "val_accuracy": best[2]}
-    run = searched("tinytnas", board, data, splits, splits.classes, engine.architecture(best[0], best[1]),
-                   targets, lut, details)
+                      (splits.window, splits.channels), splits.classes, learning_rate, specs,
+                      board=board, lut=lut, luts=luts, log=lambda _m: None)
+    best = engine.search(epochs, 1, budget_s / 60)
+    if best[2] < 0:
+        raise TinyhilError(f"TinyTNAS: no feasible candidate among {len(engine.explored_model_configs) + len(engine.infeasible_configarations)} "
+                           f"explored; infeasible [k, c, -1, ram, flash, macs]: {engine.infeasible_configarations[:3]}")
+    details = {"best": best, "latency_ms": engine.LATENCY, "seconds": engine.elapsed_seconds,
+               "budget_s": budget_s, "explored": engine.explored_model_configs,
+               "search_path": engine.feasible_solutions, "infeasible": engine.infeasible_configarations,
+               "measured_ops": engine.pricer.measured_ops, "val_accuracy": best[2]}
+    arch = engine.architecture(best[0], best[1])
+    run = searched("tinytnas", board, data, splits, splits.classes, arch, targets, engine.pricer.lut, details)
     run.write(out)
     return run
 
 
 def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targets, task: str,
-            n_archs: int, proxy: str, top_k: int, out: Path) -> tuple[SearchRun, list[dict]]:
-    """Zero-cost proxies over sampled candidates within the limits; the best first."""
-    from .nas.timenas import Searcher
+            n_archs: int, proxy: str, top_k: int, out: Path,
+            luts: Path | None = None) -> tuple[SearchRun, list[dict]]:
+    """Zero-cost proxies over sampled candidates within the limits; the best first.
+    The targets are bytes of the int8 model (tinyhil's estimate), hence limits='int8'."""
+    from .nas.timenas import KB, Searcher
 
     writable_dir(out, "the search run")
+    if task != splits.task:
+        raise TinyhilError(f"task {task} but the data were loaded for {splits.task}")
     classes = splits.classes if task == "classification" else 1
-    searcher = Searcher(targets.ram_bytes / 1024 if targets.ram_bytes else None,
-                        targets.flash_bytes / 1024 if targets.flash_bytes else None, task,
-                        splits.x_train, splits.y_train, max_latency=targets.latency_ms, lut=lut)
+    searcher = Searcher(targets.ram_bytes / KB if targets.ram_bytes else None,
+                        targets.flash_bytes / KB if targets.flash_bytes else None, task,
+                        splits.x_train, splits.y_train, max_latency=targets.latency_ms,
+                        max_macs=targets.macs, limits="int8", board=board, lut=lut, luts=luts, seed=data.seed,
+                        log=lambda _m: None)
     found = searcher.run_search(n_archs, top_k, proxy)
-    details = {"task": task, "proxy": proxy, "rejected": len(searcher.rejected),
+    details = {"task": task, "proxy": proxy, "limits": "int8", "rejected": len(searcher.rejected),
+               "measured_ops": searcher.pricer.measured_ops,
                "candidates": [{"architecture": f["architecture"].to_dict(), "score": f["score"],
                                "profile": f["profile"]} for f in found]}
-    run = searched("timenas", board, data, splits, classes, found[0]["architecture"], targets, lut, details)
+    run = searched("timenas", board, data, splits, classes, found[0]["architecture"], targets,
+                   searcher.lut, details)
     run.write(out)
     return run, found

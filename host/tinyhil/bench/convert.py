@@ -6,8 +6,9 @@ from collections.abc import Iterable
 import numpy as np
 
 
-def to_int8_tflite(model, representative: Iterable) -> bytes:
-    """Converts with full-integer quantization: int8 weights, activations, input and output.
+def to_int8_tflite(model, representative: Iterable, io: str = "int8") -> bytes:
+    """Converts with full-integer quantization: int8 weights, activations, input and output
+    (io="float32": float input and output, quantized and dequantized in the model).
 
     `representative` yields single samples (no batch axis) used to calibrate
     the activation ranges, as TFLite's post-training quantization needs; for
@@ -28,8 +29,9 @@ def to_int8_tflite(model, representative: Iterable) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    if io not in ("int8", "float32"):
+        raise ValueError(f"io must be int8 or float32, not {io!r}")
+    converter.inference_input_type = converter.inference_output_type = tf.int8 if io == "int8" else tf.float32
     # Recent converters quantize Dense weights per channel; the TFLM tree we
     # build (2023) runs FULLY_CONNECTED per tensor only and would silently
     # compute something else. Per-tensor Dense is what that TFLM supports.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import sys
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -152,7 +154,8 @@ def _run_jobs(jobs: dict[str, tuple[Callable, object]], workers: int | None,
         return paths
     workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
     context = multiprocessing.get_context("spawn")  # TF must not be forked
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker) as pool:
+    with _script_not_rerun(), ProcessPoolExecutor(workers, mp_context=context,
+                                                  initializer=_quiet_worker) as pool:
         futures = {pool.submit(_generate, key, *jobs[key]): key for key in todo}
         for future in as_completed(futures):
             key, path = future.result()
@@ -160,6 +163,25 @@ def _run_jobs(jobs: dict[str, tuple[Callable, object]], workers: int | None,
             if on_done:
                 on_done(jobs[key][1])
     return paths
+
+
+@contextmanager
+def _script_not_rerun():
+    """A spawned worker re-runs the parent's __main__ script unless it is guarded
+    by `if __name__ == "__main__"`; the seeds' walk-throughs are plain scripts
+    (a search that measures ops on demand would start itself again in every
+    worker). The workers need only tinyhil's functions, so the script's path
+    is hidden from multiprocessing while they start."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def chain_model(length: int) -> bytes:

@@ -12,17 +12,25 @@ from ..spaces.arch import MODEL_INPUT, Architecture
 from .single_op import REPRESENTATIVE_SAMPLES, _run_jobs, keras_layer
 
 
-def keras_model(arch: Architecture, batch_size: int | None = 1, keras=None):
+def keras_model(arch: Architecture, batch_size: int | None = 1, keras=None,
+                sequence_input: bool = False):
     """The network as Keras layers, one per node (untrained weights unless trained later).
-    `keras`: the Keras to build with (default Keras 3; tf_keras for QAT)."""
+    `keras`: the Keras to build with (default Keras 3; tf_keras for QAT).
+    `sequence_input`: take (T, C) windows, as the seeds' models do, and reshape
+    them to the architecture's (T, 1, C) first."""
     if keras is None:
         import tensorflow as tf
 
         keras = tf.keras
-    inputs = keras.layers.Input(arch.input_shape, batch_size=batch_size)
+    if sequence_input:
+        t, s, c = arch.input_shape
+        inputs = keras.layers.Input((t, s * c), batch_size=batch_size)
+        first = keras.layers.Reshape(arch.input_shape)(inputs)
+    else:
+        inputs = first = keras.layers.Input(arch.input_shape, batch_size=batch_size)
     tensors = []
     for node in arch.nodes:
-        sources = [inputs if i == MODEL_INPUT else tensors[i] for i in node.inputs]
+        sources = [first if i == MODEL_INPUT else tensors[i] for i in node.inputs]
         layer = keras_layer(node.op, keras.layers)
         tensors.append(layer(sources if len(sources) > 1 else sources[0]))
         got = tuple(tensors[-1].shape[1:])

@@ -88,7 +88,7 @@ class Deployment:
     outputs_equal: int  # windows whose device output bytes equal the host interpreter's
     max_output_steps: int  # largest |device - host| over all outputs, in int8 steps (CMSIS-NN
     # fully connected layers may round one step off TFLite's reference kernels)
-    predictions_equal: int  # windows whose device class equals the host's
+    predictions_equal: int  # windows whose device class (regression: value) equals the host's
     layers: tuple[LayerRow, ...]
     warnings: tuple[str, ...]
     seconds: dict[str, float] = field(default_factory=dict)
@@ -205,13 +205,11 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
     run_dir = Path(run_dir)
     found = SearchRun.load(run_dir)
     writable_dir(run_dir, "the deployment")  # before training and measuring
-    if found.classes < 2:
-        raise DeployError(f"{run_dir}: a {found.engine} regression run; deploy measures classifiers "
-                          "(accuracy and F1 over the test windows)")
     seconds = {}
     t0 = time.monotonic()
     splits = found.data.load()
-    if (splits.window, splits.channels) != tuple(found.input) or splits.classes != found.classes:
+    regression = splits.task == "regression"
+    if (splits.window, splits.channels) != tuple(found.input) or (not regression and splits.classes != found.classes):
         raise DeployError(f"{run_dir}: data {found.data.spec} now gives {splits.window}x{splits.channels}, "
                           f"{splits.classes} classes; the run searched {found.input[0]}x{found.input[1]}, "
                           f"{found.classes} classes")
@@ -252,12 +250,21 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
     seconds["device"] = time.monotonic() - t0
 
     same_output = [d == h for d, h in zip(device_outputs, host_outputs)]
-    host_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) for o in host_outputs])
-    device_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) if o else -1 for o in device_outputs])
     labels = splits.y_test
-    scores = {"float": trained.float_scores, "qat": trained.qat_scores,
-              "int8_host": Scores.of(host_classes, labels, found.classes),
-              "int8_device": Scores.of(device_classes, labels, found.classes)}
+    if regression:  # the int8 output, dequantized with the model's output scale
+        out = model.outputs[0]
+        value = lambda o: (float(np.frombuffer(o, np.int8)[0]) - out.zero_point) * out.scale if o else np.nan  # noqa: E731
+        host_classes = np.array([value(o) for o in host_outputs])
+        device_classes = np.array([value(o) for o in device_outputs])
+        scores = {"float": trained.float_scores, "qat": trained.qat_scores,
+                  "int8_host": Scores.regression(host_classes, labels),
+                  "int8_device": Scores.regression(device_classes, labels)}
+    else:
+        host_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) for o in host_outputs])
+        device_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) if o else -1 for o in device_outputs])
+        scores = {"float": trained.float_scores, "qat": trained.qat_scores,
+                  "int8_host": Scores.of(host_classes, labels, found.classes),
+                  "int8_device": Scores.of(device_classes, labels, found.classes)}
     deployment = Deployment(
         run_dir=str(run_dir), engine=found.engine, board=board.name, data=found.data.spec,
         architecture_id=found.architecture.id, targets=found.targets, estimate=estimate,

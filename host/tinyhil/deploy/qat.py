@@ -30,12 +30,37 @@ QAT_RECIPE = "float then QAT, Adam 1e-3"  # part of the cache key of a trained m
 
 @dataclass(frozen=True)
 class Scores:
-    accuracy: float
-    f1: float  # macro F1 over the classes
+    """Classification: accuracy and macro F1; regression: MAE and RMSE (the other pair None)."""
+
+    accuracy: float | None = None
+    f1: float | None = None  # macro F1 over the classes
+    mae: float | None = None
+    rmse: float | None = None
 
     @classmethod
     def of(cls, predicted: np.ndarray, labels: np.ndarray, classes: int) -> Scores:
         return cls(float(np.mean(predicted == labels)), macro_f1(predicted, labels, classes))
+
+    @classmethod
+    def regression(cls, predicted: np.ndarray, targets: np.ndarray) -> Scores:
+        error = np.asarray(predicted, float).ravel() - np.asarray(targets, float).ravel()
+        return cls(mae=float(np.mean(np.abs(error))), rmse=float(np.sqrt(np.mean(error ** 2))))
+
+    @property
+    def is_regression(self) -> bool:
+        return self.mae is not None
+
+    def text(self) -> str:
+        if self.is_regression:
+            return f"MAE {self.mae:.4g} / RMSE {self.rmse:.4g}"
+        return f"{self.accuracy:.3f}/{self.f1:.3f}"
+
+
+def score(predictions: np.ndarray, data: Splits) -> Scores:
+    """The test windows' scores: model outputs (N, classes) or (N, 1) against data.y_test."""
+    if data.task == "regression":
+        return Scores.regression(predictions[:, 0], data.y_test)
+    return Scores.of(predictions.argmax(-1), data.y_test, data.classes)
 
 
 def macro_f1(predicted: np.ndarray, labels: np.ndarray, classes: int) -> float:
@@ -96,18 +121,20 @@ def train_int8(arch: Architecture, data: Splits, epochs: int, qat_epochs: int, b
     callbacks = lambda phase: [keras.callbacks.LambdaCallback(  # noqa: E731
         on_epoch_end=lambda epoch, _logs: on_epoch and on_epoch(phase, epoch + 1))]
 
+    loss, metrics = (("mse", ["mae"]) if data.task == "regression"
+                     else ("sparse_categorical_crossentropy", ["accuracy"]))
     model = keras_model(arch, batch_size=None, keras=keras)
-    model.compile(keras.optimizers.Adam(LEARNING_RATE), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(keras.optimizers.Adam(LEARNING_RATE), loss, metrics)
     model.fit(x_train, data.y_train, batch_size, epochs, verbose=0, validation_data=(x_val, data.y_val),
               callbacks=callbacks("float"))
-    float_scores = Scores.of(model.predict(x_test, verbose=0).argmax(-1), data.y_test, data.classes)
+    float_scores = score(model.predict(x_test, verbose=0), data)
 
     qat = tfmot.quantization.keras.quantize_model(model)
-    qat.compile(keras.optimizers.Adam(LEARNING_RATE), "sparse_categorical_crossentropy", ["accuracy"])
+    qat.compile(keras.optimizers.Adam(LEARNING_RATE), loss, metrics)
     if qat_epochs:
         qat.fit(x_train, data.y_train, batch_size, qat_epochs, verbose=0,
                 validation_data=(x_val, data.y_val), callbacks=callbacks("qat"))
-    qat_scores = Scores.of(qat.predict(x_test, verbose=0).argmax(-1), data.y_test, data.classes)
+    qat_scores = score(qat.predict(x_test, verbose=0), data)
 
     # A batch-1 copy converts with static shapes: a RESHAPE stays one op, as
     # the LUT measured it, instead of SHAPE/STRIDED_SLICE/PACK/RESHAPE.

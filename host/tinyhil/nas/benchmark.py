@@ -9,7 +9,7 @@ import numpy as np
 
 from ..lut.table import Lut
 from . import data as datasets
-from .constraints import profile
+from .constraints import Limits, profile
 from .timenas import Searcher
 from .tinytnas import TinyTNAS
 
@@ -20,13 +20,15 @@ def time_bound_runs(lut: Lut, runs: int, budget_s: float, epochs: int) -> list[d
     d = datasets.synthetic(400, 187, 1, 5)
     rows = []
     for run in range(runs):
-        engine = TinyTNAS((d.x_train, d.y_train), (d.x_val, d.y_val), (187, 1), 5, 1e-3, LIMITS, lut)
+        engine = TinyTNAS((d.x_train, d.y_train), (d.x_val, d.y_val), (187, 1), 5, 1e-3, LIMITS,
+                          lut=lut, log=lambda _m: None)
         t0 = time.monotonic()
-        best = engine.search(epochs, "sparse_categorical_crossentropy", budget_s / 60)
+        best = engine.search(epochs, 1, budget_s / 60)
         wall = time.monotonic() - t0
-        longest = max((f["train_seconds"] for f in engine.feasible_solutions), default=0.0)
-        arch = engine.architecture(best[0], best[1]) if best[0] else None
-        meets = arch is not None and not engine.limits.violations(profile(arch, lut))
+        longest = max(engine.train_seconds, default=0.0)
+        arch = engine.architecture(best[0], best[1]) if best[2] >= 0 else None
+        meets = arch is not None and not Limits(LIMITS["ram"], LIMITS["flash"], LIMITS["macc"],
+                                                LIMITS["latency"]).violations(profile(arch, engine.pricer.lut))
         rows.append(dict(run=run, budget_s=budget_s, wall_s=wall, longest_candidate_s=longest,
                          within_bound=wall <= budget_s + longest + 1.0, explored=engine.explored_model_count,
                          best=f"k={best[0]} c={best[1]}", meets_limits=meets))
@@ -39,7 +41,8 @@ def proxy_ranking(lut: Lut, candidates: int, epochs: int, seed: int = 0) -> dict
     import tensorflow as tf
 
     d = datasets.load("basic_motions")
-    searcher = Searcher(None, None, "classification", d.x_train, d.y_train, lut=lut, seed=seed)
+    searcher = Searcher(None, None, "classification", d.x_train, d.y_train, lut=lut, seed=seed,
+                        log=lambda _m: None)
     rng = np.random.default_rng(seed)
     archs, seen = [], set()
     while len(archs) < candidates:
@@ -55,8 +58,8 @@ def proxy_ranking(lut: Lut, candidates: int, epochs: int, seed: int = 0) -> dict
         model = searcher.keras(arch)
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-3),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        history = model.fit(d.x_train[:, :, None, :], d.y_train, epochs=epochs, batch_size=16,
-                            verbose=0, validation_data=(d.x_val[:, :, None, :], d.y_val))
+        history = model.fit(d.x_train, d.y_train, epochs=epochs, batch_size=16,
+                            verbose=0, validation_data=(d.x_val, d.y_val))
         accuracy.append(max(history.history["val_accuracy"]))
     random_scores = np.random.default_rng(seed + 1).permutation(len(archs))
     tau = lambda s: float(kendalltau(s, accuracy).statistic)  # noqa: E731

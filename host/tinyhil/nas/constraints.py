@@ -9,7 +9,8 @@ from ..estimate import arena_estimate, lut_latency
 from ..estimate.latency import check_covered
 from ..lut.table import Lut
 from ..spaces.arch import Architecture
-from ..spaces.ops import CONV, DEPTHWISE
+from ..estimate.memory import greedy_plan, lifetimes
+from ..spaces.ops import CONV, DENSE, DEPTHWISE
 
 # int8 flatbuffer beyond the weights: header, tensor and op records, and per
 # output channel of a convolution a float32 scale and an int64 zero point for
@@ -55,3 +56,35 @@ def profile(arch: Architecture, lut: Lut) -> Profile:
              + FLATBUFFER_PER_CHANNEL * channels)
     return Profile(ram=arena_estimate(arch, lut), flash=flash, macs=runtime.macs,
                    latency_ms=lut_latency(arch, lut) / lut.meta.clock_hz * 1e3)
+
+
+def parameters(arch: Architecture) -> int:
+    """Weights and biases (Keras' count_params of the model)."""
+    total = 0
+    for op in arch.ops:
+        kh, kw = op.kernel
+        if op.op == CONV:
+            total += (kh * kw * op.in_channels + 1) * op.out_channels
+        elif op.op == DEPTHWISE:
+            total += (kh * kw + 1) * op.out_channels
+        elif op.op == DENSE:
+            total += (op.input_shape[-1] + 1) * op.output_shape[-1]
+    return total
+
+
+@dataclass(frozen=True)
+class Float32Profile:
+    """What the Tiny-TimeNAS seed priced: the float32 .tflite (4 bytes per weight
+    and per activation), which its profiler (Silicon Labs MLTK) measured; here
+    estimated: the flatbuffer's weights plus its structure (no quantization
+    parameters), and TFLM's plan of the float32 activations."""
+
+    model_bytes: int
+    runtime_bytes: int
+
+
+def float32_profile(arch: Architecture) -> Float32Profile:
+    runtime = arch.runtime()
+    model = 4 * parameters(runtime) + FLATBUFFER_BASE + FLATBUFFER_PER_OP * len(runtime.ops)
+    buffers = [(4 * size, first, last) for size, first, last in lifetimes(runtime)[:len(runtime.nodes) + 1]]
+    return Float32Profile(model, greedy_plan(buffers))

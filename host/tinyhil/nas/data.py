@@ -1,7 +1,9 @@
 """Time-series data sets for the search engines: .npz (TinyTNAS's format),
-CSV, and the real sets the `aeon` package ships (BasicMotions, ...).
+CSV, and the real sets the `aeon` package ships (BasicMotions, Covid3Month, ...).
 
-Windows come out as float32 (N, T, S); labels as int64 class indices.
+Windows come out as float32 (N, T, S). The task decides what the targets are,
+never their dtype: class indices (int64) for classification, float32 values
+for regression (integer-valued targets stay values: counts are not classes).
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ class DataError(TinyhilError):
     """A data set that cannot be used as it is (the message says why)."""
 
 
+TASKS = ("classification", "regression")
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise DataError(f"task must be classification or regression, not {task!r}")
+    return task
+
+
 @dataclass(frozen=True)
 class Splits:
     """MicroNAS Fig. 1: training (weights), validation (architecture), test."""
@@ -29,8 +40,9 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    classes: int
+    classes: int  # 1 for regression
     name: str
+    task: str = "classification"
 
     @property
     def window(self) -> int:
@@ -41,7 +53,8 @@ class Splits:
         return self.x_train.shape[2]
 
 
-def check(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+def check(x: np.ndarray, y: np.ndarray, source: str, task: str = "classification"
+          ) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim == 2:
@@ -56,13 +69,36 @@ def check(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.nda
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).any(axis=(1, 2)).sum())
         raise DataError(f"{source}: {bad} window(s) contain NaN or infinite values")
-    if y.ndim == 2:  # one-hot
-        y = y.argmax(axis=1)
+    return x, targets(y, source, task)
+
+
+def targets(y: np.ndarray, source: str, task: str) -> np.ndarray:
+    """The targets as the task needs them, or an error saying what they are instead."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if check_task(task) == "regression":
+        if y.ndim == 2:
+            raise DataError(f"{source}: task regression needs one target per window; these are "
+                            f"{y.shape} (one-hot classes?): use task classification")
+        if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.bool_):
+            raise DataError(f"{source}: task regression needs numeric targets; these are {y.dtype} "
+                            f"(e.g. {y[:3]}): class labels? use task classification")
+        y = y.astype(np.float32)
+        if not np.isfinite(y).all():
+            raise DataError(f"{source}: {int((~np.isfinite(y)).sum())} target(s) are NaN or infinite")
+        return y
+    if y.ndim == 2:
+        if not (np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1)):
+            raise DataError(f"{source}: labels of shape {y.shape} are neither one-hot rows nor one "
+                            "label per window")
+        return y.argmax(axis=1)
     if y.ndim != 1:
         raise DataError(f"{source}: labels must be (N,) or one-hot (N, C), got shape {y.shape}")
     if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
-        raise DataError(f"{source}: labels are not class indices (found {y[y != np.round(y)][:3]})")
-    return x, y
+        raise DataError(f"{source}: task classification needs class labels; these targets are "
+                        f"continuous (e.g. {y[y != np.round(y)][:3]}): use task regression")
+    return y
 
 
 def encode_labels(y: np.ndarray) -> tuple[np.ndarray, int]:
@@ -72,21 +108,22 @@ def encode_labels(y: np.ndarray) -> tuple[np.ndarray, int]:
     return encoded.astype(np.int64), len(classes)
 
 
-def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_npz(path: Path, task: str = "classification") -> tuple[np.ndarray, np.ndarray]:
     """TinyTNAS's format: arrays `features` and `labels`; never unpickled."""
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = {"features", "labels"} - set(data.files)
             if missing:
                 raise DataError(f"{path}: missing array(s) {sorted(missing)}; has {data.files}")
-            return check(data["features"], data["labels"], str(path))
+            return check(data["features"], data["labels"], str(path), task)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         raise DataError(f"{path}: not a readable .npz ({error})") from error
 
 
-def load_csv(path: Path, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """One row per time step: sensor columns, then the label; consecutive
-    non-overlapping windows of `window` rows with one label each."""
+def load_csv(path: Path, window: int, task: str = "classification") -> tuple[np.ndarray, np.ndarray]:
+    """One row per time step: sensor columns, then the label (or, for
+    regression, the target); consecutive non-overlapping windows of `window`
+    rows, each taking its first row's label."""
     import pandas as pd
 
     try:
@@ -103,44 +140,78 @@ def load_csv(path: Path, window: int) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: {len(frame)} rows, fewer than one window of {window}")
     values = frame.iloc[: n * window, :-1].to_numpy()
     labels = frame.iloc[: n * window, -1].to_numpy().reshape(n, window)[:, 0]
-    return check(values.reshape(n, window, -1), labels, str(path))
+    return check(values.reshape(n, window, -1), labels, str(path), task)
 
 
-def load_aeon(name: str) -> tuple[np.ndarray, np.ndarray]:
+def load_aeon(name: str, task: str = "classification", split: str | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """A set aeon ships (offline): classification or regression as `task` says.
+    `split`: "train", "test" or None (both)."""
     try:
-        from aeon.datasets import load_classification
+        from aeon.datasets import load_classification, load_regression
     except ImportError as error:
         raise DataError(f"data set {name!r} needs the aeon package (pip install aeon)") from error
+    loader = load_classification if check_task(task) == "classification" else load_regression
     try:
-        x, y = load_classification(name, extract_path=None, return_metadata=False)
-    except Exception as error:  # aeon raises many kinds; all mean "not available here"
-        raise DataError(f"aeon has no local copy of {name!r} ({error}); the sets it ships "
-                        "offline include BasicMotions, JapaneseVowels, ...") from error
-    return check(np.transpose(np.asarray(x), (0, 2, 1)), y, name)  # aeon: (N, S, T)
+        x, y = loader(name, split=split, extract_path=None, return_metadata=False)
+    except Exception as error:  # aeon raises many kinds; all mean "not available here" or wrong task
+        other = "regression" if task == "classification" else "classification"
+        if other in str(error).lower():
+            raise DataError(f"{name} is a {other} data set, not {task}: use task {other}") from error
+        raise DataError(f"aeon has no local copy of {name!r} ({error}); the sets it ships offline: "
+                        f"{', '.join(AEON_OFFLINE['classification'])} (classification), "
+                        f"{', '.join(AEON_OFFLINE['regression'])} (regression)") from error
+    return check(np.transpose(np.asarray(x), (0, 2, 1)), y, name, task)  # aeon: (N, S, T)
 
 
-AEON_NAMES = {"basic_motions": "BasicMotions", "japanese_vowels": "JapaneseVowels"}
+# what aeon 1.x keeps inside its package (aeon/datasets/data), usable offline
+AEON_OFFLINE = {
+    "classification": ["ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand",
+                       "JapaneseVowels", "OSULeaf", "PickupGestureWiimoteZ", "UnitTest"],
+    "regression": ["CardanoSentiment", "Covid3Month"],
+}
+AEON_NAMES = {"basic_motions": "BasicMotions", "japanese_vowels": "JapaneseVowels",
+              "covid3month": "Covid3Month", "covid_3_month": "Covid3Month",
+              "cardano_sentiment": "CardanoSentiment"}
 SYNTHETIC = re.compile(r"^synthetic(\d+)x(\d+)(?:c(\d+))?(?:n(\d+))?$")  # synthetic128x9c6n600
 
 
 def load(spec: str, window: int | None = None, seed: int = 0,
-         fractions=(0.6, 0.2, 0.2)) -> Splits:
-    """`spec`: a .npz or .csv path, an aeon data set name (basic_motions), or
-    synthetic<T>x<S>[c<classes>][n<windows>] (generated, e.g. synthetic128x9c6)."""
+         fractions=(0.6, 0.2, 0.2), task: str = "classification") -> Splits:
+    """`spec`: a .npz or .csv path, an aeon data set name (basic_motions,
+    Covid3Month), or synthetic<T>x<S>[c<classes>][n<windows>] (generated, e.g.
+    synthetic128x9c6). `task` decides what the targets are."""
+    check_task(task)
     if match := SYNTHETIC.match(spec):
+        if task != "classification":
+            raise DataError(f"{spec}: synthetic data sets are classification sets")
         window, channels, classes, n = (int(g) if g else None for g in match.groups())
         return synthetic(n or 600, window, channels, classes or 6, seed)
     path = Path(spec)
     if path.suffix == ".npz":
-        x, y = load_npz(path)
+        x, y = load_npz(path, task)
     elif path.suffix == ".csv":
         if not window:
             raise DataError("a CSV data set needs --window")
-        x, y = load_csv(path, window)
+        x, y = load_csv(path, window, task)
     else:
-        x, y = load_aeon(AEON_NAMES.get(spec, spec))
+        x, y = load_aeon(AEON_NAMES.get(spec.lower(), spec), task)
+    name = path.stem if path.suffix else spec
+    if task == "regression":
+        return split_regression(x, y, name, seed, fractions)
     y, classes = encode_labels(y)
-    return split(x, y, classes, path.stem if path.suffix else spec, seed, fractions)
+    return split(x, y, classes, name, seed, fractions)
+
+
+def split_regression(x, y, name: str, seed: int = 0, fractions=(0.6, 0.2, 0.2)) -> Splits:
+    """Shuffled train / validation / test (no classes to stratify by)."""
+    index = np.random.default_rng(seed).permutation(len(y))
+    cut1 = int(round(len(y) * fractions[0]))
+    cut2 = cut1 + int(round(len(y) * fractions[1]))
+    train, val, test = (np.sort(part) for part in (index[:cut1], index[cut1:cut2], index[cut2:]))
+    if min(len(train), len(val), len(test)) == 0:
+        raise DataError(f"{name}: too few windows ({len(y)}) for train/validation/test splits")
+    return Splits(x[train], y[train], x[val], y[val], x[test], y[test], 1, name, "regression")
 
 
 def split(x, y, classes: int, name: str, seed: int = 0, fractions=(0.6, 0.2, 0.2)) -> Splits:
@@ -157,6 +228,45 @@ def split(x, y, classes: int, name: str, seed: int = 0, fractions=(0.6, 0.2, 0.2
     if min(len(train), len(val)) == 0:
         raise DataError(f"{name}: too few windows ({len(y)}) for train/validation/test splits")
     return Splits(x[train], y[train], x[val], y[val], x[test], y[test], classes, name)
+
+
+# -- the Tiny-TimeNAS seed's loader, under its names (its misspelling too) --------
+AVAILABEL_DATASETS = AEON_OFFLINE
+
+
+def load_dataset(task, data_name, normalization=None, win_size=100):
+    """x_train, y_train, x_test, y_test of an aeon set, with aeon's own
+    train/test split (the seed read the same sets' _TRAIN/_TEST .ts files).
+    Classification labels are category codes 0..C-1 (sorted names), regression
+    targets floats. `normalization` ('standard', 'minmax', 'robust') scales each
+    window's channels, as the seed; `win_size` is the seed's anomaly-detection
+    window, a task tinyhil does not have."""
+    check_task(task)
+    del win_size
+    name = AEON_NAMES.get(str(data_name).lower(), data_name)
+    x_train, y_train = load_aeon(name, task, "train")
+    x_test, y_test = load_aeon(name, task, "test")
+    if task == "classification":
+        names = np.unique(np.concatenate([y_train, y_test]))
+        y_train, y_test = (np.searchsorted(names, y).astype(np.int64) for y in (y_train, y_test))
+    if normalization is not None:
+        x_train, x_test = (normalize(x, normalization) for x in (x_train, x_test))
+    return x_train, y_train, x_test, y_test
+
+
+def normalize(x: np.ndarray, how: str) -> np.ndarray:
+    """Each window's channels scaled on their own (scikit-learn's scalers' formulas)."""
+    if how == "standard":
+        centre, scale = x.mean(axis=1, keepdims=True), x.std(axis=1, keepdims=True)
+    elif how == "minmax":
+        centre = x.min(axis=1, keepdims=True)
+        scale = x.max(axis=1, keepdims=True) - centre
+    elif how == "robust":
+        centre = np.median(x, axis=1, keepdims=True)
+        scale = np.percentile(x, 75, axis=1, keepdims=True) - np.percentile(x, 25, axis=1, keepdims=True)
+    else:
+        raise DataError(f"normalization must be 'standard', 'minmax', 'robust' or None, not {how!r}")
+    return ((x - centre) / np.where(scale == 0, 1, scale)).astype(np.float32)
 
 
 def synthetic(n: int = 600, window: int = 128, channels: int = 9, classes: int = 6,

@@ -49,8 +49,10 @@ def summary_rows(deployments) -> list[dict]:
                      "error": f"{d.latency_error_pct:+.2f} %",
                      "target B": _fmt(d.targets.ram_bytes), "arena est.": _fmt(d.estimate.ram),
                      "arena used": _fmt(d.arena_used), "under targets": "yes" if d.under_targets else "NO",
-                     "int8 acc. dev/host": f"{d.scores['int8_device'].accuracy:.3f}/"
-                                           f"{d.scores['int8_host'].accuracy:.3f}",
+                     **({"int8 MAE dev/host": f"{d.scores['int8_device'].mae:.4g}/{d.scores['int8_host'].mae:.4g}"}
+                        if d.scores["int8_host"].is_regression else
+                        {"int8 acc. dev/host": f"{d.scores['int8_device'].accuracy:.3f}/"
+                                               f"{d.scores['int8_host'].accuracy:.3f}"}),
                      "same classes": f"{d.predictions_equal}/{d.test_windows}",
                      "same outputs": f"{d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)"})
     return rows
@@ -89,10 +91,18 @@ def write_report(deployments, path: Path, title: str = "tinyhil deployment") -> 
                      + f"<p>latency estimate error {d.latency_error_pct:+.2f} % ({d.estimated_cycles:,.0f} "
                        f"estimated, {d.cycles:,.0f} measured {d.counter}, median of {len(d.measured_cycles)}; "
                        f"{d.clock_hz / 1e6:g} MHz)</p>")
-        parts.append("<h3>Accuracy on the held-out test windows</h3>" + _table(
-            ("model", "accuracy", "macro F1"),
-            [(name.replace("_", " "), f"{s.accuracy:.3f}", f"{s.f1:.3f}") for name, s in d.scores.items()])
-            + f"<p>device vs host int8 interpreter: {d.predictions_equal}/{d.test_windows} predicted classes "
+        if d.scores["int8_host"].is_regression:
+            scores = ("<h3>Regression error on the held-out test windows</h3>" + _table(
+                ("model", "MAE", "RMSE"),
+                [(name.replace("_", " "), f"{s.mae:.4g}", f"{s.rmse:.4g}") for name, s in d.scores.items()]))
+            same = "predicted values"
+        else:
+            scores = ("<h3>Accuracy on the held-out test windows</h3>" + _table(
+                ("model", "accuracy", "macro F1"),
+                [(name.replace("_", " "), f"{s.accuracy:.3f}", f"{s.f1:.3f}") for name, s in d.scores.items()]))
+            same = "predicted classes"
+        parts.append(scores
+            + f"<p>device vs host int8 interpreter: {d.predictions_equal}/{d.test_windows} {same} "
               f"equal, {d.outputs_equal}/{d.test_windows} outputs byte for byte (largest difference "
               f"{d.max_output_steps} int8 step(s))</p>")
         parts.append("<h3>Per-layer profile beside the LUT rows</h3>" + _table(

@@ -92,7 +92,8 @@ class TimeNasSpace:
 
 
 def build_architecture(space: TimeNasSpace, choices: dict) -> Architecture:
-    """{"type": "mlp"|"cnn", "layers": [{"units"} | {"filters", "kernel", "stride"}...]}"""
+    """{"type": "mlp"|"cnn"|"mix", "layers": [{"units"} | {"filters", "kernel", "stride"}...]}
+    ("mix": each layer also has its "type")."""
     b = Builder(space.input_shape)
     if choices["type"] == "mlp":
         features = space.window * space.channels
@@ -103,9 +104,14 @@ def build_architecture(space: TimeNasSpace, choices: dict) -> Architecture:
     else:
         shape = space.input_shape
         for layer in choices["layers"]:
-            conv = ops.conv(shape, layer["filters"], (layer["kernel"], 1), (layer["stride"], 1))
-            b.add(conv)
-            shape = conv.output_shape
+            if choices["type"] == "mix" and layer["type"] == "mlp":
+                # the seed's Dense on a (T, C) sequence acts on each time step: the
+                # same arithmetic as a 1x1 convolution, which is how it runs here
+                op = ops.conv(shape, layer["units"], (1, 1), (1, 1))
+            else:
+                op = ops.conv(shape, layer["filters"], (layer["kernel"], 1), (layer["stride"], 1))
+            b.add(op)
+            shape = op.output_shape
         features = shape[0] * shape[-1]
         b.add(ops.reshape(shape, (features,)))
     for op in space.head(features):
@@ -113,17 +119,52 @@ def build_architecture(space: TimeNasSpace, choices: dict) -> Architecture:
     return b.build("timenas", choices)
 
 
-def sample_choices(space: TimeNasSpace, rng, task: str = "classification") -> dict:
-    """One draw as the seed's sampler makes it: type by Table 1, 2..6 layers,
-    uniform widths, kernels and strides."""
-    kind = "mlp" if rng.uniform() < MLP_PROBABILITY[task] else "cnn"
-    depth = int(rng.integers(MIN_LAYERS, space.max_layers + 1))
+NETWORK_TYPES = ("mlp", "cnn")
+
+
+def network_types(network_type) -> tuple[str, ...] | None:
+    """The seed's network_type: 'ALL' (None here: Table 1's probabilities) or a
+    list of types such as ['CNN'] (drawn uniformly, as the seed does)."""
+    if isinstance(network_type, str):
+        if network_type.upper() == "ALL":
+            return None
+        network_type = [network_type]
+    try:
+        types = tuple(str(t).lower() for t in network_type)
+    except TypeError:
+        raise SpaceError(f"network_type must be 'ALL' or a list such as ['MLP', 'CNN'], "
+                         f"not {network_type!r}") from None
+    unknown = [t for t in types if t not in NETWORK_TYPES]
+    if unknown or not types:
+        raise SpaceError(f"network_type {network_type!r}: the types are 'MLP' and 'CNN' "
+                         "(the seed's others do not run on TFLite Micro)")
+    return types
+
+
+def _layer(space: TimeNasSpace, rng, kind: str) -> dict:
     if kind == "mlp":
-        layers = [{"units": int(rng.choice(space.widths))} for _ in range(depth)]
-    else:
-        layers = [{"filters": int(rng.choice(space.widths)), "kernel": int(rng.choice(space.kernels)),
-                   "stride": int(rng.choice(space.strides))} for _ in range(depth)]
-    return {"type": kind, "layers": layers}
+        return {"units": int(rng.choice(space.widths))}
+    return {"filters": int(rng.choice(space.widths)), "kernel": int(rng.choice(space.kernels)),
+            "stride": int(rng.choice(space.strides))}
+
+
+def sample_choices(space: TimeNasSpace, rng, task: str = "classification", types=None,
+                   allow_mix: bool = False) -> dict:
+    """One draw as the seed's sampler makes it: 2..6 layers; the type by Table 1
+    (or uniformly among `types`), once per network or, with allow_mix, per layer;
+    uniform widths, kernels and strides."""
+    def draw_type() -> str:
+        if types is None:
+            return "mlp" if rng.uniform() < MLP_PROBABILITY[task] else "cnn"
+        return str(types[int(rng.integers(len(types)))])
+
+    depth = int(rng.integers(MIN_LAYERS, space.max_layers + 1))
+    if allow_mix:
+        # with allow_mix the seed never flattens before an MLP layer: Dense per time step
+        kinds = [draw_type() for _ in range(depth)]
+        return {"type": "mix", "layers": [{"type": k, **_layer(space, rng, k)} for k in kinds]}
+    kind = draw_type()
+    return {"type": kind, "layers": [_layer(space, rng, kind) for _ in range(depth)]}
 
 
 def sample_architecture(space: TimeNasSpace, rng, task: str = "classification") -> Architecture:
