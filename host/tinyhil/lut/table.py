@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import TinyhilError
 from ..files import atomic_write, writable_file
-from ..measure import usable
+from ..measure import OK, usable  # noqa: F401  (OK: re-exported for the LUT readers)
 from ..spaces.ops import OpConfig
 
 # Cycle columns hold instructions on emulated boards (see `counter`).
