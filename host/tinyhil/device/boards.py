@@ -17,7 +17,7 @@ import serial
 from ..boards import BoardConfig
 from ..build.firmware import BuiltImage, upload
 from ..errors import BoardNotResponding, TinyhilError
-from .driver import BenchDriver, DeviceInfo
+from .driver import LINK_ERRORS, BenchDriver, DeviceInfo
 from .qemu import QemuProcess, wait_for_pty
 
 SERIAL_BAUD = 115200
@@ -88,9 +88,13 @@ class Board(ABC):
 
     def _bring_up(self) -> DeviceInfo:
         assert self.image is not None, "boot() an image first"
-        port_name = self.link(self._power_on())
-        # A device path or a URL (socket://host:port of a remote board)
-        self.port = serial.serial_for_url(port_name, SERIAL_BAUD, timeout=0.05)
+        port_name = self._power_on()
+        try:
+            # A device path or a URL (socket://host:port of a remote board)
+            self.port = serial.serial_for_url(self.link(port_name), SERIAL_BAUD, timeout=0.05)
+        except LINK_ERRORS as error:  # gone again already (QEMU killed while booting)
+            raise BoardNotResponding(f"board {self.config.name}: cannot open its serial port "
+                                     f"{port_name} ({error})") from error
         return self._handshake()
 
     def _handshake(self) -> DeviceInfo:
@@ -113,7 +117,10 @@ class Board(ABC):
 
     def _disconnect(self) -> None:
         if self.port is not None:
-            self.port.close()
+            try:
+                self.port.close()
+            except LINK_ERRORS:
+                pass  # the other end is already gone: closed all the same
             self.port = None
 
 
@@ -142,7 +149,7 @@ class QemuBoard(Board):
             return self.power_cycle()
         try:
             self.qemu.system_reset()
-        except OSError:
+        except (OSError, ValueError):  # ValueError: QMP's answer cut short by QEMU's death
             return self.power_cycle()
         return self._handshake()
 

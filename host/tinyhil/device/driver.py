@@ -6,6 +6,7 @@ bytes go out with `write` and come back with `read`.
 from __future__ import annotations
 
 import re
+import termios
 import time
 from dataclasses import dataclass
 
@@ -24,6 +25,11 @@ from .protocol import (
     decode_error,
     parse_key_values,
 )
+
+# What a serial link that went away raises: pyserial's own errors, the OS's,
+# and termios.error (not an OSError) from tcflush/tcgetattr on a pty whose
+# other end (QEMU) has gone.
+LINK_ERRORS = (OSError, SerialException, termios.error)
 
 ARENA_MISSING = re.compile(r"missing: (\d+)")
 OP_MISSING = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
@@ -111,7 +117,7 @@ class BenchDriver:
                 self.port.write(frame)
                 self.port.flush()
                 reply = self._await(kind, timeout)
-            except (OSError, SerialException) as error:
+            except LINK_ERRORS as error:
                 # The link itself is gone (QEMU died, cable pulled): no retry
                 # on this port can help; the board's strategy must bring it back.
                 raise BoardNotResponding(

@@ -139,7 +139,9 @@ class FaultProxy:
                     data = os.read(fd, 4096)
                 except BlockingIOError:
                     continue
-                except OSError:  # the board's pty is gone (QEMU killed): the host sees silence
+                except OSError:  # the board's pty is gone (QEMU killed)
+                    if fd == board_fd:
+                        self._hang_up(host_fd)
                     return
                 if not data:
                     continue
@@ -150,6 +152,13 @@ class FaultProxy:
                         self._write(peer[fd], out)
                     if is_frame:
                         self._after(chunk, to_host)
+
+    def _hang_up(self, host_fd: int) -> None:
+        """The board's end went away: so does the host's, as a real line would
+        (the host then sees what it sees on a QEMU pty: EIO, termios.error)."""
+        if host_fd in self._fds:
+            self._fds.remove(host_fd)
+            os.close(host_fd)
 
     def _after(self, frame: bytes, to_host: bool) -> None:
         if to_host or not self.enabled or not self.board_actions or frame[2] != RUN_KIND:

@@ -21,7 +21,7 @@ import time
 import weakref
 from pathlib import Path
 
-from ..errors import ToolMissing
+from ..errors import BoardNotResponding, ToolMissing
 
 PTY_LINE = re.compile(r"char device redirected to (/dev/pts/\d+)")
 QEMU = "qemu-system-arm"
@@ -81,11 +81,13 @@ class QemuProcess:
         if not found.wait(self.boot_timeout) or not self.pty:
             code = self.process.poll()
             self.stop()
-            raise ToolMissing(
-                f"QEMU ({self.machine}) did not open a serial pty within {self.boot_timeout:g} s"
-                + (f" (it exited with {code})" if code is not None else "") + ": "
-                + " ".join(self.console_lines[-5:])
-            )
+            message = (f"QEMU ({self.machine}) did not open a serial pty within "
+                       f"{self.boot_timeout:g} s" + (f" (it exited with {code})" if code is not None
+                                                      else "") + ": " + " ".join(self.console_lines[-5:]))
+            if code is not None and code > 0:
+                raise ToolMissing(message)  # QEMU refused its command line: a set-up problem
+            # Killed by a signal, or hung: the board's recovery steps start it again.
+            raise BoardNotResponding(message)
         return self.pty
 
     def _read_console(self, console: int, found: threading.Event) -> None:
