@@ -140,7 +140,7 @@ class Characterizer:
             appended = self.appended
             self._measure_missing(op_list, done)
             lut_path = self.write_space_lut(space_name, (window, channels), classes, op_list)
-            report += self.still_failing(op_list)
+            report += self.timing.repaired + self.still_failing(op_list)
         self.timing.wall_s = time.monotonic() - started
         return CharacterizeResult(lut_path, len(op_list), sum(op.key in done for op in op_list),
                                   self.appended - appended, self.timing, sample or "", tuple(report))
@@ -161,12 +161,13 @@ class Characterizer:
     def _items(self, todo: list[OpConfig]) -> list[Item]:
         t0 = time.monotonic()
         task = self.runner.task("generate models", len(todo))
-        paths = generate_models(todo, on_done=lambda _op: self.runner.advance(task))
+        paths = generate_models(todo, on_done=lambda _op: self.runner.advance(task),
+                                repaired=self.timing.repaired)
         items = [Item(f"op-{zlib.crc32(op.key.encode()):08x}-{n}",
                       TfliteModel.from_bytes(paths[op.key].read_bytes(), op.key), op_seed(op), op)
                  for n, op in enumerate(todo)]
         if self.needs_overheads():
-            chain_paths = generate_chain_models(CHAIN_LENGTHS)
+            chain_paths = generate_chain_models(CHAIN_LENGTHS, repaired=self.timing.repaired)
             items = [Item(f"chain-{n}", TfliteModel.from_bytes(chain_paths[n].read_bytes(),
                                                                f"chain-{n}"), n, Chain(n))
                      for n in CHAIN_LENGTHS] + items
