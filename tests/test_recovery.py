@@ -94,3 +94,86 @@ def test_qemu_killed_before_its_pty_is_recovered(image, monkeypatch):
         info = boot_with_recovery(board, image)
         assert killed and info.build_id == image.image_id
         assert board.recoveries["reset"] == 1 and board.qemu.process.pid != killed[0]
+
+
+def test_cached_model_that_fails_its_check_is_made_again(tmp_path, monkeypatch):
+    from tinyhil.bench.single_op import _generate, cached_models, model_path
+
+    monkeypatch.setenv("TINYHIL_CACHE_DIR", str(tmp_path))
+    made = []
+
+    def make(n):
+        made.append(n)
+        return b"model %d" % n
+
+    _generate("op/a", make, 1)
+    _generate("op/a", make, 1)  # cached: not made twice
+    assert made == [1] and cached_models(["op/a"]) == {"op/a": model_path("op/a")}
+    path = model_path("op/a")
+    path.write_bytes(b"model 2")  # same size, other bytes: a flipped bit on disk
+    repaired = []
+    assert cached_models(["op/a"], repaired) == {}
+    assert repaired == [f"cached model {path} failed its check (its SHA-256 differs from the one "
+                        "written): made again"]
+    _generate("op/a", make, 1)
+    assert made == [1, 1] and path.read_bytes() == b"model 1"
+    path.write_bytes(b"model")  # cut short
+    assert "5 bytes where 7 were written" in (repaired.clear() or cached_models(["op/a"], repaired)
+                                              or repaired[0])
+
+
+@pytest.mark.device
+def test_corrupted_cached_image_is_built_again(image):
+    from tinyhil.build.firmware import build_image
+    from tinyhil.device.boards import QemuBoard
+
+    good = image.elf.read_bytes()
+    data = bytearray(good)
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)  # a corrupted stretch of code or model
+    image.elf.write_bytes(bytes(data))
+    again = build_image(image.spec, image.board)
+    assert not again.cached and again.elf == image.elf
+    assert again.repaired == (f"cached image {image.elf} failed its check (its SHA-256 differs "
+                              "from the one written): built again")
+    with QemuBoard(image.board, timeout=2.0) as board:
+        assert board.boot(again).build_id == image.image_id
+    assert build_image(image.spec, image.board).cached  # and it is the cache's again
+
+
+@pytest.mark.device
+def test_characterize_measures_again_a_cut_line_and_a_failed_op(tmp_path, root):
+    """ops.csv seeded with the project's own rows: one cut short mid-file, one
+    a failed attempt. Both ops are measured again, to the project's figures."""
+    from tinyhil.boards import get_board
+    from tinyhil.characterize import Characterizer
+    from tinyhil.lut.table import read_rows, scan_rows
+    from tinyhil.spaces import make_space
+
+    ops = make_space("micronas", 128, 9, 6).op_configs()[:4]
+    reference_path = root / "luts" / "qemu-m4" / "ops.csv"
+    reference = read_rows(reference_path)
+    lines = reference_path.read_text().splitlines(keepends=True)
+    by_key = {line.split(",", 1)[0]: line for line in lines[1:]}
+    store = tmp_path / "qemu-m4" / "ops.csv"
+    store.parent.mkdir()
+    (tmp_path / "qemu-m4" / "ops.meta.json").write_text(
+        (root / "luts" / "qemu-m4" / "ops.meta.json").read_text())
+    cut = ",".join(by_key[ops[1].key].split(",")[:12]) + "\n"  # a torn write mid-file
+    failed = ",".join(by_key[ops[2].key].split(",")[:9]) + "," * 11 + \
+        "error: board qemu-m4 refused RUN benchmark 0: hard fault\n"
+    store.write_text(lines[0] + by_key[ops[0].key] + cut + failed + by_key[ops[3].key])
+
+    result = Characterizer(get_board("qemu-m4"), tmp_path, max_per_image=4).run(
+        "micronas", 128, 9, 6, limit=4)
+    assert result.already_measured == 2 and result.measured_now == 2
+    assert any("line 3" in line and "12 fields" in line for line in result.report), result.report
+    assert any("retried (attempt 2 of 3)" in line and ops[2].key in line for line in result.report)
+    assert not any("still failing" in line for line in result.report)
+    scanned = scan_rows(store)  # whole again: no malformed line, one row per op
+    assert not scanned.malformed and list(scanned.frame.index) == [op.key for op in
+                                                                  (ops[0], ops[3], ops[1], ops[2])]
+    rows = scanned.frame.loc[[op.key for op in ops]]
+    assert (rows["status"] == "ok").all()
+    for column in ("cycles", "kernel_cycles", "arena_bytes"):
+        assert list(rows[column]) == list(reference.loc[rows.index, column])
