@@ -177,3 +177,20 @@ def test_characterize_measures_again_a_cut_line_and_a_failed_op(tmp_path, root):
     assert (rows["status"] == "ok").all()
     for column in ("cycles", "kernel_cycles", "arena_bytes"):
         assert list(rows[column]) == list(reference.loc[rows.index, column])
+
+
+@pytest.mark.device
+def test_reflash_builds_again_an_image_damaged_while_it_ran(image):
+    """The heaviest recovery step of an emulated board: its 'flash' is the
+    cached ELF, which is built again when it no longer matches its checksum."""
+    from tinyhil.device.boards import QemuBoard
+    from tinyhil.files import checksum_problem
+
+    with QemuBoard(image.board, timeout=2.0) as board:
+        board.boot(image)
+        data = bytearray(image.elf.read_bytes())
+        data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+        image.elf.write_bytes(bytes(data))  # damaged while the board runs
+        info = board.recover("reflash")
+        assert info.build_id == image.image_id and checksum_problem(image.elf) is None
+        assert not board.image.cached  # built again, not booted damaged

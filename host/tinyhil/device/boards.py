@@ -15,7 +15,7 @@ from collections.abc import Callable
 import serial
 
 from ..boards import BoardConfig
-from ..build.firmware import BuiltImage, upload
+from ..build.firmware import BuiltImage, build_image, cached_image_problem, upload
 from ..errors import BoardNotResponding, TinyhilError
 from .driver import LINK_ERRORS, BenchDriver, DeviceInfo
 from .qemu import QemuProcess, wait_for_pty
@@ -152,6 +152,14 @@ class QemuBoard(Board):
         except (OSError, ValueError):  # ValueError: QMP's answer cut short by QEMU's death
             return self.power_cycle()
         return self._handshake()
+
+    def reflash(self) -> DeviceInfo:
+        """QEMU's flash is the cached ELF: one damaged since it was built is built
+        again (by its checksum), then started afresh."""
+        assert self.image is not None
+        if cached_image_problem(self.image.elf) is not None:
+            self.image = build_image(self.image.spec, self.image.board)
+        return self.power_cycle()
 
     def ticks_to_cycles(self, ticks: int) -> float:
         # SysTick counts virtual time at counter_hz; under -icount every guest
