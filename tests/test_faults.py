@@ -60,13 +60,16 @@ def test_campaign_loses_nothing_and_records_no_wrong_number(tmp_path):
     suite = Suite("faults", repeats=2, per_image=3, lut_sample=2, deployments="")
     report = campaign(emulated_farm("qemu-m4", 2), suite, baseline, tmp_path, target_faults=30,
                       host_kills=1, seed=1, timeout=1.0,
-                      plan=FaultPlan(to_host=0.4, to_board=0.1, board_faults=0.15, noise=0.3),
+                      plan=FaultPlan(to_host=0.4, to_board=0.1, board_faults=0.15, noise=0.3,
+                                     idle_faults=0.1, boot_faults=0.2),
                       log=lambda _: None, impossible_baselines=3)
     assert report.total >= 30
     # every kind was tried, and all survived: correct figures, nothing lost or doubled
     assert set(report.injected) == {"garble", "drop", "duplicate", "stall", "board_reset",
                                     "qemu_killed", "host_killed", "noise",
-                                    "impossible_baseline"}, report.injected
+                                    "impossible_baseline", "qemu_killed_idle",
+                                    "qemu_killed_at_boot", "image_corrupted",
+                                    "ops_csv_truncated"}, report.injected
     assert report.survived == report.injected
     assert report.rows_lost == 0 and report.rows_duplicated == 0 and report.wrong == 0
     assert not report.problems
@@ -169,4 +172,44 @@ def test_proxy_sends_noise_to_the_board_after_a_run_request():
     finally:
         proxy.close()
         for fd in (host, board_master, board_slave):
+            os.close(fd)
+
+
+def test_proxy_kills_the_board_between_requests_and_hangs_up_like_a_line():
+    """After a reply reached the host, the board dies (idle_faults): the host
+    gets the reply whole, then sees its line hang up (EIO), as on a QEMU pty."""
+    import select
+    import termios
+
+    board_master, board_slave = os.openpty()
+    proxy = FaultProxy(FaultPlan(seed=1, to_host=0.0, to_board=0.0, idle_faults=1.0))
+    dead = []
+
+    def kill_board():  # what SIGKILL does to QEMU's end of its pty
+        os.close(board_master)
+        dead.append(True)
+
+    proxy.board_actions = {"qemu_killed_idle": kill_board, "board_reset": lambda: None}
+    host = os.open(proxy(os.ttyname(board_slave)), os.O_RDWR | os.O_NOCTTY)
+    try:
+        reply = Frame(Kind.INFO | 0x80, 7, b"board=qemu").encode()
+        os.write(board_master, reply)
+        received, hung_up = b"", None
+        deadline = time.monotonic() + 30
+        while hung_up is None and time.monotonic() < deadline:
+            if select.select([host], [], [], 0.1)[0]:
+                try:
+                    data = os.read(host, 4096)
+                except OSError as error:
+                    hung_up = error
+                    break
+                received += data
+                hung_up = None if data else "end of file"
+        assert received == reply and dead and proxy.faults == {"qemu_killed_idle": 1}
+        assert hung_up is not None  # the line is gone ...
+        with pytest.raises(termios.error):  # ... and pyserial's tcflush says so, as on QEMU's pty
+            termios.tcflush(host, termios.TCIFLUSH)
+    finally:
+        proxy.close()
+        for fd in (host, board_slave):
             os.close(fd)

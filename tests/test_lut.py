@@ -159,3 +159,90 @@ def test_images_are_evenly_packed():
     images = pack(items, get_board("qemu-m4"), 100)
     assert len(images) == 6 and min(map(len, images)) >= 85
     assert [i.name for image in images for i in image] == [i.name for i in items]
+
+
+def test_store_line_cut_short_in_the_middle_is_named_and_measured_again(tmp_path):
+    from tinyhil.boards import get_board
+    from tinyhil.characterize import Characterizer
+    from tinyhil.lut.table import scan_rows
+
+    path = tmp_path / "qemu-m4" / "ops.csv"
+    store = OpStore(path, META)
+    for n in (4, 8, 12):
+        store.append(row(conv(n, 8), 1000 + n))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = ",".join(lines[2].split(",")[:15]) + "\n"  # row of conv(8, 8) lost its last columns
+    path.write_text("".join(lines))
+
+    scanned = scan_rows(path, allow_torn_tail=True)
+    (bad,) = scanned.malformed
+    assert bad.line == 3 and bad.key == conv(8, 8).key and "15 fields where a row has 20" in str(bad)
+    assert str(path) in str(bad)
+    with pytest.raises(LutError, match="line 3: 15 fields"):  # a space's table: an error
+        read_rows(path)
+    characterizer = Characterizer(get_board("qemu-m4"), tmp_path)
+    assert characterizer.done_keys() == {conv(4, 8).key, conv(12, 8).key}  # measured again
+    assert any("line 3" in line for line in characterizer.store_problems([conv(8, 8)]))
+
+    again = OpStore(path, META)  # the next measurement's store: bad line set aside
+    again.append(row(conv(8, 8), 1008))
+    rows = read_rows(path)
+    assert list(rows["cycles"]) == [1004, 1012, 1008]
+    assert lines[1] in path.read_text() and lines[3] in path.read_text()  # good rows verbatim
+    assert "line 3" in (path.parent / ".ops.csv.malformed").read_text()
+
+
+def test_status_cut_short_is_not_a_row(tmp_path):
+    from tinyhil.lut.table import scan_rows
+
+    path = tmp_path / "ops.csv"
+    store = OpStore(path, META)
+    store.append(row(conv(4, 8)))
+    store.append(row(conv(8, 8)))
+    text = path.read_text().replace(",ok\n", ",o\n", 1)
+    path.write_text(text)
+    (bad,) = scan_rows(path, allow_torn_tail=True).malformed
+    assert bad.line == 2 and "status 'o'" in bad.why
+
+
+def failed_row(op, why="error: board qemu-m4 refused RUN: hard fault"):
+    r = op_columns(op)
+    r["status"] = why
+    return r
+
+
+def test_failed_ops_are_retried_up_to_the_limit(tmp_path):
+    from tinyhil.boards import get_board
+    from tinyhil.characterize import Characterizer
+    from tinyhil.lut.table import MAX_ATTEMPTS
+
+    path = tmp_path / "qemu-m4" / "ops.csv"
+    store = OpStore(path, META)
+    store.append(row(conv(4, 8)))
+    store.append(failed_row(conv(8, 8), "error: hard fault\nat pc 0x1234"))
+    characterizer = Characterizer(get_board("qemu-m4"), tmp_path)
+    assert characterizer.done_keys() == {conv(4, 8).key}
+    (retry,) = characterizer.store_problems([conv(4, 8), conv(8, 8)])
+    assert f"attempt 2 of {MAX_ATTEMPTS}" in retry and conv(8, 8).key in retry
+    for _ in range(MAX_ATTEMPTS - 1):
+        OpStore(path, META).append(failed_row(conv(8, 8)))
+    assert OpStore(path, META).attempts == {conv(8, 8).key: MAX_ATTEMPTS}
+    assert characterizer.done_keys() == {conv(4, 8).key, conv(8, 8).key}  # given up on
+    (still,) = characterizer.still_failing([conv(4, 8), conv(8, 8)])
+    assert f"after {MAX_ATTEMPTS} attempt(s) (not retried again" in still
+
+    OpStore(path, META).append(row(conv(8, 8), 1234))  # e.g. its rows removed by hand, or a later fix
+    rows = read_rows(path)  # one row per op: the last attempt counts
+    assert rows.loc[conv(8, 8).key, "status"] == OK and rows.loc[conv(8, 8).key, "cycles"] == 1234
+    assert len(path.read_text().splitlines()) == 1 + 1 + MAX_ATTEMPTS + 1  # every attempt kept
+    with pytest.raises(LutError, match="already"):
+        OpStore(path, META).append(row(conv(8, 8)))
+
+
+def test_a_good_row_twice_is_still_an_error(tmp_path):
+    path = tmp_path / "ops.csv"
+    OpStore(path, META).append(row(conv(4, 8)))
+    with open(path, "a") as f:
+        f.write(path.read_text().splitlines(keepends=True)[1])
+    with pytest.raises(LutError, match="appears twice"):
+        read_rows(path)

@@ -25,8 +25,8 @@ from .build.elf import compiler_of
 from .build.firmware import firmware_hash
 from .errors import TinyhilError
 from .lut.sampling import choose_ops, parse_fraction
-from .lut.table import (Lut, LutMeta, OpStore, exclusive, op_columns, read_meta, read_rows,
-                        space_lut_path)
+from .lut.table import (MAX_ATTEMPTS, Lut, LutMeta, OpStore, exclusive, failed, op_columns,
+                        read_meta, read_rows, scan_rows, space_lut_path)
 from .measure import ImageRunner, Item, Measurement, Timing, skipped
 from .spaces import make_space
 from .spaces.ops import OpConfig
@@ -49,6 +49,9 @@ class CharacterizeResult:
     measured_now: int  # op rows added (the overhead chains not counted)
     timing: Timing
     sample: str = ""  # "5%": total_ops is the sample, not the whole space
+    # what was wrong with the store and what was done about it: malformed
+    # lines measured again, failed ops retried or still failing
+    report: tuple[str, ...] = ()
 
 
 def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
@@ -72,11 +75,43 @@ class Characterizer:
         self.runner = ImageRunner(board, repeats, max_per_image, port, progress,
                                   open_device=open_device)
         self.timing = self.runner.timing
+        self.appended = 0  # op rows added to the store by this characterizer
 
     def done_keys(self) -> set[str]:
+        """Ops with a final row: good, flagged, or failed MAX_ATTEMPTS times. An op
+        whose row failed fewer times, or is malformed, is measured (again)."""
         if not self.store_path.exists():
             return set()
-        return set(read_rows(self.store_path, allow_torn_tail=True).index)
+        scanned = scan_rows(self.store_path, allow_torn_tail=True)
+        return {key for key, status in zip(scanned.frame["key"], scanned.frame["status"])
+                if not failed(status) or scanned.attempts.get(key, 0) >= MAX_ATTEMPTS}
+
+    def store_problems(self, op_list: list[OpConfig]) -> list[str]:
+        """What this run will measure again, and why (said before measuring)."""
+        if not self.store_path.exists():
+            return []
+        scanned = scan_rows(self.store_path, allow_torn_tail=True)
+        lines = [f"malformed, left out and measured again: {m}" for m in scanned.malformed]
+        wanted = {op.key for op in op_list}
+        for key, status in zip(scanned.frame["key"], scanned.frame["status"]):
+            tries = scanned.attempts.get(key, 0)
+            if key in wanted and failed(status) and tries < MAX_ATTEMPTS:
+                lines.append(f"retried (attempt {tries + 1} of {MAX_ATTEMPTS}): {key}, which failed "
+                             f"with {status}")
+        return lines
+
+    def still_failing(self, op_list: list[OpConfig]) -> list[str]:
+        if not self.store_path.exists():
+            return []
+        scanned = scan_rows(self.store_path, allow_torn_tail=True)
+        lines = []
+        for op in op_list:
+            if op.key in scanned.frame.index and failed(status := scanned.frame.at[op.key, "status"]):
+                tries = scanned.attempts.get(op.key, 0)
+                then = ("not retried again: remove its rows from the store to retry" if
+                        tries >= MAX_ATTEMPTS else "retried on the next run")
+                lines.append(f"still failing after {tries} attempt(s) ({then}): {op.key}: {status}")
+        return lines
 
     def needs_overheads(self) -> bool:
         if not self.store_path.exists():
@@ -101,12 +136,14 @@ class Characterizer:
             op_list = choose_ops(op_list, parse_fraction(sample, len(op_list)), seed)
         with exclusive(self.store_path):
             done = self.done_keys()
+            report = self.store_problems(op_list)
+            appended = self.appended
             self._measure_missing(op_list, done)
             lut_path = self.write_space_lut(space_name, (window, channels), classes, op_list)
-            measured_now = len(self.done_keys() - done)
+            report += self.timing.repaired + self.still_failing(op_list)
         self.timing.wall_s = time.monotonic() - started
         return CharacterizeResult(lut_path, len(op_list), sum(op.key in done for op in op_list),
-                                  measured_now, self.timing, sample or "")
+                                  self.appended - appended, self.timing, sample or "", tuple(report))
 
     def measure_ops(self, op_list: list[OpConfig]) -> None:
         """Measures the ops not measured yet (and the overheads, once per board)."""
@@ -124,12 +161,13 @@ class Characterizer:
     def _items(self, todo: list[OpConfig]) -> list[Item]:
         t0 = time.monotonic()
         task = self.runner.task("generate models", len(todo))
-        paths = generate_models(todo, on_done=lambda _op: self.runner.advance(task))
+        paths = generate_models(todo, on_done=lambda _op: self.runner.advance(task),
+                                repaired=self.timing.repaired)
         items = [Item(f"op-{zlib.crc32(op.key.encode()):08x}-{n}",
                       TfliteModel.from_bytes(paths[op.key].read_bytes(), op.key), op_seed(op), op)
                  for n, op in enumerate(todo)]
         if self.needs_overheads():
-            chain_paths = generate_chain_models(CHAIN_LENGTHS)
+            chain_paths = generate_chain_models(CHAIN_LENGTHS, repaired=self.timing.repaired)
             items = [Item(f"chain-{n}", TfliteModel.from_bytes(chain_paths[n].read_bytes(),
                                                                f"chain-{n}"), n, Chain(n))
                      for n in CHAIN_LENGTHS] + items
@@ -162,6 +200,7 @@ class Characterizer:
                        ms=m.median / self.store.meta.clock_hz * 1e3, arena_bytes=m.arena_used,
                        scratch_bytes=max(0, m.arena_used - tensors))
         self.store.append(row)
+        self.appended += 1
 
     def _record_overheads(self, chains: dict[int, Measurement]) -> None:
         """total(n) - kernels(n) = invoke + n * dispatch, fitted over the chains;

@@ -250,6 +250,8 @@ def _print_characterization(result) -> None:
         console.print(f"[yellow]flagged[/] {line}", highlight=False)
     for line in t.skipped[:20]:
         console.print(f"[red]skipped[/] {line}", highlight=False)
+    for line in result.report:
+        console.print(f"[yellow]store[/] {line}", highlight=False)
 
 
 @app.command()

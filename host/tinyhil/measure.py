@@ -88,6 +88,7 @@ class Timing:
     measured: int = 0
     flagged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # cached images/models that failed their check
 
 
 def compare_outputs(reply: RunReply, host: bytes) -> str:
@@ -174,6 +175,8 @@ class ImageRunner:
             try:
                 for image_items, future in zip(images, futures):
                     image, seconds = future.result()
+                    if image.repaired:
+                        self.timing.repaired.append(image.repaired)
                     self.timing.build_s += seconds
                     self.timing.images += 1
                     yield from self._run_image(image, image_items, measure_task)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..children import die_with_parent
 from ..errors import TinyhilError
-from ..files import atomic_write
+from ..files import atomic_write, checksum_problem, write_checksum
 from ..project import cache_dir
 from ..spaces import ops
 from ..spaces.ops import OpConfig
@@ -112,14 +113,35 @@ def convert_op(op: OpConfig) -> bytes:
 
 def _generate(key: str, make: Callable, arg) -> tuple[str, str]:
     path = model_path(key)
-    if not path.exists():
-        atomic_write(path, make(arg))  # a cached model is always whole
+    if not path.exists() or checksum_problem(path):
+        flatbuffer = make(arg)
+        write_checksum(path, flatbuffer)  # checked whenever the cached model is used again
+        atomic_write(path, flatbuffer)  # a cached model is always whole
     return key, str(path)
 
 
-def _quiet_worker() -> None:
+def cached_models(keys, repaired: list[str] | None = None) -> dict[str, Path]:
+    """The cached models of these keys that pass their check; one that fails it
+    is removed (to be made again), its path named in `repaired`."""
+    paths = {}
+    for key in keys:
+        path = model_path(key)
+        if not path.exists():
+            continue
+        problem = checksum_problem(path)
+        if problem is None:
+            paths[key] = path
+            continue
+        if repaired is not None:
+            repaired.append(f"cached model {path} failed its check ({problem}): made again")
+        path.unlink(missing_ok=True)
+    return paths
+
+
+def _quiet_worker(parent_pid: int | None = None) -> None:
     """Workers convert in silence (the converter prints a lot); their
-    exceptions still reach the parent."""
+    exceptions still reach the parent. They die with it, even if it is killed."""
+    die_with_parent(parent_pid)
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -131,21 +153,23 @@ def _quiet_worker() -> None:
 
 
 def generate_models(op_list: Iterable[OpConfig], workers: int | None = None,
-                    on_done: Callable[[OpConfig], None] | None = None) -> dict[str, Path]:
-    """Makes (or finds cached) single-op models; returns op key -> .tflite path."""
+                    on_done: Callable[[OpConfig], None] | None = None,
+                    repaired: list[str] | None = None) -> dict[str, Path]:
+    """Makes (or finds cached) single-op models; returns op key -> .tflite path.
+    A cached model that fails its check is made again and named in `repaired`."""
     jobs = {op.key: (convert_op, op) for op in op_list}
-    return _run_jobs(jobs, workers, on_done)
+    return _run_jobs(jobs, workers, on_done, repaired)
 
 
-def generate_chain_models(lengths: Iterable[int]) -> dict[int, Path]:
+def generate_chain_models(lengths: Iterable[int], repaired: list[str] | None = None) -> dict[int, Path]:
     """The overhead chains (see chain_model), cached like the op models."""
     jobs = {f"chain/{n}": (chain_model, n) for n in lengths}
-    return {int(k.split("/")[1]): p for k, p in _run_jobs(jobs, None, None).items()}
+    return {int(k.split("/")[1]): p for k, p in _run_jobs(jobs, None, None, repaired).items()}
 
 
 def _run_jobs(jobs: dict[str, tuple[Callable, object]], workers: int | None,
-              on_done: Callable | None) -> dict[str, Path]:
-    paths = {key: model_path(key) for key in jobs if model_path(key).exists()}
+              on_done: Callable | None, repaired: list[str] | None = None) -> dict[str, Path]:
+    paths = cached_models(jobs, repaired)
     if on_done:
         for key in paths:
             on_done(jobs[key][1])
@@ -154,8 +178,8 @@ def _run_jobs(jobs: dict[str, tuple[Callable, object]], workers: int | None,
         return paths
     workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
     context = multiprocessing.get_context("spawn")  # TF must not be forked
-    with _script_not_rerun(), ProcessPoolExecutor(workers, mp_context=context,
-                                                  initializer=_quiet_worker) as pool:
+    with _script_not_rerun(), ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker,
+                                                  initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_generate, key, *jobs[key]): key for key in todo}
         for future in as_completed(futures):
             key, path = future.result()

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..boards import BoardConfig
+from ..children import run_group
 from ..errors import BuildFailed, ImageTooLarge, TinyhilError, ToolMissing
+from ..files import checksum_problem, write_checksum
 from ..project import cache_dir, project_dir
 from .elf import ImageSize, image_size
 from .image import ImageSpec, render_image
@@ -69,6 +71,7 @@ class BuiltImage:
     size: ImageSize
     build_seconds: float  # 0 when taken from the cache
     cached: bool
+    repaired: str = ""  # why a cached copy was thrown away and the image built again
 
 
 def tflm_dir() -> Path:
@@ -133,8 +136,15 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
     out = cache_dir() / "images" / board.name / image_id
     elf = out / "firmware.elf"
     source_dir = out / "src"
+    repaired = ""
     if elf.is_file():
-        return BuiltImage(spec, board, image_id, elf, source_dir, image_size(elf), 0.0, True)
+        problem = cached_image_problem(elf)
+        if problem is None:
+            return BuiltImage(spec, board, image_id, elf, source_dir, image_size(elf), 0.0, True)
+        repaired = f"cached image {elf} failed its check ({problem}): built again"
+        if log:
+            log(repaired)
+        elf.unlink(missing_ok=True)
 
     check_toolchain(board)
     render_image(spec, image_id, tflm, source_dir)
@@ -148,9 +158,20 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
         built_elf = _run_pio(board, source_dir, tflm, out / "build.log", log)
         tmp = elf.with_suffix(".tmp")
         shutil.copyfile(built_elf, tmp)
+        write_checksum(elf, tmp.read_bytes())  # what a later run checks the cached ELF against
         os.replace(tmp, elf)  # atomic: a cached ELF is always a complete one
     return BuiltImage(spec, board, image_id, elf, source_dir, image_size(elf),
-                      time.monotonic() - started, False)
+                      time.monotonic() - started, False, repaired)
+
+
+def cached_image_problem(elf: Path) -> str | None:
+    problem = checksum_problem(elf)
+    if problem is None:
+        try:
+            image_size(elf)
+        except Exception as error:  # noqa: BLE001 - pyelftools raises many kinds
+            problem = f"not a readable ELF ({error})"
+    return problem
 
 
 def pio_environment(source_dir: Path, tflm: Path) -> dict[str, str]:
@@ -166,8 +187,9 @@ def _run_pio(board: BoardConfig, source_dir: Path, tflm: Path, log_path: Path, l
     if log:
         log(f"building firmware for {board.name} (first build compiles TFLM: minutes)")
     with open(log_path, "w") as log_file:
-        result = subprocess.run(command, cwd=project_dir(), env=pio_environment(source_dir, tflm),
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        # pio's scons and compilers end with tinyhil, even if it is killed
+        result = run_group(command, cwd=project_dir(), env=pio_environment(source_dir, tflm),
+                           stdout=log_file, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         text = log_path.read_text(errors="replace")
         overflow = OVERFLOW.findall(text)
@@ -214,8 +236,7 @@ def upload(image: BuiltImage, port: str) -> None:
                "--project-dir", str(project_dir())]
     if port:
         command += ["--upload-port", port]
-    result = subprocess.run(command, cwd=project_dir(),
-                            env=pio_environment(image.source_dir, tflm_dir()),
-                            capture_output=True, text=True)
+    result = run_group(command, cwd=project_dir(), env=pio_environment(image.source_dir, tflm_dir()),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise TinyhilError(f"flashing {image.board.name} failed:\n{result.stdout[-1500:]}")

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import serial
 
 from ..boards import BoardConfig
-from ..build.firmware import BuiltImage, upload
+from ..build.firmware import BuiltImage, build_image, cached_image_problem, upload
 from ..errors import BoardNotResponding, TinyhilError
-from .driver import BenchDriver, DeviceInfo
+from .driver import LINK_ERRORS, BenchDriver, DeviceInfo
 from .qemu import QemuProcess, wait_for_pty
 
 SERIAL_BAUD = 115200
@@ -101,9 +101,13 @@ class Board(ABC):
 
     def _bring_up(self) -> DeviceInfo:
         assert self.image is not None, "boot() an image first"
-        port_name = self.link(self._power_on())
-        # A device path or a URL (socket://host:port of a remote board)
-        self.port = serial.serial_for_url(port_name, SERIAL_BAUD, timeout=0.05)
+        port_name = self._power_on()
+        try:
+            # A device path or a URL (socket://host:port of a remote board)
+            self.port = serial.serial_for_url(self.link(port_name), SERIAL_BAUD, timeout=0.05)
+        except LINK_ERRORS as error:  # gone again already (QEMU killed while booting)
+            raise BoardNotResponding(f"board {self.config.name}: cannot open its serial port "
+                                     f"{port_name} ({error})") from error
         return self._handshake()
 
     def _handshake(self) -> DeviceInfo:
@@ -127,7 +131,10 @@ class Board(ABC):
 
     def _disconnect(self) -> None:
         if self.port is not None:
-            self.port.close()
+            try:
+                self.port.close()
+            except LINK_ERRORS:
+                pass  # the other end is already gone: closed all the same
             self.port = None
 
 
@@ -156,7 +163,7 @@ class QemuBoard(Board):
             return self.power_cycle()
         try:
             self.qemu.system_reset()
-        except OSError:
+        except (OSError, ValueError):  # ValueError: QMP's answer cut short by QEMU's death
             return self.power_cycle()
         return self._handshake()
 
@@ -167,6 +174,13 @@ class QemuBoard(Board):
         assert self.info is not None
         ticks_per_instruction = (1 << self.config.icount_shift) * self.info.counter_hz / 1e9
         return SLOWEST_GUEST_IPS * ticks_per_instruction
+    def reflash(self) -> DeviceInfo:
+        """QEMU's flash is the cached ELF: one damaged since it was built is built
+        again (by its checksum), then started afresh."""
+        assert self.image is not None
+        if cached_image_problem(self.image.elf) is not None:
+            self.image = build_image(self.image.spec, self.image.board)
+        return self.power_cycle()
 
     def ticks_to_cycles(self, ticks: int) -> float:
         # SysTick counts virtual time at counter_hz; under -icount every guest

@@ -6,6 +6,7 @@ bytes go out with `write` and come back with `read`.
 from __future__ import annotations
 
 import re
+import termios
 import time
 from dataclasses import dataclass
 
@@ -31,6 +32,11 @@ RUN_FLOOR_SECONDS = 2.0
 # A RUN waits for its expected device time this many times over, on top of the
 # caller's timeout: a slow board is not a dead board.
 RUN_WORK_MARGIN = 3.0
+# What a serial link that went away raises: pyserial's own errors, the OS's,
+# and termios.error (not an OSError) from tcflush/tcgetattr on a pty whose
+# other end (QEMU) has gone.
+LINK_ERRORS = (OSError, SerialException, termios.error)
+
 ARENA_MISSING = re.compile(r"missing: (\d+)")
 OP_MISSING = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
 
@@ -154,7 +160,7 @@ class BenchDriver:
                 self.port.write(frame)
                 self.port.flush()
                 reply = self._await(kind, timeout)
-            except (OSError, SerialException) as error:
+            except LINK_ERRORS as error:
                 # The link itself is gone (QEMU died, cable pulled): no retry
                 # on this port can help; the board's strategy must bring it back.
                 raise BoardNotResponding(

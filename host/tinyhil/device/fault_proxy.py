@@ -11,9 +11,12 @@ must survive; bytes outside frames are relayed as they come.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import select
+import struct
+import termios
 import threading
 import time
 import tty
@@ -31,6 +34,8 @@ BOARD_KINDS = ("board_reset", "qemu_killed")
 # Bytes of noise into the board's input at random moments after a RUN, while
 # it measures (FaultPlan.noise): they must not change a single count.
 NOISE_KIND = "noise"
+# Done to the board between two requests: just after a reply reached the host.
+IDLE_KINDS = ("qemu_killed_idle",)
 RUN_KIND = 0x03
 NOISE_BYTES = [b for b in range(256) if b != SYNC[0]]
 
@@ -45,6 +50,8 @@ class FaultPlan:
     board_faults: float = 0.0  # chance that a RUN request is followed by a board fault
     noise: float = 0.0  # chance that a RUN request is followed by noise (NOISE_KIND)
     noise_window_s: float = 0.05  # the noise comes within this time after the request
+    idle_faults: float = 0.0  # chance that a reply is followed by an IDLE_KINDS fault
+    boot_faults: float = 0.0  # chance that a power-on is cut short (regress/faults.py does it)
 
     def __post_init__(self):
         unknown = set(self.kinds) - set(KINDS)
@@ -148,9 +155,12 @@ class FaultProxy:
                     data = os.read(fd, 4096)
                 except BlockingIOError:
                     continue
-                except OSError:  # the board's pty is gone (QEMU killed): the host sees silence
-                    return
-                if not data:
+                except OSError:  # the board's pty is gone (QEMU killed): EIO ...
+                    data = b""
+                if not data:  # ... or end of file
+                    if fd == board_fd:
+                        self._hang_up(host_fd)
+                        return
                     continue
                 to_host = fd == board_fd
                 for is_frame, chunk in framers[fd].feed(data):
@@ -160,12 +170,22 @@ class FaultProxy:
                     if is_frame:
                         self._after(chunk, to_host)
 
+    def _hang_up(self, host_fd: int) -> None:
+        """The board's end went away: so does the host's, as a real line would
+        (the host then sees what it sees on a QEMU pty: EIO, termios.error)."""
+        if host_fd in self._fds:
+            self._fds.remove(host_fd)
+            os.close(host_fd)
+
     def _after(self, frame: bytes, to_host: bool) -> None:
         self._schedule_noise(frame, to_host)
-        if to_host or not self.enabled or not self.board_actions or frame[2] != RUN_KIND:
+        if to_host:
+            self._after_reply()
+            return
+        if not self.enabled or not self.board_actions or frame[2] != RUN_KIND:
             return
         if self.rng.random() < self.plan.board_faults:
-            kind = self.rng.choice(sorted(self.board_actions))
+            kind = self.rng.choice(sorted(k for k in self.board_actions if k in BOARD_KINDS))
             time.sleep(self.rng.uniform(0.0, 0.02))  # somewhere inside the benchmark
             try:
                 self.board_actions[kind]()
@@ -197,6 +217,36 @@ class FaultProxy:
         if not self._noise_due:
             return 0.05
         return max(0.0, min(0.05, min(when for when, _ in self._noise_due) - time.monotonic()))
+
+    def _after_reply(self) -> None:
+        """A fault between requests: the host has its answer and has not asked again."""
+        kinds = sorted(k for k in self.board_actions if k in IDLE_KINDS)
+        if not self.enabled or not kinds or self.rng.random() >= self.plan.idle_faults:
+            return
+        kind = self.rng.choice(kinds)
+        self._wait_until_host_read()
+        try:
+            self.board_actions[kind]()
+        except OSError:
+            return  # the board was already gone: no fault made
+        self.count(kind)
+
+    def _wait_until_host_read(self, timeout: float = 5.0) -> None:
+        """Until the host has read what was relayed to it (a hang-up would discard
+        it). The pty hands written bytes over a moment later: first wait for
+        them to arrive on the host's side (briefly: the host may be quicker)."""
+        host_slave = self._fds[2] if len(self._fds) == 3 else None
+        started = time.monotonic()
+        seen = False
+        while host_slave is not None and time.monotonic() - started < timeout:
+            try:
+                waiting = struct.unpack("i", fcntl.ioctl(host_slave, termios.FIONREAD, b"\0" * 4))[0]
+            except OSError:
+                return
+            seen = seen or waiting > 0
+            if not waiting and (seen or time.monotonic() - started > 0.5):
+                return
+            time.sleep(0.002)
 
     def _mangle(self, frame: bytes, to_host: bool) -> bytes:
         self.frames["to_host" if to_host else "to_board"] += 1

@@ -21,9 +21,11 @@ import time
 import weakref
 from pathlib import Path
 
-from ..errors import ToolMissing
+from ..errors import BoardNotResponding, ToolMissing
 
 PTY_LINE = re.compile(r"char device redirected to (/dev/pts/\d+)")
+QMP_PREFIX = "tinyhil-qmp-"
+QMP_DIR = re.compile(rf"^{QMP_PREFIX}(?:(\d+)-)?[\w]+$")
 QEMU = "qemu-system-arm"
 _running: weakref.WeakSet[QemuProcess] = weakref.WeakSet()
 
@@ -43,7 +45,10 @@ class QemuProcess:
         self.pty: str = ""
         self.console_lines: list[str] = []
         # QEMU's machine protocol (QMP) on a private socket: a reset button.
-        self._qmp_dir = tempfile.mkdtemp(prefix="tinyhil-qmp-")
+        # The directory is named after this process, so that the next tinyhil
+        # removes it if this one is killed before it can (see stale_qmp_dirs).
+        _clean_stale_qmp_dirs()
+        self._qmp_dir = tempfile.mkdtemp(prefix=f"{QMP_PREFIX}{os.getpid()}-")
         self.qmp_path = os.path.join(self._qmp_dir, "qmp.sock")
 
     @property
@@ -81,11 +86,13 @@ class QemuProcess:
         if not found.wait(self.boot_timeout) or not self.pty:
             code = self.process.poll()
             self.stop()
-            raise ToolMissing(
-                f"QEMU ({self.machine}) did not open a serial pty within {self.boot_timeout:g} s"
-                + (f" (it exited with {code})" if code is not None else "") + ": "
-                + " ".join(self.console_lines[-5:])
-            )
+            message = (f"QEMU ({self.machine}) did not open a serial pty within "
+                       f"{self.boot_timeout:g} s" + (f" (it exited with {code})" if code is not None
+                                                      else "") + ": " + " ".join(self.console_lines[-5:]))
+            if code is not None and code > 0:
+                raise ToolMissing(message)  # QEMU refused its command line: a set-up problem
+            # Killed by a signal, or hung: the board's recovery steps start it again.
+            raise BoardNotResponding(message)
         return self.pty
 
     def _read_console(self, console: int, found: threading.Event) -> None:
@@ -138,6 +145,7 @@ class QemuProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
+        shutil.rmtree(self._qmp_dir, ignore_errors=True)  # also when QEMU never started
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -149,7 +157,6 @@ class QemuProcess:
                 self.process.wait()
         self.process = None
         _running.discard(self)
-        shutil.rmtree(self._qmp_dir, ignore_errors=True)
 
     def __enter__(self) -> QemuProcess:
         self.start()
@@ -157,6 +164,58 @@ class QemuProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _socket_dead(path: str) -> bool:
+    """A QMP socket no QEMU listens on (or none at all)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def stale_qmp_dirs(tmp: str | None = None) -> list[Path]:
+    """QMP directories of tinyhil processes that are gone (killed before they
+    could remove them). Older tinyhils named them without their pid: those
+    whose socket no QEMU answers on are stale too."""
+    stale = []
+    root = Path(tmp or tempfile.gettempdir())
+    for path in root.glob(f"{QMP_PREFIX}*"):
+        match = QMP_DIR.match(path.name)
+        try:
+            if not match or not path.is_dir() or path.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        pid = match.group(1)
+        if (not _alive(int(pid))) if pid else _socket_dead(str(path / "qmp.sock")):
+            stale.append(path)
+    return stale
+
+
+_cleaned = False
+
+
+def _clean_stale_qmp_dirs() -> None:
+    global _cleaned
+    if not _cleaned:
+        _cleaned = True
+        for path in stale_qmp_dirs():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @atexit.register

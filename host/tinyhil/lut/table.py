@@ -14,7 +14,9 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -132,43 +134,116 @@ def read_meta(csv_path: Path) -> LutMeta:
     return LutMeta.from_json(path.read_text(), str(path))
 
 
-def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
-    """Reads and checks a LUT CSV; an append-only store may end in a torn line."""
+# A failed measurement ("error: ...", e.g. a hard fault) may have been the
+# lab's fault, not the op's: it is measured again on later runs, each attempt
+# appended as a row of its own (the last row of a key counts), up to this many.
+MAX_ATTEMPTS = 3
+ERROR = "error"
+NUMERIC = ["filters", "cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms",
+           "arena_bytes", "scratch_bytes", "weights_bytes", "macs"]
+# The statuses tinyhil writes: a row whose status is none of them was cut short.
+KNOWN_STATUS = re.compile(r"^(ok|(lsb1|mismatch|error): .+)$", re.S)
+
+
+def failed(status: str) -> bool:
+    return status.startswith(ERROR)
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A line of a LUT that is not a whole row (a write cut short, an edit gone wrong)."""
+
+    path: Path
+    line: int
+    key: str  # the op it was for, if its first column survived
+    why: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: line {self.line}: {self.why}"
+
+
+@dataclass
+class ScannedRows:
+    frame: pd.DataFrame  # one row per op key: its last
+    malformed: list[Malformed]
+    attempts: dict[str, int]  # op key -> failed attempts recorded ("error" rows)
+    lines: list[str]  # the header and every well-formed line, verbatim
+    torn_tail: bool
+
+
+def _check_line(path: Path, number: int, line: str) -> tuple[list[str] | None, Malformed | None]:
+    def bad(why: str, key: str = "") -> tuple[None, Malformed]:
+        return None, Malformed(path, number, key, why, line.rstrip("\r\n"))
+
+    try:  # one row per line: statuses are written without line breaks
+        (fields,) = list(csv.reader([line], strict=True))
+    except (csv.Error, ValueError) as error:
+        return bad(f"not one CSV row ({error})")
+    key = fields[0] if fields else ""
+    if len(fields) != len(COLUMNS):
+        hint = "cut short?" if len(fields) < len(COLUMNS) else "a stray comma?"
+        return bad(f"{len(fields)} fields where a row has {len(COLUMNS)} ({hint})", key)
+    record = dict(zip(COLUMNS, fields))
+    if not key:
+        return bad("no op key")
+    if not KNOWN_STATUS.match(record["status"]):
+        return bad(f"status {record['status']!r} is not one tinyhil writes (cut short?)", key)
+    if usable(record["status"]):
+        for column in NUMERIC:
+            try:
+                if math.isnan(float(record[column])):
+                    raise ValueError("nan")
+            except ValueError:
+                return bad(f"{column} is not a number", key)
+    return fields, None
+
+
+def scan_rows(path: Path, allow_torn_tail: bool = False) -> ScannedRows:
+    """Reads and checks a LUT CSV line by line. In a space's table any bad line
+    is an error; an append-only store (`allow_torn_tail`) may end in a torn
+    line and may hold malformed ones, which are left out and listed."""
     text = path.read_text()
     lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
+    torn = bool(lines) and not lines[-1].endswith("\n")
+    if torn:
         if not allow_torn_tail:
             raise LutError(f"{path}: truncated (last line has no end)")
         lines = lines[:-1]  # an append cut short by a crash: never completed
     if not lines or lines[0].rstrip("\r\n").split(",") != COLUMNS:
         raise LutError(f"{path}: not a tinyhil LUT (expected the columns {','.join(COLUMNS)})")
-    _check_no_extra_fields(path, lines)
-    try:
-        frame = pd.read_csv(io.StringIO("".join(lines)), dtype={"key": str, "status": str},
-                            keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as error:
-        raise LutError(f"{path}: corrupt CSV ({error})") from error
-    numeric = ["filters", "cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms",
-               "arena_bytes", "scratch_bytes", "weights_bytes", "macs"]
-    for column in numeric:
-        values = pd.to_numeric(frame[column].replace("", float("nan")), errors="coerce")
-        bad = values.isna() & frame["status"].map(usable)
-        if bad.any():
-            line = int(bad.idxmax()) + 2
-            raise LutError(f"{path}: line {line}: {column} is not a number")
-        frame[column] = values
-    if frame["key"].duplicated().any():
-        raise LutError(f"{path}: op {frame['key'][frame['key'].duplicated()].iloc[0]} appears twice")
-    return frame.set_index("key", drop=False)
+    kept, malformed, rows = [lines[0]], [], []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields, problem = _check_line(path, number, line)
+        if problem is not None:
+            if not allow_torn_tail:
+                raise LutError(str(problem))
+            malformed.append(problem)
+            continue
+        kept.append(line)
+        rows.append(fields)
+    frame = pd.DataFrame(rows, columns=COLUMNS).astype({c: str for c in COLUMNS})
+    for column in NUMERIC:
+        frame[column] = pd.to_numeric(frame[column].replace("", float("nan")), errors="coerce")
+    attempts: dict[str, int] = {}
+    last: dict[str, str] = {}
+    for key, status in zip(frame["key"], frame["status"]):
+        # a failed attempt is superseded by a later row; a good row by nothing
+        if key in last and not failed(last[key]):
+            raise LutError(f"{path}: op {key} appears twice")
+        last[key] = status
+        if failed(status):
+            attempts[key] = attempts.get(key, 0) + 1
+    frame = frame.drop_duplicates("key", keep="last")
+    return ScannedRows(frame.set_index("key", drop=False), malformed, attempts, kept, torn)
 
 
-def _check_no_extra_fields(path: Path, lines: list[str]) -> None:
-    """A row longer than the header would make pandas take its first column as the
-    index and shift every other one: a stray comma is named, never read shifted."""
-    for number, fields_ in enumerate(csv.reader(lines[1:]), start=2):
-        if len(fields_) > len(COLUMNS):
-            raise LutError(f"{path}: line {number} has {len(fields_)} fields, the header "
-                           f"{len(COLUMNS)} (a stray comma?): fix or delete that line")
+def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
+    """Reads and checks a LUT CSV; an append-only store may end in a torn line
+    (and malformed lines, left out: see scan_rows)."""
+    return scan_rows(path, allow_torn_tail).frame
 
 
 @contextmanager
@@ -192,6 +267,8 @@ class OpStore:
         self.path = path
         self.meta = meta
         self.rows: dict[str, dict] = {}
+        self.attempts: dict[str, int] = {}  # op key -> failed attempts recorded
+        self.malformed: list[Malformed] = []  # lines left out when it was opened
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             existing = read_meta(path)
@@ -199,25 +276,37 @@ class OpStore:
             if problems:
                 raise LutError(f"{path} was measured with another set-up ({'; '.join(problems)}); "
                                "move it away or characterize into another luts directory")
-            frame = read_rows(path, allow_torn_tail=True)
-            self.rows = {k: r for k, r in frame.to_dict("index").items()}
-            self._rewrite_if_torn()
+            scanned = scan_rows(path, allow_torn_tail=True)
+            self.rows = {k: r for k, r in scanned.frame.to_dict("index").items()}
+            self.attempts = scanned.attempts
+            self.malformed = scanned.malformed
+            self._rewrite_without_bad_lines(scanned)
             self.meta = existing  # same set-up: keep what it measured (overheads, date)
         else:
             atomic_write(meta_path(path), meta.to_json())
             atomic_write(path, ",".join(COLUMNS) + "\n")
 
-    def _rewrite_if_torn(self) -> None:
-        if not self.path.read_text().endswith("\n"):
-            frame = pd.DataFrame(list(self.rows.values()), columns=COLUMNS)
-            atomic_write(self.path, frame.to_csv(index=False))
+    def _rewrite_without_bad_lines(self, scanned: ScannedRows) -> None:
+        """A torn tail or malformed lines would sit between the rows about to be
+        appended: the store is rewritten with its good lines, verbatim, and the
+        bad ones are kept aside in .<name>.malformed."""
+        if not (scanned.torn_tail or scanned.malformed):
+            return
+        if scanned.malformed:
+            with open(self.path.with_name(f".{self.path.name}.malformed"), "a") as aside:
+                aside.writelines(f"{m}: {m.text}\n" for m in scanned.malformed)
+        atomic_write(self.path, "".join(scanned.lines))
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows
 
     def append(self, row: dict) -> None:
-        if row["key"] in self.rows:
-            raise LutError(f"{row['key']} is already in {self.path}")
+        """Adds an op's row; an op whose last row is a failed attempt may get another."""
+        key = row["key"]
+        if key in self.rows and not failed(str(self.rows[key]["status"])):
+            raise LutError(f"{key} is already in {self.path}")
+        # one row per line, whatever the device said (scan_rows relies on it)
+        row = {**row, "status": " | ".join(str(row["status"]).splitlines())}
         buffer = io.StringIO()
         csv.DictWriter(buffer, COLUMNS, lineterminator="\n").writerow(row)
         try:
@@ -226,10 +315,12 @@ class OpStore:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as error:
-            raise LutError(f"{self.path}: cannot append the row of {row['key']} ({error.strerror}); "
+            raise LutError(f"{self.path}: cannot append the row of {key} ({error.strerror}); "
                            f"the {len(self.rows)} rows before it are kept, and this op is measured "
                            "again on the next run") from None
-        self.rows[row["key"]] = row
+        self.rows[key] = row
+        if failed(row["status"]):
+            self.attempts[key] = self.attempts.get(key, 0) + 1
 
     def update_meta(self, **changes) -> None:
         self.meta = LutMeta(**{**asdict(self.meta), **changes})

@@ -10,6 +10,11 @@ Faults, by kind:
   noise                            bytes into the board's input while it measures (FaultProxy)
   impossible_baseline              inf, 0, negative or NaN baselines, a stray comma in the
                                    history: refused naming file and line, nothing measured
+  qemu_killed_idle                 the emulator killed between two requests
+  qemu_killed_at_boot              the emulator killed before/while it opens its pty
+  image_corrupted                  a cached firmware image damaged before a round
+  ops_csv_truncated                a line in the middle of ops.csv cut short, then
+                                   characterize run again over it
 
 The baselines are the LUT's own rows and emulated counts are exact, so any
 figure that differs from its baseline would be a wrong number recorded.
@@ -21,7 +26,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +42,7 @@ from .nightly import regress
 from .suite import Suite, Tolerance
 
 WRONG = ("regression", "improved", "error")
+DEFAULT_PLAN = FaultPlan(board_faults=0.1, idle_faults=0.03, boot_faults=0.1, noise=0.2)
 
 
 @dataclass
@@ -76,7 +84,8 @@ def check_rows(history: History, run_id: str, expected: set[str]) -> tuple[int, 
 def campaign(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, work_dir: Path,
              target_faults: int = 200, host_kills: int = 2, seed: int = 0, timeout: float = 1.0,
              plan: FaultPlan | None = None, max_rounds: int = 100,
-             log=print, impossible_baselines: int = 4) -> FaultReport:
+             log=print, impossible_baselines: int = 4, truncations: int = 1,
+             corrupt_images: bool = True) -> FaultReport:
     """Regression rounds over faulty links until `target_faults` faults were
     injected (host kills included), each round resumed until complete."""
     suite = Suite(**{**suite.__dict__, "tolerance": Tolerance(0.0, 0.0, 0)})
@@ -88,9 +97,18 @@ def campaign(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, work_dir
     for n in range(impossible_baselines):
         _impossible_baseline_round(boards, suite, Path(baseline_dir), work_dir / f"baseline-{n}",
                                    report, rng, log)
+    for n in range(truncations):
+        _guarded(report, log, "ops_csv_truncated", _truncated_store_round, boards[0].config,
+                 Path(baseline_dir), work_dir / f"truncated-{n}", report, rng, log)
     while report.total < target_faults and report.rounds < max_rounds:
+        corrupted = corrupt_images and _guarded(report, log, "image_corrupted", _corrupt_cached_image,
+                                                boards, suite, Path(baseline_dir), report, rng)
+        before = (report.rows_lost, report.rows_duplicated, report.wrong)
         _faulty_round(boards, suite, baseline_dir, work_dir / f"round-{report.rounds}", report,
-                      rng, timeout, plan or FaultPlan(board_faults=0.1, noise=0.2), log)
+                      rng, timeout, plan or DEFAULT_PLAN, log)
+        if corrupted:
+            _check_rebuilt(corrupted, before == (report.rows_lost, report.rows_duplicated,
+                                                 report.wrong), report, log)
     report.wall_s = time.monotonic() - started
     return report
 
@@ -107,7 +125,7 @@ def board_actions(device) -> dict:
             raise OSError("no QEMU")
         os.kill(device.qemu.process.pid, signal.SIGKILL)
 
-    return {"board_reset": reset, "qemu_killed": kill}
+    return {"board_reset": reset, "qemu_killed": kill, "qemu_killed_idle": kill}
 
 
 def _faulty_round(boards, suite, baseline_dir, out, report, rng, timeout, plan, log):
@@ -118,6 +136,7 @@ def _faulty_round(boards, suite, baseline_dir, out, report, rng, timeout, plan, 
         proxy = FaultProxy(FaultPlan(**{**plan.__dict__, "seed": rng.getrandbits(32)}))
         if farm_board.kind == "qemu":
             proxy.board_actions = board_actions(device)
+            kill_at_boot(device, proxy, random.Random(proxy.plan.seed))
         proxies.append(proxy)
         device.link = proxy
         return device
@@ -276,3 +295,140 @@ def _impossible_baseline_round(boards, suite, baseline_dir: Path, out: Path, rep
     report.problems.append(f"impossible-baseline round {out.name}: {where} {value} was taken "
                            f"({dict(result.verdicts)})")
     log(f"impossible baseline ({where}: {value}) NOT refused: {dict(result.verdicts)}")
+
+
+# ---- kills at boot, corrupted caches, truncated stores ---------------------------
+
+def kill_at_boot(device, proxy: FaultProxy, rng: random.Random) -> None:
+    """Each power-on of this emulated board is, with the plan's `boot_faults`
+    chance, cut short: QEMU is killed a few milliseconds after it started,
+    before or while it opens its pty (counted as qemu_killed_at_boot)."""
+    power_on = device._power_on
+
+    def killing_power_on() -> str:
+        if rng.random() < proxy.plan.boot_faults:
+            threading.Thread(target=_kill_when_started, args=(device, proxy, rng.uniform(0, 0.05)),
+                             daemon=True).start()
+        return power_on()
+
+    device._power_on = killing_power_on
+
+
+def _kill_when_started(device, proxy: FaultProxy, delay: float) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        qemu = device.qemu
+        if qemu is not None and qemu.process is not None:
+            time.sleep(delay)
+            try:
+                os.kill(qemu.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, AttributeError):  # already gone: no fault made
+                return
+            proxy.count("qemu_killed_at_boot")
+            return
+        time.sleep(0.001)
+
+
+def _guarded(report: FaultReport, log, kind: str, step, *args):
+    """A campaign step that must not end the campaign: anything it raises is a problem."""
+    try:
+        return step(*args)
+    except Exception as error:  # noqa: BLE001 - a traceback is what the campaign looks for
+        report.problems.append(f"{kind}: {type(error).__name__}: {error}")
+        log(f"{kind}: {type(error).__name__}: {error}\n{traceback.format_exc()}")
+
+
+def _round_images(boards, suite, baseline_dir: Path) -> list[Path]:
+    """The cached ELFs of the images the next round runs (one per job)."""
+    from ..build.firmware import build_image
+    from ..measure import ImageRunner
+    from .farm import make_jobs
+    from .nightly import lane_cases
+
+    cases = lane_cases(boards, suite, baseline_dir)
+    configs = {b.lane: b.config for b in boards}
+    elfs = []
+    for lane, jobs in make_jobs(cases, suite.per_image).items():
+        for job in jobs:
+            runner = ImageRunner(configs[lane], max_per_image=len(job.cases))
+            image = build_image(runner.image_spec([c.item for c in job.cases]), configs[lane])
+            elfs.append(image.elf)
+    return elfs
+
+
+def _corrupt_cached_image(boards, suite, baseline_dir: Path, report: FaultReport,
+                          rng: random.Random) -> Path | None:
+    """Damages one cached image the next round runs (64 random bytes in its
+    middle): the round must notice it and build it again, never boot it."""
+    from ..files import checksum_problem
+
+    elf = rng.choice(_round_images(boards, suite, baseline_dir))
+    data = bytearray(elf.read_bytes())
+    at = rng.randrange(len(data) // 4, 3 * len(data) // 4)
+    data[at:at + 64] = bytes(rng.getrandbits(8) for _ in range(64))
+    elf.write_bytes(bytes(data))
+    report.injected["image_corrupted"] += 1
+    if checksum_problem(elf) is None:
+        report.problems.append(f"image_corrupted: damage to {elf} not noticed")
+    return elf
+
+
+def _check_rebuilt(elf: Path, round_clean: bool, report: FaultReport, log) -> None:
+    from ..files import checksum_problem
+
+    rebuilt = elf.is_file() and checksum_problem(elf) is None
+    if not rebuilt:
+        report.problems.append(f"image_corrupted: {elf} was not built again")
+    elif round_clean:
+        report.survived["image_corrupted"] += 1
+    log(f"corrupted cached image {elf}: {'built again' if rebuilt else 'NOT built again'}")
+
+
+def _truncated_store_round(config, baseline_dir: Path, out: Path, report: FaultReport,
+                           rng: random.Random, log, ops: int = 6) -> None:
+    """A store of `ops` of the baseline's good rows, one of them cut short in
+    the middle of the file; characterize then runs over it. The cut op must be
+    named and measured again to the baseline's figures, the others kept as
+    they were, none twice."""
+    from ..characterize import Characterizer
+    from ..lut.table import meta_path, read_rows, row_op, scan_rows
+    from ..measure import usable
+
+    source = Path(baseline_dir) / config.name / "ops.csv"
+    baseline = read_rows(source)
+    lines = {line.split(",", 1)[0]: line for line in source.read_text().splitlines(keepends=True)[1:]}
+    good = sorted(k for k, status in zip(baseline["key"], baseline["status"]) if usable(status))
+    keys = rng.sample(good, ops)
+    store = out / config.name / "ops.csv"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    meta_path(store).write_text(meta_path(source).read_text())
+    victim = rng.randrange(1, ops - 1)  # never the first or last line
+    cut = lines[keys[victim]]
+    status_at = cut.rstrip("\n").rindex(",")
+    cut = cut[:rng.randrange(len(keys[victim]) + 1, status_at)] + "\n"  # numbers cut short
+    store.write_text(source.read_text().splitlines(keepends=True)[0]
+                     + "".join(cut if i == victim else lines[k] for i, k in enumerate(keys)))
+    report.injected["ops_csv_truncated"] += 1
+
+    characterizer = Characterizer(config, out, repeats=2)
+    named = [p for p in characterizer.store_problems([]) if f"line {victim + 2}:" in p]
+    characterizer.measure_ops([row_op(baseline.loc[k]) for k in keys])
+    scanned = scan_rows(store, allow_torn_tail=True)
+    lost = sum(k not in scanned.frame.index or not usable(scanned.frame.at[k, "status"]) for k in keys)
+    kept_lines = [line.split(",", 1)[0] for line in scanned.lines[1:]]
+    duplicated = sum(kept_lines.count(k) > 1 for k in keys)
+    measured = scanned.frame.loc[[k for k in keys if k in scanned.frame.index]]
+    wrong = sum(measured.at[k, column] != baseline.at[k, column] for k in measured.index
+                for column in ("cycles", "kernel_cycles", "arena_bytes"))
+    if not named:
+        report.problems.append(f"ops_csv_truncated: line {victim + 2} of {store} was not reported")
+    if scanned.malformed:
+        report.problems.append(f"ops_csv_truncated: {store} still has malformed lines")
+    report.rows_lost += lost
+    report.rows_duplicated += duplicated
+    report.wrong += wrong
+    report.cases += ops
+    if not (lost or duplicated or wrong or not named):
+        report.survived["ops_csv_truncated"] += 1
+    log(f"ops.csv line {victim + 2} ({keys[victim]}) cut short: reported {bool(named)}, measured "
+        f"again; lost {lost}, duplicated {duplicated}, wrong {wrong}")

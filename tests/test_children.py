@@ -1,0 +1,119 @@
+"""What tinyhil starts dies with it, even when it is killed with SIGKILL: the
+PlatformIO build (pio, scons, compilers), the model-generation workers; and
+the QMP directories a killed tinyhil leaves in /tmp go at the next start."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+
+DEADLINE_S = 120  # generous: the machine may be loaded; nothing here measures time
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    # a zombie waiting for its (new) parent to reap it is dead all the same
+    return not (status.exists() and status.read_text().split(") ")[-1].startswith("Z"))
+
+
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _start_host(code: str, tmp_path: Path) -> subprocess.Popen:
+    """A tinyhil process of its own (killed with SIGKILL by the test)."""
+    env = dict(os.environ, TINYHIL_CACHE_DIR=str(tmp_path / "cache"), TMPDIR=str(tmp_path))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_platformio_build_dies_with_a_killed_host(tmp_path):
+    """`pio run` and what it starts (scons, gcc) must not outlive tinyhil."""
+    pid_file = tmp_path / "grandchild.pid"
+    fake_pio = tmp_path / "pio"  # stands for PlatformIO: starts a compiler-like grandchild
+    fake_pio.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {pid_file}\nwait\n")
+    fake_pio.chmod(0o755)
+    host = _start_host(f"""
+        from pathlib import Path
+        from tinyhil.boards import get_board
+        from tinyhil.build import firmware
+        firmware.pio_executable = lambda: {str(fake_pio)!r}
+        firmware._run_pio(get_board("qemu-m4"), Path({str(tmp_path)!r}), Path({str(tmp_path)!r}),
+                          Path({str(tmp_path / "build.log")!r}), None)
+    """, tmp_path)
+    _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), "the build never started")
+    compiler = int(pid_file.read_text())
+    assert _alive(compiler)
+    host.kill()
+    host.wait()
+    try:
+        _wait_for(lambda: not _alive(compiler), "the build outlived the killed tinyhil")
+    finally:
+        if _alive(compiler):
+            os.kill(compiler, signal.SIGKILL)
+
+
+def _spawned_workers(parent: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent), "-f", "spawn_main"], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_model_generation_workers_die_with_a_killed_host(tmp_path):
+    host = _start_host("""
+        import time
+        from tinyhil.bench.single_op import _run_jobs
+        _run_jobs({"slow": (time.sleep, 600)}, 1, None)  # a conversion that takes long
+    """, tmp_path)
+    workers = []
+
+    def started() -> bool:
+        workers[:] = _spawned_workers(host.pid)
+        return bool(workers)
+
+    _wait_for(started, "no worker started")
+    time.sleep(1)  # let the worker get into its job (past its initializer)
+    host.kill()
+    host.wait()
+    try:
+        _wait_for(lambda: not any(_alive(w) for w in workers), "a worker outlived the killed tinyhil")
+    finally:
+        for worker in workers:
+            if _alive(worker):
+                os.kill(worker, signal.SIGKILL)
+
+
+def test_qmp_directories_of_a_killed_host_are_removed_at_the_next_start(tmp_path, monkeypatch):
+    from tinyhil.device import qemu
+
+    host = _start_host("""
+        import os, signal
+        from tinyhil.device.qemu import QemuProcess
+        QemuProcess("mps2-an386", "firmware.elf", 7)  # makes its QMP directory
+        os.kill(os.getpid(), signal.SIGKILL)  # killed: no clean-up runs
+    """, tmp_path)
+    host.wait()
+    (left,) = tmp_path.glob("tinyhil-qmp-*")
+    legacy_stale = tmp_path / "tinyhil-qmp-abc123xy"  # an older tinyhil's, its QEMU gone
+    legacy_stale.mkdir()
+    (legacy_stale / "qmp.sock").touch()  # a socket file nobody listens on: not even a socket
+    monkeypatch.setattr(qemu, "_cleaned", False, raising=False)
+    monkeypatch.setattr(qemu.tempfile, "tempdir", str(tmp_path))
+    mine = qemu.QemuProcess("mps2-an386", "firmware.elf", 7)
+    other = qemu.QemuProcess("mps2-an386", "firmware.elf", 7)
+    assert not left.exists() and not legacy_stale.exists()
+    # those of a living tinyhil stay
+    assert Path(mine._qmp_dir).is_dir() and Path(other._qmp_dir).is_dir()
+    mine.stop()  # QEMU never started: its directory goes all the same
+    other.stop()
+    assert not list(tmp_path.glob("tinyhil-qmp-*"))
