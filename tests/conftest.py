@@ -17,6 +17,21 @@ if not any(ep.name == "tinyhil" for ep in entry_points(group="pytest11")):
     pytest_plugins = ["tinyhil.pytest_plugin"]
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Device tests build TFLM firmware: without the TFLM tree they are skipped,
+    saying why (CI has it: they run there)."""
+    from tinyhil.build.firmware import tflm_dir
+    from tinyhil.errors import ToolMissing
+
+    try:
+        tflm_dir()
+    except ToolMissing as error:
+        skip = pytest.mark.skip(reason=f"needs the TFLite-Micro tree: {error}")
+        for item in items:
+            if item.get_closest_marker("device"):
+                item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

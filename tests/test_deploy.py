@@ -113,6 +113,7 @@ def test_a_model_that_no_longer_fits_says_by_how_much(micronas_pipeline):
     ("timenas", "basic_motions", "qemu-m4", Targets(latency_ms=20, ram_bytes=65536),
      EngineSettings(n_archs=12)),
 ])
+@pytest.mark.slow
 def test_short_pipeline_per_engine(tmp_path, engine, data, board, targets, settings):
     config = PipelineConfig(engine, DataSpec(data), targets, tmp_path / engine, settings, QUICK)
     d = pipeline(config, get_board(board), _luts()).deployment

@@ -54,6 +54,7 @@ def test_proxy_relays_and_mangles_on_a_seeded_schedule():
 
 
 @pytest.mark.device
+@pytest.mark.slow
 def test_campaign_loses_nothing_and_records_no_wrong_number(tmp_path):
     root = os.environ.get("TINYHIL_PROJECT_DIR", "")
     baseline = (os.path.join(root, "luts") if root else "luts")

@@ -123,6 +123,7 @@ def client(address: str, *args: str) -> None:
                    capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_nightly_on_two_local_boards_and_a_labgrid_place(tmp_path, coordinator):
     baseline = tmp_path / "luts"
     (baseline / "qemu-m4").mkdir(parents=True)

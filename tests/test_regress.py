@@ -172,6 +172,7 @@ FARM = [{"name": "m4-a", "board": "qemu-m4"}, {"name": "m4-b", "board": "qemu-m4
 
 
 @pytest.mark.device
+@pytest.mark.slow
 def test_nightly_on_three_emulated_boards(tmp_path, baseline_dir, tiny_model):
     inventory, suite, paths = write_farm(tmp_path, baseline_dir, tiny_model, FARM)
     out = tmp_path / "out"

@@ -74,6 +74,7 @@ def test_cli_names_the_unit_it_assumed_and_a_task_that_does_not_fit(tmp_path):
 
 
 @pytest.mark.device
+@pytest.mark.slow
 def test_regression_pipeline_on_covid3month_deploys_and_remeasures(tmp_path):
     import shutil
     from pathlib import Path
