@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .bench.single_op import generate_chain_models, generate_models, op_seed
+from .bench.single_op import (DIRECT, check_model_maker, generate_chain_models,
+                               generate_models, op_seed)
 from .bench.tflite_model import TfliteModel
 from .boards import BoardConfig
 from .build.elf import compiler_of
@@ -64,8 +65,10 @@ def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
 
 class Characterizer:
     def __init__(self, board: BoardConfig, luts_dir: Path, repeats: int = 3,
-                 max_per_image: int = 100, port: str = "", progress=None, open_device=None):
+                 max_per_image: int = 100, port: str = "", progress=None, open_device=None,
+                 model_maker: str = DIRECT):
         self.board = board
+        self.model_maker = check_model_maker(model_maker)  # how single-op models are made
         self.luts_dir = Path(luts_dir)
         self.store_path = self.luts_dir / board.name / "ops.csv"
         self.store: OpStore | None = None
@@ -124,12 +127,13 @@ class Characterizer:
     def _items(self, todo: list[OpConfig]) -> list[Item]:
         t0 = time.monotonic()
         task = self.runner.task("generate models", len(todo))
-        paths = generate_models(todo, on_done=lambda _op: self.runner.advance(task))
+        paths = generate_models(todo, on_done=lambda _op: self.runner.advance(task),
+                                maker=self.model_maker)
         items = [Item(f"op-{zlib.crc32(op.key.encode()):08x}-{n}",
                       TfliteModel.from_bytes(paths[op.key].read_bytes(), op.key), op_seed(op), op)
                  for n, op in enumerate(todo)]
         if self.needs_overheads():
-            chain_paths = generate_chain_models(CHAIN_LENGTHS)
+            chain_paths = generate_chain_models(CHAIN_LENGTHS, self.model_maker)
             items = [Item(f"chain-{n}", TfliteModel.from_bytes(chain_paths[n].read_bytes(),
                                                                f"chain-{n}"), n, Chain(n))
                      for n in CHAIN_LENGTHS] + items

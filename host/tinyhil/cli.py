@@ -141,6 +141,8 @@ def characterize(
     sample: str = typer.Option(None, help="only a sample that calibration learns most from, "
                                "e.g. 5% or 40 (ops spread over kernel paths and sizes)"),
     seed: int = typer.Option(0, help="seed of --sample"),
+    model_maker: str = typer.Option("direct", help="how single-op models are made: direct "
+                                    "(flatbuffer written from the op) | converter (Keras + TFLite converter)"),
 ) -> None:
     """Measure every op of a search space on a board into a lookup table (resumable)."""
     from .characterize import Characterizer
@@ -149,7 +151,7 @@ def characterize(
     try:
         window, channels = parse_input(input)
         config = get_board(board)
-        characterizer = Characterizer(config, luts, repeats, per_image, port)
+        characterizer = Characterizer(config, luts, repeats, per_image, port, model_maker=model_maker)
         characterizer.check_port()  # before any model is made
         with _progress() as progress:
             characterizer.runner.progress = progress
