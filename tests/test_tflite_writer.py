@@ -223,3 +223,31 @@ def test_makers_cache_apart_and_unknown_maker_is_refused(tmp_path, monkeypatch):
     with pytest.raises(TinyhilError, match="unknown model maker 'keras'.*direct, converter"):
         single_op.generate_models([op], maker="keras")
     assert CONVERTER in single_op.MODEL_MAKERS
+
+
+@pytest.mark.device
+def test_direct_models_run_on_the_board_as_the_converters(tmp_path):
+    """One op per kernel path, measured on the emulated board with each
+    maker's models: the board's outputs equal the host interpreter's, and
+    the direct models' instruction counts, kernel counts and arena bytes are
+    the converter models' (within 0.5 %), as are the interpreter overheads."""
+    from tinyhil.boards import get_board
+    from tinyhil.characterize import Characterizer
+    from tinyhil.lut.table import OK, read_meta, read_rows
+
+    op_list = list(CASES.values())
+    rows, metas = {}, {}
+    for maker in (CONVERTER, DIRECT):
+        Characterizer(get_board("qemu-m4"), tmp_path / maker, model_maker=maker).measure_ops(op_list)
+        store = tmp_path / maker / "qemu-m4" / "ops.csv"
+        rows[maker], metas[maker] = read_rows(store), read_meta(store)
+    direct, converter = rows[DIRECT], rows[CONVERTER].loc[rows[DIRECT].index]
+    assert len(direct) == len(op_list)
+    assert (direct["status"] == OK).all(), direct.loc[direct["status"] != OK, "status"].to_dict()
+    for column in ("cycles", "kernel_cycles"):
+        difference = (direct[column] - converter[column]).abs() / converter[column]
+        assert difference.max() <= 0.005, difference.sort_values().tail(3).to_dict()
+    assert (direct["arena_bytes"] == converter["arena_bytes"]).all()
+    assert metas[DIRECT].invoke_cycles == pytest.approx(metas[CONVERTER].invoke_cycles, rel=0.005)
+    assert metas[DIRECT].dispatch_cycles == pytest.approx(metas[CONVERTER].dispatch_cycles, rel=0.005)
+    assert metas[DIRECT].extra["chain_arena_bytes"] == metas[CONVERTER].extra["chain_arena_bytes"]
