@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -162,6 +162,16 @@ def generate_models(op_list: Iterable[OpConfig], workers: int | None = None,
     jobs = {_cache_key(op.key, maker): (make, op) for op in op_list}
     paths = _run_jobs(jobs, workers, on_done, in_process=maker == DIRECT)
     return {jobs[key][1].key: path for key, path in paths.items()}
+
+
+def stream_direct_models(op_list: Iterable[OpConfig]) -> Iterator[tuple[OpConfig, Path]]:
+    """Directly written models one at a time (cached as generate_models caches
+    them), for a caller that starts on the first while the rest are written."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # see _run_jobs
+        for op in op_list:
+            yield op, Path(_generate(_cache_key(op.key, DIRECT), write_op, op)[1])
 
 
 def generate_chain_models(lengths: Iterable[int], maker: str = DIRECT) -> dict[int, Path]:
