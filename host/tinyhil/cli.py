@@ -752,6 +752,14 @@ def _print_bench_characterize(results, comparison, space, input, window, channel
     console.print(f"largest count difference: {largest:+.3f} % ({key}) over {len(comparison.table)} ops "
                   f"(target <= {COUNT_TARGET_PERCENT:g} %: {met(abs(largest) <= COUNT_TARGET_PERCENT)}); "
                   f"arena bytes differ for {arena_differs} op(s)", highlight=False)
+    swapped = comparison.table[comparison.table["swapped"]]
+    if len(swapped):
+        key, same = comparison.largest_same_operands
+        console.print(f"{len(swapped)} op(s) ({', '.join(sorted(set(swapped['op'])))}) whose converter model "
+                      "reads its two inputs swapped (inputs listed by tensor name), so the seeded bytes "
+                      f"reach the other operand: largest difference over them {swapped['diff_percent'].abs().max():.3f} %; "
+                      f"over the other ops {same:+.3f} % ({key}): "
+                      f"{met(abs(same) <= COUNT_TARGET_PERCENT)}", highlight=False)
 
 
 @bench_app.command("micronas-sweep")
