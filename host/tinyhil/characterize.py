@@ -122,7 +122,7 @@ class Characterizer:
         if not todo and not self.needs_overheads():
             return  # a complete LUT: nothing to generate, no empty progress bar
         self.check_port()
-        if self.model_maker == DIRECT:  # written as fast as the board measures: all at once
+        if self.model_maker == DIRECT:  # made while earlier images build and run (milliseconds each)
             chains = len(CHAIN_LENGTHS) if self.needs_overheads() else 0
             self.measure_items(self._item_stream(todo), len(todo) + chains)
         else:
