@@ -32,7 +32,8 @@ def test_record_keeps_templates_and_relink_refuses_anything_changed(tmp_path, mo
     library = tmp_path / "libtflm.a"
     library.write_bytes(b"!<arch>\n")
     source_dir = tmp_path / "src"
-    log = verbose_log(f".pio/build/{board.name}", source_dir, [library])
+    build = f".pio/build/{board.name}"
+    log = verbose_log(build, source_dir, [library])
     assert relink.record(board, log, source_dir, "fw1")
     recipe = json.loads((tmp_path / "recipe.json").read_text())
     assert recipe["compile"] == ["arm-none-eabi-g++", "-o", relink.OBJECT, "-c", "-O2", '-DNAME="x"',
@@ -47,6 +48,12 @@ def test_record_keeps_templates_and_relink_refuses_anything_changed(tmp_path, mo
     assert not (tmp_path / "log").exists()  # refused before running anything
     # no compile in the log (image.o taken from a cache): nothing recorded
     assert not relink.record(board, log.splitlines()[2], source_dir, "fw1")
+    # a deployment's image (its model array is an object of its own): never a recipe, or
+    # that model would be linked into every later image
+    deployment = log.replace(f"{build}/image/op_resolver.o", f"{build}/image/op_resolver.o {build}/image/g_model.o")
+    (tmp_path / "recipe.json").unlink()
+    assert not relink.record(board, deployment, source_dir, "fw1")
+    assert not (tmp_path / "recipe.json").exists()
 
 
 def loadable(elf_path) -> list[tuple[int, bytes]]:

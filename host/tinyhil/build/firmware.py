@@ -122,16 +122,18 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
     lock_path = cache_dir() / "build.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        built_elf = relink(board, source_dir, out, firmware, out / "build.log") if RELINK else None
+        # benchmarks only: a deployment's model comes in its own C source (build/c_array.py)
+        relinkable = RELINK and board.emulated and not any(b.array for b in spec.benchmarks)
+        built_elf = relink(board, source_dir, out, firmware, out / "build.log") if relinkable else None
         if built_elf is None:
-            if board.emulated and RELINK:
+            if relinkable:
                 # An object never seen, so SCons compiles and links rather than take them
                 # from its cache (which leaves no commands in the log to learn from); the
                 # unreferenced constant is dropped by --gc-sections, the ELF's bytes unchanged.
                 with open(source_dir / "image.cc", "a") as source:
                     source.write(f'extern const char tinyhil_build_nonce[] = "{uuid.uuid4().hex}";\n')
             built_elf = _run_pio(board, source_dir, tflm, out / "build.log", log, verbose=board.emulated)
-            if board.emulated:  # its commands build the next images (build/relink.py)
+            if relinkable:  # its commands build the next images (build/relink.py)
                 record(board, (out / "build.log").read_text(errors="replace"), source_dir, firmware)
         tmp = elf.with_suffix(".tmp")
         shutil.copyfile(built_elf, tmp)

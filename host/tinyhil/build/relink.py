@@ -56,6 +56,11 @@ def record(board: BoardConfig, log_text: str, source_dir: Path, firmware: str) -
     if not (compile_line and link_line):
         return False
     compile_argv, link_argv = shlex.split(compile_line), shlex.split(link_line)
+    # only images of image.cc and op_resolver.cc: another image object (a deployment's
+    # model array) would be linked into every later image
+    image_objects = {a for a in link_argv if a.startswith(f"{build}/image/")}
+    if image_objects != {f"{build}/image/image.o", f"{build}/image/op_resolver.o"}:
+        return False
     # PlatformIO names sources inside the project relative to it
     named = str(source_dir)
     if source_dir.is_relative_to(project_dir()):
