@@ -28,14 +28,15 @@ def test_render_models_and_resolver(tmp_path: Path):
     files = render_image(spec, "0123456789abcdef", tflm_dir(), tmp_path)
     image = (tmp_path / "image.cc").read_text()
     resolver = (tmp_path / "op_resolver.cc").read_text()
-    assert [f.name for f in files] == ["image.cc", "op_resolver.cc"]
-    # every byte of each model, in order, 16-byte aligned
-    arrays = re.findall(r"alignas\(16\) const uint8_t kModel\d\[(\d+) \+ 1\] =\n(.*?);", image, re.S)
-    assert len(arrays) == 2
-    for size, body in arrays:
-        values = bytes(int(v, 8) for v in re.findall(r"\\([0-7]{3})", body))
-        assert values == bench().flatbuffer and int(size) == len(values)
-    assert '{"a", kModel0, 48u}' in image and '{"b", kModel1, 48u}' in image
+    assert [f.name for f in files] == ["image.cc", "op_resolver.cc", "model_0.tflite", "model_1.tflite"]
+    # every byte of each model, in order, 16-byte aligned: the files image.cc .incbin's
+    symbols = re.findall(r'^    "(tinyhil_model_\d+):\\n"$', image, re.M)
+    paths = re.findall(r'\.incbin \\"([^"\\]+)\\"', image)
+    assert symbols == ["tinyhil_model_0", "tinyhil_model_1"] and image.count(".balign 16") == 2
+    assert [Path(p).name for p in paths] == ["model_0.tflite", "model_1.tflite"]
+    for path in paths:
+        assert Path(path).is_absolute() and Path(path).read_bytes() == bench().flatbuffer
+    assert '{"a", tinyhil_model_0, 48u}' in image and '{"b", tinyhil_model_1, 48u}' in image
     assert "kTinyhilBenchmarkCount = 2;" in image
     assert 'kTinyhilImageId[] = "0123456789abcdef"' in image
     assert "kTinyhilMaxRequestBytes = 307u" in image  # RUN header + largest input

@@ -5,7 +5,11 @@
 
 #include <stdint.h>
 
-#include "tensorflow/lite/micro/micro_op_resolver.h"
+// Declared, not included: image.cc (megabytes of model bytes) then compiles
+// without TFLM's headers, which took nearly all of an image's compile time.
+namespace tflite {
+class MicroOpResolver;
+}  // namespace tflite
 
 struct TinyhilBenchmark {
   const char* name;

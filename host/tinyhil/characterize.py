@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .bench.single_op import generate_chain_models, generate_models, op_seed
+from .bench.single_op import (DIRECT, check_model_maker, generate_chain_models,
+                               generate_models, op_seed, stream_direct_models)
 from .bench.tflite_model import TfliteModel
 from .boards import BoardConfig
 from .build.elf import compiler_of
@@ -67,8 +69,10 @@ def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
 
 class Characterizer:
     def __init__(self, board: BoardConfig, luts_dir: Path, repeats: int = 3,
-                 max_per_image: int = 100, port: str = "", progress=None, open_device=None):
+                 max_per_image: int = 100, port: str = "", progress=None, open_device=None,
+                 model_maker: str = DIRECT):
         self.board = board
+        self.model_maker = check_model_maker(model_maker)  # how single-op models are made
         self.luts_dir = Path(luts_dir)
         self.store_path = self.luts_dir / board.name / "ops.csv"
         self.store: OpStore | None = None
@@ -155,28 +159,58 @@ class Characterizer:
         if not todo and not self.needs_overheads():
             return  # a complete LUT: nothing to generate, no empty progress bar
         self.check_port()
-        self.measure_items(self._items(todo))
-
+        if self.model_maker == DIRECT:  # made while earlier images build and run (milliseconds each)
+            chains = len(CHAIN_LENGTHS) if self.needs_overheads() else 0
+            self.measure_items(self._item_stream(todo), len(todo) + chains)
+        else:
+            self.measure_items(self._items(todo))
 
     def _items(self, todo: list[OpConfig]) -> list[Item]:
         t0 = time.monotonic()
         task = self.runner.task("generate models", len(todo))
         paths = generate_models(todo, on_done=lambda _op: self.runner.advance(task),
-                                repaired=self.timing.repaired)
+                                maker=self.model_maker, repaired=self.timing.repaired)
         items = [Item(f"op-{zlib.crc32(op.key.encode()):08x}-{n}",
                       TfliteModel.from_bytes(paths[op.key].read_bytes(), op.key), op_seed(op), op)
                  for n, op in enumerate(todo)]
         if self.needs_overheads():
-            chain_paths = generate_chain_models(CHAIN_LENGTHS, repaired=self.timing.repaired)
+            chain_paths = generate_chain_models(CHAIN_LENGTHS, self.model_maker,
+                                                repaired=self.timing.repaired)
             items = [Item(f"chain-{n}", TfliteModel.from_bytes(chain_paths[n].read_bytes(),
                                                                f"chain-{n}"), n, Chain(n))
                      for n in CHAIN_LENGTHS] + items
         self.timing.generate_s += time.monotonic() - t0
         return items
 
-    def measure_items(self, items: list[Item]) -> None:
+    def _item_stream(self, todo: list[OpConfig]) -> Iterator[Item]:
+        """The items of _items, made one at a time while earlier ones are
+        built into images and measured (the chains first)."""
+        task = self.runner.task("generate models", len(todo))
+        t0 = time.monotonic()
+        if self.needs_overheads():
+            chain_paths = generate_chain_models(CHAIN_LENGTHS, self.model_maker)
+            for n in CHAIN_LENGTHS:
+                item = Item(f"chain-{n}", TfliteModel.from_bytes(chain_paths[n].read_bytes(), f"chain-{n}"),
+                            n, Chain(n))
+                self.timing.generate_s += time.monotonic() - t0
+                yield item
+                t0 = time.monotonic()
+        for n, (op, path) in enumerate(stream_direct_models(todo)):
+            item = Item(f"op-{zlib.crc32(op.key.encode()):08x}-{n}",
+                        TfliteModel.from_bytes(path.read_bytes(), op.key), op_seed(op), op)
+            self.runner.advance(task)
+            self.timing.generate_s += time.monotonic() - t0  # the making only, not the waits between
+            yield item
+            t0 = time.monotonic()
+
+    def measure_items(self, items: Iterable[Item], n_items: int | None = None) -> None:
+        """Measures the items (a list, or an iterator of `n_items` still being made)."""
         chains: dict[int, Measurement] = {}
-        for m in self.runner.run(items):
+        if isinstance(items, list):
+            measurements = self.runner.run(items)
+        else:
+            measurements = self.runner.run_stream(items, n_items)
+        for m in measurements:
             if skipped(m.status):
                 continue  # the board failed, not the op: reported, measured next run
             if self.store is None:  # the first answer tells the board's set-up

@@ -7,10 +7,12 @@ Shared by `characterize` (single ops) and `validate` (whole networks).
 from __future__ import annotations
 
 import math
+import queue
 import statistics
+import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -117,18 +119,29 @@ def pack(items: list[Item], board: BoardConfig, max_per_image: int) -> list[list
 
 def _greedy(items: list[Item], board: BoardConfig, max_per_image: int) -> list[list[Item]]:
     """In order: as many benchmarks per image as flash and the cap allow."""
-    budget = max(board.flash_bytes - CODE_RESERVE_BYTES, board.flash_bytes // 2)
-    images, current, used = [], [], 0
-    for item in items:
+    packer = Packer(board, max_per_image)
+    images = [full for full in map(packer.add, items) if full]
+    return images + ([packer.current] if packer.current else [])
+
+
+class Packer:
+    """Fills images in order, one benchmark at a time: `add` hands back the
+    image it closes (flash budget or cap reached), if any."""
+
+    def __init__(self, board: BoardConfig, max_per_image: int):
+        self.budget = max(board.flash_bytes - CODE_RESERVE_BYTES, board.flash_bytes // 2)
+        self.max_per_image = max_per_image
+        self.current: list[Item] = []
+        self.used = 0
+
+    def add(self, item: Item) -> list[Item] | None:
         size = len(item.model.flatbuffer)
-        if current and (len(current) >= max_per_image or used + size > budget):
-            images.append(current)
-            current, used = [], 0
-        current.append(item)
-        used += size
-    if current:
-        images.append(current)
-    return images
+        full = None
+        if self.current and (len(self.current) >= self.max_per_image or self.used + size > self.budget):
+            full, self.current, self.used = self.current, [], 0
+        self.current.append(item)
+        self.used += size
+        return full
 
 
 class ImageRunner:
@@ -160,8 +173,34 @@ class ImageRunner:
     def run(self, items: list[Item]) -> Iterator[Measurement]:
         """Yields one measurement per item, image after image."""
         images = pack(items, self.board, self.max_per_image)
-        build_task = self.task("build images", len(images))
-        measure_task = self.task("measure", len(items))
+        yield from self._run_images(images, len(images), len(items))
+
+    def run_stream(self, items: Iterable[Item], n_items: int) -> Iterator[Measurement]:
+        """As run, for items still being made: a thread takes them as they
+        come, packs them in order and hands each image to the builder as soon
+        as it is full, so making models, building and measuring overlap."""
+        stop = threading.Event()
+
+        def images() -> Iterator[list[Item]]:
+            packer = Packer(self.board, self.max_per_image)
+            for item in items:
+                if stop.is_set():
+                    return
+                full = packer.add(item)
+                if full:
+                    yield full
+            if packer.current:
+                yield packer.current
+
+        try:
+            yield from self._run_images(images(), None, n_items, stop)
+        finally:
+            stop.set()
+
+    def _run_images(self, images: Iterable[list[Item]], n_images: int | None, n_items: int,
+                    stop: threading.Event | None = None) -> Iterator[Measurement]:
+        build_task = self.task("build images", n_images)
+        measure_task = self.task("measure", n_items)
 
         def build(image_items: list[Item]) -> tuple[BuiltImage, float]:
             t0 = time.monotonic()
@@ -169,11 +208,31 @@ class ImageRunner:
             self.advance(build_task)
             return built, time.monotonic() - t0
 
-        # One builder thread: the next image compiles while the board runs this one.
-        with ThreadPoolExecutor(1) as builder:
-            futures = [builder.submit(build, image_items) for image_items in images]
+        # One builder thread: the next image compiles while the board runs this one;
+        # a feeder thread submits the images as they are packed.
+        ready: queue.Queue = queue.Queue()
+        futures = []
+
+        def feed() -> None:
             try:
-                for image_items, future in zip(images, futures):
+                for image_items in images:
+                    if stop is not None and stop.is_set():
+                        break
+                    future = builder.submit(build, image_items)
+                    futures.append(future)
+                    ready.put((image_items, future))
+            except BaseException as error:  # handed to the consumer, raised there
+                ready.put(error)
+            ready.put(None)
+
+        with ThreadPoolExecutor(1) as builder:
+            feeder = threading.Thread(target=feed, name="tinyhil-pack", daemon=True)
+            feeder.start()
+            try:
+                while (entry := ready.get()) is not None:
+                    if isinstance(entry, BaseException):
+                        raise entry
+                    image_items, future = entry
                     image, seconds = future.result()
                     if image.repaired:
                         self.timing.repaired.append(image.repaired)
@@ -181,6 +240,9 @@ class ImageRunner:
                     self.timing.images += 1
                     yield from self._run_image(image, image_items, measure_task)
             finally:
+                if stop is not None:
+                    stop.set()
+                feeder.join()
                 for f in futures:
                     f.cancel()
 

@@ -1,8 +1,12 @@
-"""One op configuration -> a single-op int8 .tflite, made from a Keras layer.
+"""One op configuration -> a single-op int8 .tflite.
 
-Models are cached by op key in .tinyhil/models/, so an op shared by several
-search spaces is generated (and measured) once. Generation runs in worker
-processes: the converter takes about half a second per model.
+Two model makers: "direct" writes the flatbuffer from the op configuration
+(bench/tflite_writer.py, milliseconds a model, no TensorFlow), "converter"
+builds the Keras layer and runs the TFLite converter (about half a second a
+model, in worker processes); the converter's models are the reference the
+direct writer is tested against. Models are cached by maker and op key in
+.tinyhil/models/, so an op shared by several search spaces is generated
+(and measured) once.
 """
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import hashlib
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -37,10 +41,18 @@ BUILTIN = {
     ops.GLOBAL_AVG_POOL: "MEAN",
 }
 REPRESENTATIVE_SAMPLES = 16
+DIRECT, CONVERTER = "direct", "converter"
+MODEL_MAKERS = (DIRECT, CONVERTER)
 
 
 def op_seed(op: OpConfig) -> int:
     return int.from_bytes(hashlib.sha256(op.key.encode()).digest()[:4], "little")
+
+
+def check_model_maker(maker: str) -> str:
+    if maker not in MODEL_MAKERS:
+        raise TinyhilError(f"unknown model maker {maker!r}: one of {', '.join(MODEL_MAKERS)}")
+    return maker
 
 
 def model_path(key: str) -> Path:
@@ -90,6 +102,21 @@ def keras_model(op: OpConfig):
     return tf.keras.Model(inputs, x)
 
 
+def representative_samples(op: OpConfig) -> list[np.ndarray]:
+    """The calibration inputs of the op's model, one batch per input tensor
+    (both makers calibrate on these)."""
+    rng = np.random.default_rng(op_seed(op))
+    shape = (REPRESENTATIVE_SAMPLES, *op.input_shape)
+    return [rng.standard_normal(shape).astype(np.float32) for _ in range(op.n_inputs)]
+
+
+def write_op(op: OpConfig) -> bytes:
+    """The op's model written directly (see bench/tflite_writer.py)."""
+    from .tflite_writer import write_op as write
+
+    return write(op, representative_samples(op), op_seed(op))
+
+
 def convert_op(op: OpConfig) -> bytes:
     """Keras layer -> full-integer int8 flatbuffer, checked to hold the one op."""
     import tensorflow as tf
@@ -99,10 +126,7 @@ def convert_op(op: OpConfig) -> bytes:
 
     tf.keras.utils.set_random_seed(op_seed(op) % (2**31))
     model = keras_model(op)
-    rng = np.random.default_rng(op_seed(op))
-    n_inputs = len(model.inputs)
-    shape = (REPRESENTATIVE_SAMPLES, *op.input_shape)
-    samples = [rng.standard_normal(shape).astype(np.float32) for _ in range(n_inputs)]
+    samples = representative_samples(op)
     representative = [tuple(s[i] for s in samples) for i in range(REPRESENTATIVE_SAMPLES)]
     flatbuffer = to_int8_tflite(model, representative)
     found = TfliteModel.from_bytes(flatbuffer, op.key.replace("/", "_")).ops
@@ -152,29 +176,60 @@ def _quiet_worker(parent_pid: int | None = None) -> None:
     import tensorflow as tf  # noqa: F401  (imported once per worker)
 
 
+def _cache_key(key: str, maker: str) -> str:
+    # converter models keep the keys they were cached under before the direct writer
+    return key if maker == CONVERTER else f"{DIRECT}/{key}"
+
+
 def generate_models(op_list: Iterable[OpConfig], workers: int | None = None,
                     on_done: Callable[[OpConfig], None] | None = None,
-                    repaired: list[str] | None = None) -> dict[str, Path]:
+                    maker: str = DIRECT, repaired: list[str] | None = None) -> dict[str, Path]:
     """Makes (or finds cached) single-op models; returns op key -> .tflite path.
     A cached model that fails its check is made again and named in `repaired`."""
-    jobs = {op.key: (convert_op, op) for op in op_list}
-    return _run_jobs(jobs, workers, on_done, repaired)
+    make = {DIRECT: write_op, CONVERTER: convert_op}[check_model_maker(maker)]
+    jobs = {_cache_key(op.key, maker): (make, op) for op in op_list}
+    paths = _run_jobs(jobs, workers, on_done, in_process=maker == DIRECT, repaired=repaired)
+    return {jobs[key][1].key: path for key, path in paths.items()}
 
 
-def generate_chain_models(lengths: Iterable[int], repaired: list[str] | None = None) -> dict[int, Path]:
+def stream_direct_models(op_list: Iterable[OpConfig]) -> Iterator[tuple[OpConfig, Path]]:
+    """Directly written models one at a time (cached as generate_models caches
+    them), for a caller that starts on the first while the rest are written."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # see _run_jobs
+        for op in op_list:
+            yield op, Path(_generate(_cache_key(op.key, DIRECT), write_op, op)[1])
+
+
+def generate_chain_models(lengths: Iterable[int], maker: str = DIRECT,
+                          repaired: list[str] | None = None) -> dict[int, Path]:
     """The overhead chains (see chain_model), cached like the op models."""
-    jobs = {f"chain/{n}": (chain_model, n) for n in lengths}
-    return {int(k.split("/")[1]): p for k, p in _run_jobs(jobs, None, None, repaired).items()}
+    make = {DIRECT: write_chain, CONVERTER: chain_model}[check_model_maker(maker)]
+    jobs = {_cache_key(f"chain/{n}", maker): (make, n) for n in lengths}
+    paths = _run_jobs(jobs, None, None, in_process=maker == DIRECT, repaired=repaired)
+    return {jobs[key][1]: path for key, path in paths.items()}
 
 
 def _run_jobs(jobs: dict[str, tuple[Callable, object]], workers: int | None,
-              on_done: Callable | None, repaired: list[str] | None = None) -> dict[str, Path]:
+              on_done: Callable | None, in_process: bool = False,
+              repaired: list[str] | None = None) -> dict[str, Path]:
     paths = cached_models(jobs, repaired)
     if on_done:
         for key in paths:
             on_done(jobs[key][1])
     todo = [key for key in jobs if key not in paths]
     if not todo:
+        return paths
+    if in_process:  # milliseconds a model: a process pool would only add its start-up
+        from threadpoolctl import threadpool_limits
+
+        # Small matrices: BLAS threads cost more in hand-over than they save (4x on 2 cores)
+        with threadpool_limits(limits=1, user_api="blas"):
+            for key in todo:
+                paths[key] = Path(_generate(key, *jobs[key])[1])
+                if on_done:
+                    on_done(jobs[key][1])
         return paths
     workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
     context = multiprocessing.get_context("spawn")  # TF must not be forked
@@ -208,6 +263,18 @@ def _script_not_rerun():
         main.__file__ = path
 
 
+def chain_samples(length: int) -> np.ndarray:
+    return np.random.default_rng(length).standard_normal(
+        (REPRESENTATIVE_SAMPLES, 1, 1, 1)).astype(np.float32)
+
+
+def write_chain(length: int) -> bytes:
+    """The chain of chain_model written directly."""
+    from .tflite_writer import write_chain as write
+
+    return write(length, chain_samples(length), length)
+
+
 def chain_model(length: int) -> bytes:
     """`length` tiny 1x1 convolutions in a row: their totals, less their
     profiled kernels, give the interpreter's per-invoke and per-op overheads."""
@@ -221,5 +288,4 @@ def chain_model(length: int) -> bytes:
     x = inputs
     for _ in range(length):
         x = layers.Conv2D(1, 1)(x)
-    samples = np.random.default_rng(length).standard_normal((REPRESENTATIVE_SAMPLES, 1, 1, 1))
-    return to_int8_tflite(tf.keras.Model(inputs, x), list(samples.astype(np.float32)))
+    return to_int8_tflite(tf.keras.Model(inputs, x), list(chain_samples(length)))

@@ -17,10 +17,11 @@ import jinja2
 from .. import __version__
 from ..device.protocol import MAX_PAYLOAD, RUN_HEADER
 from ..errors import TinyhilError, UnsupportedOp
-from .c_array import check_c_name, c_string, write_c_array
+from .c_array import check_c_name, write_c_array
 
 TEMPLATES = Path(__file__).with_name("templates")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
+UNQUOTED_PATH = re.compile(r'^[^"\\\x00-\x1f]+$')
 RUN_HEADER_BYTES = RUN_HEADER.size  # a RUN request is this header + the input
 
 
@@ -149,15 +150,49 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
-_env.filters["c_string"] = c_string
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A benchmark's model as a file beside image.cc, which .incbin's it."""
+
+    name: str
+    symbol: str
+    path: str
+    size: int
+    sha256: str
+    ops: tuple[str, ...]
+
+
+def write_model_files(spec: ImageSpec, out_dir: Path) -> list[EmbeddedModel]:
+    """Each benchmark's model (not a deployment's C array) as model_N.tflite."""
+    directory = out_dir.resolve()
+    # the path goes into an assembler string: only characters that need no escaping there
+    if not UNQUOTED_PATH.match(str(directory)):
+        raise TinyhilError(f"image directory {directory} holds characters the assembler's .incbin "
+                           "cannot take (quotes, backslashes, control characters): set "
+                           "TINYHIL_CACHE_DIR to a plainer path")
+    models = []
+    for index, bench in enumerate(spec.benchmarks):
+        if bench.array:
+            continue
+        path = directory / f"model_{index}.tflite"
+        path.write_bytes(bench.flatbuffer)
+        models.append(EmbeddedModel(bench.name, f"tinyhil_model_{index}", str(path), len(bench.flatbuffer),
+                                    hashlib.sha256(bench.flatbuffer).hexdigest(), bench.ops))
+    return models
 
 
 def render_image(spec: ImageSpec, image_id: str, tflm_dir: Path, out_dir: Path) -> list[Path]:
-    """Writes image.cc and op_resolver.cc for `spec` into `out_dir`, and the
-    C array of each benchmark that has one."""
+    """Writes image.cc and op_resolver.cc for `spec` into `out_dir`, each
+    benchmark's model beside them (model_N.tflite, which image.cc includes
+    with .incbin), and the C array of each benchmark that has one."""
     if not spec.benchmarks:
         raise TinyhilError("an image needs at least one benchmark")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models = write_model_files(spec, out_dir)
     context = dict(
+        models=models,
         version=__version__,
         board=spec.board,
         image_id=image_id,
@@ -165,7 +200,6 @@ def render_image(spec: ImageSpec, image_id: str, tflm_dir: Path, out_dir: Path) 
         ops=resolver_ops(spec.ops, tflm_dir),
         max_request_bytes=spec.max_request_bytes,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for template in ("image.cc.j2", "op_resolver.cc.j2"):
         path = out_dir / template.removesuffix(".j2")
@@ -177,4 +211,4 @@ def render_image(spec: ImageSpec, image_id: str, tflm_dir: Path, out_dir: Path) 
 
             files = write_c_array(TfliteModel.from_bytes(bench.flatbuffer, bench.name), out_dir, bench.array)
             written += [files.source, files.header]
-    return written
+    return written + [Path(m.path) for m in models]
