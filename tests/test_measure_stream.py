@@ -19,7 +19,7 @@ def runner(monkeypatch):
         made_before_build.append(len(made))
         FIRST_BUILD.set()
         built.append([b.name for b in spec.benchmarks])
-        return SimpleNamespace(spec=spec)
+        return SimpleNamespace(spec=spec, repaired="")
 
     def run_image(self, image, items, task):
         for item in items:
