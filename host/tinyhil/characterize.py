@@ -188,7 +188,8 @@ class Characterizer:
         task = self.runner.task("generate models", len(todo))
         t0 = time.monotonic()
         if self.needs_overheads():
-            chain_paths = generate_chain_models(CHAIN_LENGTHS, self.model_maker)
+            chain_paths = generate_chain_models(CHAIN_LENGTHS, self.model_maker,
+                                                repaired=self.timing.repaired)
             for n in CHAIN_LENGTHS:
                 item = Item(f"chain-{n}", TfliteModel.from_bytes(chain_paths[n].read_bytes(), f"chain-{n}"),
                             n, Chain(n))

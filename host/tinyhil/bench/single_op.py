@@ -186,10 +186,25 @@ def generate_models(op_list: Iterable[OpConfig], workers: int | None = None,
                     maker: str = DIRECT, repaired: list[str] | None = None) -> dict[str, Path]:
     """Makes (or finds cached) single-op models; returns op key -> .tflite path.
     A cached model that fails its check is made again and named in `repaired`."""
-    make = {DIRECT: write_op, CONVERTER: convert_op}[check_model_maker(maker)]
-    jobs = {_cache_key(op.key, maker): (make, op) for op in op_list}
-    paths = _run_jobs(jobs, workers, on_done, in_process=maker == DIRECT, repaired=repaired)
-    return {jobs[key][1].key: path for key, path in paths.items()}
+    check_model_maker(maker)
+    op_list = list(op_list)
+    result: dict[str, Path] = {}
+    for used in MODEL_MAKERS:  # an op type the writer lacks is converted, whatever `maker` says
+        group = [op for op in op_list if model_maker_for(op, maker) == used]
+        if not group:
+            continue
+        make = {DIRECT: write_op, CONVERTER: convert_op}[used]
+        jobs = {_cache_key(op.key, used): (make, op) for op in group}
+        paths = _run_jobs(jobs, workers, on_done, in_process=used == DIRECT, repaired=repaired)
+        result.update({jobs[key][1].key: path for key, path in paths.items()})
+    return result
+
+
+def model_maker_for(op: OpConfig, maker: str) -> str:
+    """`maker`, unless the direct writer does not know the op's type (then the converter)."""
+    from .tflite_writer import WRITTEN_OPS
+
+    return DIRECT if maker == DIRECT and op.op in WRITTEN_OPS else CONVERTER
 
 
 def stream_direct_models(op_list: Iterable[OpConfig]) -> Iterator[tuple[OpConfig, Path]]:
@@ -199,7 +214,9 @@ def stream_direct_models(op_list: Iterable[OpConfig]) -> Iterator[tuple[OpConfig
 
     with threadpool_limits(limits=1, user_api="blas"):  # see _run_jobs
         for op in op_list:
-            yield op, Path(_generate(_cache_key(op.key, DIRECT), write_op, op)[1])
+            used = model_maker_for(op, DIRECT)
+            make = write_op if used == DIRECT else convert_op
+            yield op, Path(_generate(_cache_key(op.key, used), make, op)[1])
 
 
 def generate_chain_models(lengths: Iterable[int], maker: str = DIRECT,

@@ -283,6 +283,11 @@ def _range(x: np.ndarray) -> Quantization:
     return activation_quantization(float(np.min(x)), float(np.max(x)))
 
 
+# Op types written here; others (e.g. MEAN for global average pooling) take the converter.
+WRITTEN_OPS = frozenset({ops.CONV, ops.DEPTHWISE, ops.DENSE, ops.ADD, ops.MAX_POOL, ops.AVG_POOL,
+                         ops.SOFTMAX, ops.RESHAPE})
+
+
 def write_op(op: OpConfig, samples: list[np.ndarray], seed: int) -> bytes:
     """The single-op int8 model of `op`: `samples` are the representative
     inputs (one batch per input tensor, as the converter path calibrates on),
