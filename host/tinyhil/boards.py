@@ -5,6 +5,7 @@ ProjectConfig (so `extends` and interpolation work exactly as for `pio run`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .errors import UnknownBoard
@@ -22,7 +23,9 @@ class BoardConfig:
     ram_bytes: int
     qemu_machine: str = ""
     icount_shift: int = 0
+    qemu_serial_index: int = 0  # which -serial (UART) carries the link
     upload_port: str = ""
+    openocd_board: str = ""  # openocd's board script, for a Nucleo's reset and flashing
 
     @property
     def emulated(self) -> bool:
@@ -50,9 +53,17 @@ def load_boards() -> dict[str, BoardConfig]:
             ram_bytes=int(get("custom_ram_bytes", "0")),
             qemu_machine=get("custom_qemu_machine"),
             icount_shift=int(get("custom_qemu_icount_shift", "0")),
+            qemu_serial_index=int(get("custom_qemu_serial_index", "0")),
             upload_port=get("upload_port"),
+            openocd_board=_board_json(get("board")).get("upload", {}).get("openocd_board", ""),
         )
     return boards
+
+
+def _board_json(board: str) -> dict:
+    """The project's own board definition (boards/<board>.json), if it has one."""
+    path = project_dir() / "boards" / f"{board}.json"
+    return json.loads(path.read_text()) if board and path.is_file() else {}
 
 
 def get_board(name: str) -> BoardConfig:

@@ -143,7 +143,10 @@ def _run_pio(board: BoardConfig, source_dir: Path, tflm: Path, log_path: Path, l
         text = log_path.read_text(errors="replace")
         overflow = OVERFLOW.findall(text)
         if overflow:
-            parts = ", ".join(f"{region} by {over} bytes" for region, over in overflow)
+            capacity = {"FLASH": board.flash_bytes, "RAM": board.ram_bytes}
+            parts = ", ".join(f"{region} by {over} bytes" + (
+                f" (of its {capacity[region]})" if capacity.get(region) else "")
+                for region, over in overflow)
             raise ImageTooLarge(f"the image does not fit board {board.name}: {parts} too many")
         if "command not found" in text or "No such file or directory: 'arm-none-eabi" in text:
             raise ToolMissing(f"the toolchain for {board.name} is missing: {SETUP_HINT}")
@@ -154,12 +157,19 @@ def _run_pio(board: BoardConfig, source_dir: Path, tflm: Path, log_path: Path, l
 
 def upload(image: BuiltImage, port: str) -> None:
     """Flashes a physical board: `pio run -t upload` on the image's sources."""
+    from ..device import stlink
+
     command = [pio_executable(), "run", "--environment", image.board.name, "--target", "upload",
                "--project-dir", str(project_dir())]
     if port:
         command += ["--upload-port", port]
+    if image.board.openocd_board:
+        stlink.openocd_command(image.board, port, "")  # openocd missing: say so before pio runs
     result = subprocess.run(command, cwd=project_dir(),
                             env=pio_environment(image.source_dir, tflm_dir()),
                             capture_output=True, text=True)
     if result.returncode != 0:
-        raise TinyhilError(f"flashing {image.board.name} failed:\n{result.stdout[-1500:]}")
+        output = result.stdout + result.stderr
+        if image.board.openocd_board and "openocd" in output.lower():
+            raise TinyhilError(stlink.openocd_failure(image.board, "flash", output))
+        raise TinyhilError(f"flashing {image.board.name} failed:\n{output[-1500:]}")
