@@ -12,7 +12,7 @@ from conftest import make_int8_model
 from tinyhil.bench.tflite_model import TfliteModel
 from tinyhil.boards import get_board
 from tinyhil.build.elf import compiler_of
-from tinyhil.build.firmware import build_image
+from tinyhil.build.firmware import build_image, upload
 from tinyhil.device import stlink
 from tinyhil.device.boards import QemuBoard, SerialBoard
 from tinyhil.errors import ImageTooLarge, TinyhilError, ToolMissing
@@ -57,9 +57,9 @@ def test_image_fits_the_chip_memory_map(name, small_conv):
             if not flags & SH_FLAGS.SHF_ALLOC or size == 0:
                 continue
             address = section["sh_addr"]
-            if flags & SH_FLAGS.SHF_WRITE or section["sh_type"] == "SHT_NOBITS":
+            if section["sh_type"] == "SHT_NOBITS" or section.name == ".data":
                 assert inside(address, size, SRAM, ram_bytes), section.name
-            else:
+            else:  # code, constants, tables (.init_array is writable but lives in flash)
                 assert inside(address, size, FLASH, flash_bytes), section.name
         for segment in elf.iter_segments():  # what is written to flash, .data's image included
             if segment["p_type"] == "PT_LOAD" and segment["p_filesz"]:
@@ -82,7 +82,7 @@ def test_image_larger_than_the_chip_says_by_how_much(models_dir):
     per region, with the chip's size."""
     import tensorflow as tf
 
-    path = make_int8_model(models_dir / "dense_470k.tflite", [tf.keras.layers.Dense(1000)], (470,))
+    path = make_int8_model(models_dir / "dense_505k.tflite", [tf.keras.layers.Dense(1000)], (505,))
     config = get_board("nucleo_f446re")
     with pytest.raises(ImageTooLarge, match=r"nucleo_f446re: FLASH by \d+ bytes \(of its 524288\)"):
         build_image(model_image(TfliteModel.load(path), config), config)
@@ -168,3 +168,30 @@ def test_board_answering_as_another_board_is_named(small_conv):
         with pytest.raises(TinyhilError, match=r"answers as board qemu-stm32f4 \(image "
                                                rf"{image.image_id}\), not nucleo_f446re"):
             board.boot(image)
+
+
+def test_flashing_without_a_probe_gives_openocds_message(small_conv):
+    """`pio run -t upload` runs the dev-platform's openocd upload; with no
+    ST-LINK here, openocd's own error comes back with the usual causes."""
+    pytest.importorskip("shutil").which("openocd") or pytest.skip("openocd not installed")
+    config = get_board("nucleo_f446re")
+    image = build_image(model_image(TfliteModel.load(small_conv), config), config)
+    with pytest.raises(TinyhilError, match=r"openocd failed to flash board nucleo_f446re: "
+                                           r".*open failed.*no ST-LINK found"):
+        upload(image, "")
+
+
+def test_missing_toolchain_is_named_for_the_nucleos(monkeypatch):
+    from tinyhil.build import firmware
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    for name in ("nucleo_f446re", "nucleo_l552ze_q"):
+        with pytest.raises(ToolMissing, match=rf"arm-none-eabi-gcc not found \(board {name}\)"):
+            firmware.check_toolchain(get_board(name))
+
+
+def test_the_twin_has_no_probe():
+    """The twin shares the F446RE's board file but is emulated: no port, no openocd."""
+    twin = get_board("qemu-stm32f4")
+    assert twin.emulated and not twin.openocd_board and twin.qemu_serial_index == 1
+    assert get_board("nucleo_f446re").openocd_board == "board/st_nucleo_f4.cfg"

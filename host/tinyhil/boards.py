@@ -26,6 +26,7 @@ class BoardConfig:
     qemu_serial_index: int = 0  # which -serial (UART) carries the link
     upload_port: str = ""
     openocd_board: str = ""  # openocd's board script, for a Nucleo's reset and flashing
+    offline: bool = False  # built by the project's own dev-platform (firmware/platform)
 
     @property
     def emulated(self) -> bool:
@@ -43,9 +44,12 @@ def load_boards() -> dict[str, BoardConfig]:
         def get(name: str, default: str = "") -> str:
             return str(config.get(section, name, default))
 
+        transport = get("custom_transport", "serial")
+        # An emulated twin shares its physical board's JSON, not its probe.
+        board_json = _board_json(get("board")) if transport == "serial" else {}
         boards[env] = BoardConfig(
             name=env,
-            transport=get("custom_transport", "serial"),
+            transport=transport,
             core=get("custom_core"),
             clock_hz=int(get("custom_clock_hz", "0")),
             counter=get("custom_counter"),
@@ -55,7 +59,8 @@ def load_boards() -> dict[str, BoardConfig]:
             icount_shift=int(get("custom_qemu_icount_shift", "0")),
             qemu_serial_index=int(get("custom_qemu_serial_index", "0")),
             upload_port=get("upload_port"),
-            openocd_board=_board_json(get("board")).get("upload", {}).get("openocd_board", ""),
+            offline=get("platform").rstrip("/").endswith("/firmware/platform"),
+            openocd_board=board_json.get("upload", {}).get("openocd_board", ""),
         )
     return boards
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def pio_executable() -> str:
 
 
 def check_toolchain(board: BoardConfig) -> None:
-    if board.emulated and not shutil.which("arm-none-eabi-gcc"):
+    if board.offline and not shutil.which("arm-none-eabi-gcc"):
         raise ToolMissing(f"arm-none-eabi-gcc not found (board {board.name}): {SETUP_HINT}")
 
 
@@ -113,15 +114,21 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
     # One build at a time in a checkout, whatever the board: all environments
     # share PlatformIO's build_cache_dir and its SCons signature database,
     # which two concurrent builds corrupt (a farm builds for several boards).
-    lock_path = cache_dir() / "build.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock():
         built_elf = _run_pio(board, source_dir, tflm, out / "build.log", log)
         tmp = elf.with_suffix(".tmp")
         shutil.copyfile(built_elf, tmp)
         os.replace(tmp, elf)  # atomic: a cached ELF is always a complete one
     return BuiltImage(spec, board, image_id, elf, source_dir, image_size(elf),
                       time.monotonic() - started, False)
+
+
+@contextmanager
+def build_lock():
+    """One `pio run` at a time in a checkout (builds, and uploads, which build too)."""
+    with open(cache_dir() / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def pio_environment(source_dir: Path, tflm: Path) -> dict[str, str]:
@@ -165,9 +172,10 @@ def upload(image: BuiltImage, port: str) -> None:
         command += ["--upload-port", port]
     if image.board.openocd_board:
         stlink.openocd_command(image.board, port, "")  # openocd missing: say so before pio runs
-    result = subprocess.run(command, cwd=project_dir(),
-                            env=pio_environment(image.source_dir, tflm_dir()),
-                            capture_output=True, text=True)
+    with build_lock():
+        result = subprocess.run(command, cwd=project_dir(),
+                                env=pio_environment(image.source_dir, tflm_dir()),
+                                capture_output=True, text=True)
     if result.returncode != 0:
         output = result.stdout + result.stderr
         if image.board.openocd_board and "openocd" in output.lower():
