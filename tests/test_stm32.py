@@ -195,3 +195,13 @@ def test_the_twin_has_no_probe():
     twin = get_board("qemu-stm32f4")
     assert twin.emulated and not twin.openocd_board and twin.qemu_serial_index == 1
     assert get_board("nucleo_f446re").openocd_board == "board/st_nucleo_f4.cfg"
+
+
+def test_a_nucleo_in_the_lab_inventory_resets_through_openocd():
+    from tinyhil.regress.inventory import parse_inventory
+
+    (nucleo, other) = parse_inventory({"boards": [
+        {"name": "f446-1", "board": "nucleo_f446re", "port": "/dev/ttyACM7"},
+        {"name": "ble-1", "board": "nano33ble", "port": "/dev/ttyACM8"}]})
+    assert nucleo.open().reset_method == "openocd"
+    assert other.open().reset_method == "flash"
