@@ -56,7 +56,7 @@ def qemu_pids(elf) -> list[int]:
     return processes_matching(f"qemu-system-arm.*{re.escape(str(elf))}")
 
 
-@pytest.mark.boards("qemu-m4", "qemu-m33")
+@pytest.mark.boards("qemu-m4", "qemu-m33", "qemu-stm32f4")
 def test_bit_exact_and_deterministic(board, small_conv):
     config = board.config
     first = board.run(small_conv, repeats=5, warmup=1)

@@ -102,8 +102,13 @@ void SendText(uint8_t kind, const char* text, size_t len) {
   thp_send_end(&tx);
 }
 
+// Optional extra INFO lines ("key=value\n") from a board-support layer that
+// has more to say (the clock it reached, a counter fallback); weak, so boards
+// without it need nothing.
+extern "C" const char* bsp_info_notes(void) __attribute__((weak));
+
 void HandleInfo() {
-  char text[512];
+  char text[768];
   int n = snprintf(text, sizeof text,
                    "protocol=%d\nboard=%s\ncore=%s\nclock_hz=%lu\ncounter=%s\n"
                    "counter_hz=%lu\ntflm=%s\nbuild_id=%s\narena_bytes=%lu\n"
@@ -113,6 +118,9 @@ void HandleInfo() {
                    (unsigned long)bsp_counter_hz(), TINYHIL_TFLM_VERSION, kTinyhilImageId,
                    (unsigned long)sizeof tensor_arena, (unsigned)kTinyhilBenchmarkCount,
                    (unsigned long)kTinyhilMaxRequestBytes);
+  if (bsp_info_notes != nullptr && n >= 0 && n < (int)sizeof text)
+    n += snprintf(text + n, sizeof text - n, "%s", bsp_info_notes());
+  if (n > (int)sizeof text - 1) n = sizeof text - 1;
   SendText(THP_INFO, text, (size_t)n);
 }
 

@@ -5,6 +5,7 @@ ProjectConfig (so `extends` and interpolation work exactly as for `pio run`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .errors import UnknownBoard
@@ -22,7 +23,10 @@ class BoardConfig:
     ram_bytes: int
     qemu_machine: str = ""
     icount_shift: int = 0
+    qemu_serial_index: int = 0  # which -serial (UART) carries the link
     upload_port: str = ""
+    openocd_board: str = ""  # openocd's board script, for a Nucleo's reset and flashing
+    offline: bool = False  # built by the project's own dev-platform (firmware/platform)
 
     @property
     def emulated(self) -> bool:
@@ -40,9 +44,12 @@ def load_boards() -> dict[str, BoardConfig]:
         def get(name: str, default: str = "") -> str:
             return str(config.get(section, name, default))
 
+        transport = get("custom_transport", "serial")
+        # An emulated twin shares its physical board's JSON, not its probe.
+        board_json = _board_json(get("board")) if transport == "serial" else {}
         boards[env] = BoardConfig(
             name=env,
-            transport=get("custom_transport", "serial"),
+            transport=transport,
             core=get("custom_core"),
             clock_hz=int(get("custom_clock_hz", "0")),
             counter=get("custom_counter"),
@@ -50,9 +57,18 @@ def load_boards() -> dict[str, BoardConfig]:
             ram_bytes=int(get("custom_ram_bytes", "0")),
             qemu_machine=get("custom_qemu_machine"),
             icount_shift=int(get("custom_qemu_icount_shift", "0")),
+            qemu_serial_index=int(get("custom_qemu_serial_index", "0")),
             upload_port=get("upload_port"),
+            offline=get("platform").rstrip("/").endswith("/firmware/platform"),
+            openocd_board=board_json.get("upload", {}).get("openocd_board", ""),
         )
     return boards
+
+
+def _board_json(board: str) -> dict:
+    """The project's own board definition (boards/<board>.json), if it has one."""
+    path = project_dir() / "boards" / f"{board}.json"
+    return json.loads(path.read_text()) if board and path.is_file() else {}
 
 
 def get_board(name: str) -> BoardConfig:

@@ -125,7 +125,11 @@ class Characterizer:
 
     def check_port(self) -> None:
         """A physical board needs a serial port: say so before any model is made."""
-        if not self.board.emulated and not (self.runner.port or self.board.upload_port):
+        if self.board.openocd_board and not (self.runner.port or self.board.upload_port):
+            from .device.stlink import find_port
+
+            self.runner.port = find_port(self.board)  # the one ST-LINK attached, or why not
+        elif not self.board.emulated and not (self.runner.port or self.board.upload_port):
             raise TinyhilError(f"board {self.board.name} is physical and needs its serial port: pass "
                                "--port /dev/ttyACM0 (or set upload_port in platformio.ini)")
 

@@ -38,6 +38,12 @@ def boards() -> None:
         table.add_row(b.name, b.transport, b.core, f"{b.clock_hz / 1e6:g} MHz", b.counter,
                       f"{b.flash_bytes // 1024} KiB", f"{b.ram_bytes // 1024} KiB")
     console.print(table)
+    from .device.stlink import stlink_ports
+
+    ports = stlink_ports()
+    console.print("ST-LINK ports (Nucleo boards): " + (", ".join(
+        f"{p.device} ({p.probe}, serial {p.serial_number})" for p in ports) or "none attached"),
+        highlight=False)
 
 
 @app.command()
@@ -126,6 +132,8 @@ def _print_report(r) -> None:
     summary = Table("", "min", "median", "max", title=f"per inference, {len(r.cycles)} repeats")
     summary.add_row(unit, *(f"{c:,.0f}" for c in (r.cycles_min, r.cycles_median, r.cycles_max)))
     summary.add_row("ms", *(f"{r.ms(c):.3f}" for c in (r.cycles_min, r.cycles_median, r.cycles_max)))
+    if r.board_warnings:
+        console.print(f"[yellow]board says:[/] {r.board_warnings}", highlight=False)
     console.print(summary)
     total = sum(op.cycles for op in r.ops) or 1
     ops = Table("#", "op", unit, "ms", "share", title="per-op profile (TFLM profiler hook)")

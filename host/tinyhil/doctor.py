@@ -113,20 +113,33 @@ def _cxx_headers(board: BoardConfig) -> Check:
     return Check(what, True, "<cstdio> <cmath> <cstdint> <new> compile")
 
 
+def offline_buildable(board: BoardConfig) -> bool:
+    """Built by the repository's own dev-platform (no PlatformIO registry needed)."""
+    from platformio.project.config import ProjectConfig
+
+    config = ProjectConfig(str(project_dir() / "platformio.ini"), parse_extra=False)
+    platform = str(config.get(f"env:{board.name}", "platform", ""))
+    return platform.startswith(("symlink://", "file://"))
+
+
 def _probe(board: BoardConfig) -> Check:
-    """Builds the probe with PlatformIO and boots it: the whole path but TFLM."""
+    """Builds the probe with PlatformIO and, on an emulated board, boots it:
+    the whole path but TFLM. A physical board's probe is built only."""
     import serial
 
     from .device.qemu import QemuProcess, wait_for_pty
 
-    what = f"probe built and booted on {board.name}"
+    what = f"probe built {'and booted ' if board.emulated else ''}for {board.name}"
     try:
         elf = build_toolchain_probe(board)
     except TinyhilError as error:
         return Check(what, False, str(error).splitlines()[0],
                      explain_missing(str(error)) or SETUP_HINT)
+    if not board.emulated:
+        return Check(what, True, f"{elf.stat().st_size:,} B ELF (no board here to boot it)")
     try:
-        with QemuProcess(board.qemu_machine, elf, board.icount_shift) as qemu:
+        with QemuProcess(board.qemu_machine, elf, board.icount_shift,
+                         serial_index=board.qemu_serial_index) as qemu:
             wait_for_pty(qemu.pty)
             heard = b""
             with serial.Serial(qemu.pty, 115200, timeout=0.2) as port:
@@ -145,7 +158,8 @@ def _probe(board: BoardConfig) -> Check:
 def run_checks(boards: list[BoardConfig] | None = None, probe: bool = True):
     """Yields each check as it completes (the build and boot take seconds)."""
     catalog = load_boards()
-    boards = boards if boards is not None else [b for b in catalog.values() if b.emulated]
+    if boards is None:  # every board this machine can build without a network
+        boards = [b for b in catalog.values() if b.emulated or offline_buildable(b)]
     physical = any(not b.emulated for b in boards)
     yield Check("Python", True, sys.version.split()[0])
     yield _tool("QEMU", "qemu-system-arm", "qemu-system-arm")
@@ -159,7 +173,7 @@ def run_checks(boards: list[BoardConfig] | None = None, probe: bool = True):
     yield _tool("ser2net (labgrid remote boards)", "ser2net", "ser2net", required=False,
                 version_flag="-v")
     for board in boards:
-        if board.emulated:
+        if board.emulated or offline_buildable(board):
             yield _cxx_headers(board)
             if probe:
                 yield _probe(board)

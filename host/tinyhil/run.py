@@ -47,6 +47,7 @@ class RunReport:
     device_output: str  # hex of the bytes, or "crc32:..." when the output was too large to send
     host_output: str
     output_matches: bool
+    board_warnings: str = ""  # INFO's `warning` (a clock that did not lock, a counter fallback)
 
     @property
     def cycles_min(self) -> float:
@@ -97,6 +98,7 @@ def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, inpu
         flash_bytes=image.size.flash, ram_bytes=image.size.ram,
         model_bytes=len(model.flatbuffer),
         device_output=device_output, host_output=host_output, output_matches=matches,
+        board_warnings=info.warnings,
     )
 
 

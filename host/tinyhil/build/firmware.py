@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def pio_executable() -> str:
 
 
 def check_toolchain(board: BoardConfig) -> None:
-    if board.emulated and not shutil.which("arm-none-eabi-gcc"):
+    if board.offline and not shutil.which("arm-none-eabi-gcc"):
         raise ToolMissing(f"arm-none-eabi-gcc not found (board {board.name}): {SETUP_HINT}")
 
 
@@ -158,9 +159,7 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
     # One build at a time in a checkout, whatever the board: all environments
     # share PlatformIO's build_cache_dir and its SCons signature database,
     # which two concurrent builds corrupt (a farm builds for several boards).
-    lock_path = cache_dir() / "build.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock():
         # benchmarks only: a deployment's model comes in its own C source (build/c_array.py)
         relinkable = RELINK and board.emulated and not any(b.array for b in spec.benchmarks)
         built_elf = relink(board, source_dir, out, firmware, out / "build.log") if relinkable else None
@@ -192,6 +191,14 @@ def cached_image_problem(elf: Path) -> str | None:
     return problem
 
 
+@contextmanager
+def build_lock():
+    """One `pio run` at a time in a checkout (builds, and uploads, which build too)."""
+    with open(cache_dir() / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def pio_environment(source_dir: Path, tflm: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(TINYHIL_IMAGE_DIR=str(source_dir), TINYHIL_TFLM_DIR=str(tflm),
@@ -213,7 +220,10 @@ def _run_pio(board: BoardConfig, source_dir: Path, tflm: Path, log_path: Path, l
         text = log_path.read_text(errors="replace")
         overflow = OVERFLOW.findall(text)
         if overflow:
-            parts = ", ".join(f"{region} by {over} bytes" for region, over in overflow)
+            capacity = {"FLASH": board.flash_bytes, "RAM": board.ram_bytes}
+            parts = ", ".join(f"{region} by {over} bytes" + (
+                f" (of its {capacity[region]})" if capacity.get(region) else "")
+                for region, over in overflow)
             raise ImageTooLarge(f"the image does not fit board {board.name}: {parts} too many")
         missing = explain_missing(text)
         if missing:
@@ -235,8 +245,7 @@ def build_toolchain_probe(board: BoardConfig) -> Path:
     command = [pio_executable(), "run", "--environment", board.name,
                "--project-dir", str(project_dir())]
     log_path = out / "build.log"
-    with open(cache_dir() / "build.lock", "w") as lock, open(log_path, "w") as log_file:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # shares PlatformIO's build cache with image builds
+    with build_lock(), open(log_path, "w") as log_file:  # shares PlatformIO's build cache
         result = subprocess.run(command, cwd=project_dir(), env=env,
                                 stdout=log_file, stderr=subprocess.STDOUT)
     if result.returncode != 0:
@@ -251,11 +260,19 @@ def build_toolchain_probe(board: BoardConfig) -> Path:
 
 def upload(image: BuiltImage, port: str) -> None:
     """Flashes a physical board: `pio run -t upload` on the image's sources."""
+    from ..device import stlink
+
     command = [pio_executable(), "run", "--environment", image.board.name, "--target", "upload",
                "--project-dir", str(project_dir())]
     if port:
         command += ["--upload-port", port]
-    result = run_group(command, cwd=project_dir(), env=pio_environment(image.source_dir, tflm_dir()),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if image.board.openocd_board:
+        stlink.openocd_command(image.board, port, "")  # openocd missing: say so before pio runs
+    with build_lock():
+        result = run_group(command, cwd=project_dir(), env=pio_environment(image.source_dir, tflm_dir()),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        raise TinyhilError(f"flashing {image.board.name} failed:\n{result.stdout[-1500:]}")
+        output = result.stdout + result.stderr
+        if image.board.openocd_board and "openocd" in output.lower():
+            raise TinyhilError(stlink.openocd_failure(image.board, "flash", output))
+        raise TinyhilError(f"flashing {image.board.name} failed:\n{output[-1500:]}")

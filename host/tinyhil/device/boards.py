@@ -17,6 +17,7 @@ import serial
 from ..boards import BoardConfig
 from ..build.firmware import BuiltImage, build_image, cached_image_problem, upload
 from ..errors import BoardNotResponding, TinyhilError
+from . import stlink
 from .driver import LINK_ERRORS, BenchDriver, DeviceInfo
 from .qemu import QemuProcess, wait_for_pty
 
@@ -119,6 +120,11 @@ class Board(ABC):
         self.driver = BenchDriver(self.port, self.config.name, self.timeout, self.retries,
                                   self.ticks_per_host_second(), self.inference_ticks)
         self.driver._seq = boot_driver._seq
+        if self.info.board != self.config.name:
+            raise TinyhilError(
+                f"{self.where()} answers as board {self.info.board} (image "
+                f"{self.info.build_id}), not {self.config.name}: {self.wrong_board_hint()}"
+            )
         if self.info.build_id != self.image.image_id:
             raise TinyhilError(
                 f"board {self.config.name} runs image {self.info.build_id}, "
@@ -128,6 +134,12 @@ class Board(ABC):
 
     def flash_hint(self) -> str:
         return "flashing did not take"
+
+    def where(self) -> str:
+        return f"board {self.config.name}"
+
+    def wrong_board_hint(self) -> str:
+        return "the image was built for another board"
 
     def _disconnect(self) -> None:
         if self.port is not None:
@@ -147,7 +159,8 @@ class QemuBoard(Board):
 
     def _power_on(self) -> str:
         assert self.image is not None
-        self.qemu = QemuProcess(self.config.qemu_machine, self.image.elf, self.config.icount_shift)
+        self.qemu = QemuProcess(self.config.qemu_machine, self.image.elf, self.config.icount_shift,
+                                serial_index=self.config.qemu_serial_index)
         pty = self.qemu.start()
         wait_for_pty(pty)
         return pty
@@ -194,24 +207,47 @@ class QemuBoard(Board):
 
 
 class SerialBoard(Board):
-    """A physical board on a serial port, flashed with `pio run -t upload`."""
+    """A physical board on a serial port, flashed with `pio run -t upload`.
 
-    RESET_METHODS = ("flash", "dtr", "rts")
+    A Nucleo (its board JSON names an openocd script) is reset through its
+    ST-LINK with openocd, and its port is found from the ST-LINK's USB ids
+    when none is given."""
+
+    RESET_METHODS = ("flash", "dtr", "rts", "openocd")
 
     def __init__(self, config: BoardConfig, port: str = "", timeout: float = 30.0,
-                 retries: int = 2, settle_seconds: float = 2.0, reset_method: str = "flash"):
+                 retries: int = 2, settle_seconds: float = 2.0, reset_method: str = ""):
         super().__init__(config, timeout, retries)
         self.port_name = port or config.upload_port
         self.settle_seconds = settle_seconds
+        reset_method = reset_method or ("openocd" if config.openocd_board else "flash")
         if reset_method not in self.RESET_METHODS:
             raise TinyhilError(f"board {config.name}: unknown reset method {reset_method!r}; "
                                f"use one of {', '.join(self.RESET_METHODS)}")
+        if reset_method == "openocd" and not config.openocd_board:
+            raise TinyhilError(f"board {config.name} has no openocd board script: reset it "
+                               "with flash, dtr or rts")
         self.reset_method = reset_method
+        if config.openocd_board:
+            if not self.port_name:
+                self.port_name = stlink.find_port(config)
+            stlink.check_is_stlink(config, self.port_name)
         if not self.port_name:
             raise TinyhilError(
                 f"board {config.name} needs a serial port: pass --port /dev/ttyACM0 "
                 "or set upload_port in platformio.ini"
             )
+
+    def where(self) -> str:
+        return f"the board on {self.port_name}"
+
+    def wrong_board_hint(self) -> str:
+        return ("is --port the right board's? Two boards plugged in: see `ls -l /dev/serial/by-id` "
+                "and pass that board's port")
+
+    def flash_hint(self) -> str:
+        return (f"flashing did not take, or {self.port_name} belongs to another board "
+                "(see `ls -l /dev/serial/by-id`)")
 
     def _power_on(self) -> str:
         assert self.image is not None
@@ -223,10 +259,15 @@ class SerialBoard(Board):
         pass  # a physical board stays powered; reset re-flashes it
 
     def reset(self) -> DeviceInfo:
-        """Pulses the line wired to the board's reset (DTR or RTS, as the
-        Arduino and ESP32 auto-reset circuits are), else flashes again."""
+        """The reset line: through the ST-LINK (openocd), or pulsing the line
+        wired to the board's reset (DTR or RTS, as the Arduino and ESP32
+        auto-reset circuits are), else flashing again."""
         if self.reset_method == "flash" or self.port is None:
             return self.power_cycle()
+        if self.reset_method == "openocd":
+            stlink.reset(self.config, self.port_name)
+            time.sleep(0.5)  # the firmware's clock and UART set-up; the VCP stays up
+            return self._handshake()
         line = "dtr" if self.reset_method == "dtr" else "rts"
         setattr(self.port, line, True)
         time.sleep(0.1)

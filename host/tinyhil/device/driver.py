@@ -53,6 +53,8 @@ class DeviceInfo:
     arena_bytes: int
     benchmarks: int
     max_request: int
+    clock_source: str = ""  # e.g. "pll-hse-bypass-8MHz"; boards that say so
+    warnings: str = ""  # what the board could not set up (a clock that did not lock, ...)
 
     @classmethod
     def parse(cls, payload: bytes) -> DeviceInfo:
@@ -65,6 +67,7 @@ class DeviceInfo:
                 counter=kv["counter"], counter_hz=int(kv["counter_hz"]), tflm=kv["tflm"],
                 build_id=kv["build_id"], arena_bytes=int(kv["arena_bytes"]),
                 benchmarks=int(kv["benchmarks"]), max_request=int(kv["max_request"]),
+                clock_source=kv.get("clock_source", ""), warnings=kv.get("warning", ""),
             )
         except (KeyError, ValueError) as error:
             raise ValueError(f"malformed INFO reply ({error}): {payload[:200]!r}") from error

@@ -36,8 +36,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 class QemuProcess:
-    def __init__(self, machine: str, elf: Path, icount_shift: int, boot_timeout: float = 10.0):
+    def __init__(self, machine: str, elf: Path, icount_shift: int, boot_timeout: float = 10.0,
+                 serial_index: int = 0):
         self.machine = machine
+        # QEMU gives its -serial options to the board's UARTs in order: the
+        # link's UART gets the pty, the ones before it are disconnected.
+        self.serial_index = serial_index
         self.elf = Path(elf)
         self.icount_shift = icount_shift
         self.boot_timeout = boot_timeout
@@ -55,7 +59,7 @@ class QemuProcess:
     def command(self) -> list[str]:
         return [
             QEMU, "-machine", self.machine, "-display", "none", "-monitor", "none",
-            "-serial", "pty",
+            *["-serial", "null"] * self.serial_index, "-serial", "pty",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             # Deterministic instruction counting; sleep=on lets an idle guest
             # (WFI while waiting for the host) cost no host CPU.

@@ -6,7 +6,8 @@
       - name: f446-1
         board: nucleo_f446re
         port: /dev/ttyACM0         # local serial board
-        reset: dtr                 # flash (default) | dtr | rts
+        reset: dtr                 # flash | dtr | rts | openocd (default: openocd for a
+                                   # Nucleo, else flash)
       - name: rack2-m4
         board: qemu-m4
         labgrid:                   # a place of a labgrid coordinator
@@ -50,7 +51,7 @@ class FarmBoard:
     config: BoardConfig
     kind: str  # qemu | serial | labgrid
     port: str = ""
-    reset: str = "flash"
+    reset: str = ""  # "": the board's own (openocd for a Nucleo, else flash)
     labgrid: LabgridPlace | None = None
 
     @property
@@ -137,8 +138,8 @@ def parse_inventory(data, source: str = "inventory") -> list[FarmBoard]:
         port = str(entry.get("port", ""))
         if kind == "serial" and not (port or config.upload_port):
             raise InventoryError(f"{where} ({name}): a serial board needs `port:` (e.g. /dev/ttyACM0)")
-        reset = str(entry.get("reset", "flash"))
-        if reset not in SerialBoard.RESET_METHODS:
+        reset = str(entry.get("reset", ""))
+        if reset and reset not in SerialBoard.RESET_METHODS:
             raise InventoryError(f"{where} ({name}): reset {reset!r} is not one of "
                                  f"{', '.join(SerialBoard.RESET_METHODS)}")
         boards.append(FarmBoard(name, config, kind, port, reset, place))
