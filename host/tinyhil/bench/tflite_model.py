@@ -202,7 +202,10 @@ def _prepare(flatbuffer: bytes) -> None:
 def _prepare_in_child(flatbuffer: bytes, name: str) -> None:
     import multiprocessing
 
-    child = multiprocessing.get_context("fork").Process(target=_prepare, args=(flatbuffer,))
+    # forkserver, not fork: a child forked from a process that has loaded gRPC
+    # (labgrid) or TensorFlow's threads can crash in their fork handlers, which
+    # would read as a crash of the interpreter on this model.
+    child = multiprocessing.get_context("forkserver").Process(target=_prepare, args=(flatbuffer,))
     child.start()
     child.join()
     if child.exitcode and child.exitcode < 0:
