@@ -58,16 +58,20 @@ def make_int8_model(path: Path, layers, input_shape, seed: int = 0, samples=None
     return path
 
 
-def processes_matching(pattern: str) -> list[int]:
-    """Pids whose command line matches `pattern` (pgrep -f without procps)."""
+def processes_matching(pattern: str, parent: int | None = None) -> list[int]:
+    """Pids whose command line matches `pattern`, children of `parent` if given
+    (pgrep -f [-P] without procps, which a minimal Debian lacks)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # the process ended while we looked
+            # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces
+            ppid = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # the process ended while we looked
             continue
-        if re.search(pattern, text) and int(cmdline.parent.name) != os.getpid():
-            found.append(int(cmdline.parent.name))
+        pid = int(cmdline.parent.name)
+        if re.search(pattern, text) and pid != os.getpid() and parent in (None, ppid):
+            found.append(pid)
     return found
 
 

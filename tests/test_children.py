@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from conftest import processes_matching
 
 DEADLINE_S = 120  # generous: the machine may be loaded; nothing here measures time
 
@@ -64,9 +65,7 @@ def test_platformio_build_dies_with_a_killed_host(tmp_path):
 
 
 def _spawned_workers(parent: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(parent), "-f", "spawn_main"], capture_output=True,
-                         text=True).stdout
-    return [int(p) for p in out.split()]
+    return processes_matching("spawn_main", parent)
 
 
 def test_model_generation_workers_die_with_a_killed_host(tmp_path):

@@ -3,6 +3,7 @@ it boots although RCC is not modelled and DWT reads 0, says so in INFO, and
 measures like the other emulated boards (bit-exactness and determinism are
 checked with them in test_device_qemu.py)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import make_int8_model
+from conftest import make_int8_model, processes_matching
 from tinyhil.bench.tflite_model import TfliteModel
 from tinyhil.boards import get_board
 from tinyhil.build.firmware import build_image
@@ -108,8 +109,8 @@ def test_characterize_killed_then_resumed(tmp_path):
     before = read_rows(store, allow_torn_tail=True)
     assert 9 <= len(before) < 24, "the kill should land mid-run"
     time.sleep(0.5)
-    assert not subprocess.run(["pgrep", "-f", f"qemu-system-arm.*{cache_dir() / 'images'}"],
-                              capture_output=True).stdout, "QEMU outlived its tinyhil"
+    assert not processes_matching(f"qemu-system-arm.*{re.escape(str(cache_dir() / 'images'))}"), \
+        "QEMU outlived its tinyhil"
 
     subprocess.run([*COMMAND, "--luts", str(luts)], check=True, capture_output=True)
     after = read_rows(store)
