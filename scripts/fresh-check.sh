@@ -2,8 +2,8 @@
 # The README's two commands on a machine with no history: a clean Debian root
 # (mmdebstrap, minbase) in a temporary directory, a clean clone of this
 # repository's HEAD and a copy of ../shared in it, then `make demo` and
-# `make test` inside it (chroot, with /proc, /sys, /dev and /dev/pts mounted:
-# QEMU's serial pty needs them). Slow (set-up downloads everything), so not part
+# `make test` inside it (chroot in a PID namespace with its own /proc; /sys, /dev
+# and /dev/pts mounted: QEMU's serial pty needs them). Slow (set-up downloads everything), so not part
 # of CI: run it before a release or after changing set-up.
 #   usage: sudo scripts/fresh-check.sh [--keep] [--suite bookworm] [-- make targets...]
 set -euo pipefail
@@ -60,21 +60,23 @@ git -C "$CHROOT/work/main" checkout --quiet "$(git rev-parse HEAD)"
 cp -r "$SHARED" "$CHROOT/work/shared"
 chmod -R a-w "$CHROOT/work/shared"
 
-for m in proc sys dev dev/pts; do
+for m in sys dev dev/pts; do
   mkdir -p "$CHROOT/$m"
   case $m in
-    proc) mount -t proc proc "$CHROOT/proc" ;;
     sys) mount -t sysfs sys "$CHROOT/sys" ;;
     *) mount --bind "/$m" "$CHROOT/$m" ;;
   esac
   MOUNTS+=("$CHROOT/$m")
 done
+mkdir -p "$CHROOT/proc"
 
 status=0
 for target in "${TARGETS[@]}"; do
   say "make $target (log: $LOGS/$target.log)"
   start=$(date +%s)
-  if chroot "$CHROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+  # A PID namespace with its own /proc: the tests that look for leftover
+  # processes (QEMU, workers) see the root's processes only, not the host's.
+  if unshare --pid --fork --mount-proc="$CHROOT/proc" chroot "$CHROOT" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
        bash -c "cd /work/main && make $target" >"$LOGS/$target.log" 2>&1 </dev/null; then
     result=passed
