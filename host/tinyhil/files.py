@@ -129,3 +129,12 @@ def checksum_problem(path: Path) -> str | None:
     if _checksum(Path(path).read_bytes()).split()[0] != expected_hash:
         return "its SHA-256 differs from the one written"
     return None
+
+
+def append_durably(path: Path, text: str) -> None:
+    """Appends `text` in one write and waits until it is on disk (append-only
+    result files: a row is either whole and kept, or not there). Raises OSError."""
+    with open(path, "a") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())

@@ -15,7 +15,6 @@ import fcntl
 import io
 import json
 import math
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -24,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TinyhilError
-from ..files import atomic_write, writable_file
+from ..files import append_durably, atomic_write, writable_file
 from ..measure import OK, usable  # noqa: F401  (OK: re-exported for the LUT readers)
 from ..spaces.ops import OpConfig
 
@@ -310,10 +309,7 @@ class OpStore:
         buffer = io.StringIO()
         csv.DictWriter(buffer, COLUMNS, lineterminator="\n").writerow(row)
         try:
-            with open(self.path, "a") as f:
-                f.write(buffer.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
+            append_durably(self.path, buffer.getvalue())
         except OSError as error:
             raise LutError(f"{self.path}: cannot append the row of {key} ({error.strerror}); "
                            f"the {len(self.rows)} rows before it are kept, and this op is measured "

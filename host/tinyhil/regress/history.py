@@ -11,7 +11,6 @@ import fcntl
 import io
 import json
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TinyhilError
-from ..files import atomic_write
+from ..files import append_durably, atomic_write
 
 PASS, REGRESSION, IMPROVED, NEW, ERROR, SKIPPED = (
     "pass", "regression", "improved", "new", "error", "skipped")
@@ -123,10 +122,7 @@ class History:
         for row in rows:
             writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
         try:
-            with open(self.path, "a") as f:
-                f.write(buffer.getvalue())  # all metrics of a case in one write
-                f.flush()
-                os.fsync(f.fileno())
+            append_durably(self.path, buffer.getvalue())  # all metrics of a case in one write
         except OSError as error:
             raise HistoryError(f"{self.path}: cannot append the rows of {rows[0].case if rows else '-'} "
                                f"({error.strerror}); rows before them are kept and the next "
