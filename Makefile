@@ -8,7 +8,7 @@ EXAMPLE := examples/conv1d_har.tflite
 setup:                    ## apt packages, virtualenv, offline PlatformIO (idempotent)
 	bash scripts/setup.sh
 
-$(EXAMPLE): examples/make_conv1d_har.py host/tinyhil/bench/convert.py
+$(EXAMPLE): examples/make_conv1d_har.py host/tinyhil/models/convert.py
 	$(BIN)/python examples/make_conv1d_har.py $@
 
 example: setup $(EXAMPLE)

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from tinyhil.bench.convert import to_int8_tflite
+from tinyhil.models.convert import to_int8_tflite
 
 WINDOW, CHANNELS, CLASSES = 128, 9, 6
 

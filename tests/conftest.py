@@ -20,8 +20,8 @@ if not any(ep.name == "tinyhil" for ep in entry_points(group="pytest11")):
 def pytest_collection_modifyitems(config, items) -> None:
     """Device tests build TFLM firmware: without the TFLM tree they are skipped,
     saying why (CI has it: they run there)."""
-    from tinyhil.build.firmware import tflm_dir
     from tinyhil.errors import ToolMissing
+    from tinyhil.image.firmware import tflm_dir
 
     try:
         tflm_dir()
@@ -47,7 +47,7 @@ def make_int8_model(path: Path, layers, input_shape, seed: int = 0, samples=None
     import numpy as np
     import tensorflow as tf
 
-    from tinyhil.bench.convert import to_int8_tflite
+    from tinyhil.models.convert import to_int8_tflite
 
     if not path.exists():
         tf.keras.utils.set_random_seed(seed)

@@ -4,14 +4,13 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_int8_model
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.boards import get_board
-from tinyhil.build import firmware
+from tinyhil.board_catalog import get_board
 from tinyhil.cli import app
 from tinyhil.device import qemu
-from tinyhil.errors import (ImageTooLarge, InvalidModel, TinyhilError, ToolMissing, UnknownBoard,
-                            UnsupportedOp)
-from tinyhil.run import run_model
+from tinyhil.errors import ImageTooLarge, InvalidModel, TinyhilError, ToolMissing, UnknownBoard, UnsupportedOp
+from tinyhil.image import firmware
+from tinyhil.measure.model import run_model
+from tinyhil.models.tflite_model import TfliteModel
 
 
 def test_not_a_tflite_file(tmp_path):
@@ -114,7 +113,7 @@ def test_model_that_aborts_the_interpreter_is_an_error_not_a_crash(tmp_path):
     ~0 and TFLite's Prepare aborts; tinyhil must survive and say so."""
     import tensorflow as tf
 
-    from tinyhil.bench.convert import to_int8_tflite
+    from tinyhil.models.convert import to_int8_tflite
 
     model = tf.keras.Sequential([tf.keras.layers.Input((4,), batch_size=1),
                                  tf.keras.layers.Dense(3, kernel_initializer="zeros"),
@@ -138,7 +137,7 @@ from pathlib import Path  # noqa: E402
 import yaml  # noqa: E402
 
 from conftest import ROOT  # noqa: E402
-from tinyhil.build.image import NAME_PATTERN, Benchmark, ImageSpec  # noqa: E402
+from tinyhil.image.sources import NAME_PATTERN, Benchmark, ImageSpec  # noqa: E402
 
 
 def fails_clearly(args, *expected, code=2):
@@ -188,7 +187,7 @@ def complete_luts(tmp_path) -> Path:
 
 
 def test_read_only_luts_is_refused_before_any_model_is_made(tmp_path, monkeypatch):
-    import tinyhil.characterize as characterize
+    import tinyhil.measure.characterize as characterize
 
     monkeypatch.setattr(characterize, "generate_models", never("models were generated"))
     luts = complete_luts(tmp_path)
@@ -262,10 +261,10 @@ def test_a_temporary_left_by_a_dead_writer_is_removed(tmp_path):
 
 
 def test_read_only_outputs_are_refused_before_measuring(tmp_path, monkeypatch):
-    import tinyhil.run
+    import tinyhil.measure.model
     import tinyhil.validate
 
-    monkeypatch.setattr(tinyhil.run, "build_image", never("the model was built"))
+    monkeypatch.setattr(tinyhil.measure.model, "build_image", never("the model was built"))
     monkeypatch.setattr(tinyhil.validate.ImageRunner, "run", never("architectures were measured"))
     model = ROOT / "luts/qemu-m4/ops.csv"  # never read: the output is checked first
     regular = tmp_path / "notes.txt"
@@ -330,7 +329,7 @@ def test_metadata_that_is_not_an_object_or_has_a_text_clock(tmp_path):
 def _run_dir(tmp_path, **changes) -> Path:
     from tinyhil.lut.table import Lut
     from tinyhil.nas.constraints import profile
-    from tinyhil.search import DataSpec, SearchRun, Targets
+    from tinyhil.nas.engines import DataSpec, SearchRun, Targets
     from tinyhil.spaces import make_space, sample_architecture
 
     lut = Lut.load(ROOT / "luts/qemu-m4/micronas-128x9-c6.csv")
@@ -350,11 +349,11 @@ def _run_dir(tmp_path, **changes) -> Path:
     ({"targets": {"latency_ms": "40ms"}}, "targets.latency_ms is '40ms', not a number"),
 ])
 def test_a_damaged_run_json_is_named_before_deploying(tmp_path, monkeypatch, changes, message):
-    import tinyhil.characterize
-    import tinyhil.deploy.deploy
+    import tinyhil.deploy.deployment
+    import tinyhil.measure.characterize
 
-    monkeypatch.setattr(tinyhil.characterize.Characterizer, "run", never("ops were characterized"))
-    monkeypatch.setattr(tinyhil.deploy.deploy, "trained_model", never("the model was trained"))
+    monkeypatch.setattr(tinyhil.measure.characterize.Characterizer, "run", never("ops were characterized"))
+    monkeypatch.setattr(tinyhil.deploy.deployment, "trained_model", never("the model was trained"))
     run_dir = _run_dir(tmp_path, **changes)
     fails_clearly(["deploy", run_dir, "--luts", ROOT / "luts"], f"{run_dir / 'run.json'}: {message}")
 
@@ -369,7 +368,7 @@ def test_an_empty_csv_data_set_is_named(tmp_path):
 def test_characterize_has_no_upload_limit(tmp_path, monkeypatch):
     """Characterization inputs are generated on the device from a seed: an input
     larger than one RUN request is no reason to refuse the op."""
-    import tinyhil.measure
+    import tinyhil.measure.runner
     from tinyhil.errors import BuildFailed
 
     built = []
@@ -379,7 +378,7 @@ def test_characterize_has_no_upload_limit(tmp_path, monkeypatch):
         raise BuildFailed("stopped here by the test: the image was accepted")
 
     monkeypatch.setenv("TINYHIL_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(tinyhil.measure, "build_image", build)
+    monkeypatch.setattr(tinyhil.measure.runner, "build_image", build)
     luts = complete_luts(tmp_path)  # overheads known: only the op itself is made
     fails_clearly(["characterize", "--space", "tinytnas", "--input", "100000x1", "--classes", "2",
                    "--limit", "1", "--luts", luts], "stopped here by the test")
@@ -391,7 +390,7 @@ def test_characterize_has_no_upload_limit(tmp_path, monkeypatch):
 
 
 def test_any_file_name_gives_a_safe_stable_unique_benchmark_name():
-    from tinyhil.build.image import benchmark_name
+    from tinyhil.image.sources import benchmark_name
 
     names = ["my model", "müdel", "a;b", "a_b", "a b", "ü" * 80, "", "conv1d_har", ";"]
     safe = [benchmark_name(n) for n in names]
@@ -407,9 +406,9 @@ def test_any_file_name_gives_a_safe_stable_unique_benchmark_name():
 def test_a_model_file_of_any_name_is_built(tmp_path, monkeypatch, models_dir, name):
     import tensorflow as tf
 
-    import tinyhil.run
-    from tinyhil.build.image import benchmark_name
+    import tinyhil.measure.model
     from tinyhil.errors import BuildFailed
+    from tinyhil.image.sources import benchmark_name
 
     built = []
 
@@ -417,7 +416,7 @@ def test_a_model_file_of_any_name_is_built(tmp_path, monkeypatch, models_dir, na
         built.append(spec)
         raise BuildFailed("stopped here by the test: the image was accepted")
 
-    monkeypatch.setattr(tinyhil.run, "build_image", build)
+    monkeypatch.setattr(tinyhil.measure.model, "build_image", build)
     model = make_int8_model(models_dir / "named.tflite", [tf.keras.layers.Dense(4)], (8,))
     path = tmp_path / name
     shutil.copy(model, path)
@@ -429,9 +428,9 @@ def test_a_model_file_of_any_name_is_built(tmp_path, monkeypatch, models_dir, na
 def test_an_int16_model_is_refused_before_building(tmp_path, monkeypatch):
     import tensorflow as tf
 
-    import tinyhil.run
+    import tinyhil.measure.model
 
-    monkeypatch.setattr(tinyhil.run, "build_image", never("the int16 model was built"))
+    monkeypatch.setattr(tinyhil.measure.model, "build_image", never("the int16 model was built"))
     model = tf.keras.Sequential([tf.keras.layers.Input((16,)), tf.keras.layers.Dense(4)])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -5,9 +5,9 @@ import subprocess
 import pytest
 
 from conftest import gcc, make_int8_model
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.build.c_array import write_c_array
 from tinyhil.errors import TinyhilError
+from tinyhil.image.c_array import write_c_array
+from tinyhil.models.tflite_model import TfliteModel
 
 DUMP = r"""
 #include <stdio.h>
@@ -64,8 +64,8 @@ def test_names_must_be_c_identifiers(model, tmp_path, name):
 
 
 def test_a_deployment_image_compiles_the_array_from_its_own_source(model, tmp_path):
-    from tinyhil.build.firmware import tflm_dir
-    from tinyhil.build.image import Benchmark, ImageSpec, render_image
+    from tinyhil.image.firmware import tflm_dir
+    from tinyhil.image.sources import Benchmark, ImageSpec, render_image
 
     bench = Benchmark("deployed", model.flatbuffer, model.ops, model.input_bytes, array="g_model")
     files = render_image(ImageSpec("qemu-m4", (bench,)), "0123456789abcdef", tflm_dir(), tmp_path / "img")

@@ -8,13 +8,28 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tinyhil.calibrate import calibrate, split_rows
+from tinyhil.benchmarks.calibrate import calibrate, split_rows
 from tinyhil.cli import app
 from tinyhil.estimate import MacsProxy, arena_estimate, lut_latency
-from tinyhil.lut.calibrate import (MIN_ROWS, CalibrationError, Features, FeaturesNnls, Geometry, Line,
-                                   MacsLine, PerTypeLine, SharedFeatures, fit_calibration, geometry_features,
-                                   group_splits, kernel_path, kfold_splits, legacy_models, op_features,
-                                   out_of_fold)
+from tinyhil.lut.calibration import (
+    MIN_ROWS,
+    CalibrationError,
+    Features,
+    FeaturesNnls,
+    Geometry,
+    Line,
+    MacsLine,
+    PerTypeLine,
+    SharedFeatures,
+    fit_calibration,
+    geometry_features,
+    group_splits,
+    kernel_path,
+    kfold_splits,
+    legacy_models,
+    op_features,
+    out_of_fold,
+)
 from tinyhil.lut.reference import ReferenceError, ReferenceRow, ReferenceSet, read_reference
 from tinyhil.lut.sampling import choose_ops, parse_fraction, type_quotas
 from tinyhil.lut.table import Lut, read_rows
@@ -328,7 +343,7 @@ def test_geometry_terms_are_chosen_by_the_grouped_error():
 
 
 def test_bounds_are_upper_quantiles_of_held_out_excess_per_path():
-    from tinyhil.lut.calibrate import Bounds, upper_quantile
+    from tinyhil.lut.calibration import Bounds, upper_quantile
 
     assert upper_quantile(np.arange(1, 20), 0.95) == 19  # ceil(20 x 0.95) = 19th of 19
     assert upper_quantile(np.arange(1, 101), 0.90) == 91
@@ -351,7 +366,7 @@ def test_bounds_are_upper_quantiles_of_held_out_excess_per_path():
 
 
 def test_rows_above_bound_take_their_bound_from_other_shapes():
-    from tinyhil.lut.calibrate import rows_above_bound
+    from tinyhil.lut.calibration import rows_above_bound
 
     frame = shaped_frame()
     predicted = frame["ref_cycles"].to_numpy() / 1.001
@@ -372,7 +387,7 @@ def arena_frame(board_arena):
 
 
 def test_arena_is_emulated_bytes_plus_an_offset_per_op_type():
-    from tinyhil.lut.calibrate import ArenaModel
+    from tinyhil.lut.calibration import ArenaModel
 
     frame = arena_frame(lambda f: f["emu_arena"] + np.where(f["op"] == "add", 224, 176))
     model = ArenaModel.fit(frame)
@@ -476,7 +491,7 @@ def test_calibrated_lut_says_what_it_is(calibrated):
 
 
 def test_latency_at_the_bound(calibrated):
-    from tinyhil.lut.calibrate import kernel_path, lut_bounds, priced_at
+    from tinyhil.lut.calibration import kernel_path, lut_bounds, priced_at
 
     result, emulated = calibrated
     lut = Lut.load(result.out)
@@ -546,8 +561,8 @@ def test_calibrate_cli_prints_each_model(calibrated, f446re, tmp_path):
 
 
 def test_searches_take_a_complete_calibrated_lut_without_the_board(root):
-    from tinyhil.boards import get_board
-    from tinyhil.characterize import space_lut
+    from tinyhil.board_catalog import get_board
+    from tinyhil.measure.characterize import space_lut
 
     lut = space_lut(get_board("nucleo_f446re"), "micronas", 128, 9, 6, root / "luts")
     assert lut.meta.extra["calibration"]["from_board"] == "qemu-m4"
@@ -613,10 +628,10 @@ def test_global_average_pooling_rows_parse_into_the_mean_op(tmp_path):
 
 
 def test_global_average_pooling_converts_to_one_mean_and_registers_it(tmp_path):
-    from tinyhil.bench.single_op import BUILTIN, convert_op
-    from tinyhil.build.firmware import tflm_dir
-    from tinyhil.build.image import Benchmark, ImageSpec, render_image
-    from tinyhil.bench.tflite_model import TfliteModel
+    from tinyhil.image.firmware import tflm_dir
+    from tinyhil.image.sources import Benchmark, ImageSpec, render_image
+    from tinyhil.models.single_op import BUILTIN, convert_op
+    from tinyhil.models.tflite_model import TfliteModel
 
     op = ops.global_mean((16, 5, 6))
     model = TfliteModel.from_bytes(convert_op(op), "gap")  # convert_op checks it holds MEAN alone
@@ -628,8 +643,8 @@ def test_global_average_pooling_converts_to_one_mean_and_registers_it(tmp_path):
 
 @pytest.mark.device
 def test_global_average_pooling_is_measured_on_the_emulated_board(tmp_path):
-    from tinyhil.boards import get_board
-    from tinyhil.characterize import Characterizer
+    from tinyhil.board_catalog import get_board
+    from tinyhil.measure.characterize import Characterizer
 
     op = ops.global_mean((16, 5, 6))
     Characterizer(get_board("qemu-m4"), tmp_path).measure_ops([op])
@@ -640,7 +655,7 @@ def test_global_average_pooling_is_measured_on_the_emulated_board(tmp_path):
 # --- the benchmark's targets ----------------------------------------------
 
 def test_calibration_targets_compare_before_and_after_leave_one_shape_out():
-    from tinyhil.calibrate import arena_rows_within, calibration_targets
+    from tinyhil.benchmarks.calibrate import arena_rows_within, calibration_targets
 
     frame = shaped_frame()
     frame["ref_kernel"] = frame["ref_cycles"] - 14_000
@@ -666,22 +681,22 @@ def test_calibration_targets_compare_before_and_after_leave_one_shape_out():
 
 @pytest.fixture(scope="module")
 def converted(calibrated):
-    from tinyhil.bench.whole_model import convert_architecture
+    from tinyhil.models.whole_model import convert_architecture
 
     arch = sample_architecture(make_space("micronas", 128, 9, 6), np.random.default_rng(0))
     return arch, convert_architecture(arch)
 
 
 def test_a_converted_model_reads_back_as_its_ops(converted):
-    from tinyhil.bench.tflite_ops import op_configs
+    from tinyhil.models.tflite_ops import op_configs
 
     arch, flatbuffer = converted
     assert sorted(op.key for op in op_configs(flatbuffer)) == sorted(op.key for op in arch.runtime().ops)
 
 
 def test_prediction_totals_are_the_board_lut_estimators(calibrated, converted):
-    from tinyhil.bench.tflite_ops import op_configs
-    from tinyhil.predict import PredictError, predict
+    from tinyhil.estimate.predict import PredictError, predict
+    from tinyhil.models.tflite_ops import op_configs
 
     result, _ = calibrated
     arch, flatbuffer = converted
@@ -702,7 +717,7 @@ def test_prediction_totals_are_the_board_lut_estimators(calibrated, converted):
 
 
 def test_run_predict_refuses_a_model_no_board_lut_prices_before_building(calibrated, tmp_path):
-    from tinyhil.bench.single_op import convert_op
+    from tinyhil.models.single_op import convert_op
 
     result, _ = calibrated
     model = tmp_path / "odd.tflite"
@@ -740,7 +755,7 @@ def test_lut_show_says_how_a_calibrated_lut_was_checked(root):
 
 def test_deploy_predict_refuses_an_unpriced_board_before_any_training(tmp_path):
     from tinyhil.nas.constraints import Profile
-    from tinyhil.search import DataSpec, SearchRun, Targets
+    from tinyhil.nas.engines import DataSpec, SearchRun, Targets
 
     arch = sample_architecture(make_space("micronas", 128, 9, 6), np.random.default_rng(0))
     SearchRun("micronas", "qemu-m4", DataSpec("basic_motions"), 6, (128, 9), arch, Targets(),

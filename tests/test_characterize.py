@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import processes_matching
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.boards import get_board
-from tinyhil.characterize import Characterizer
-from tinyhil.measure import Item
-from tinyhil.project import cache_dir
+from tinyhil.board_catalog import get_board
 from tinyhil.lut.interpolate import channels_alpha, expected, hw_matrix
 from tinyhil.lut.table import OK, Lut, read_rows
+from tinyhil.measure.characterize import Characterizer
+from tinyhil.measure.runner import Item
+from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.project import cache_dir
 from tinyhil.spaces import ops
 from tinyhil.spaces.micronas import DynamicConv
 

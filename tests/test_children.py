@@ -46,8 +46,8 @@ def test_platformio_build_dies_with_a_killed_host(tmp_path):
     fake_pio.chmod(0o755)
     host = _start_host(f"""
         from pathlib import Path
-        from tinyhil.boards import get_board
-        from tinyhil.build import firmware
+        from tinyhil.board_catalog import get_board
+        from tinyhil.image import firmware
         firmware.pio_executable = lambda: {str(fake_pio)!r}
         firmware._run_pio(get_board("qemu-m4"), Path({str(tmp_path)!r}), Path({str(tmp_path)!r}),
                           Path({str(tmp_path / "build.log")!r}), None)
@@ -71,7 +71,7 @@ def _spawned_workers(parent: int) -> list[int]:
 def test_model_generation_workers_die_with_a_killed_host(tmp_path):
     host = _start_host("""
         import time
-        from tinyhil.bench.single_op import _run_jobs
+        from tinyhil.models.single_op import _run_jobs
         _run_jobs({"slow": (time.sleep, 600)}, 1, None)  # a conversion that takes long
     """, tmp_path)
     workers = []

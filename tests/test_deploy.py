@@ -6,15 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from tinyhil.bench.single_op import BUILTIN
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.boards import get_board
-from tinyhil.deploy.deploy import DeployError, DeployOptions, deploy, lut_differences, quantize
+from tinyhil.board_catalog import get_board
+from tinyhil.deploy.deployment import DeployError, DeployOptions, deploy, lut_differences, quantize
 from tinyhil.deploy.qat import macro_f1, train_int8, windows
 from tinyhil.lut.table import Lut
+from tinyhil.models.single_op import BUILTIN
+from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.nas.data import load
+from tinyhil.nas.engines import DataSpec, RunDirError, SearchRun, Targets
 from tinyhil.pipeline import EngineSettings, PipelineConfig, pipeline
-from tinyhil.search import DataSpec, RunDirError, SearchRun, Targets
 from tinyhil.spaces import ops
 from tinyhil.spaces.arch import Builder
 

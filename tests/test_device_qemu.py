@@ -6,15 +6,15 @@ import signal
 import pytest
 
 from conftest import make_int8_model, processes_matching
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.boards import get_board
-from tinyhil.build.firmware import build_image
+from tinyhil.board_catalog import get_board
 from tinyhil.device import driver as driver_module
 from tinyhil.device.boards import QemuBoard
 from tinyhil.device.fault_proxy import FaultPlan, FaultProxy
 from tinyhil.errors import BoardNotResponding
+from tinyhil.image.firmware import build_image
+from tinyhil.measure.model import measure, model_image, run_model
+from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.project import cache_dir
-from tinyhil.run import measure, model_image, run_model
 
 pytestmark = pytest.mark.device
 

@@ -12,14 +12,14 @@ import time
 import pytest
 
 from conftest import make_int8_model, processes_matching
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.boards import get_board
-from tinyhil.build.firmware import build_image
+from tinyhil.board_catalog import get_board
 from tinyhil.device.boards import QemuBoard
 from tinyhil.errors import TinyhilError
+from tinyhil.image.firmware import build_image
 from tinyhil.lut.table import OK, Lut, read_rows
+from tinyhil.measure.model import model_image, run_model
+from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.project import cache_dir
-from tinyhil.run import model_image, run_model
 
 pytestmark = pytest.mark.device
 

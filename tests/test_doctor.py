@@ -6,11 +6,11 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from tinyhil.boards import get_board
-from tinyhil.build.firmware import build_toolchain_probe, explain_missing
+from tinyhil.board_catalog import get_board
 from tinyhil.cli import app
 from tinyhil.doctor import _cxx_headers, failed, run_checks
 from tinyhil.errors import ToolMissing
+from tinyhil.image.firmware import build_toolchain_probe, explain_missing
 
 
 @pytest.mark.parametrize("line, package", [

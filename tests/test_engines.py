@@ -78,7 +78,7 @@ def test_timenas_searcher_end_to_end_on_basic_motions(timenas_lut):
         assert p["params"] == f["model"].count_params()
     assert all(r["why"] for r in searcher.rejected)
     flatbuffer = quantize_model(found[0]["model"], d.x_train, mode="int")
-    from tinyhil.bench.tflite_model import TfliteModel
+    from tinyhil.models.tflite_model import TfliteModel
 
     model = TfliteModel.from_bytes(flatbuffer, "found")
     assert model.inputs[0].dtype == "int8" and model.outputs[0].dtype == "int8"

@@ -2,9 +2,16 @@
 import pandas as pd
 import pytest
 
-from tinyhil.estimate import (MacsProxy, MissingOps, appendix_a_peak, arena_estimate,
-                              cmsis_scratch_bytes, greedy_plan, lut_latency)
-from tinyhil.estimate.memory import single_op_plan, lifetimes
+from tinyhil.estimate import (
+    MacsProxy,
+    MissingOps,
+    appendix_a_peak,
+    arena_estimate,
+    cmsis_scratch_bytes,
+    greedy_plan,
+    lut_latency,
+)
+from tinyhil.estimate.memory import lifetimes, single_op_plan
 from tinyhil.lut.table import COLUMNS, OK, Lut, LutMeta, op_columns
 from tinyhil.spaces import ops
 from tinyhil.spaces.arch import Builder

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from tinyhil.boards import get_board
+from tinyhil.benchmarks.farm_speedup import emulated_farm
+from tinyhil.benchmarks.faults import campaign
+from tinyhil.board_catalog import get_board
 from tinyhil.device.fault_proxy import FaultPlan, FaultProxy, _Framer
 from tinyhil.device.protocol import SYNC, Frame, Kind
-from tinyhil.regress.faults import campaign
-from tinyhil.regress.speedup import emulated_farm
 from tinyhil.regress.suite import Suite
 
 
@@ -78,8 +78,8 @@ def test_campaign_loses_nothing_and_records_no_wrong_number(tmp_path):
 
 def faulty_boards(config, plan, proxies):
     """open_device for a measurement path: a QEMU board behind a fault proxy."""
+    from tinyhil.benchmarks.faults import board_actions
     from tinyhil.device.boards import QemuBoard
-    from tinyhil.regress.faults import board_actions
 
     def open_device():
         device = QemuBoard(config, timeout=1.0)
@@ -104,8 +104,8 @@ def injected(proxies):
 @pytest.mark.device
 def test_characterize_through_a_faulty_line(tmp_path):
     from conftest import ROOT
-    from tinyhil.characterize import Characterizer
     from tinyhil.lut.table import read_rows
+    from tinyhil.measure.characterize import Characterizer
 
     config = get_board("qemu-m4")
     proxies = []
@@ -132,7 +132,7 @@ def test_run_through_a_faulty_line(models_dir):
     import tensorflow as tf
 
     from conftest import make_int8_model
-    from tinyhil.run import run_model
+    from tinyhil.measure.model import run_model
 
     L = tf.keras.layers
     model = make_int8_model(models_dir / "faulty_line.tflite",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from tinyhil.boards import get_board
+from tinyhil.board_catalog import get_board
 from tinyhil.device.qemu import QemuProcess, wait_for_pty
 from tinyhil.regress.inventory import parse_inventory
 from tinyhil.regress.nightly import pinned_images, regress

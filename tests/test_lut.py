@@ -151,8 +151,8 @@ def test_one_writer_per_store(tmp_path):
 def test_images_are_evenly_packed():
     from types import SimpleNamespace
 
-    from tinyhil.boards import get_board
-    from tinyhil.measure import Item, pack
+    from tinyhil.board_catalog import get_board
+    from tinyhil.measure.runner import Item, pack
 
     model = SimpleNamespace(flatbuffer=bytes(1000))
     items = [Item(f"b{i}", model, i) for i in range(515)]
@@ -162,9 +162,9 @@ def test_images_are_evenly_packed():
 
 
 def test_store_line_cut_short_in_the_middle_is_named_and_measured_again(tmp_path):
-    from tinyhil.boards import get_board
-    from tinyhil.characterize import Characterizer
+    from tinyhil.board_catalog import get_board
     from tinyhil.lut.table import scan_rows
+    from tinyhil.measure.characterize import Characterizer
 
     path = tmp_path / "qemu-m4" / "ops.csv"
     store = OpStore(path, META)
@@ -212,9 +212,9 @@ def failed_row(op, why="error: board qemu-m4 refused RUN: hard fault"):
 
 
 def test_failed_ops_are_retried_up_to_the_limit(tmp_path):
-    from tinyhil.boards import get_board
-    from tinyhil.characterize import Characterizer
+    from tinyhil.board_catalog import get_board
     from tinyhil.lut.table import MAX_ATTEMPTS
+    from tinyhil.measure.characterize import Characterizer
 
     path = tmp_path / "qemu-m4" / "ops.csv"
     store = OpStore(path, META)

@@ -4,9 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tinyhil import measure
-from tinyhil.boards import get_board
-from tinyhil.measure import ImageRunner, Item, Measurement
+from tinyhil.board_catalog import get_board
+from tinyhil.measure import runner as measure
+from tinyhil.measure.runner import ImageRunner, Item, Measurement
+from tinyhil.verdict import OK
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def runner(monkeypatch):
 
     def run_image(self, image, items, task):
         for item in items:
-            yield Measurement(item, measure.OK)
+            yield Measurement(item, OK)
 
     monkeypatch.setattr(measure, "build_image", build_image)
     monkeypatch.setattr(ImageRunner, "_run_image", run_image)

@@ -3,13 +3,12 @@ hardware losses, extraction, and a short real search."""
 import numpy as np
 import pytest
 
-from tinyhil.boards import get_board
-from tinyhil.characterize import Characterizer
+from tinyhil.board_catalog import get_board
 from tinyhil.errors import TinyhilError
 from tinyhil.lut.table import Lut
+from tinyhil.measure.characterize import Characterizer
 from tinyhil.nas import data as datasets
-from tinyhil.nas.micronas.search import (SearchConfig, extract, hardware_loss, search,
-                                         smallest_architecture)
+from tinyhil.nas.micronas.search import SearchConfig, extract, hardware_loss, search, smallest_architecture
 from tinyhil.nas.micronas.supernet import filter_masks
 from tinyhil.spaces import make_space
 from tinyhil.spaces.micronas import build_architecture

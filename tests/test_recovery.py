@@ -43,10 +43,10 @@ def image(models_dir):
     import tensorflow as tf
 
     from conftest import make_int8_model
-    from tinyhil.bench.tflite_model import TfliteModel
-    from tinyhil.boards import get_board
-    from tinyhil.build.firmware import build_image
-    from tinyhil.run import model_image
+    from tinyhil.board_catalog import get_board
+    from tinyhil.image.firmware import build_image
+    from tinyhil.measure.model import model_image
+    from tinyhil.models.tflite_model import TfliteModel
 
     L = tf.keras.layers
     path = make_int8_model(models_dir / "recovery_conv.tflite",
@@ -58,8 +58,8 @@ def image(models_dir):
 @pytest.mark.device
 def test_qemu_killed_between_requests_is_recovered(image):
     from tinyhil.device.boards import QemuBoard
-    from tinyhil.device.recovery import run_with_recovery
     from tinyhil.device.protocol import RunRequest
+    from tinyhil.device.recovery import run_with_recovery
 
     with QemuBoard(image.board, timeout=2.0) as board:
         board.boot(image)
@@ -97,7 +97,7 @@ def test_qemu_killed_before_its_pty_is_recovered(image, monkeypatch):
 
 
 def test_cached_model_that_fails_its_check_is_made_again(tmp_path, monkeypatch):
-    from tinyhil.bench.single_op import _generate, cached_models, model_path
+    from tinyhil.models.single_op import _generate, cached_models, model_path
 
     monkeypatch.setenv("TINYHIL_CACHE_DIR", str(tmp_path))
     made = []
@@ -124,8 +124,8 @@ def test_cached_model_that_fails_its_check_is_made_again(tmp_path, monkeypatch):
 
 @pytest.mark.device
 def test_corrupted_cached_image_is_built_again(image):
-    from tinyhil.build.firmware import build_image
     from tinyhil.device.boards import QemuBoard
+    from tinyhil.image.firmware import build_image
 
     good = image.elf.read_bytes()
     data = bytearray(good)
@@ -145,9 +145,9 @@ def test_corrupted_cached_image_is_built_again(image):
 def test_characterize_measures_again_a_cut_line_and_a_failed_op(tmp_path, root):
     """ops.csv seeded with the project's own rows: one cut short mid-file, one
     a failed attempt. Both ops are measured again, to the project's figures."""
-    from tinyhil.boards import get_board
-    from tinyhil.characterize import Characterizer
+    from tinyhil.board_catalog import get_board
     from tinyhil.lut.table import read_rows, scan_rows
+    from tinyhil.measure.characterize import Characterizer
     from tinyhil.spaces import make_space
 
     ops = make_space("micronas", 128, 9, 6).op_configs()[:4]

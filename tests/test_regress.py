@@ -10,11 +10,11 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import ROOT, make_int8_model
+from tinyhil.benchmarks.faults import regress_killed_after
 from tinyhil.cli import app
-from tinyhil.measure import Item, Measurement
+from tinyhil.measure.runner import Item, Measurement
 from tinyhil.regress.history import History, Row
 from tinyhil.regress.inventory import InventoryError, parse_inventory
-from tinyhil.regress.faults import regress_killed_after
 from tinyhil.regress.nightly import judge
 from tinyhil.regress.suite import Baseline, Case, SuiteError, parse_suite
 from tinyhil.report.junit import JunitError, validate_junit

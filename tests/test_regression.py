@@ -79,10 +79,10 @@ def test_regression_pipeline_on_covid3month_deploys_and_remeasures(tmp_path):
     import shutil
     from pathlib import Path
 
-    from tinyhil.boards import get_board
-    from tinyhil.deploy.deploy import DeployOptions
+    from tinyhil.board_catalog import get_board
+    from tinyhil.deploy.deployment import DeployOptions
+    from tinyhil.nas.engines import DataSpec, Targets
     from tinyhil.pipeline import EngineSettings, PipelineConfig, pipeline
-    from tinyhil.search import DataSpec, Targets
 
     luts = shutil.copytree(Path(__file__).resolve().parents[1] / "luts", tmp_path / "luts")
     config = PipelineConfig("timenas", DataSpec("Covid3Month", task="regression"),

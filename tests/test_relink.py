@@ -6,11 +6,11 @@ import json
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from tinyhil.bench.single_op import write_op
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.boards import get_board
-from tinyhil.build import firmware, relink
-from tinyhil.build.image import Benchmark, ImageSpec
+from tinyhil.board_catalog import get_board
+from tinyhil.image import firmware, relink
+from tinyhil.image.sources import Benchmark, ImageSpec
+from tinyhil.models.single_op import write_op
+from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.spaces import ops
 
 RELINKED = "relinked from the recorded PlatformIO commands"

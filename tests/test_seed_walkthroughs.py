@@ -156,7 +156,7 @@ def test_seed_pricing_estimates_the_float32_model_the_seed_measured():
 
 
 def test_quantize_model_modes_as_the_seed():
-    from tinyhil.bench.tflite_model import TfliteModel
+    from tinyhil.models.tflite_model import TfliteModel
     from tinyhil.nas.timenas import Searcher, quantize_model
 
     d = datasets.load("basic_motions")

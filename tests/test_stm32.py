@@ -9,14 +9,14 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from conftest import make_int8_model
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.boards import get_board
-from tinyhil.build.elf import compiler_of
-from tinyhil.build.firmware import build_image, upload
+from tinyhil.board_catalog import get_board
 from tinyhil.device import stlink
 from tinyhil.device.boards import QemuBoard, SerialBoard
 from tinyhil.errors import ImageTooLarge, TinyhilError, ToolMissing
-from tinyhil.run import model_image
+from tinyhil.image.elf import compiler_of
+from tinyhil.image.firmware import build_image, upload
+from tinyhil.measure.model import model_image
+from tinyhil.models.tflite_model import TfliteModel
 
 FLASH = 0x08000000
 SRAM = 0x20000000
@@ -182,7 +182,7 @@ def test_flashing_without_a_probe_gives_openocds_message(small_conv):
 
 
 def test_missing_toolchain_is_named_for_the_nucleos(monkeypatch):
-    from tinyhil.build import firmware
+    from tinyhil.image import firmware
 
     monkeypatch.setenv("PATH", "/nonexistent")
     for name in ("nucleo_f446re", "nucleo_l552ze_q"):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tinyhil.build.firmware import tflm_dir
-from tinyhil.build.image import Benchmark, ImageSpec, render_image, resolver_methods, resolver_ops
 from tinyhil.errors import TinyhilError, UnsupportedOp
+from tinyhil.image.firmware import tflm_dir
+from tinyhil.image.sources import Benchmark, ImageSpec, render_image, resolver_methods, resolver_ops
 
 
 def bench(name="m", data=b"\x1c\x00\x00\x00TFL3" + bytes(range(40)), ops=("CONV_2D", "SOFTMAX"),

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from tinyhil.bench import single_op
-from tinyhil.bench.kernel_path import kernel_paths, operands_in_graph_order
-from tinyhil.bench.single_op import CONVERTER, DIRECT, chain_model, convert_op, write_chain, write_op
-from tinyhil.bench.tflite_model import TfliteModel
-from tinyhil.bench.tflite_writer import activation_quantization, conv_float, depthwise_float
 from tinyhil.errors import TinyhilError
+from tinyhil.models import single_op
+from tinyhil.models.kernel_path import kernel_paths, operands_in_graph_order
+from tinyhil.models.single_op import CONVERTER, DIRECT, chain_model, convert_op, write_chain, write_op
+from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.models.tflite_writer import activation_quantization, conv_float, depthwise_float
 from tinyhil.spaces import make_space, ops
 
 # One op per kernel path and op type, with the paddings, strides, fused
@@ -231,9 +231,9 @@ def test_direct_models_run_on_the_board_as_the_converters(tmp_path):
     maker's models: the board's outputs equal the host interpreter's, and
     the direct models' instruction counts, kernel counts and arena bytes are
     the converter models' (within 0.5 %), as are the interpreter overheads."""
-    from tinyhil.boards import get_board
-    from tinyhil.characterize import Characterizer
+    from tinyhil.board_catalog import get_board
     from tinyhil.lut.table import OK, read_meta, read_rows
+    from tinyhil.measure.characterize import Characterizer
 
     op_list = list(CASES.values())
     rows, metas = {}, {}

@@ -4,8 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tinyhil.cli import app
-from tinyhil.units import (UnitError, parse_count, parse_duration_s, parse_latency_ms,
-                           parse_memory_bytes)
+from tinyhil.units import UnitError, parse_count, parse_duration_s, parse_latency_ms, parse_memory_bytes
 
 
 @pytest.mark.parametrize("text, value", [("40ms", 40.0), ("40 ms", 40.0), ("0.5s", 500.0),

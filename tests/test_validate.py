@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from tinyhil.boards import get_board
-from tinyhil.characterize import Characterizer
+from tinyhil.board_catalog import get_board
+from tinyhil.measure.characterize import Characterizer
 from tinyhil.spaces import make_space, sample_architecture
 from tinyhil.spaces.arch import Architecture
 from tinyhil.validate import validate
@@ -26,7 +26,7 @@ def test_samples_cover_the_space_and_round_trip(name, shape):
 
 
 def test_keras_model_follows_the_architecture():
-    from tinyhil.bench.whole_model import keras_model
+    from tinyhil.models.whole_model import keras_model
 
     arch = sample_architecture(make_space("micronas", 32, 5, 3), np.random.default_rng(0))
     model = keras_model(arch)

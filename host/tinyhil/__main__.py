@@ -1,5 +1,5 @@
 """`python -m tinyhil` is the `tinyhil` command."""
-from .cli import app
+from tinyhil.cli import app
 
 if __name__ == "__main__":
     app()

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 
-from .boards import BoardConfig, load_boards
-from .build.firmware import SETUP_HINT, build_toolchain_probe, explain_missing, tflm_dir
-from .errors import TinyhilError
-from .project import project_dir
+from tinyhil.board_catalog import BoardConfig, load_boards
+from tinyhil.errors import TinyhilError
+from tinyhil.image.firmware import SETUP_HINT, build_toolchain_probe, explain_missing, tflm_dir
+from tinyhil.project import project_dir
 
 PROBE_OK = re.compile(rb"tinyhil-probe ok [^\r\n]*")
 PROBE_SECONDS = 60.0  # generous: QEMU on a loaded host may take seconds to boot
@@ -127,7 +127,7 @@ def _probe(board: BoardConfig) -> Check:
     the whole path but TFLM. A physical board's probe is built only."""
     import serial
 
-    from .device.qemu import QemuProcess, wait_for_pty
+    from tinyhil.device.qemu import QemuProcess, wait_for_pty
 
     what = f"probe built {'and booted ' if board.emulated else ''}for {board.name}"
     try:

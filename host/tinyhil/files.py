@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from .errors import TinyhilError
+from tinyhil.errors import TinyhilError
 
 
 class OutputError(TinyhilError):

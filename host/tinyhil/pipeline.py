@@ -12,17 +12,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import search
-from .boards import BoardConfig
-from .characterize import space_lut
-from .deploy.deploy import Deployment, DeployOptions, deploy
-from .errors import TinyhilError
-from .files import atomic_write, writable_dir, writable_file
-from .lut.table import Lut
-from .nas.data import Splits
-from .nas.hardware import covering_lut, engine_lut
-from .report.deployment import write_report
-from .search import DataSpec, RunDirError, SearchRun, Targets
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.deploy.deployment import Deployment, DeployOptions, deploy
+from tinyhil.errors import TinyhilError
+from tinyhil.files import atomic_write, writable_dir, writable_file
+from tinyhil.lut.table import Lut
+from tinyhil.measure.characterize import space_lut
+from tinyhil.nas import engines as search
+from tinyhil.nas.data import Splits
+from tinyhil.nas.engines import DataSpec, RunDirError, SearchRun, Targets
+from tinyhil.nas.hardware import covering_lut, engine_lut
+from tinyhil.report.deployment import write_report
 
 SETTINGS_FILE = "pipeline.json"
 
@@ -128,8 +128,8 @@ def spread_targets(engine: str, splits, lut, n: int, seed: int = 0) -> tuple[lis
     (their median arena x 1.5): targets each engine can meet and must work for."""
     import numpy as np
 
-    from .nas.constraints import profile as estimate
-    from .spaces import make_space, sample_architecture
+    from tinyhil.nas.constraints import profile as estimate
+    from tinyhil.spaces import make_space, sample_architecture
 
     space = make_space(engine, splits.window, splits.channels, splits.classes)
     rng = np.random.default_rng(seed)

@@ -5,7 +5,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import TinyhilError
+from tinyhil.errors import TinyhilError
 
 
 @lru_cache(maxsize=None)

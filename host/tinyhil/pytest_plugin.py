@@ -78,10 +78,10 @@ class BoardUnderTest:
 
     def run(self, model: Path, repeats: int = 5, warmup: int = 1, seed: int = 0):
         """Builds, boots, measures MODEL: a RunReport (cycles, per-op profile, bit-exactness)."""
-        from tinyhil.bench.tflite_model import TfliteModel
-        from tinyhil.build.firmware import build_image
         from tinyhil.device.recovery import boot_with_recovery
-        from tinyhil.run import measure, model_image
+        from tinyhil.image.firmware import build_image
+        from tinyhil.measure.model import measure, model_image
+        from tinyhil.models.tflite_model import TfliteModel
 
         tflite = TfliteModel.load(model)
         image = build_image(model_image(tflite, self.config), self.config)
@@ -92,9 +92,9 @@ class BoardUnderTest:
     @contextmanager
     def booted(self, model: Path):
         """A board running MODEL's image, for tests that talk to it themselves."""
-        from tinyhil.bench.tflite_model import TfliteModel
-        from tinyhil.build.firmware import build_image
-        from tinyhil.run import model_image
+        from tinyhil.image.firmware import build_image
+        from tinyhil.measure.model import model_image
+        from tinyhil.models.tflite_model import TfliteModel
 
         tflite = TfliteModel.load(model)
         image = build_image(model_image(tflite, self.config), self.config)
@@ -111,7 +111,7 @@ def board_name(request) -> str:
 
 @pytest.fixture
 def board(request, board_name) -> BoardUnderTest:
-    from tinyhil.boards import load_boards
+    from tinyhil.board_catalog import load_boards
     from tinyhil.errors import TinyhilError
 
     options = request.config.option

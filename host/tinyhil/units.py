@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .errors import TinyhilError
+from tinyhil.errors import TinyhilError
 
 
 class UnitError(TinyhilError, ValueError):

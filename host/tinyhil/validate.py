@@ -15,17 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bench.single_op import BUILTIN
-from .bench.tflite_model import TfliteModel, model_graph
-from .bench.whole_model import generate_architecture_models
-from .boards import BoardConfig
-from .estimate import MacsProxy, appendix_a_peak, arena_estimate, lut_latency
-from .estimate.latency import check_covered
-from .files import atomic_write, writable_dir
-from .lut.table import Lut, LutError, space_lut_path
-from .measure import ImageRunner, Item, Timing, usable
-from .spaces import make_space, sample_architecture
-from .spaces.arch import Architecture
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.estimate import MacsProxy, appendix_a_peak, arena_estimate, lut_latency
+from tinyhil.estimate.latency import check_covered
+from tinyhil.files import atomic_write, writable_dir
+from tinyhil.lut.table import Lut, LutError, space_lut_path
+from tinyhil.measure.runner import ImageRunner, Item, Timing
+from tinyhil.models.single_op import BUILTIN
+from tinyhil.models.tflite_model import TfliteModel, model_graph
+from tinyhil.models.whole_model import generate_architecture_models
+from tinyhil.spaces import make_space, sample_architecture
+from tinyhil.spaces.arch import Architecture
+from tinyhil.verdict import usable
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
     result = ValidationResult(table, per_op, lut_metrics, proxy_metrics, memory_error,
                               appendix_ratio, csv_path, report_dir / f"validation-{space_name}-{board.name}.html",
                               runner.timing)
-    from .report.validation import write_report
+    from tinyhil.report.validation import write_report
 
     write_report(result, lut, board)
     return result

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bench.convert import to_int8_tflite
-from ..bench.whole_model import keras_model
-from ..errors import TinyhilError
-from ..nas.data import Splits
-from ..spaces.arch import Architecture
+from tinyhil.errors import TinyhilError
+from tinyhil.models.convert import to_int8_tflite
+from tinyhil.models.whole_model import keras_model
+from tinyhil.nas.data import Splits
+from tinyhil.spaces.arch import Architecture
 
 CALIBRATION_SAMPLES = 100  # the int8 input/output ranges, on top of QAT's own
 # QAT goes on learning at the float rate: on BasicMotions (48 training

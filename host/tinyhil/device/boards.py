@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 import serial
 
-from ..boards import BoardConfig
-from ..build.firmware import BuiltImage, build_image, cached_image_problem, upload
-from ..errors import BoardNotResponding, TinyhilError
-from . import stlink
-from .driver import LINK_ERRORS, BenchDriver, DeviceInfo
-from .qemu import QemuProcess, wait_for_pty
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.device import stlink
+from tinyhil.device.driver import LINK_ERRORS, BenchDriver, DeviceInfo
+from tinyhil.device.qemu import QemuProcess, wait_for_pty
+from tinyhil.errors import BoardNotResponding, TinyhilError
+from tinyhil.image.firmware import BuiltImage, build_image, cached_image_problem, upload
 
 SERIAL_BAUD = 115200
 # Guest instructions per host second below which an emulated board is taken

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from serial import SerialException
 
-from ..errors import BoardNotResponding, DeviceError, ImageTooLarge, SampleDisturbed, UnsupportedOp
-from .protocol import (
+from tinyhil.device.protocol import (
     REPLY,
     VERSION,
     ErrorCode,
@@ -25,6 +24,7 @@ from .protocol import (
     decode_error,
     parse_key_values,
 )
+from tinyhil.errors import BoardNotResponding, DeviceError, ImageTooLarge, SampleDisturbed, UnsupportedOp
 
 # A loaded host can keep QEMU, or this process, off the CPU for a while: no
 # RUN is given up on sooner than this, whatever timeout the caller set.

@@ -21,11 +21,10 @@ import threading
 import time
 import tty
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .protocol import CRC, HEADER, MAX_PAYLOAD, SYNC
-
-from collections.abc import Callable
+from tinyhil.device.protocol import CRC, HEADER, MAX_PAYLOAD, SYNC
 
 KINDS = ("garble", "drop", "duplicate", "stall")
 # Done to the board itself, just after a RUN request went through: the

@@ -14,10 +14,10 @@ import argparse
 import asyncio
 import time
 
-from ..boards import BoardConfig
-from ..errors import BoardNotResponding, TinyhilError
-from .boards import Board
-from .driver import DeviceInfo
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.device.boards import Board
+from tinyhil.device.driver import DeviceInfo
+from tinyhil.errors import BoardNotResponding, TinyhilError
 
 
 class LabgridError(TinyhilError):
@@ -117,7 +117,7 @@ class LabgridBoard(Board):
             raise BoardNotResponding(f"board {self.config.name} at {self.url}: {error}") from error
 
     def ticks_to_cycles(self, ticks: int) -> float:
-        from .boards import QemuBoard
+        from tinyhil.device.boards import QemuBoard
 
         if self.config.emulated:  # an exported QEMU counts instructions like a local one
             return QemuBoard.ticks_to_cycles(self, ticks)

@@ -21,7 +21,7 @@ import time
 import weakref
 from pathlib import Path
 
-from ..errors import BoardNotResponding, ToolMissing
+from tinyhil.errors import BoardNotResponding, ToolMissing
 
 PTY_LINE = re.compile(r"char device redirected to (/dev/pts/\d+)")
 QMP_PREFIX = "tinyhil-qmp-"

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..build.firmware import BuiltImage
-from ..errors import BoardGaveUp, BoardNotResponding, TinyhilError
-from .boards import RECOVERY_STEPS, Board
-from .driver import DeviceInfo
-from .protocol import RunReply, RunRequest
+from tinyhil.device.boards import RECOVERY_STEPS, Board
+from tinyhil.device.driver import DeviceInfo
+from tinyhil.device.protocol import RunReply, RunRequest
+from tinyhil.errors import BoardGaveUp, BoardNotResponding, TinyhilError
+from tinyhil.image.firmware import BuiltImage
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from ..boards import BoardConfig
-from ..errors import TinyhilError, ToolMissing
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.errors import TinyhilError, ToolMissing
 
 ST_VID = 0x0483
 # ST-LINK/V2-1 (Nucleo-64 such as the F446RE), STLINK-V3 variants (Nucleo-144

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import TinyhilError
-from ..lut.table import Lut
-from ..measure import usable
-from ..spaces.arch import Architecture
+from tinyhil.errors import TinyhilError
+from tinyhil.lut.table import Lut
+from tinyhil.spaces.arch import Architecture
+from tinyhil.verdict import usable
 
 
 class MissingOps(TinyhilError):
@@ -30,7 +30,7 @@ def check_covered(arch: Architecture, lut: Lut) -> None:
 def op_kernel_cycles(op, lut: Lut, at: str = "point") -> float:
     """One op's kernel cycles in the LUT, at the point estimate or at a
     calibrated LUT's bound (`p95`, ...: the whole margin is the kernel's)."""
-    from ..lut.calibrate import cycles_at
+    from tinyhil.lut.calibration import cycles_at
 
     row = lut.row(op)
     cycles = float(row["cycles"])

@@ -7,12 +7,12 @@ import math
 
 import numpy as np
 
-from ..bench.single_op import BUILTIN
-from ..bench.tflite_model import Graph
-from ..lut.table import Lut, LutError
-from ..spaces import ops
-from ..spaces.arch import MODEL_INPUT, Architecture
-from ..spaces.ops import OpConfig
+from tinyhil.lut.table import Lut, LutError
+from tinyhil.models.single_op import BUILTIN
+from tinyhil.models.tflite_model import Graph
+from tinyhil.spaces import ops
+from tinyhil.spaces.arch import MODEL_INPUT, Architecture
+from tinyhil.spaces.ops import OpConfig
 
 ALIGN = 16  # TFLM aligns every arena buffer to 16 bytes
 

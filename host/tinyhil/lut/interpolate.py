@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..spaces.micronas import DynamicAdd, DynamicConv
-from ..spaces.ops import OpConfig
-from .table import Lut
+from tinyhil.lut.table import Lut
+from tinyhil.spaces.micronas import DynamicAdd, DynamicConv
+from tinyhil.spaces.ops import OpConfig
 
 
 def hw_matrix(conv: DynamicConv, cost: Callable[[OpConfig], float]) -> np.ndarray:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import TinyhilError
-from ..measure import usable
-from ..spaces import ops
-from ..spaces.ops import OpConfig
-from .table import COLUMNS, Lut, row_op
+from tinyhil.errors import TinyhilError
+from tinyhil.lut.table import COLUMNS, Lut, row_op
+from tinyhil.spaces import ops
+from tinyhil.spaces.ops import OpConfig
+from tinyhil.verdict import usable
 
 REQUIRED = ("op", "input_shape", "output_shape", "cycles_total")
 OPTIONAL_NUMBERS = ("cycles_kernel", "arena_used", "flash", "flops")

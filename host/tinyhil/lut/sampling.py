@@ -18,9 +18,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..errors import TinyhilError
-from ..spaces.ops import OpConfig
-from .calibrate import Features, kernel_path
+from tinyhil.errors import TinyhilError
+from tinyhil.lut.calibration import Features, kernel_path
+from tinyhil.spaces.ops import OpConfig
 
 # enough rows for a path's own terms in the features model
 MIN_PER_PATH = Features().min_type_rows

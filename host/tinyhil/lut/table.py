@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import TinyhilError
-from ..files import append_durably, atomic_write, writable_file
-from ..measure import OK, usable  # noqa: F401  (OK: re-exported for the LUT readers)
-from ..spaces.ops import OpConfig
+from tinyhil.errors import TinyhilError
+from tinyhil.files import append_durably, atomic_write, writable_file
+from tinyhil.spaces.ops import OpConfig
+from tinyhil.verdict import OK, usable  # noqa: F401  (OK: re-exported for the LUT readers)
 
 # Cycle columns hold instructions on emulated boards (see `counter`).
 COLUMNS = [

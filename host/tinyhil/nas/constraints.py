@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..estimate import arena_estimate, lut_latency
-from ..estimate.latency import check_covered
-from ..lut.table import Lut
-from ..spaces.arch import Architecture
-from ..estimate.memory import greedy_plan, lifetimes
-from ..spaces.ops import CONV, DENSE, DEPTHWISE
+from tinyhil.estimate import arena_estimate, lut_latency
+from tinyhil.estimate.latency import check_covered
+from tinyhil.estimate.memory import greedy_plan, lifetimes
+from tinyhil.lut.table import Lut
+from tinyhil.spaces.arch import Architecture
+from tinyhil.spaces.ops import CONV, DENSE, DEPTHWISE
 
 # int8 flatbuffer beyond the weights: header, tensor and op records, and per
 # output channel of a convolution a float32 scale and an int64 zero point for

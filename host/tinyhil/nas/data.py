@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinyhilError
+from tinyhil.errors import TinyhilError
 
 
 class DataError(TinyhilError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import TinyhilError
+from tinyhil.errors import TinyhilError
 
 
 def evaluate_regression(y_true, y_pred) -> dict:

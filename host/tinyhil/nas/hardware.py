@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import TinyhilError
-from ..estimate import MissingOps
-from ..lut.table import Lut
-from ..measure import usable
-from ..spaces.arch import Architecture
-from ..spaces.ops import OpConfig
-from .constraints import Profile, profile
+from tinyhil.errors import TinyhilError
+from tinyhil.estimate import MissingOps
+from tinyhil.lut.table import Lut
+from tinyhil.nas.constraints import Profile, profile
+from tinyhil.spaces.arch import Architecture
+from tinyhil.spaces.ops import OpConfig
+from tinyhil.verdict import usable
 
 DEFAULT_BOARD = "qemu-m4"
 
 
 def default_luts_dir() -> Path:
     """$TINYHIL_LUTS, else the project's luts/ directory."""
-    from ..project import project_dir
+    from tinyhil.project import project_dir
 
     return Path(os.environ.get("TINYHIL_LUTS") or project_dir() / "luts")
 
@@ -71,8 +71,8 @@ class BoardPricer:
         return profile(arch, self.lut)
 
     def _measure(self, todo: list[OpConfig]) -> None:
-        from ..boards import get_board
-        from ..characterize import Characterizer
+        from tinyhil.board_catalog import get_board
+        from tinyhil.measure.characterize import Characterizer
 
         board = get_board(self.board)
         self.log(f"measuring {len(todo)} op(s) the {self.board} LUT lacks on {self.board} "
@@ -99,7 +99,7 @@ def engine_lut(board: str, space: str, window: int, channels: int, classes: int,
     (it may be calibrated for a physical board), else every op the board has
     measured; they measure what is missing as they meet it (characterizing a
     whole Tiny-TimeNAS space up front would take thousands of ops)."""
-    from ..lut.table import space_lut_path
+    from tinyhil.lut.table import space_lut_path
 
     path = space_lut_path(luts, board, space, (window, channels), classes)
     if path.is_file():

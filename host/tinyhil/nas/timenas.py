@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinyhilError
-from ..lut.table import Lut
-from ..spaces.micronas import SpaceError
-from ..spaces.timenas import TimeNasSpace, build_architecture, network_types, sample_choices
-from .constraints import Limits, Profile, float32_profile, parameters
-from .data import AVAILABEL_DATASETS, load_dataset  # noqa: F401 -- the seed's names, re-exported
-from .evaluate import evaluate_classification, evaluate_regression  # noqa: F401
-from .hardware import BoardPricer
-from .proxies import zico
+from tinyhil.errors import TinyhilError
+from tinyhil.lut.table import Lut
+from tinyhil.nas.constraints import Limits, Profile, float32_profile, parameters
+from tinyhil.nas.data import AVAILABEL_DATASETS, load_dataset  # noqa: F401 -- the seed's names, re-exported
+from tinyhil.nas.evaluate import evaluate_classification, evaluate_regression  # noqa: F401
+from tinyhil.nas.hardware import BoardPricer
+from tinyhil.nas.proxies import zico
+from tinyhil.spaces.micronas import SpaceError
+from tinyhil.spaces.timenas import TimeNasSpace, build_architecture, network_types, sample_choices
 
 LIMITS = ("seed", "int8")
 KB = 1000  # the seed's kB (its profiler divides bytes by 1000)
@@ -45,7 +45,7 @@ def quantize_model(model, x_train, mode: str = "float") -> bytes:
     """As the seed: int8 weights and activations either way; mode 'int' makes
     the input and output int8 too, mode 'float' (the seed's default) keeps a
     float32 input and output (quantize / dequantize around the int8 ops)."""
-    from ..bench.convert import to_int8_tflite
+    from tinyhil.models.convert import to_int8_tflite
 
     if mode not in ("int", "float"):
         raise TinyhilError(f"quantize_model: mode must be 'int' or 'float', not {mode!r}")
@@ -72,7 +72,7 @@ def sequence_windows(x) -> np.ndarray:
 
 def task_targets(task: str, y) -> tuple[np.ndarray, int]:
     """The targets checked against the task (which decides, never the dtype) and the outputs."""
-    from .data import DataError, targets
+    from tinyhil.nas.data import DataError, targets
 
     try:
         y = targets(np.asarray(y), "y_train", task)
@@ -222,7 +222,7 @@ class Searcher:
 
     def keras(self, arch):
         """The candidate as the seed's users get it: a Keras model on (T, C) windows."""
-        from ..bench.whole_model import keras_model
+        from tinyhil.models.whole_model import keras_model
 
         return keras_model(arch, batch_size=None, sequence_input=True)
 

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinyhilError
-from ..lut.table import Lut
-from ..spaces.tinytnas import TinyTnasArch, TinyTnasSpace, build_architecture
-from .constraints import Profile
-from .hardware import BoardPricer
+from tinyhil.errors import TinyhilError
+from tinyhil.lut.table import Lut
+from tinyhil.nas.constraints import Profile
+from tinyhil.nas.hardware import BoardPricer
+from tinyhil.spaces.tinytnas import TinyTnasArch, TinyTnasSpace, build_architecture
 
 __all__ = ["TinyTNAS", "BuildModelwithSpecs", "ModelTraning"]  # the seed's TinyTNAS.py and ModelBank.py
 
@@ -134,7 +134,7 @@ def BuildModelwithSpecs(k, c, num_class=2, ds=None, input_shape=None, learning_r
     `board`: (model, ram, flash, macc), the seed's tuple."""
     import tensorflow as tf
 
-    from ..bench.whole_model import keras_model
+    from tinyhil.models.whole_model import keras_model
 
     if input_shape is None:
         if ds is None:
@@ -233,7 +233,7 @@ class TinyTNAS:
     def _train(self, k: int, c: int, epochs: int) -> float:
         import tensorflow as tf
 
-        from ..bench.whole_model import keras_model
+        from tinyhil.models.whole_model import keras_model
 
         model = keras_model(self.architecture(k, c), batch_size=None, sequence_input=True)
         model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=self.learning_rate),

@@ -17,10 +17,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import BuildFailed, ImageTooLarge, InvalidModel, TinyhilError, UnsupportedOp
-from ..measure import SKIPPED, ImageRunner, Measurement
-from .inventory import FarmBoard
-from .suite import Case
+from tinyhil.errors import BuildFailed, ImageTooLarge, InvalidModel, TinyhilError, UnsupportedOp
+from tinyhil.measure.runner import ImageRunner, Measurement
+from tinyhil.regress.inventory import FarmBoard
+from tinyhil.regress.suite import Case
+from tinyhil.verdict import SKIPPED
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,9 @@ def longest_first(cases: list[Case]) -> list[Case]:
 
 def lane_image(board: FarmBoard, cases: list[Case]):
     """The one image a pinned board must run for its lane's suite (built, cached)."""
-    from ..build.firmware import build_image
-    from ..errors import TinyhilError
-    from ..measure import pack
+    from tinyhil.errors import TinyhilError
+    from tinyhil.image.firmware import build_image
+    from tinyhil.measure.runner import pack
 
     items = [case.item for case in longest_first(cases)]  # the order make_jobs gives
     if len(pack(items, board.config, len(items))) > 1:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import TinyhilError
-from ..files import append_durably, atomic_write
+from tinyhil.errors import TinyhilError
+from tinyhil.files import append_durably, atomic_write
 
 PASS, REGRESSION, IMPROVED, NEW, ERROR, SKIPPED = (
     "pass", "regression", "improved", "new", "error", "skipped")

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from ..boards import BoardConfig, load_boards
-from ..device.boards import Board, QemuBoard, SerialBoard
-from ..errors import TinyhilError
+from tinyhil.board_catalog import BoardConfig, load_boards
+from tinyhil.device.boards import Board, QemuBoard, SerialBoard
+from tinyhil.errors import TinyhilError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KINDS = ("qemu", "serial", "labgrid")
@@ -75,7 +75,7 @@ class FarmBoard:
             return QemuBoard(self.config, timeout, retries)
         if self.kind == "serial":
             return SerialBoard(self.config, self.port, timeout, retries, reset_method=self.reset)
-        from ..device.labgrid_board import LabgridBoard
+        from tinyhil.device.labgrid_board import LabgridBoard
 
         return LabgridBoard(self.config, self.labgrid.coordinator, self.labgrid.place,
                             timeout, retries)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..files import writable_file
-from ..measure import Measurement, skipped, usable
-from .farm import Farm, FarmStats, lane_image, make_jobs
-from .history import (ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row)
-from .inventory import FarmBoard
-from .suite import Baseline, Case, Suite, collect_cases
+from tinyhil.files import writable_file
+from tinyhil.measure.runner import Measurement
+from tinyhil.regress.farm import Farm, FarmStats, lane_image, make_jobs
+from tinyhil.regress.history import ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row
+from tinyhil.regress.inventory import FarmBoard
+from tinyhil.regress.suite import Baseline, Case, Suite, collect_cases
+from tinyhil.verdict import skipped, usable
 
 
 @dataclass
@@ -189,11 +190,11 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
                                sum(stats.cases_by_board.values()), already, stats, history.path,
                                frozenset(expected))
         if junit_path is not None:
-            from ..report.junit import write_junit
+            from tinyhil.report.junit import write_junit
 
             result.junit_path = write_junit(result, suite, Path(junit_path))
         if trend:
-            from ..report.trend import write_trend
+            from tinyhil.report.trend import write_trend
 
             result.trend_path = write_trend(history.frame(), Path(out_dir) / "trend.html", suite.name)
         return result

@@ -26,14 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.single_op import generate_models, op_seed
-from ..bench.tflite_model import TfliteModel
-from ..errors import TinyhilError
-from ..lut.table import Lut, LutError
-from ..measure import Item, usable
-from ..project import project_dir
-from ..spaces import make_space
-from .inventory import read_yaml
+from tinyhil.errors import TinyhilError
+from tinyhil.lut.table import Lut, LutError
+from tinyhil.measure.runner import Item
+from tinyhil.models.single_op import generate_models, op_seed
+from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.project import project_dir
+from tinyhil.regress.inventory import read_yaml
+from tinyhil.spaces import make_space
+from tinyhil.verdict import usable
 
 SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

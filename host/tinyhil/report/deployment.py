@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-from ..files import atomic_write  # noqa: E402
 
-from .validation import _png  # noqa: E402
+from tinyhil.files import atomic_write  # noqa: E402
+from tinyhil.report.validation import _png  # noqa: E402
 
 
 def _fmt(value, unit: str = "", digits: int = 0) -> str:

@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import TinyhilError
-from ..files import atomic_write
+from tinyhil.errors import TinyhilError
+from tinyhil.files import atomic_write
 
 SCHEMA = Path(__file__).with_name("junit.xsd")
 

@@ -11,8 +11,8 @@ import pandas as pd
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .validation import _png  # noqa: E402
-from ..files import atomic_write  # noqa: E402
+from tinyhil.files import atomic_write  # noqa: E402
+from tinyhil.report.validation import _png  # noqa: E402
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                                autoescape=True, undefined=jinja2.StrictUndefined)

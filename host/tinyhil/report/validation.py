@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..files import atomic_write  # noqa: E402
-from ..measure import usable  # noqa: E402
+from tinyhil.files import atomic_write  # noqa: E402
+from tinyhil.verdict import usable  # noqa: E402
 
 
 def _png(fig) -> str:

@@ -1,12 +1,12 @@
 """Search spaces as data: each enumerates the op configurations it can use."""
 from __future__ import annotations
 
-from . import micronas, timenas, tinytnas
-from .arch import Architecture
-from .micronas import MicroNasSpace, SpaceError
-from .ops import OpConfig
-from .timenas import TimeNasSpace
-from .tinytnas import TinyTnasSpace
+from tinyhil.spaces import micronas, timenas, tinytnas
+from tinyhil.spaces.arch import Architecture
+from tinyhil.spaces.micronas import MicroNasSpace, SpaceError
+from tinyhil.spaces.ops import OpConfig
+from tinyhil.spaces.timenas import TimeNasSpace
+from tinyhil.spaces.tinytnas import TinyTnasSpace
 
 SPACES = {"micronas": MicroNasSpace, "tinytnas": TinyTnasSpace, "timenas": TimeNasSpace}
 

@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from .ops import DENSE, RESHAPE, OpConfig, Shape
+from tinyhil.spaces.ops import DENSE, RESHAPE, OpConfig, Shape
 
 MODEL_INPUT = -1  # a node input that is the model's input tensor
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import TinyhilError
-from . import ops
-from .arch import MODEL_INPUT, Architecture, Builder
-from .ops import OpConfig, Shape
+from tinyhil.errors import TinyhilError
+from tinyhil.spaces import ops
+from tinyhil.spaces.arch import MODEL_INPUT, Architecture, Builder
+from tinyhil.spaces.ops import OpConfig, Shape
 
 
 class SpaceError(TinyhilError, ValueError):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import ops
-from .micronas import SpaceError
-from .arch import Architecture, Builder
-from .ops import OpConfig, Shape
+from tinyhil.spaces import ops
+from tinyhil.spaces.arch import Architecture, Builder
+from tinyhil.spaces.micronas import SpaceError
+from tinyhil.spaces.ops import OpConfig, Shape
 
 # P(MLP) per task, from the seed's Table 1 (the rest is CNN)
 MLP_PROBABILITY = {"classification": 0.4516, "regression": 0.5055}

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import ops
-from .micronas import SpaceError
-from .arch import Architecture, Builder
-from .ops import OpConfig, Shape
+from tinyhil.spaces import ops
+from tinyhil.spaces.arch import Architecture, Builder
+from tinyhil.spaces.micronas import SpaceError
+from tinyhil.spaces.ops import OpConfig, Shape
 
 
 def explored_widths(start: int = 4, k_max: int = 64) -> tuple[int, ...]:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...estimate.memory import fixed_model_bytes, op_peak, op_state
-from ...lut.interpolate import hw_matrix, hw_vector
-from ...lut.table import Lut
-from ...spaces.micronas import DynamicConv, MicroNasSpace
+from tinyhil.estimate.memory import fixed_model_bytes, op_peak, op_state
+from tinyhil.lut.interpolate import hw_matrix, hw_vector
+from tinyhil.lut.table import Lut
+from tinyhil.spaces.micronas import DynamicConv, MicroNasSpace
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import TinyhilError
-from ...estimate import appendix_a_peak, arena_estimate, lut_latency
-from ...lut.table import Lut
-from ...spaces.arch import Architecture
-from ...spaces.micronas import MicroNasSpace, SensorFusionCell, TimeReduceCell, build_architecture
-from ..data import Splits
-from .hardware import HardwareModel
+from tinyhil.errors import TinyhilError
+from tinyhil.estimate import appendix_a_peak, arena_estimate, lut_latency
+from tinyhil.lut.table import Lut
+from tinyhil.nas.data import Splits
+from tinyhil.nas.micronas.hardware import HardwareModel
+from tinyhil.spaces.arch import Architecture
+from tinyhil.spaces.micronas import MicroNasSpace, SensorFusionCell, TimeReduceCell, build_architecture
 
 BELOW_TARGET_SLOPE = 0.002
 
@@ -141,7 +141,7 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
            on_epoch=None) -> SearchResult:
     import tensorflow as tf
 
-    from .supernet import Supernet
+    from tinyhil.nas.micronas.supernet import Supernet
 
     check_targets(space, lut, config)
     started = time.monotonic()

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ...lut.interpolate import expected_tf
-from ...spaces.micronas import MicroNasSpace, SensorFusionCell, TimeReduceCell
-from .hardware import HardwareModel, cell_input_bytes
+from tinyhil.lut.interpolate import expected_tf
+from tinyhil.nas.micronas.hardware import HardwareModel, cell_input_bytes
+from tinyhil.spaces.micronas import MicroNasSpace, SensorFusionCell, TimeReduceCell
 
 OFF, ON = 0, 1
 

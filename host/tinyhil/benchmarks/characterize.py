@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bench.kernel_path import operands_in_graph_order
-from .bench.single_op import CONVERTER, DIRECT, model_path
-from .boards import BoardConfig
-from .characterize import CharacterizeResult, Characterizer
-from .lut.table import read_rows
-from .spaces import make_space
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.lut.table import read_rows
+from tinyhil.measure.characterize import Characterizer, CharacterizeResult
+from tinyhil.models.kernel_path import operands_in_graph_order
+from tinyhil.models.single_op import CONVERTER, DIRECT, model_path
+from tinyhil.spaces import make_space
 
 PACKED_FLOWS = (CONVERTER, DIRECT)
 PER_IMAGE = "per-image"  # one op per firmware image, as MicroNAS measures (converter models)

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TinyhilError
-from .estimate.latency import op_kernel_cycles
-from .lut.calibrate import BOUND, is_calibrated
-from .lut.table import Lut
-from .measure import usable
-from .spaces.ops import OpConfig
+from tinyhil.errors import TinyhilError
+from tinyhil.estimate.latency import op_kernel_cycles
+from tinyhil.lut.calibration import BOUND, is_calibrated
+from tinyhil.lut.table import Lut
+from tinyhil.spaces.ops import OpConfig
+from tinyhil.verdict import usable
 
 
 class PredictError(TinyhilError):

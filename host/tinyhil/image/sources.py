@@ -14,10 +14,10 @@ from pathlib import Path
 
 import jinja2
 
-from .. import __version__
-from ..device.protocol import MAX_PAYLOAD, RUN_HEADER
-from ..errors import TinyhilError, UnsupportedOp
-from .c_array import check_c_name, write_c_array
+from tinyhil import __version__
+from tinyhil.device.protocol import MAX_PAYLOAD, RUN_HEADER
+from tinyhil.errors import TinyhilError, UnsupportedOp
+from tinyhil.image.c_array import check_c_name, write_c_array
 
 TEMPLATES = Path(__file__).with_name("templates")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
@@ -207,7 +207,7 @@ def render_image(spec: ImageSpec, image_id: str, tflm_dir: Path, out_dir: Path) 
         written.append(path)
     for bench in spec.benchmarks:
         if bench.array:
-            from ..bench.tflite_model import TfliteModel
+            from tinyhil.models.tflite_model import TfliteModel
 
             files = write_c_array(TfliteModel.from_bytes(bench.flatbuffer, bench.name), out_dir, bench.array)
             written += [files.source, files.header]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinyhilError
-from ..spaces.arch import MODEL_INPUT, Architecture
-from .single_op import REPRESENTATIVE_SAMPLES, _run_jobs, keras_layer
+from tinyhil.errors import TinyhilError
+from tinyhil.models.single_op import REPRESENTATIVE_SAMPLES, _run_jobs, keras_layer
+from tinyhil.spaces.arch import MODEL_INPUT, Architecture
 
 
 def keras_model(arch: Architecture, batch_size: int | None = 1, keras=None,
@@ -44,7 +44,7 @@ def convert_architecture(arch: Architecture) -> bytes:
     inputs: what matters for latency and memory is the graph, not the values."""
     import tensorflow as tf
 
-    from .convert import to_int8_tflite
+    from tinyhil.models.convert import to_int8_tflite
 
     seed = int(arch.id, 16) % (2**31)
     tf.keras.utils.set_random_seed(seed)

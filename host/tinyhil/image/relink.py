@@ -20,9 +20,9 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from ..boards import BoardConfig
-from ..files import atomic_write
-from ..project import cache_dir, project_dir
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.files import atomic_write
+from tinyhil.project import cache_dir, project_dir
 
 RECIPE = "tinyhil-relink.json"
 OBJECT, SOURCE, SOURCE_DIR, ELF, MAP, IMAGE_O, RESOLVER_O = (

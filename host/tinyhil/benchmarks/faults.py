@@ -35,11 +35,11 @@ from pathlib import Path
 
 import yaml
 
-from ..device.fault_proxy import FaultPlan, FaultProxy
-from .history import History
-from .inventory import FarmBoard
-from .nightly import regress
-from .suite import Suite, Tolerance
+from tinyhil.device.fault_proxy import FaultPlan, FaultProxy
+from tinyhil.regress.history import History
+from tinyhil.regress.inventory import FarmBoard
+from tinyhil.regress.nightly import regress
+from tinyhil.regress.suite import Suite, Tolerance
 
 WRONG = ("regression", "improved", "error")
 DEFAULT_PLAN = FaultPlan(board_faults=0.1, idle_faults=0.03, boot_faults=0.1, noise=0.2)
@@ -211,8 +211,8 @@ def _host_kill_round(boards, suite, baseline_dir, out, report, log) -> None:
     if not regress_killed_after(args, out / "history.csv"):
         report.problems.append(f"host-kill round {out.name}: the run ended before it could be killed")
         return
-    from .inventory import load_inventory
-    from .suite import load_suite
+    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.regress.suite import load_suite
 
     result = regress(load_inventory(inventory), load_suite(str(suite_file)), baseline_dir, out,
                      None, trend=False)
@@ -236,8 +236,8 @@ def _impossible_baseline_round(boards, suite, baseline_dir: Path, out: Path, rep
     neither measure nor append anything. A verdict taken instead is a wrong one."""
     import shutil
 
-    from ..errors import TinyhilError
-    from ..lut.table import read_rows
+    from tinyhil.errors import TinyhilError
+    from tinyhil.lut.table import read_rows
 
     out.mkdir(parents=True, exist_ok=True)
     baselines = out / "luts"
@@ -274,7 +274,7 @@ def _impossible_baseline_round(boards, suite, baseline_dir: Path, out: Path, rep
     else:
         history.mkdir(parents=True)
         spoiled = history / "history.csv"
-        from .history import COLUMNS
+        from tinyhil.regress.history import COLUMNS
 
         spoiled.write_text(",".join(COLUMNS) + "\n" + "r0,t,s,qemu-m4,m4-a,model/m.tflite,model,cycles,,"
                            "1000.0,0.0,new,,no baseline yet\n")  # one comma too many
@@ -340,10 +340,10 @@ def _guarded(report: FaultReport, log, kind: str, step, *args):
 
 def _round_images(boards, suite, baseline_dir: Path) -> list[Path]:
     """The cached ELFs of the images the next round runs (one per job)."""
-    from ..build.firmware import build_image
-    from ..measure import ImageRunner
-    from .farm import make_jobs
-    from .nightly import lane_cases
+    from tinyhil.image.firmware import build_image
+    from tinyhil.measure.runner import ImageRunner
+    from tinyhil.regress.farm import make_jobs
+    from tinyhil.regress.nightly import lane_cases
 
     cases = lane_cases(boards, suite, baseline_dir)
     configs = {b.lane: b.config for b in boards}
@@ -360,7 +360,7 @@ def _corrupt_cached_image(boards, suite, baseline_dir: Path, report: FaultReport
                           rng: random.Random) -> Path | None:
     """Damages one cached image the next round runs (64 random bytes in its
     middle): the round must notice it and build it again, never boot it."""
-    from ..files import checksum_problem
+    from tinyhil.files import checksum_problem
 
     elf = rng.choice(_round_images(boards, suite, baseline_dir))
     data = bytearray(elf.read_bytes())
@@ -374,7 +374,7 @@ def _corrupt_cached_image(boards, suite, baseline_dir: Path, report: FaultReport
 
 
 def _check_rebuilt(elf: Path, round_clean: bool, report: FaultReport, log) -> None:
-    from ..files import checksum_problem
+    from tinyhil.files import checksum_problem
 
     rebuilt = elf.is_file() and checksum_problem(elf) is None
     if not rebuilt:
@@ -390,9 +390,9 @@ def _truncated_store_round(config, baseline_dir: Path, out: Path, report: FaultR
     the middle of the file; characterize then runs over it. The cut op must be
     named and measured again to the baseline's figures, the others kept as
     they were, none twice."""
-    from ..characterize import Characterizer
-    from ..lut.table import meta_path, read_rows, row_op, scan_rows
-    from ..measure import usable
+    from tinyhil.lut.table import meta_path, read_rows, row_op, scan_rows
+    from tinyhil.measure.characterize import Characterizer
+    from tinyhil.verdict import usable
 
     source = Path(baseline_dir) / config.name / "ops.csv"
     baseline = read_rows(source)

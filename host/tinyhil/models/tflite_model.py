@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidModel
+from tinyhil.errors import InvalidModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,7 +20,7 @@ TFLITE_IDENTIFIER = b"TFL3"
 INTEGER_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "bool"}
 MODEL_DTYPES = {"int8", "int32"}  # int8 activations and weights, int32 biases and shapes
 INT8_RECIPE = ("int8 activations and weights, int32 biases: convert with a representative dataset "
-               "and int8 inference types, see tinyhil.bench.convert.to_int8_tflite")
+               "and int8 inference types, see tinyhil.models.convert.to_int8_tflite")
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class TfliteModel:
                 raise InvalidModel(
                     f"{self.name}: tensor {tensor.name!r} is {tensor.dtype}; tinyhil measures "
                     "full-integer int8 models (convert with a representative dataset, "
-                    "see tinyhil.bench.convert.to_int8_tflite)"
+                    "see tinyhil.models.convert.to_int8_tflite)"
                 )
         for op in interpreter._get_ops_details():
             for index in [*op["inputs"], *op["outputs"]]:

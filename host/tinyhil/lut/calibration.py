@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from .. import __version__
-from ..errors import TinyhilError
-from ..measure import usable
-from ..spaces.ops import CONV, OpConfig
-from .reference import ReferenceSet
-from .table import Lut, LutMeta, row_op
+from tinyhil import __version__
+from tinyhil.errors import TinyhilError
+from tinyhil.lut.reference import ReferenceSet
+from tinyhil.lut.table import Lut, LutMeta, row_op
+from tinyhil.spaces.ops import CONV, OpConfig
+from tinyhil.verdict import usable
 
 MIN_ROWS = 4  # fewer leaves nothing to cross-validate a line with
 FOLDS = 5

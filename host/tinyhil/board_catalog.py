@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .errors import UnknownBoard
-from .project import project_dir
+from tinyhil.errors import UnknownBoard
+from tinyhil.project import project_dir
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ai_edge_litert import schema_py_generated as schema
 
-from ..errors import InvalidModel
+from tinyhil.errors import InvalidModel
 
 OPERATOR_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 

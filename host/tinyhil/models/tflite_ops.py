@@ -3,8 +3,8 @@ flatbuffer's builtin options (strides, padding, fused activation), so that a
 bare .tflite can be looked up in a LUT op by op."""
 from __future__ import annotations
 
-from ..spaces import ops
-from ..spaces.ops import OpConfig
+from tinyhil.spaces import ops
+from tinyhil.spaces.ops import OpConfig
 
 PADDING = {0: "same", 1: "valid"}
 RELU = 1  # ActivationFunctionType.RELU

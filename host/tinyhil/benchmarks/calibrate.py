@@ -16,13 +16,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .boards import BoardConfig, get_board
-from .files import writable_file
-from .lut.calibrate import (Calibration, CalibrationError, FitErrors, MacsLine, calibrated_lut,
-                            candidate_models, fit_calibration, group_splits, out_of_fold, training_frame)
-from .lut.reference import ReferenceSet, read_reference
-from .lut.sampling import choose_ops
-from .lut.table import Lut, read_rows
+from tinyhil.board_catalog import BoardConfig, get_board
+from tinyhil.files import writable_file
+from tinyhil.lut.calibration import (
+    Calibration,
+    CalibrationError,
+    FitErrors,
+    MacsLine,
+    calibrated_lut,
+    candidate_models,
+    fit_calibration,
+    group_splits,
+    out_of_fold,
+    training_frame,
+)
+from tinyhil.lut.reference import ReferenceSet, read_reference
+from tinyhil.lut.sampling import choose_ops
+from tinyhil.lut.table import Lut, read_rows
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ def reference_frame(reference: ReferenceSet, emulated: BoardConfig, store: Path,
                     progress=None, port: str = "") -> tuple[pd.DataFrame, int]:
     """The reference ops measured on the emulated board (the missing ones
     first, through the same micro-benchmark path as `characterize`)."""
-    from .characterize import Characterizer
+    from tinyhil.measure.characterize import Characterizer
 
     characterizer = Characterizer(emulated, store.parent.parent, progress=progress, port=port)
     before = characterizer.done_keys()
@@ -200,7 +210,7 @@ def arena_rows_within(frame: pd.DataFrame, model: str) -> tuple[float, float]:
     """(share of rows within 1 %, largest error %) of the board arena, each
     row predicted from the other shapes: emulated bytes as they are
     ('before'), or with the fitted per-op-type offset ('after')."""
-    from .lut.calibrate import ArenaModel, group_splits
+    from tinyhil.lut.calibration import ArenaModel, group_splits
 
     rows = frame[["op", "group", "emu_arena", "ref_arena"]].dropna()
     truth = rows["ref_arena"].to_numpy(float)
@@ -216,7 +226,7 @@ def arena_rows_within(frame: pd.DataFrame, model: str) -> tuple[float, float]:
 
 
 def calibration_targets(f446re: pd.DataFrame, l552: pd.DataFrame | None) -> list[TargetRow]:
-    from .lut.calibrate import ArenaModel, legacy_models
+    from tinyhil.lut.calibration import ArenaModel, legacy_models
 
     rows = []
     for name, frame, limits in (("F446RE", f446re, dict(mape=1.5, max=4.0, above=5.0)),

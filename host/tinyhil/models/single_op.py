@@ -15,18 +15,18 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from ..children import die_with_parent
-from ..errors import TinyhilError
-from ..files import atomic_write, checksum_problem, write_checksum
-from ..project import cache_dir
-from ..spaces import ops
-from ..spaces.ops import OpConfig
+from tinyhil.children import die_with_parent
+from tinyhil.errors import TinyhilError
+from tinyhil.files import atomic_write, checksum_problem, write_checksum
+from tinyhil.project import cache_dir
+from tinyhil.spaces import ops
+from tinyhil.spaces.ops import OpConfig
 
 # The builtin op each op type must convert to, alone.
 BUILTIN = {
@@ -112,7 +112,7 @@ def representative_samples(op: OpConfig) -> list[np.ndarray]:
 
 def write_op(op: OpConfig) -> bytes:
     """The op's model written directly (see bench/tflite_writer.py)."""
-    from .tflite_writer import write_op as write
+    from tinyhil.models.tflite_writer import write_op as write
 
     return write(op, representative_samples(op), op_seed(op))
 
@@ -121,8 +121,8 @@ def convert_op(op: OpConfig) -> bytes:
     """Keras layer -> full-integer int8 flatbuffer, checked to hold the one op."""
     import tensorflow as tf
 
-    from .convert import to_int8_tflite
-    from .tflite_model import TfliteModel
+    from tinyhil.models.convert import to_int8_tflite
+    from tinyhil.models.tflite_model import TfliteModel
 
     tf.keras.utils.set_random_seed(op_seed(op) % (2**31))
     model = keras_model(op)
@@ -202,7 +202,7 @@ def generate_models(op_list: Iterable[OpConfig], workers: int | None = None,
 
 def model_maker_for(op: OpConfig, maker: str) -> str:
     """`maker`, unless the direct writer does not know the op's type (then the converter)."""
-    from .tflite_writer import WRITTEN_OPS
+    from tinyhil.models.tflite_writer import WRITTEN_OPS
 
     return DIRECT if maker == DIRECT and op.op in WRITTEN_OPS else CONVERTER
 
@@ -287,7 +287,7 @@ def chain_samples(length: int) -> np.ndarray:
 
 def write_chain(length: int) -> bytes:
     """The chain of chain_model written directly."""
-    from .tflite_writer import write_chain as write
+    from tinyhil.models.tflite_writer import write_chain as write
 
     return write(length, chain_samples(length), length)
 
@@ -297,7 +297,7 @@ def chain_model(length: int) -> bytes:
     profiled kernels, give the interpreter's per-invoke and per-op overheads."""
     import tensorflow as tf
 
-    from .convert import to_int8_tflite
+    from tinyhil.models.convert import to_int8_tflite
 
     tf.keras.utils.set_random_seed(length)
     layers = tf.keras.layers

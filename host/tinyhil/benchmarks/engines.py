@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 
-from ..lut.table import Lut
-from . import data as datasets
-from .constraints import Limits, profile
-from .timenas import Searcher
-from .tinytnas import TinyTNAS
+from tinyhil.lut.table import Lut
+from tinyhil.nas import data as datasets
+from tinyhil.nas.constraints import Limits, profile
+from tinyhil.nas.timenas import Searcher
+from tinyhil.nas.tinytnas import TinyTNAS
 
 LIMITS = {"ram": 20 * 1024, "flash": 64 * 1024, "macc": 60_000, "latency": 15.0}
 
@@ -36,9 +36,8 @@ def time_bound_runs(lut: Lut, runs: int, budget_s: float, epochs: int) -> list[d
 
 
 def proxy_ranking(lut: Lut, candidates: int, epochs: int, seed: int = 0) -> dict:
-    from scipy.stats import kendalltau
-
     import tensorflow as tf
+    from scipy.stats import kendalltau
 
     d = datasets.load("basic_motions")
     searcher = Searcher(None, None, "classification", d.x_train, d.y_train, lut=lut, seed=seed,

@@ -28,9 +28,9 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ..errors import TinyhilError
-from ..spaces import ops
-from ..spaces.ops import OpConfig
+from tinyhil.errors import TinyhilError
+from tinyhil.spaces import ops
+from tinyhil.spaces.ops import OpConfig
 
 INT8_MIN, INT8_MAX = -128, 127
 WEIGHT_MAX = 127  # symmetric weights use the narrow range [-127, 127]

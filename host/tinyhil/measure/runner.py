@@ -11,43 +11,23 @@ import queue
 import statistics
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from .bench.tflite_model import TfliteModel
-from .boards import BoardConfig
-from .build.firmware import BuiltImage, build_image
-from .build.image import Benchmark, ImageSpec
-from .device.boards import Board, open_board
-from .device.driver import DeviceInfo
-from .device.protocol import OpTicks, RunReply, RunRequest, seeded_bytes
-from .device.recovery import boot_with_recovery, run_with_recovery
-from .errors import BoardGaveUp, DeviceError, ImageTooLarge
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.device.boards import Board, open_board
+from tinyhil.device.driver import DeviceInfo
+from tinyhil.device.protocol import OpTicks, RunRequest, seeded_bytes
+from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
+from tinyhil.errors import BoardGaveUp, DeviceError, ImageTooLarge
+from tinyhil.image.firmware import BuiltImage, build_image
+from tinyhil.image.sources import Benchmark, ImageSpec
+from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.verdict import OK, SKIPPED, compare_output, skipped
 
 CODE_RESERVE_BYTES = 192 * 1024  # runner + TFLM + CMSIS-NN, with room to spare
 OUTPUT_BYTES_SENT = 16 * 1024  # larger outputs come back as a CRC only
-OK = "ok"
-# Outputs one quantization step off the host interpreter's: CMSIS-NN and
-# TFLite round some requantizations differently. Flagged, but the timing is
-# that of the same computation, so lookups may use it.
-ROUNDING = "lsb1"
-
-
-# The board, not the benchmark, failed (it gave up after every recovery
-# step): nothing was measured, nothing may be recorded; a later run retries.
-SKIPPED = "skipped"
-
-
-def usable(status: str) -> bool:
-    return status == OK or status.startswith(ROUNDING)
-
-
-def skipped(status: str) -> bool:
-    return status.startswith(SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -91,19 +71,6 @@ class Timing:
     flagged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)  # cached images/models that failed their check
-
-
-def compare_outputs(reply: RunReply, host: bytes) -> str:
-    """A benchmark's status: equal to the host interpreter, one step off, or not."""
-    if reply.output_size == len(host) and reply.output_crc == zlib.crc32(host):
-        return OK
-    if reply.output is None or len(reply.output) != len(host):
-        return "mismatch: output differs from the host TFLite interpreter"
-    diff = np.abs(np.frombuffer(reply.output, np.int8).astype(int) - np.frombuffer(host, np.int8))
-    if diff.max() == 1:
-        return (f"{ROUNDING}: {int((diff > 0).sum())} of {diff.size} outputs one step off the host "
-                "TFLite interpreter (requantization rounding)")
-    return f"mismatch: outputs differ from the host TFLite interpreter by up to {diff.max()} steps"
 
 
 def pack(items: list[Item], board: BoardConfig, max_per_image: int) -> list[list[Item]]:
@@ -284,7 +251,8 @@ class ImageRunner:
             return Measurement(item, f"{SKIPPED}: {error}", image=image, info=info)
         except (DeviceError, ImageTooLarge) as error:
             return Measurement(item, f"error: {error}", image=image, info=info)
-        status = compare_outputs(reply, model.reference_output(seeded_bytes(item.seed, model.input_bytes)))
+        host = model.reference_output(seeded_bytes(item.seed, model.input_bytes))
+        status = compare_output(reply.output, host, reply.output_crc, reply.output_size).status
         return Measurement(
             item, status,
             cycles=tuple(board.ticks_to_cycles(t) for t in reply.repeat_ticks),
@@ -292,5 +260,4 @@ class ImageRunner:
             arena_used=reply.arena_used, image=image, info=info)
 
 
-__all__ = ["ImageRunner", "Item", "Measurement", "OpTicks", "Timing", "compare_outputs", "pack",
-           "usable", "skipped", "OK", "ROUNDING", "SKIPPED"]
+__all__ = ["ImageRunner", "Item", "Measurement", "OpTicks", "Timing", "pack"]

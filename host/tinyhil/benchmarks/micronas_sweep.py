@@ -11,17 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ...estimate import lut_latency
-from ...files import atomic_write, writable_dir
-from ...spaces import make_space
-from .. import data as datasets
-from .search import SearchConfig, search, smallest_architecture, write_curves
+from tinyhil.estimate import lut_latency
+from tinyhil.files import atomic_write, writable_dir
+from tinyhil.nas import data as datasets
+from tinyhil.nas.micronas.search import SearchConfig, search, smallest_architecture, write_curves
+from tinyhil.spaces import make_space
 
 DATA_SETS = ("basic_motions", "synthetic128x9")
 
 
 def largest_architecture(space):
-    from ...spaces.micronas import build_architecture
+    from tinyhil.spaces.micronas import build_architecture
 
     tr = [{"kernel": space.tr_kernels[-1], "filters": space.tr_options[-1]}] * space.n_time_reduce
     sf = [{"filters": space.sf_options[-1], "branches": list(space.sf_kernels), "residual": True,
@@ -32,7 +32,7 @@ def largest_architecture(space):
 def held_out_accuracy(arch, splits, epochs: int, seed: int = 0) -> float:
     import tensorflow as tf
 
-    from ...bench.whole_model import keras_model
+    from tinyhil.models.whole_model import keras_model
 
     tf.keras.utils.set_random_seed(seed)
     model = keras_model(arch, batch_size=None)

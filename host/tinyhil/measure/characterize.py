@@ -18,20 +18,37 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .bench.single_op import (DIRECT, check_model_maker, generate_chain_models,
-                               generate_models, op_seed, stream_direct_models)
-from .bench.tflite_model import TfliteModel
-from .boards import BoardConfig
-from .build.elf import compiler_of
-from .build.firmware import firmware_hash
-from .errors import TinyhilError
-from .lut.sampling import choose_ops, parse_fraction
-from .lut.table import (MAX_ATTEMPTS, Lut, LutMeta, OpStore, exclusive, failed, op_columns,
-                        read_meta, read_rows, scan_rows, space_lut_path)
-from .measure import ImageRunner, Item, Measurement, Timing, skipped
-from .spaces import make_space
-from .spaces.ops import OpConfig
+from tinyhil import __version__
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.errors import TinyhilError
+from tinyhil.image.elf import compiler_of
+from tinyhil.image.firmware import firmware_hash
+from tinyhil.lut.sampling import choose_ops, parse_fraction
+from tinyhil.lut.table import (
+    MAX_ATTEMPTS,
+    Lut,
+    LutMeta,
+    OpStore,
+    exclusive,
+    failed,
+    op_columns,
+    read_meta,
+    read_rows,
+    scan_rows,
+    space_lut_path,
+)
+from tinyhil.measure.runner import ImageRunner, Item, Measurement, Timing, skipped
+from tinyhil.models.single_op import (
+    DIRECT,
+    check_model_maker,
+    generate_chain_models,
+    generate_models,
+    op_seed,
+    stream_direct_models,
+)
+from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.spaces import make_space
+from tinyhil.spaces.ops import OpConfig
 
 CHAIN_LENGTHS = (1, 2, 4, 8)
 
@@ -126,7 +143,7 @@ class Characterizer:
     def check_port(self) -> None:
         """A physical board needs a serial port: say so before any model is made."""
         if self.board.openocd_board and not (self.runner.port or self.board.upload_port):
-            from .device.stlink import find_port
+            from tinyhil.device.stlink import find_port
 
             self.runner.port = find_port(self.board)  # the one ST-LINK attached, or why not
         elif not self.board.emulated and not (self.runner.port or self.board.upload_port):

@@ -11,13 +11,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .errors import TinyhilError
-from .files import atomic_write, writable_dir
-from .lut.table import Lut
-from .nas.constraints import Profile, profile
-from .nas.data import Splits, load
-from .spaces.arch import Architecture
+from tinyhil import __version__
+from tinyhil.errors import TinyhilError
+from tinyhil.files import atomic_write, writable_dir
+from tinyhil.lut.table import Lut
+from tinyhil.nas.constraints import Profile, profile
+from tinyhil.nas.data import Splits, load
+from tinyhil.spaces.arch import Architecture
 
 RUN_FORMAT = 1  # bumped whenever run.json changes meaning
 ENGINES = ("micronas", "tinytnas", "timenas")
@@ -134,8 +134,8 @@ def searched(engine: str, board: str, data: DataSpec, splits: Splits, classes: i
 def micronas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targets, epochs: int,
              batch_size: int, out: Path, on_epoch=None) -> SearchRun:
     """Differentiable search; also writes the curves and the trained supernet's choice."""
-    from .nas.micronas.search import SearchConfig, search, write_curves
-    from .spaces import make_space
+    from tinyhil.nas.micronas.search import SearchConfig, search, write_curves
+    from tinyhil.spaces import make_space
 
     space = make_space("micronas", splits.window, splits.channels, splits.classes)
     writable_dir(out, "the search run")  # before the search, not after it
@@ -155,7 +155,7 @@ def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
              budget_s: float, epochs: int, learning_rate: float, out: Path,
              luts: Path | None = None) -> SearchRun:
     """Time-bound search: the best feasible candidate the budget reached."""
-    from .nas.tinytnas import TinyTNAS
+    from tinyhil.nas.tinytnas import TinyTNAS
 
     writable_dir(out, "the search run")
     specs = {"ram": targets.ram_bytes, "flash": targets.flash_bytes, "macc": targets.macs,
@@ -182,7 +182,7 @@ def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targe
             luts: Path | None = None) -> tuple[SearchRun, list[dict]]:
     """Zero-cost proxies over sampled candidates within the limits; the best first.
     The targets are bytes of the int8 model (tinyhil's estimate), hence limits='int8'."""
-    from .nas.timenas import KB, Searcher
+    from tinyhil.nas.timenas import KB, Searcher
 
     writable_dir(out, "the search run")
     if task != splits.task:

@@ -19,24 +19,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..bench.single_op import BUILTIN
-from ..bench.tflite_model import TfliteModel, model_graph
-from ..boards import BoardConfig
-from ..build.c_array import write_c_array
-from ..build.firmware import build_image
-from ..build.image import Benchmark, ImageSpec
-from ..device.boards import open_board
-from ..device.recovery import boot_with_recovery, run_with_recovery
-from ..device.protocol import RunRequest
-from ..errors import ImageTooLarge, TinyhilError
-from ..files import atomic_write, writable_dir
-from ..lut.table import Lut
-from ..nas.constraints import Profile, profile
-from ..spaces.ops import CONV, DEPTHWISE
-from ..run import RunReport, measure
-from ..search import SearchRun, Targets
-from .qat import QAT_RECIPE, Scores, TrainedModel, train_int8, windows
+from tinyhil import __version__
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.deploy.qat import QAT_RECIPE, Scores, TrainedModel, train_int8, windows
+from tinyhil.device.boards import open_board
+from tinyhil.device.protocol import RunRequest
+from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
+from tinyhil.errors import ImageTooLarge, TinyhilError
+from tinyhil.files import atomic_write, writable_dir
+from tinyhil.image.c_array import write_c_array
+from tinyhil.image.firmware import build_image
+from tinyhil.image.sources import Benchmark, ImageSpec
+from tinyhil.lut.table import Lut
+from tinyhil.measure.model import RunReport, measure
+from tinyhil.models.single_op import BUILTIN
+from tinyhil.models.tflite_model import TfliteModel, model_graph
+from tinyhil.nas.constraints import Profile, profile
+from tinyhil.nas.engines import SearchRun, Targets
+from tinyhil.spaces.ops import CONV, DEPTHWISE
+from tinyhil.verdict import EXACT, compare_output, largest_steps
 
 MODEL_FILE = "model_int8.tflite"
 TRAINING_FILE = "training.json"
@@ -249,7 +250,8 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
             device_outputs.append(reply.output)
     seconds["device"] = time.monotonic() - t0
 
-    same_output = [d == h for d, h in zip(device_outputs, host_outputs)]
+    comparisons = [compare_output(d, h) for d, h in zip(device_outputs, host_outputs)]
+    same_output = [c.kind == EXACT for c in comparisons]
     labels = splits.y_test
     if regression:  # the int8 output, dequantized with the model's output scale
         out = model.outputs[0]
@@ -273,7 +275,7 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
         image_flash_bytes=report.flash_bytes, image_ram_bytes=report.ram_bytes, scores=scores,
         test_windows=len(inputs),
         outputs_equal=sum(same_output),
-        max_output_steps=max_steps(device_outputs, host_outputs),
+        max_output_steps=largest_steps(comparisons),
         predictions_equal=int(np.sum(device_classes == host_classes)),
         layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds)
     pd.DataFrame({"label": labels, "host_int8": host_classes, "device_int8": device_classes,
@@ -282,13 +284,3 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
                  ).to_csv(run_dir / PREDICTIONS_FILE, index_label="window")
     atomic_write(run_dir / DEPLOYMENT_FILE, json.dumps(deployment.to_dict(), indent=2, default=float).encode())
     return deployment
-
-
-def max_steps(device_outputs: list[bytes | None], host_outputs: list[bytes]) -> int:
-    """Largest output difference in int8 steps (an output the device did not send counts as 255)."""
-    worst = 0
-    for d, h in zip(device_outputs, host_outputs):
-        if d is None or len(d) != len(h):
-            return 255
-        worst = max(worst, int(np.abs(np.frombuffer(d, np.int8).astype(int) - np.frombuffer(h, np.int8)).max()))
-    return worst

@@ -9,14 +9,15 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .bench.tflite_model import TfliteModel
-from .boards import BoardConfig
-from .build.firmware import BuiltImage, build_image
-from .build.image import Benchmark, ImageSpec, benchmark_name
-from .device.boards import open_board
-from .device.driver import DeviceInfo
-from .device.protocol import RunRequest
-from .device.recovery import boot_with_recovery, run_with_recovery
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.device.boards import open_board
+from tinyhil.device.driver import DeviceInfo
+from tinyhil.device.protocol import RunRequest
+from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
+from tinyhil.image.firmware import BuiltImage, build_image
+from tinyhil.image.sources import Benchmark, ImageSpec, benchmark_name
+from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.verdict import EXACT, compare_output
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class RunReport:
     model_bytes: int
     device_output: str  # hex of the bytes, or "crc32:..." when the output was too large to send
     host_output: str
-    output_matches: bool
+    output_matches: bool  # bit-exact
+    output_status: str  # verdict.OK, one step off (usable, as characterization records it), or a mismatch
     board_warnings: str = ""  # INFO's `warning` (a clock that did not lock, a counter fallback)
 
     @property
@@ -86,7 +88,7 @@ def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, inpu
         device_output, host_output = reply.output.hex(), host.hex()
     else:  # too large for one frame: the firmware sent the CRC-32 of its output
         device_output, host_output = f"crc32:{reply.output_crc:08x}", f"crc32:{zlib.crc32(host):08x}"
-    matches = reply.output_size == len(host) and device_output == host_output
+    comparison = compare_output(reply.output, host, reply.output_crc, reply.output_size)
     return RunReport(
         model=model.name, board=image.board.name, core=info.core, counter=info.counter,
         clock_hz=info.clock_hz, tflm=info.tflm, image_id=image.image_id,
@@ -97,7 +99,8 @@ def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, inpu
         arena_used=reply.arena_used, arena_bytes=info.arena_bytes,
         flash_bytes=image.size.flash, ram_bytes=image.size.ram,
         model_bytes=len(model.flatbuffer),
-        device_output=device_output, host_output=host_output, output_matches=matches,
+        device_output=device_output, host_output=host_output, output_matches=comparison.kind == EXACT,
+        output_status=comparison.status,
         board_warnings=info.warnings,
     )
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import jinja2
 
-from .. import __version__
-from ..errors import TinyhilError
-from ..files import atomic_write
+from tinyhil import __version__
+from tinyhil.errors import TinyhilError
+from tinyhil.files import atomic_write
 
 C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _OCTAL = [f"\\{b:03o}" for b in range(256)]

@@ -5,10 +5,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..boards import get_board
-from .inventory import FarmBoard
-from .nightly import regress
-from .suite import Suite
+from tinyhil.board_catalog import get_board
+from tinyhil.regress.inventory import FarmBoard
+from tinyhil.regress.nightly import regress
+from tinyhil.regress.suite import Suite
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..boards import BoardConfig
-from ..children import run_group
-from ..errors import BuildFailed, ImageTooLarge, TinyhilError, ToolMissing
-from ..files import checksum_problem, write_checksum
-from ..project import cache_dir, project_dir
-from .elf import ImageSize, image_size
-from .image import ImageSpec, render_image
-from .relink import record, relink
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.children import run_group
+from tinyhil.errors import BuildFailed, ImageTooLarge, TinyhilError, ToolMissing
+from tinyhil.files import checksum_problem, write_checksum
+from tinyhil.image.elf import ImageSize, image_size
+from tinyhil.image.relink import record, relink
+from tinyhil.image.sources import ImageSpec, render_image
+from tinyhil.project import cache_dir, project_dir
 
 SETUP_HINT = "run `make setup` (scripts/setup.sh)"
 FIRMWARE_INPUTS = ("firmware", "boards", "platformio.ini")
@@ -260,7 +260,7 @@ def build_toolchain_probe(board: BoardConfig) -> Path:
 
 def upload(image: BuiltImage, port: str) -> None:
     """Flashes a physical board: `pio run -t upload` on the image's sources."""
-    from ..device import stlink
+    from tinyhil.device import stlink
 
     command = [pio_executable(), "run", "--environment", image.board.name, "--target", "upload",
                "--project-dir", str(project_dir())]
