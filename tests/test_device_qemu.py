@@ -136,7 +136,7 @@ def test_a_long_run_is_waited_for_not_resent(long_conv):
     """A RUN's timeout scales with its work: 300 inferences of ~25 ms each on a
     board whose reply timeout is 1 s are waited for, never resent (a resend
     while the board measures would queue a second run behind the first)."""
-    from tinyhil.device.protocol import RunRequest
+    from tinyhil.protocol import RunRequest
 
     config = get_board("qemu-m4")
     image = build_image(model_image(TfliteModel.load(long_conv), config), config)

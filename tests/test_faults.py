@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from tinyhil.benchmarks.farm_speedup import emulated_farm
 from tinyhil.benchmarks.faults import campaign
 from tinyhil.board_catalog import get_board
 from tinyhil.device.fault_proxy import FaultPlan, FaultProxy, _Framer
-from tinyhil.device.protocol import SYNC, Frame, Kind
+from tinyhil.protocol import SYNC, Frame, Kind
+from tinyhil.regress.inventory import emulated_farm
 from tinyhil.regress.suite import Suite
 
 

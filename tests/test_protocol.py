@@ -10,7 +10,7 @@ import pytest
 
 from conftest import compile_host_c
 from tinyhil.device import protocol
-from tinyhil.device.protocol import Frame, FrameDecoder, Kind, RunReply, RunRequest
+from tinyhil.protocol import Frame, FrameDecoder, Kind, RunReply, RunRequest
 
 
 def test_frame_layout_and_crc():

@@ -58,8 +58,8 @@ def image(models_dir):
 @pytest.mark.device
 def test_qemu_killed_between_requests_is_recovered(image):
     from tinyhil.device.boards import QemuBoard
-    from tinyhil.device.protocol import RunRequest
     from tinyhil.device.recovery import run_with_recovery
+    from tinyhil.protocol import RunRequest
 
     with QemuBoard(image.board, timeout=2.0) as board:
         board.boot(image)

@@ -1,4 +1,4 @@
-"""Images built from the recorded compile and link commands (build/relink.py)
+"""Images built from the recorded compile and link commands (image/relink.py)
 equal PlatformIO's builds, and anything changed sends the build back to
 PlatformIO."""
 import json

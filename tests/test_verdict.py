@@ -1,7 +1,7 @@
 """One rule decides whether a device output equals the host interpreter's."""
 import zlib
 
-from tinyhil.verdict import EXACT, MISMATCH, ONE_STEP, OK, ROUNDING, compare_output, largest_steps, usable
+from tinyhil.verdict import EXACT, MISMATCH, OK, ONE_STEP, ROUNDING, compare_output, largest_steps, usable
 
 
 def int8(*values: int) -> bytes:

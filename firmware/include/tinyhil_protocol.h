@@ -1,4 +1,4 @@
-// Host <-> firmware framing. The host side is host/tinyhil/device/protocol.py;
+// Host <-> firmware framing. The host side is host/tinyhil/protocol.py;
 // tests/test_protocol.py checks that both agree on every constant here.
 //
 // Frame: SYNC0 SYNC1 | kind u8 | seq u8 | length u16 LE | payload | crc32 LE

@@ -85,3 +85,14 @@ def parse_count(text: str, option: str = "count") -> float:
 
 def parse_duration_s(text: str, option: str = "duration") -> float:
     return parse(text, DURATION, option)
+
+
+def parse_memory_bytes_seed_kb(text: str, option: str) -> tuple[float, str]:
+    """A Tiny-TimeNAS memory limit: a bare number is read in that seed's unit,
+    kB of 1000 B (tinyhil's other options refuse it), with a note saying so;
+    with a unit, as `parse_memory_bytes`. Returns (bytes, note or "")."""
+    if re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*", text):
+        value = float(text) * 1000
+        return value, (f"note: {option} {text.strip()} has no unit: read as {text.strip()} kB = {value:,.0f} B "
+                       "(Tiny-TimeNAS's unit, kB of 1000 B); write e.g. 128KB or 131072B to say so")
+    return parse_memory_bytes(text, option), ""

@@ -2,7 +2,7 @@
 
 reference rows (measured on the board) -> the same ops on the emulated board
 (characterized first where its store lacks them) -> cross-validated models
-(lut/calibrate.py) -> the emulated LUT's rows in board cycles, with metadata
+(lut/calibration.py) -> the emulated LUT's rows in board cycles, with metadata
 saying calibrated, from what, and the expected error.
 
 Also the benchmark behind `tinyhil bench calibrate`: fit on a few reference

@@ -117,7 +117,7 @@ def _swapped_operands(table: pd.DataFrame, converter_root: Path) -> list[bool]:
     os.environ["TINYHIL_CACHE_DIR"] = str(converter_root / "cache")
     swapped = []
     for key in table.index:
-        path = model_path(key)  # the converter's cache slot (bench/single_op.py)
+        path = model_path(key)  # the converter's cache slot (models/single_op.py)
         swapped.append(path.is_file() and not operands_in_graph_order(path.read_bytes()))
     return swapped
 

@@ -5,8 +5,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyhil.board_catalog import get_board
-from tinyhil.regress.inventory import FarmBoard
+from tinyhil.regress.inventory import emulated_farm
 from tinyhil.regress.nightly import regress
 from tinyhil.regress.suite import Suite
 
@@ -20,11 +19,6 @@ class Speedup:
 
     def factor(self, boards: int) -> float:
         return self.seconds[1] / self.seconds[boards]
-
-
-def emulated_farm(board: str, n: int) -> list[FarmBoard]:
-    config = get_board(board)
-    return [FarmBoard(f"{board}-{i}", config, "qemu") for i in range(n)]
 
 
 def measure_speedup(board: str, suite: Suite, baseline_dir: Path, work_dir: Path,

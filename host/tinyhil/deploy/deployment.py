@@ -23,7 +23,6 @@ from tinyhil import __version__
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.deploy.qat import QAT_RECIPE, Scores, TrainedModel, train_int8, windows
 from tinyhil.device.boards import open_board
-from tinyhil.device.protocol import RunRequest
 from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
 from tinyhil.errors import ImageTooLarge, TinyhilError
 from tinyhil.files import atomic_write, writable_dir
@@ -36,6 +35,7 @@ from tinyhil.models.single_op import BUILTIN
 from tinyhil.models.tflite_model import TfliteModel, model_graph
 from tinyhil.nas.constraints import Profile, profile
 from tinyhil.nas.engines import SearchRun, Targets
+from tinyhil.protocol import RunRequest
 from tinyhil.spaces.ops import CONV, DEPTHWISE
 from tinyhil.verdict import EXACT, compare_output, largest_steps
 

@@ -17,9 +17,10 @@ import serial
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device import stlink
 from tinyhil.device.driver import LINK_ERRORS, BenchDriver, DeviceInfo
+from tinyhil.device.flash import upload
 from tinyhil.device.qemu import QemuProcess, wait_for_pty
 from tinyhil.errors import BoardNotResponding, TinyhilError
-from tinyhil.image.firmware import BuiltImage, build_image, cached_image_problem, upload
+from tinyhil.image.firmware import BuiltImage, build_image, cached_image_problem
 
 SERIAL_BAUD = 115200
 # Guest instructions per host second below which an emulated board is taken
@@ -280,11 +281,18 @@ class SerialBoard(Board):
         return ticks * self.info.clock_hz / self.info.counter_hz
 
 
-def open_board(config: BoardConfig, port: str = "", timeout: float = 30.0,
-               retries: int = 2) -> Board:
+def open_board(config: BoardConfig, port: str = "", timeout: float = 30.0, retries: int = 2, *,
+               reset: str = "", labgrid: tuple[str, str] | None = None) -> Board:
+    """The one place a board connection is made: QEMU for an emulated board, a
+    serial port for a physical one (`reset`: "" its own method), or a labgrid
+    place given as (coordinator, place)."""
+    if labgrid:
+        from tinyhil.device.labgrid_board import LabgridBoard
+
+        return LabgridBoard(config, *labgrid, timeout, retries)
     if config.emulated:
         return QemuBoard(config, timeout, retries)
-    return SerialBoard(config, port, timeout, retries)
+    return SerialBoard(config, port, timeout, retries, reset_method=reset)
 
 
 __all__ = ["Board", "QemuBoard", "SerialBoard", "open_board", "BoardNotResponding",

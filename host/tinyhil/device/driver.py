@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from serial import SerialException
 
-from tinyhil.device.protocol import (
+from tinyhil.errors import BoardNotResponding, DeviceError, ImageTooLarge, SampleDisturbed, UnsupportedOp
+from tinyhil.protocol import (
     REPLY,
     VERSION,
     ErrorCode,
@@ -24,7 +25,6 @@ from tinyhil.device.protocol import (
     decode_error,
     parse_key_values,
 )
-from tinyhil.errors import BoardNotResponding, DeviceError, ImageTooLarge, SampleDisturbed, UnsupportedOp
 
 # A loaded host can keep QEMU, or this process, off the CPU for a while: no
 # RUN is given up on sooner than this, whatever timeout the caller set.

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tinyhil.device.protocol import CRC, HEADER, MAX_PAYLOAD, SYNC
+from tinyhil.protocol import CRC, HEADER, MAX_PAYLOAD, SYNC
 
 KINDS = ("garble", "drop", "duplicate", "stall")
 # Done to the board itself, just after a RUN request went through: the

@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from tinyhil.device.boards import RECOVERY_STEPS, Board
 from tinyhil.device.driver import DeviceInfo
-from tinyhil.device.protocol import RunReply, RunRequest
 from tinyhil.errors import BoardGaveUp, BoardNotResponding, TinyhilError
 from tinyhil.image.firmware import BuiltImage
+from tinyhil.protocol import RunReply, RunRequest
 
 T = TypeVar("T")
 

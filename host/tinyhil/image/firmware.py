@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.children import run_group
-from tinyhil.errors import BuildFailed, ImageTooLarge, TinyhilError, ToolMissing
+from tinyhil.errors import BuildFailed, ImageTooLarge, ToolMissing
 from tinyhil.files import checksum_problem, write_checksum
 from tinyhil.image.elf import ImageSize, image_size
 from tinyhil.image.relink import record, relink
@@ -32,7 +32,7 @@ from tinyhil.project import cache_dir, project_dir
 
 SETUP_HINT = "run `make setup` (scripts/setup.sh)"
 FIRMWARE_INPUTS = ("firmware", "boards", "platformio.ini")
-# Emulated images after the first: compile and link only (build/relink.py);
+# Emulated images after the first: compile and link only (image/relink.py);
 # off, every image goes through PlatformIO (tests compare the two).
 RELINK = os.environ.get("TINYHIL_RELINK", "1") != "0"
 OVERFLOW = re.compile(r"region [`'\"]?(\w+)'? overflowed by (\d+) bytes")
@@ -160,7 +160,7 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
     # share PlatformIO's build_cache_dir and its SCons signature database,
     # which two concurrent builds corrupt (a farm builds for several boards).
     with build_lock():
-        # benchmarks only: a deployment's model comes in its own C source (build/c_array.py)
+        # benchmarks only: a deployment's model comes in its own C source (image/c_array.py)
         relinkable = RELINK and board.emulated and not any(b.array for b in spec.benchmarks)
         built_elf = relink(board, source_dir, out, firmware, out / "build.log") if relinkable else None
         if built_elf is None:
@@ -171,7 +171,7 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
                 with open(source_dir / "image.cc", "a") as source:
                     source.write(f'extern const char tinyhil_build_nonce[] = "{uuid.uuid4().hex}";\n')
             built_elf = _run_pio(board, source_dir, tflm, out / "build.log", log, verbose=board.emulated)
-            if relinkable:  # its commands build the next images (build/relink.py)
+            if relinkable:  # its commands build the next images (image/relink.py)
                 record(board, (out / "build.log").read_text(errors="replace"), source_dir, firmware)
         tmp = elf.with_suffix(".tmp")
         shutil.copyfile(built_elf, tmp)
@@ -256,23 +256,3 @@ def build_toolchain_probe(board: BoardConfig) -> Path:
         tail = "\n".join(text.splitlines()[-10:])
         raise BuildFailed(f"the toolchain probe failed for {board.name} (log: {log_path}):\n{tail}")
     return out / "build" / board.name / "firmware.elf"
-
-
-def upload(image: BuiltImage, port: str) -> None:
-    """Flashes a physical board: `pio run -t upload` on the image's sources."""
-    from tinyhil.device import stlink
-
-    command = [pio_executable(), "run", "--environment", image.board.name, "--target", "upload",
-               "--project-dir", str(project_dir())]
-    if port:
-        command += ["--upload-port", port]
-    if image.board.openocd_board:
-        stlink.openocd_command(image.board, port, "")  # openocd missing: say so before pio runs
-    with build_lock():
-        result = run_group(command, cwd=project_dir(), env=pio_environment(image.source_dir, tflm_dir()),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if result.returncode != 0:
-        output = result.stdout + result.stderr
-        if image.board.openocd_board and "openocd" in output.lower():
-            raise TinyhilError(stlink.openocd_failure(image.board, "flash", output))
-        raise TinyhilError(f"flashing {image.board.name} failed:\n{output[-1500:]}")

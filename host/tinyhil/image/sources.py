@@ -15,9 +15,9 @@ from pathlib import Path
 import jinja2
 
 from tinyhil import __version__
-from tinyhil.device.protocol import MAX_PAYLOAD, RUN_HEADER
 from tinyhil.errors import TinyhilError, UnsupportedOp
 from tinyhil.image.c_array import check_c_name, write_c_array
+from tinyhil.protocol import MAX_PAYLOAD, RUN_HEADER
 
 TEMPLATES = Path(__file__).with_name("templates")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
@@ -45,7 +45,7 @@ class Benchmark:
     flatbuffer: bytes
     ops: tuple[str, ...]
     input_bytes: int
-    # A deployment's model comes from its own C source (build/c_array.py),
+    # A deployment's model comes from its own C source (image/c_array.py),
     # named by this C symbol; benchmarks embed their model in image.cc.
     array: str = ""
 

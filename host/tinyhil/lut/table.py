@@ -364,3 +364,12 @@ class Lut:
 def space_lut_path(luts_dir: Path, board: str, space: str, input_shape: tuple[int, ...],
                    classes: int) -> Path:
     return Path(luts_dir) / board / f"{space}-{dims(input_shape)}-c{classes}.csv"
+
+
+def space_lut_classes(luts_dir: Path, board: str, space: str, input_text: str) -> int:
+    """The class count of the one LUT of `space` and input `input_text` (e.g. 128x9)
+    for `board`: `space_lut_path`'s naming read backwards."""
+    found = sorted((Path(luts_dir) / board).glob(f"{space}-{input_text}-c*.csv"))
+    if len(found) != 1:
+        raise LutError(f"give --classes: {len(found)} LUTs match {luts_dir}/{board}/{space}-{input_text}-c*.csv")
+    return int(re.search(r"-c(\d+)\.csv$", found[0].name).group(1))

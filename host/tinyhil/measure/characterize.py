@@ -1,7 +1,7 @@
 """`tinyhil characterize`: every op of a search space, measured on a board.
 
 space -> op configs -> single-op int8 models -> images (many ops each) ->
-board runs (measure.py) -> rows of luts/<board>/ops.csv -> the space's LUT.
+board runs (measure/runner.py) -> rows of luts/<board>/ops.csv -> the space's LUT.
 
 Rows are appended as they are measured, so an interrupted run (Ctrl-C, a
 crashed QEMU, an unplugged board) loses nothing and the next run measures
@@ -270,7 +270,7 @@ class Characterizer:
         interpreter's per-op dispatch less that hook; the sum kernels + invoke
         + n x dispatch is what an unprofiled model takes, which is what an
         estimate needs. A board LUT made by calibration has no hook in its
-        kernel cycles and keeps only the non-negative part (lut/calibrate.py)."""
+        kernel cycles and keeps only the non-negative part (lut/calibration.py)."""
         lengths = np.array(sorted(chains), float)
         overhead = np.array([chains[int(n)].median - chains[int(n)].kernel_cycles for n in lengths])
         dispatch, invoke = np.polyfit(lengths, overhead, 1)

@@ -12,11 +12,11 @@ from pathlib import Path
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device.boards import open_board
 from tinyhil.device.driver import DeviceInfo
-from tinyhil.device.protocol import RunRequest
 from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
 from tinyhil.image.firmware import BuiltImage, build_image
 from tinyhil.image.sources import Benchmark, ImageSpec, benchmark_name
 from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.protocol import RunRequest
 from tinyhil.verdict import EXACT, compare_output
 
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device.boards import Board, open_board
 from tinyhil.device.driver import DeviceInfo
-from tinyhil.device.protocol import OpTicks, RunRequest, seeded_bytes
 from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
 from tinyhil.errors import BoardGaveUp, DeviceError, ImageTooLarge
 from tinyhil.image.firmware import BuiltImage, build_image
 from tinyhil.image.sources import Benchmark, ImageSpec
 from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.protocol import OpTicks, RunRequest, seeded_bytes
 from tinyhil.verdict import OK, SKIPPED, compare_output, skipped
 
 CODE_RESERVE_BYTES = 192 * 1024  # runner + TFLM + CMSIS-NN, with room to spare

@@ -1,7 +1,7 @@
 """One op configuration -> a single-op int8 .tflite.
 
 Two model makers: "direct" writes the flatbuffer from the op configuration
-(bench/tflite_writer.py, milliseconds a model, no TensorFlow), "converter"
+(models/tflite_writer.py, milliseconds a model, no TensorFlow), "converter"
 builds the Keras layer and runs the TFLite converter (about half a second a
 model, in worker processes); the converter's models are the reference the
 direct writer is tested against. Models are cached by maker and op key in
@@ -111,7 +111,7 @@ def representative_samples(op: OpConfig) -> list[np.ndarray]:
 
 
 def write_op(op: OpConfig) -> bytes:
-    """The op's model written directly (see bench/tflite_writer.py)."""
+    """The op's model written directly (see models/tflite_writer.py)."""
     from tinyhil.models.tflite_writer import write_op as write
 
     return write(op, representative_samples(op), op_seed(op))

@@ -3,14 +3,14 @@
 No Keras model and no converter: the flatbuffer is written with the TFLite
 schema (ai_edge_litert's generated Python, the interpreter's own package)
 and holds what the TFLite converter makes of the same Keras layer
-(bench/single_op.py, kept as the reference the tests compare with):
+(models/single_op.py, kept as the reference the tests compare with):
 
 - the same graph: tensors in the converter's order, a batch axis of 1, the
   same builtin op, op version and options (fused activation included);
 - the converter's quantization: activations asymmetric int8 from the
   min/max that calibration on the same representative samples finds (for
   outputs: the op computed in float on them), weights symmetric int8 per
-  output channel (FULLY_CONNECTED per tensor, see bench/convert.py), int32
+  output channel (FULLY_CONNECTED per tensor, see models/convert.py), int32
   bias at input_scale x weight_scale; pooling and RESHAPE keep their
   input's quantization, SOFTMAX outputs 1/256 at -128;
 - random weights from a seed (Keras' default Glorot-uniform, zero bias,
@@ -323,7 +323,7 @@ def write_op(op: OpConfig, samples: list[np.ndarray], seed: int) -> bytes:
         units, depth = op.output_shape[-1], op.input_shape[-1]
         kernel = glorot_uniform(rng, (depth, units), depth, units)
         out = _activate(x @ kernel, op.activation)
-        filter_values, filter_q = quantize_weights(kernel.T, axis=None)  # per tensor: bench/convert.py
+        filter_values, filter_q = quantize_weights(kernel.T, axis=None)  # per tensor: models/convert.py
         weights = graph.tensor("filter", filter_values.shape, quantization=filter_q,
                                data=filter_values.tobytes())
         output = graph.tensor("output", batch(op.output_shape), quantization=_range(out))

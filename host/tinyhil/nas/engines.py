@@ -18,6 +18,7 @@ from tinyhil.lut.table import Lut
 from tinyhil.nas.constraints import Profile, profile
 from tinyhil.nas.data import Splits, load
 from tinyhil.spaces.arch import Architecture
+from tinyhil.units import parse_count, parse_latency_ms, parse_memory_bytes
 
 RUN_FORMAT = 1  # bumped whenever run.json changes meaning
 ENGINES = ("micronas", "tinytnas", "timenas")
@@ -46,6 +47,15 @@ class Targets:
     ram_bytes: float | None = None  # peak memory: the TFLM arena
     flash_bytes: float | None = None  # the int8 model
     macs: float | None = None
+
+    @classmethod
+    def parse(cls, latency: str | None = None, ram: str | None = None, flash: str | None = None,
+              macs: str | None = None, options=("--latency", "--ram", "--flash", "--macs")) -> Targets:
+        """Targets given as text, each with a unit of its kind; `options` name them in errors."""
+        return cls(latency_ms=parse_latency_ms(latency, options[0]) if latency else None,
+                   ram_bytes=parse_memory_bytes(ram, options[1]) if ram else None,
+                   flash_bytes=parse_memory_bytes(flash, options[2]) if flash else None,
+                   macs=parse_count(macs, options[3]) if macs else None)
 
 
 @dataclass(frozen=True)
@@ -155,7 +165,7 @@ def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
              budget_s: float, epochs: int, learning_rate: float, out: Path,
              luts: Path | None = None) -> SearchRun:
     """Time-bound search: the best feasible candidate the budget reached."""
-    from tinyhil.nas.tinytnas import TinyTNAS
+    from tinyhil.nas.tinytnas import Found, TinyTNAS
 
     writable_dir(out, "the search run")
     specs = {"ram": targets.ram_bytes, "flash": targets.flash_bytes, "macc": targets.macs,
@@ -163,15 +173,15 @@ def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
                       (splits.window, splits.channels), splits.classes, learning_rate, specs,
                       board=board, lut=lut, luts=luts, log=lambda _m: None)
-    best = engine.search(epochs, 1, budget_s / 60)
-    if best[2] < 0:
+    best = Found(*engine.search(epochs, 1, budget_s / 60))
+    if best.accuracy < 0:
         raise TinyhilError(f"TinyTNAS: no feasible candidate among {len(engine.explored_model_configs) + len(engine.infeasible_configarations)} "
                            f"explored; infeasible [k, c, -1, ram, flash, macs]: {engine.infeasible_configarations[:3]}")
     details = {"best": best, "latency_ms": engine.LATENCY, "seconds": engine.elapsed_seconds,
                "budget_s": budget_s, "explored": engine.explored_model_configs,
                "search_path": engine.feasible_solutions, "infeasible": engine.infeasible_configarations,
-               "measured_ops": engine.pricer.measured_ops, "val_accuracy": best[2]}
-    arch = engine.architecture(best[0], best[1])
+               "measured_ops": engine.pricer.measured_ops, "val_accuracy": best.accuracy}
+    arch = engine.architecture(best.k, best.c)
     run = searched("tinytnas", board, data, splits, splits.classes, arch, targets, engine.pricer.lut, details)
     run.write(out)
     return run

@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,6 +47,18 @@ __all__ = ["TinyTNAS", "BuildModelwithSpecs", "ModelTraning"]  # the seed's Tiny
 LOSSES = {0: "categorical_crossentropy", 1: "sparse_categorical_crossentropy"}
 VALIDATION_SPLIT = 0.15  # the seed's ModelTraning without val_ds
 _pricers: dict[tuple, BoardPricer] = {}
+
+
+
+class Found(NamedTuple):
+    """What the seed's search returns as a list, by name (a list again in JSON)."""
+
+    k: int
+    c: int
+    accuracy: float  # -1: nothing feasible found in time
+    ram: int
+    flash: int
+    macs: int
 
 
 def pricer_for(board: str | None = None, lut: Lut | None = None, luts: Path | None = None,

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from tinyhil.board_catalog import BoardConfig, load_boards
-from tinyhil.device.boards import Board, QemuBoard, SerialBoard
+from tinyhil.board_catalog import BoardConfig, get_board, load_boards
+from tinyhil.device.boards import Board, SerialBoard, open_board
 from tinyhil.errors import TinyhilError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -71,14 +71,14 @@ class FarmBoard:
         return f"{self.environment}@{self.name}" if self.pinned else self.environment
 
     def open(self, timeout: float = 30.0, retries: int = 2) -> Board:
-        if self.kind == "qemu":
-            return QemuBoard(self.config, timeout, retries)
-        if self.kind == "serial":
-            return SerialBoard(self.config, self.port, timeout, retries, reset_method=self.reset)
-        from tinyhil.device.labgrid_board import LabgridBoard
+        place = (self.labgrid.coordinator, self.labgrid.place) if self.kind == "labgrid" else None
+        return open_board(self.config, self.port, timeout, retries, reset=self.reset, labgrid=place)
 
-        return LabgridBoard(self.config, self.labgrid.coordinator, self.labgrid.place,
-                            timeout, retries)
+
+def emulated_farm(board: str, n: int) -> list[FarmBoard]:
+    """N emulated boards of one environment (benchmarks and tests of the farm)."""
+    config = get_board(board)
+    return [FarmBoard(f"{board}-{i}", config, "qemu") for i in range(n)]
 
 
 def read_yaml(path: Path, error: type[TinyhilError]):

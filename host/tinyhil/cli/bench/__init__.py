@@ -1,0 +1,12 @@
+"""`tinyhil bench ...`: the benchmarks of tinyhil itself, one module per group;
+each benchmark's own figures and verdicts live in `tinyhil.benchmarks`."""
+from __future__ import annotations
+
+import typer
+
+from tinyhil.cli import app
+
+bench_app = typer.Typer(help="Benchmarks of tinyhil itself (print their figures).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+from tinyhil.cli.bench import calibrate, characterize, farm, search  # noqa: E402, F401

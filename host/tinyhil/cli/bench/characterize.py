@@ -1,0 +1,111 @@
+"""`tinyhil bench characterize`: the characterization flows from empty caches."""
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from tinyhil.board_catalog import get_board
+from tinyhil.cli import console, progress_bars, reports_errors
+from tinyhil.cli.bench import bench_app
+from tinyhil.cli.characterize import print_characterization
+from tinyhil.errors import TinyhilError
+
+
+@bench_app.command("characterize")
+@reports_errors
+def bench_characterize(
+    space: str = typer.Option("micronas"),
+    input: str = typer.Option("128x9", "--input"),
+    classes: int = typer.Option(6),
+    board: str = typer.Option("qemu-m4"),
+    flows: str = typer.Option("converter,direct,per-image",
+                              help="flows to run, in order: converter | direct | per-image"),
+    per_image_ops: int = typer.Option(10, min=1, help="ops the one-op-per-image flow measures "
+                                      "(its whole-space time is projected from them)"),
+    rows: int = typer.Option(10, min=0, help="ops with the largest count differences to list"),
+) -> None:
+    """Characterize a space from empty caches by each flow (converter models
+    packed, direct models packed, one op per image) and print where the time
+    went, the speed-ups and the two makers' per-op counts side by side."""
+    from tinyhil.benchmarks.characterize import FLOWS
+    from tinyhil.benchmarks.characterize import bench_characterize as run_bench
+    from tinyhil.spaces import parse_input
+
+    chosen = tuple(f.strip() for f in flows.split(",") if f.strip())
+    unknown = [f for f in chosen if f not in FLOWS]
+    if unknown or not chosen:
+        raise TinyhilError(f"--flows: unknown flow(s) {', '.join(unknown) or '(none given)'}; "
+                           f"known: {', '.join(FLOWS)}")
+    window, channels = parse_input(input)
+    config = get_board(board)
+    with progress_bars() as progress:
+        def show(flow_result):
+            progress.console.print(f"[bold]{flow_result.flow}[/] done")
+            print_characterization(flow_result.result)
+
+        results, comparison = run_bench(config, space, window, channels, classes, chosen,
+                                        per_image_ops, progress, on_flow=show)
+    _print_bench_characterize(results, comparison, space, input, window, channels, board, rows)
+
+
+def _print_bench_characterize(results, comparison, space, input, window, channels, board, rows) -> None:
+    from tinyhil.benchmarks.characterize import (
+        CONVERTER,
+        COUNT_TARGET_PERCENT,
+        DIRECT,
+        MINUTES_TARGET,
+        PER_IMAGE,
+        SPEEDUP_TARGET,
+    )
+
+    met = lambda ok: "[green]met[/]" if ok else "[red]NOT met[/]"  # noqa: E731
+    table = Table("flow", "ops", "images", "wall", "ops/min", "generate", "builds", "boots", "measure",
+                  "whole space", title=f"characterize {space} {input} on {board}, each from empty caches")
+    for flow, r in results.items():
+        t = r.result.timing
+        projected = r.result.measured_now < r.ops_in_space
+        table.add_row(flow, f"{r.result.measured_now}", f"{t.images}", f"{t.wall_s:.1f} s",
+                      f"{r.result.measured_now / t.wall_s * 60:.0f}" if t.wall_s else "-",
+                      f"{t.generate_s:.1f} s", f"{t.build_s:.1f} s", f"{t.boot_s:.1f} s",
+                      f"{t.measure_s:.1f} s",
+                      f"{r.whole_space_s / 60:.2f} min" + (" (projected)" if projected else ""))
+    console.print(table)
+    direct = results.get(DIRECT)
+    for slower in (CONVERTER, PER_IMAGE):
+        if direct and slower in results:
+            ratio = results[slower].whole_space_s / direct.whole_space_s
+            note = f" (target >= {SPEEDUP_TARGET:g}x: {met(ratio >= SPEEDUP_TARGET)})" if slower == CONVERTER else ""
+            console.print(f"direct is {ratio:.1f}x faster than {slower} over the whole space{note}")
+    if direct and (space, window, channels) in MINUTES_TARGET:
+        limit = MINUTES_TARGET[(space, window, channels)]
+        minutes = direct.whole_space_s / 60
+        console.print(f"direct flow: {space} {input} table in {minutes:.2f} min "
+                      f"(target < {limit:g} min: {met(minutes < limit)})")
+    if comparison is None:
+        return
+    table = Table("op", "ops", "max |diff| %", "mean diff %", "kernel max |diff| %",
+                  title="instruction counts per inference, direct against converter models")
+    for op, r in comparison.by_type().iterrows():
+        table.add_row(op, f"{r['ops']}", f"{r['max_abs_percent']:.3f}", f"{r['mean_percent']:+.3f}",
+                      f"{r['kernel_max_abs_percent']:.3f}")
+    console.print(table)
+    if rows:
+        table = Table("op key", "converter", "direct", "diff %", "arena conv/direct",
+                      title=f"the {rows} largest differences")
+        for key, r in comparison.furthest(rows).iterrows():
+            table.add_row(key, f"{r['converter']:,.0f}", f"{r['direct']:,.0f}", f"{r['diff_percent']:+.3f}",
+                          f"{r['arena_converter']}/{r['arena_direct']}")
+        console.print(table)
+    key, largest = comparison.largest
+    arena_differs = int((comparison.table["arena_converter"] != comparison.table["arena_direct"]).sum())
+    console.print(f"largest count difference: {largest:+.3f} % ({key}) over {len(comparison.table)} ops "
+                  f"(target <= {COUNT_TARGET_PERCENT:g} %: {met(abs(largest) <= COUNT_TARGET_PERCENT)}); "
+                  f"arena bytes differ for {arena_differs} op(s)", highlight=False)
+    swapped = comparison.table[comparison.table["swapped"]]
+    if len(swapped):
+        key, same = comparison.largest_same_operands
+        console.print(f"{len(swapped)} op(s) ({', '.join(sorted(set(swapped['op'])))}) whose converter model "
+                      "reads its two inputs swapped (inputs listed by tensor name), so the seeded bytes "
+                      f"reach the other operand: largest difference over them {swapped['diff_percent'].abs().max():.3f} %; "
+                      f"over the other ops {same:+.3f} % ({key}): "
+                      f"{met(abs(same) <= COUNT_TARGET_PERCENT)}", highlight=False)

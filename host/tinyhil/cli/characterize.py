@@ -1,0 +1,64 @@
+"""`tinyhil characterize`: a search space's ops measured into a board's LUT."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tinyhil.board_catalog import get_board
+from tinyhil.cli import app, console, progress_bars, reports_errors
+
+
+@app.command()
+@reports_errors
+def characterize(
+    space: str = typer.Option(..., help="micronas | tinytnas | timenas"),
+    input: str = typer.Option(..., "--input", help="window x channels, e.g. 128x9"),
+    classes: int = typer.Option(..., min=1, help="number of classes (1: regression)"),
+    board: str = typer.Option("qemu-m4", help="board name (see `tinyhil boards`)"),
+    luts: Path = typer.Option(Path("luts"), help="directory of lookup tables"),
+    repeats: int = typer.Option(3, min=1, max=1000, help="timed inferences per op"),
+    per_image: int = typer.Option(100, min=1, max=1000, help="most benchmarks per firmware image"),
+    limit: int = typer.Option(None, min=1, help="only the space's first N ops (a quick, resumable subset)"),
+    port: str = typer.Option("", help="serial port of a physical board"),
+    sample: str = typer.Option(None, help="only a sample that calibration learns most from, "
+                               "e.g. 5% or 40 (ops spread over kernel paths and sizes)"),
+    seed: int = typer.Option(0, help="seed of --sample"),
+    model_maker: str = typer.Option("direct", help="how single-op models are made: direct "
+                                    "(flatbuffer written from the op) | converter (Keras + TFLite converter)"),
+) -> None:
+    """Measure every op of a search space on a board into a lookup table (resumable)."""
+    from tinyhil.measure.characterize import Characterizer
+    from tinyhil.spaces import parse_input
+
+    window, channels = parse_input(input)
+    config = get_board(board)
+    with progress_bars() as progress:
+        characterizer = Characterizer(config, luts, repeats, per_image, port, progress, model_maker=model_maker)
+        characterizer.check_port()  # before any model is made
+        result = characterizer.run(space, window, channels, classes, limit, sample, seed)
+    print_characterization(result)
+
+
+def print_characterization(result) -> None:
+    t = result.timing
+    table = Table("", "value", title=f"characterization -> {result.lut_path}")
+    table.add_row(f"ops sampled ({result.sample})" if result.sample else "ops in space", f"{result.total_ops}")
+    table.add_row("already in the LUT", f"{result.already_measured}")
+    table.add_row("measured now", f"{result.measured_now} ops in {t.images} image(s)")
+    table.add_row("flagged (not recorded as good)", f"{len(t.flagged)}")
+    table.add_row("skipped (board gave up; measured next run)", f"{len(t.skipped)}")
+    per_minute = result.measured_now / t.wall_s * 60 if t.wall_s else 0
+    table.add_row("wall time", f"{t.wall_s:.1f} s ({per_minute:.0f} ops/min)")
+    table.add_row("model generation", f"{t.generate_s:.1f} s")
+    table.add_row("firmware builds", f"{t.build_s:.1f} s (overlaps measuring)")
+    table.add_row("boots", f"{t.boot_s:.1f} s")
+    table.add_row("measuring", f"{t.measure_s:.1f} s")
+    console.print(table)
+    for line in t.flagged[:20]:
+        console.print(f"[yellow]flagged[/] {line}", highlight=False)
+    for line in t.skipped[:20]:
+        console.print(f"[red]skipped[/] {line}", highlight=False)
+    for line in result.report:
+        console.print(f"[yellow]store[/] {line}", highlight=False)

@@ -1,0 +1,161 @@
+"""`tinyhil deploy` (a found model retrained, converted, measured) and `tinyhil pipeline`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tinyhil.board_catalog import get_board
+from tinyhil.cli import app, console, progress_bars, reports_errors
+from tinyhil.cli.run import print_prediction
+from tinyhil.cli.search import DATA_HELP, timenas_bytes
+from tinyhil.errors import TinyhilError
+from tinyhil.units import parse_duration_s
+
+
+def _print_deployment(d, report: Path) -> None:
+    from tinyhil.report.deployment import figure_rows
+
+    table = Table("figure", "estimate (LUT)", "measured", "target", "under target",
+                  title=f"{d.engine} on {d.board}: {d.data}, architecture {d.architecture_id}")
+    for row in figure_rows(d):
+        table.add_row(*row)
+    console.print(table)
+    s = d.scores
+    regression = s["int8_host"].is_regression
+    console.print(f"latency estimate error {d.latency_error_pct:+.2f} % ({d.counter}); "
+                  f"{'MAE / RMSE' if regression else 'accuracy / F1'} on {d.test_windows} test windows: "
+                  f"float {s['float'].text()}, QAT {s['qat'].text()}, int8 host {s['int8_host'].text()}, "
+                  f"int8 device {s['int8_device'].text()}; device = host int8: "
+                  f"{'values' if regression else 'classes'} {d.predictions_equal}/{d.test_windows}, "
+                  f"outputs {d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)",
+                  highlight=False)
+    for w in d.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"report: {report}")
+
+
+def deploy_options(epochs: int, qat_epochs: int, repeats: int, seed: int, port: str):
+    from tinyhil.deploy.deployment import DeployOptions
+
+    return DeployOptions(epochs=epochs, qat_epochs=qat_epochs, repeats=repeats, seed=seed, port=port)
+
+
+@app.command()
+@reports_errors
+def deploy(
+    run_dir: Path = typer.Argument(..., help="a search run directory (run.json)"),
+    board: str = typer.Option(None, help="default: the board the search used"),
+    epochs: int = typer.Option(50, min=1, help="float training from scratch"),
+    qat_epochs: int = typer.Option(20, min=0, help="quantization-aware training"),
+    repeats: int = typer.Option(10, min=1, help="timed inferences"),
+    report: Path = typer.Option(None, help="HTML report (default RUN_DIR/report.html)"),
+    port: str = typer.Option("", help="serial port (physical boards)"),
+    luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
+    predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
+                                "board from its LUT, per op and in total with its bound"),
+    latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
+) -> None:
+    """Retrain a found model with QAT, convert to int8, build it into firmware,
+    measure it and its test windows on the board, and report estimate vs measured."""
+    from tinyhil.deploy.deployment import deploy as deploy_run
+    from tinyhil.files import writable_file
+    from tinyhil.measure.characterize import space_lut
+    from tinyhil.nas.engines import SearchRun
+    from tinyhil.report.deployment import write_report
+
+    found = SearchRun.load(run_dir)
+    report = writable_file(report or run_dir / "report.html", "the HTML report")  # before deploying
+    config = get_board(board or found.board)
+    prediction = None
+    if predict:  # the architecture's ops, as the board LUT's estimator sums them
+        from tinyhil.estimate.predict import predict as predict_latency
+
+        get_board(predict)
+        prediction = predict_latency(list(found.architecture.runtime().ops), predict, luts, latency_at)
+    if found.architecture.space == "micronas":
+        with progress_bars() as progress:
+            lut = space_lut(config, found.architecture.space, *found.input, found.classes, luts, progress)
+    else:
+        from tinyhil.nas.hardware import covering_lut, engine_lut
+
+        lut = covering_lut(config.name, engine_lut(config.name, found.architecture.space, *found.input,
+                                                   found.classes, luts), luts, [found.architecture],
+                           log=lambda m: console.print(m, highlight=False))
+    with console.status("deploying ..."):
+        result = deploy_run(run_dir, config, lut, deploy_options(epochs, qat_epochs, repeats, seed, port),
+                            log=lambda m: console.print(m, highlight=False))
+    path = write_report([result], report, f"tinyhil deploy: {run_dir}")
+    _print_deployment(result, path)
+    if prediction:
+        from dataclasses import replace
+
+        by_key = {o.op.key: o for o in prediction.ops}
+        layers = [layer for layer in result.layers if layer.lut_key in by_key]
+        ordered = replace(prediction, ops=tuple(by_key[layer.lut_key] for layer in layers))
+        if len(layers) != len(prediction.ops):  # an op the device profile did not pair: the LUT's order
+            layers, ordered = [], prediction
+        print_prediction(ordered, [(layer.index, layer.op, layer.device_cycles) for layer in layers]
+                          or [(o.index, o.op.op, float("nan")) for o in prediction.ops],
+                          result.cycles, result.board, result.counter)
+
+
+@app.command()
+@reports_errors
+def pipeline(
+    engine: str = typer.Option(..., help="micronas | tinytnas | timenas"),
+    data: str = typer.Option(..., help=DATA_HELP),
+    task: str = typer.Option("classification", help="classification | regression (timenas)"),
+    board: str = typer.Option("qemu-m4"),
+    lat_target: str = typer.Option(None, help="e.g. 40ms (unit us, ms or s)"),
+    mem_target: str = typer.Option(None, help="peak memory (arena), e.g. 32KB (unit B, KB, KiB, MB or MiB)"),
+    flash_target: str = typer.Option(None, help="int8 model size, e.g. 64KB (unit B, KB, KiB, MB or MiB)"),
+    macs_target: str = typer.Option(None, help="e.g. 60k (bare, or k, M, G), TinyTNAS"),
+    search_epochs: int = typer.Option(30, min=1, help="MicroNAS search epochs"),
+    budget: str = typer.Option("2m", help="TinyTNAS time budget (unit s, m, min or h)"),
+    candidates: int = typer.Option(100, min=1, help="Tiny-TimeNAS candidates"),
+    epochs: int = typer.Option(50, min=1, help="deployment: float training"),
+    qat_epochs: int = typer.Option(20, min=0, help="deployment: QAT"),
+    window: int = typer.Option(None, help="window length, for CSV data"),
+    out: Path = typer.Option(None, help="run directory (default runs/ENGINE-DATA-BOARD)"),
+    report: Path = typer.Option(None, help="default OUT/report.html"),
+    port: str = typer.Option(""),
+    luts: Path = typer.Option(Path("luts")),
+    seed: int = typer.Option(0),
+) -> None:
+    """characterize (cached) -> search -> deploy -> report."""
+    import dataclasses
+
+    from tinyhil.nas.engines import ENGINES, DataSpec, Targets
+    from tinyhil.pipeline import EngineSettings, PipelineConfig
+    from tinyhil.pipeline import pipeline as run_pipeline
+
+    if engine not in ENGINES:
+        raise TinyhilError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if task not in ("classification", "regression"):
+        raise TinyhilError(f"--task must be classification or regression, not {task!r}")
+    if task == "regression" and engine != "timenas":
+        raise TinyhilError(f"--task regression: only timenas searches regression models "
+                           f"({engine}'s space ends in a softmax classifier)")
+    options = ("--lat-target", "--mem-target", "--flash-target", "--macs-target")
+    targets = Targets.parse(latency=lat_target, macs=macs_target, options=options)
+    if engine == "timenas":
+        targets = dataclasses.replace(targets, ram_bytes=timenas_bytes(mem_target, "--mem-target"),
+                                      flash_bytes=timenas_bytes(flash_target, "--flash-target"))
+    else:
+        targets = Targets.parse(latency=lat_target, ram=mem_target, flash=flash_target, macs=macs_target,
+                           options=options)
+    config = PipelineConfig(
+        engine, DataSpec(data, window, seed, task), targets,
+        out or Path("runs") / f"{engine}-{Path(data).stem}-{board}",
+        EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(budget, "--budget"),
+                       n_archs=candidates),
+        deploy_options(epochs, qat_epochs, 10, seed, port))
+    board_config = get_board(board)
+    with progress_bars() as progress:
+        result = run_pipeline(config, board_config, luts, report, progress,
+                              log=lambda m: progress.console.print(m, highlight=False))
+    console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
+    _print_deployment(result.deployment, result.report)

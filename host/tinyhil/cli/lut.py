@@ -1,0 +1,123 @@
+"""`tinyhil lut show|diff` and `tinyhil calibrate` (an emulated LUT fitted to a physical board)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tinyhil.cli import app, console, err_console, progress_bars, reports_errors
+from tinyhil.lut.summary import diff_luts, per_op_type
+from tinyhil.lut.table import Lut
+
+lut_app = typer.Typer(help="Look at lookup tables.", no_args_is_help=True)
+app.add_typer(lut_app, name="lut")
+
+
+@lut_app.command("show")
+@reports_errors
+def lut_show(
+    path: Path,
+    op: str = typer.Option(None, help="only this op type, e.g. conv2d"),
+    rows: int = typer.Option(20, min=0, help="rows to print (0: none)"),
+) -> None:
+    """Print a LUT's metadata, a summary per op type, and its first rows."""
+    lut = Lut.load(path)
+    m = lut.meta
+    console.print(f"[bold]{path}[/]: {m.space or 'all ops'} {m.input} on {m.board} ({m.core}, "
+                  f"{m.clock_hz / 1e6:g} MHz, {m.counter}); {m.tflm}; {m.compiler}; "
+                  f"invoke {m.invoke_cycles:g} + {m.dispatch_cycles:g}/op", highlight=False)
+    calibration = m.extra.get("calibration")
+    if calibration:
+        console.print(f"calibrated (not measured) from {calibration['from_lut']} ({calibration['from_board']}) "
+                      f"with {calibration['reference_rows']} reference rows of {calibration['reference']}: "
+                      f"model {calibration['model']}, expected MAPE {calibration['expected_mape_pct']:.2f} %, "
+                      f"max {calibration['expected_max_error_pct']:.2f} % "
+                      f"({calibration.get('chosen_by', 'cross-validated')})"
+                      + (f"; {calibration['bound']} bound: {calibration['rows_above_bound_pct']:.1f} % of the "
+                         "reference rows above it" if calibration.get("rows_above_bound_pct") is not None else ""),
+                      highlight=False, markup=False)
+    frame = lut.rows if op is None else lut.rows[lut.rows["op"] == op]
+    summary = Table("op", "rows", "flagged", "cycles min", "median", "max", title="per op type")
+    for name, r in per_op_type(frame).iterrows():
+        summary.add_row(name, f"{r['rows']:.0f}", f"{r['flagged']:.0f}",
+                        *(f"{r[c]:,.0f}" for c in ("min", "median", "max")))
+    console.print(summary)
+    if rows:
+        table = Table("key", "cycles", "kernel", "ms", "arena", "status")
+        for _, r in frame.head(rows).iterrows():
+            table.add_row(r["key"], f"{r['cycles']:,.0f}", f"{r['kernel_cycles']:,.0f}",
+                          f"{r['ms']:.3f}", f"{r['arena_bytes']:,.0f}", r["status"])
+        console.print(table)
+
+
+@lut_app.command("diff")
+@reports_errors
+def lut_diff(a: Path, b: Path, rows: int = typer.Option(10, min=0)) -> None:
+    """Compare two LUTs (e.g. two boards) op by op: ratio of cycles B/A."""
+    diff = diff_luts(Lut.load(a), Lut.load(b))
+    for name, (va, vb) in diff.meta.items():
+        console.print(f"{name}: {va} -> {vb}", highlight=False)
+    console.print(f"{len(diff.joined)} ops in both; {diff.only_a} only in A, {diff.only_b} only in B")
+    if not len(diff.joined):
+        return
+    table = Table("op", "ops", "ratio B/A min", "median", "max", title="per op type")
+    for name, r in diff.by_op_type().iterrows():
+        table.add_row(name, f"{r['size']:.0f}", *(f"{r[c]:.3f}" for c in ("min", "median", "max")))
+    console.print(table)
+    if rows:
+        table = Table("key", "cycles A", "cycles B", "ratio", title="furthest from the median ratio")
+        for key, r in diff.furthest(rows).iterrows():
+            table.add_row(key, f"{r['cycles']:,.0f}", f"{r['cycles_b']:,.0f}", f"{r['ratio']:.3f}")
+        console.print(table)
+
+
+@app.command()
+@reports_errors
+def calibrate(
+    emulated: Path = typer.Option(..., help="LUT measured on an emulated board, e.g. luts/qemu-m4/ops.csv"),
+    reference: Path = typer.Option(..., help="CSV of ops measured on the physical board"),
+    board: str = typer.Option(..., help="the physical board (see `tinyhil boards`)"),
+    out: Path = typer.Option(None, help="calibrated LUT (default: luts/<board>/<emulated LUT's name>)"),
+    strict: bool = typer.Option(False, "--strict", help="refuse a reference file with any bad row "
+                                "(default: name each bad row and leave it out)"),
+    clock_mhz: float = typer.Option(None, min=1, help="the clock the reference was measured at, if not the "
+                                    "board's configured one (e.g. 80 for the L552ZE-Q rows)"),
+) -> None:
+    """Fit emulated counts (+ op features) to a physical board's cycles from a few
+    reference rows; report cross-validated errors; write the board's LUT."""
+    from tinyhil.benchmarks.calibrate import calibrate as run_calibration
+    from tinyhil.lut.calibration import FOLDS
+
+    out = out or emulated.parent.parent / board / emulated.name
+    with progress_bars() as progress:
+        result = run_calibration(emulated, reference, board, out, progress, strict,
+                                 int(clock_mhz * 1e6) if clock_mhz else None)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    c = result.calibration
+    by = "leave-one-shape-out" if c.chosen_by == "grouped" else f"{FOLDS}-fold"
+    table = Table("model", f"{FOLDS}-fold MAPE", f"{FOLDS}-fold max", "shape-out MAPE", "shape-out max",
+                  "shape-out R²",
+                  title=f"{c.rows} reference rows of {c.shapes} input shapes: {FOLDS}-fold and leave-one-shape-out "
+                        f"cross-validation, chosen by {by} ({result.measured_now} measured on the emulated board now)")
+    for name, e in c.cv.items():
+        mark = " (chosen)" if name == c.model.name else ""
+        g = c.grouped.get(name)
+        table.add_row(name + mark, f"{e.mape:.2f} %", f"{e.max_error:.2f} %",
+                      *((f"{g.mape:.2f} %", f"{g.max_error:.2f} %", f"{g.r2 * 100:.3f} %") if g else ("-",) * 3))
+    console.print(table)
+    if c.selection:
+        console.print("geometry terms by " + by + " MAPE: " + "; ".join(
+            f"{terms or 'none'} {mape:.3f} %" for terms, mape in c.selection), highlight=False)
+    console.print(f"cycles = {c.model.formula()}", highlight=False, markup=False)
+    if c.bounds:
+        from tinyhil.lut.calibration import BOUND
+
+        above = "" if c.above_bound is None else (
+            f"; {c.above_bound:.1%} of the reference rows above their bound (each bound from the other shapes)")
+        console.print(f"bound {BOUND} (held-out excess over the prediction): "
+                      + ", ".join(f"{path} +{b[BOUND]:.2%}" for path, b in c.bounds.by_path.items())
+                      + f", other op types +{c.bounds.fallback[BOUND]:.2%}{above}", highlight=False)
+    console.print(f"wrote {result.out} ({len(result.lut.rows)} ops, calibrated for {board}; "
+                  f"expected ({by}) MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")

@@ -1,0 +1,79 @@
+"""`tinyhil regress`: a suite re-measured on a board inventory against its baselines."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tinyhil.cli import app, console, reports_errors
+
+
+@app.command()
+@reports_errors
+def regress(
+    boards_file: Path = typer.Option(Path("boards/lab.yaml"), "--boards", help="board inventory (YAML)"),
+    suite: str = typer.Option("nightly", help="suite name (suites/NAME.yaml) or a YAML path"),
+    baseline: Path = typer.Option(Path("luts"), help="LUT directory the sampled rows come from"),
+    out: Path = typer.Option(Path("out/regress"), help="history, trend page (and default JUnit)"),
+    junit: Path = typer.Option(None, help="JUnit XML to write (default OUT/junit.xml)"),
+    timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
+    pinned_images: bool = typer.Option(False, "--pinned-images",
+                                       help="only print the image each labgrid board must run"),
+    deployments: Path = typer.Option(None, help="deployed runs to re-measure, instead of the "
+                                     "suite's (may lie outside the project)"),
+    models: list[Path] = typer.Option([], "--model", help="a .tflite to re-measure besides the "
+                                      "suite's (may lie outside the project; repeatable)"),
+) -> None:
+    """Re-measure a suite on every board of an inventory (in parallel), compare
+    with the baselines, write JUnit XML and the trend page; exit 1 on a regression."""
+    from dataclasses import replace
+
+    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.regress.nightly import pinned_images as images_of
+    from tinyhil.regress.nightly import regress as run_regress
+    from tinyhil.regress.suite import load_suite as load_suite_file
+
+    def load_suite(name: str):
+        """The suite file (its paths confined to the project), then the paths given here."""
+        loaded = load_suite_file(name)
+        return replace(loaded, deployments=str(deployments.resolve()) if deployments else loaded.deployments,
+                       models=loaded.models + tuple(str(m.resolve()) for m in models))
+
+    if pinned_images:
+        for name, image in images_of(load_inventory(boards_file), load_suite(suite),
+                                     baseline).items():
+            console.print(f"{name}: {image.elf} (image {image.image_id})", highlight=False)
+        return
+
+    def show(row) -> None:
+        colour = {"pass": "green", "new": "cyan", "improved": "green"}.get(row.verdict, "red")
+        console.print(f"[{colour}]{row.verdict:<10}[/] {row.farm_board:<8} {row.case} "
+                      f"{row.metric}: {row.detail}", highlight=False, soft_wrap=True)
+
+    inventory = load_inventory(boards_file)
+    result = run_regress(inventory, load_suite(suite), baseline, out,
+                         junit or out / "junit.xml", timeout, on_row=show)
+    _print_regression(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _print_regression(result) -> None:
+    table = Table("", "value", title=f"regress run {result.run_id}"
+                  + (" (resumed)" if result.resumed else ""))
+    table.add_row("cases measured now", f"{result.measured_now}")
+    table.add_row("cases from the interrupted run", f"{result.already}")
+    for verdict, n in sorted(result.verdicts.items()):
+        table.add_row(f"figures: {verdict}", f"{n}")
+    for board, n in sorted(result.stats.cases_by_board.items()):
+        table.add_row(f"board {board}", f"{n} cases, {result.stats.jobs_by_board[board]} jobs")
+    for (board, step), n in sorted(result.stats.recoveries.items()):
+        table.add_row(f"recoveries {board}", f"{step} x{n}")
+    table.add_row("wall time", f"{result.stats.wall_s:.1f} s")
+    table.add_row("history", str(result.history_path))
+    table.add_row("JUnit XML", str(result.junit_path))
+    table.add_row("trend page", str(result.trend_path))
+    console.print(table)
+    for error in result.stats.errors[:10]:
+        console.print(f"[red]error[/] {error}", highlight=False)
