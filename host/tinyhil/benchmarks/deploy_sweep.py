@@ -34,7 +34,7 @@ def spread_targets(engine: str, splits, lut, n: int, seed: int = 0) -> tuple[lis
     return [float(f"{t:.3g}") for t in targets], float(np.median([p.ram for p in profiles]) * 1.5)
 
 
-def sweep(engines, data: DataSpec, board: BoardConfig, n_targets: int, settings: EngineSettings,
+def sweep_engines(engines, data: DataSpec, board: BoardConfig, n_targets: int, settings: EngineSettings,
           options: DeployOptions, luts: Path, out: Path, progress=None, log=lambda _m: None):
     """Each engine over `n_targets` latency targets: search, deploy, measure.
     OUT/sweep.csv is rewritten (atomically) as each pipeline finishes; a

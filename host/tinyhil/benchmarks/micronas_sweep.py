@@ -43,7 +43,7 @@ def held_out_accuracy(arch, splits, epochs: int, seed: int = 0) -> float:
     return float(model.evaluate(splits.x_test[..., None], splits.y_test, verbose=0)[1])
 
 
-def sweep(board, n_targets: int, epochs: int, retrain_epochs: int, mem_target: float,
+def sweep_micronas(board, n_targets: int, epochs: int, retrain_epochs: int, mem_target: float,
           luts: Path, out: Path, progress, space_lut) -> list[dict]:
     """`space_lut` is characterize.space_lut, handed in: the search stage does
     not reach back to characterization itself."""

@@ -28,12 +28,12 @@ def bench_micronas_sweep(
 ) -> None:
     """MicroNAS over a sweep of latency targets on BasicMotions and a synthetic
     128x9 six-class set: estimate against target, and accuracy per target."""
-    from tinyhil.benchmarks.micronas_sweep import sweep
+    from tinyhil.benchmarks.micronas_sweep import sweep_micronas
     from tinyhil.measure.characterize import space_lut
 
     config = get_board(board)
     with progress_bars() as progress:
-        rows = sweep(config, targets, epochs, retrain_epochs, parse_memory_bytes(mem_target, "--mem-target"),
+        rows = sweep_micronas(config, targets, epochs, retrain_epochs, parse_memory_bytes(mem_target, "--mem-target"),
                      luts, out, progress, space_lut)
     table = Table("data", "Lat_t (ms)", "est. (ms)", "Mem_t (B)", "est. arena (B)", "under both",
                   "test acc.", title=f"MicroNAS sweep on {board}")
@@ -64,7 +64,7 @@ def bench_deploy_sweep(
 ) -> None:
     """Every engine over a sweep of latency targets, each found model deployed
     and measured: under the targets? estimate within 3 %? device = host?"""
-    from tinyhil.benchmarks.deploy_sweep import ESTIMATE_WITHIN_PERCENT, sweep, verdict
+    from tinyhil.benchmarks.deploy_sweep import ESTIMATE_WITHIN_PERCENT, sweep_engines, verdict
     from tinyhil.nas.engines import ENGINES, DataSpec
     from tinyhil.pipeline import EngineSettings
     from tinyhil.report.deployment import summary_rows
@@ -73,7 +73,7 @@ def bench_deploy_sweep(
     if not names or any(e not in ENGINES for e in names):
         raise TinyhilError(f"--engines: a comma-separated list of {', '.join(ENGINES)}, not {engines!r}")
     with progress_bars() as progress:
-        deployments, report = sweep(
+        deployments, report = sweep_engines(
             names, DataSpec(data), get_board(board), targets,
             EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(budget, "--budget"),
                            n_archs=candidates), deploy_options(epochs, qat_epochs, 10, 0, ""),
