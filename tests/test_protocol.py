@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 from conftest import compile_host_c
-from tinyhil.device import protocol
+from tinyhil import protocol
 from tinyhil.protocol import Frame, FrameDecoder, Kind, RunReply, RunRequest
 
 

@@ -12,9 +12,10 @@ from conftest import make_int8_model
 from tinyhil.board_catalog import get_board
 from tinyhil.device import stlink
 from tinyhil.device.boards import QemuBoard, SerialBoard
+from tinyhil.device.flash import upload
 from tinyhil.errors import ImageTooLarge, TinyhilError, ToolMissing
 from tinyhil.image.elf import compiler_of
-from tinyhil.image.firmware import build_image, upload
+from tinyhil.image.firmware import build_image
 from tinyhil.measure.model import model_image
 from tinyhil.models.tflite_model import TfliteModel
 
