@@ -5,21 +5,18 @@
 # Candidates are priced on the board's LUT (board="qemu-m4" by default; pass
 # max_latency= for a latency limit), and the int8 model can go to the board
 # with `tinyhil run MODEL_TFLITE` / `tinyhil export-c MODEL_TFLITE`.
-import os  # noqa: E401,F401
-
-import numpy as np  # noqa: F401
-import pandas as pd  # noqa: F401
+import os, sys, gc, warnings, logging, json, time, glob, math, random  # noqa: E401,F401
 import tensorflow as tf  # noqa: F401
+import pandas as pd  # noqa: F401
+import numpy as np  # noqa: F401
+
 from tensorflow import keras  # noqa: F401
 
-from tinyhil.nas.timenas import (  # noqa: F401
-    AVAILABEL_DATASETS,
-    Searcher,
-    evaluate_classification,
-    get_model_size,
-    load_dataset,
-    quantize_model,
-)
+from tinyhil.nas.timenas import Searcher
+from tinyhil.nas.timenas import quantize_model
+from tinyhil.nas.timenas import get_model_size
+from tinyhil.nas.timenas import load_dataset, AVAILABEL_DATASETS  # noqa: F401
+from tinyhil.nas.timenas import evaluate_classification
 
 MAX_RAM, MAX_FLASH = 128, 256  # kB, as the paper's first example
 N_CANDIDATES = int(os.environ.get("TIMENAS_CANDIDATES", 100))

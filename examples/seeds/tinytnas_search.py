@@ -8,10 +8,10 @@
 import os
 
 import numpy as np
-from keras.callbacks import EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
+from keras.callbacks import ModelCheckpoint, EarlyStopping, ReduceLROnPlateau
 
-from tinyhil.nas.tinytnas import *  # noqa: F403 -- the seed's `from ModelBank import *`
 from tinyhil.nas.tinytnas import TinyTNAS
+from tinyhil.nas.tinytnas import *  # noqa: F403 -- the seed's `from ModelBank import *`
 
 SEARCH_EPOCHS = int(os.environ.get("TINYTNAS_EPOCHS", 5))
 SEARCH_MINUTES = float(os.environ.get("TINYTNAS_MINUTES", 2))
