@@ -27,6 +27,7 @@ class BoardConfig:
     upload_port: str = ""
     openocd_board: str = ""  # openocd's board script, for a Nucleo's reset and flashing
     offline: bool = False  # built by the project's own dev-platform (firmware/platform)
+    flash_cache_bytes: int = 0  # flash data cache a calibration models (0: none modelled)
 
     @property
     def emulated(self) -> bool:
@@ -61,6 +62,7 @@ def load_boards() -> dict[str, BoardConfig]:
             upload_port=get("upload_port"),
             offline=get("platform").rstrip("/").endswith("/firmware/platform"),
             openocd_board=board_json.get("upload", {}).get("openocd_board", ""),
+            flash_cache_bytes=int(get("custom_flash_cache_bytes", "0")),
         )
     return boards
 

@@ -21,8 +21,7 @@ import pandas as pd
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.lut.table import read_rows
 from tinyhil.measure.characterize import Characterizer, CharacterizeResult
-from tinyhil.models.kernel_path import operands_in_graph_order
-from tinyhil.models.single_op import CONVERTER, DIRECT, model_path
+from tinyhil.models.single_op import CONVERTER, DIRECT
 from tinyhil.spaces import make_space
 
 PACKED_FLOWS = (CONVERTER, DIRECT)
@@ -63,7 +62,7 @@ class FlowResult:
 class CountComparison:
     """Per-op counts of the two makers' models (rows of both, by op key)."""
 
-    table: pd.DataFrame  # key -> op, converter, direct, diff_percent, kernel diff, arena both, swapped
+    table: pd.DataFrame  # key -> op, converter, direct, diff_percent, kernel diff, arena both
 
     @classmethod
     def of(cls, converter: pd.DataFrame, direct: pd.DataFrame) -> CountComparison:
@@ -88,11 +87,6 @@ class CountComparison:
         """(op key, signed %) of the largest absolute difference."""
         return self._largest(self.table)
 
-    @property
-    def largest_same_operands(self) -> tuple[str, float]:
-        """As largest, over the ops whose converter model reads its inputs in graph order."""
-        return self._largest(self.table[~self.table["swapped"]])
-
     @staticmethod
     def _largest(table: pd.DataFrame) -> tuple[str, float]:
         if table.empty:
@@ -110,16 +104,6 @@ class CountComparison:
     def furthest(self, n: int) -> pd.DataFrame:
         order = self.table["diff_percent"].abs().sort_values(ascending=False).index
         return self.table.loc[order[:n]]
-
-
-def _swapped_operands(table: pd.DataFrame, converter_root: Path) -> list[bool]:
-    """Per op: does the converter's model read its inputs out of graph order?"""
-    os.environ["TINYHIL_CACHE_DIR"] = str(converter_root / "cache")
-    swapped = []
-    for key in table.index:
-        path = model_path(key)  # the converter's cache slot (models/single_op.py)
-        swapped.append(path.is_file() and not operands_in_graph_order(path.read_bytes()))
-    return swapped
 
 
 def run_flow(flow: str, board: BoardConfig, scratch: Path, space: str, window: int, channels: int,
@@ -154,7 +138,6 @@ def bench_characterize(board: BoardConfig, space: str, window: int, channels: in
                     on_flow(results[flow])
             if all(f in results for f in PACKED_FLOWS):
                 comparison = CountComparison.of(results[CONVERTER].rows, results[DIRECT].rows)
-                comparison.table["swapped"] = _swapped_operands(comparison.table, Path(scratch) / CONVERTER)
     finally:
         for name, value in saved.items():
             if value is None:

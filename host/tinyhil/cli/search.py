@@ -17,12 +17,16 @@ app.add_typer(search_app, name="search")
 DATA_HELP = "basic_motions | japanese_vowels | Covid3Month (regression) | synthetic128x9c6 | FILE.npz | FILE.csv"
 
 
-def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: Path, task="classification"):
+def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: Path, task="classification",
+                   latency_at: str = "point"):
     """The data spec, its split, and the board's LUT of the engine's space for
-    that data's shape (characterizing what is missing)."""
+    that data's shape (characterizing what is missing), its latency priced at
+    `latency_at` (point, or a calibrated LUT's bound such as p95)."""
+    from tinyhil.lut.calibration import check_latency_at, priced_at
     from tinyhil.measure.characterize import space_lut
     from tinyhil.nas.engines import DataSpec
 
+    check_latency_at(latency_at)  # before any data is loaded
     spec = DataSpec(data, window, seed, task)
     config = get_board(board)
     splits = spec.load()
@@ -30,10 +34,15 @@ def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: 
     if engine != "micronas":  # they measure the ops they meet on demand (nas/hardware.py)
         from tinyhil.nas.hardware import engine_lut
 
-        return spec, splits, engine_lut(config.name, engine, splits.window, splits.channels, classes, luts)
-    with progress_bars() as progress:
-        lut = space_lut(config, engine, splits.window, splits.channels, classes, luts, progress)
-    return spec, splits, lut
+        lut = engine_lut(config.name, engine, splits.window, splits.channels, classes, luts)
+    else:
+        with progress_bars() as progress:
+            lut = space_lut(config, engine, splits.window, splits.channels, classes, luts, progress)
+    return spec, splits, lut if lut is None else priced_at(lut, latency_at)
+
+
+LATENCY_AT_HELP = ("price latency at: point (the estimate) or, on a calibrated board LUT, its bound "
+                   "p50, p90, p95 or p99 (a measured LUT has no model error: the same as point)")
 
 
 def timenas_bytes(text: str | None, option: str) -> float | None:
@@ -59,6 +68,7 @@ def search_micronas(
     out: Path = typer.Option(Path("runs/micronas"), help="run directory"),
     luts: Path = typer.Option(Path("luts")),
     seed: int = typer.Option(0),
+    latency_at: str = typer.Option("point", help=LATENCY_AT_HELP),
 ) -> None:
     """Hardware-aware differentiable search (MicroNAS) with the board's LUT."""
     from tinyhil.nas import engines as search
@@ -67,7 +77,7 @@ def search_micronas(
 
     targets = Targets.parse(latency=lat_target, ram=mem_target,
                        options=("--lat-target", "--mem-target", "", ""))
-    spec, splits, lut = _search_inputs("micronas", data, window, seed, board, luts)
+    spec, splits, lut = _search_inputs("micronas", data, window, seed, board, luts, latency_at=latency_at)
     with progress_bars() as progress:
         task = progress.add_task("search epochs", total=epochs)
         run = search.micronas(spec, splits, lut, board, targets, epochs, batch_size, out,
@@ -99,6 +109,7 @@ def search_tinytnas(
     out: Path = typer.Option(Path("runs/tinytnas")),
     luts: Path = typer.Option(Path("luts")),
     seed: int = typer.Option(0),
+    latency_at: str = typer.Option("point", help=LATENCY_AT_HELP),
 ) -> None:
     """TinyTNAS: time-bound search under RAM, flash, MACs and device latency."""
     from tinyhil.nas import engines as search
@@ -107,7 +118,7 @@ def search_tinytnas(
 
     budget = parse_duration_s(time_budget, "--time-budget")
     targets = Targets.parse(latency=latency, ram=ram, flash=flash, macs=macs)
-    spec, splits, lut = _search_inputs("tinytnas", data, window, seed, board, luts)
+    spec, splits, lut = _search_inputs("tinytnas", data, window, seed, board, luts, latency_at=latency_at)
     with console.status("searching (TinyTNAS) ..."):
         run = search.tinytnas(spec, splits, lut, board, targets, budget, epochs, learning_rate, out, luts)
     best, d = run.details["best"], run.details
@@ -133,6 +144,7 @@ def search_timenas(
     out: Path = typer.Option(Path("runs/timenas")),
     luts: Path = typer.Option(Path("luts")),
     seed: int = typer.Option(0),
+    latency_at: str = typer.Option("point", help=LATENCY_AT_HELP),
 ) -> None:
     """Tiny-TimeNAS: zero-cost proxies over MLP/CNN candidates within the limits."""
     from tinyhil.nas import engines as search
@@ -141,7 +153,7 @@ def search_timenas(
 
     targets = Targets(latency_ms=parse_latency_ms(latency, "--latency") if latency else None,
                       ram_bytes=timenas_bytes(ram, "--ram"), flash_bytes=timenas_bytes(flash, "--flash"))
-    spec, splits, lut = _search_inputs("timenas", data, window, seed, board, luts, task)
+    spec, splits, lut = _search_inputs("timenas", data, window, seed, board, luts, task, latency_at)
     with console.status(f"sampling {n_archs} candidates, ranking by {proxy} ..."):
         run, found = search.timenas(spec, splits, lut, board, targets, task, n_archs, proxy, top_k, out, luts)
     table = Table("#", "type", "layers", "score", "RAM", "flash", "MACs", "latency (ms)",

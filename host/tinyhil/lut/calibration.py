@@ -76,15 +76,46 @@ def _valid_taps(length: int, out: int, kernel: int, stride: int, padding: str) -
     return sum(min(o * stride - before + kernel, length) - max(o * stride - before, 0) for o in range(out))
 
 
-def geometry_features(op: OpConfig) -> dict:
+FLASH_LINE = 16  # bytes a flash cache line holds (the STM32 ART accelerator's 128 bits)
+
+
+def weights_working_set(op: OpConfig) -> int:
+    """Weight bytes a convolution's matrix loop streams again and again: the
+    1x1 kernel (arm_nn_mat_mult_nt_t_s8) keeps two output channels' rows
+    while it walks every pixel; the im2col kernel (arm_nn_mat_mult_kernel_s8_s16)
+    walks every output channel's row for each pair of pixels."""
+    if op.op != CONV:
+        return 0
+    row = op.kernel[0] * op.kernel[1] * op.in_channels
+    return 2 * row if kernel_path(op) == f"{CONV}-1x1" else op.out_channels * row
+
+
+def flash_refetch_lines(op: OpConfig, flash_cache_bytes: int) -> float:
+    """Weight lines read from flash again because the board's flash data cache
+    cannot hold the loop's working set (0 without a modelled cache). The
+    weights sit in flash; a loop that cycles over as many lines as the cache
+    has (or more) misses on every line under LRU, since the loop's other
+    flash reads (bias, literals) or a line the rows straddle take one. Each
+    weight byte then comes from flash once per pass, and a pass serves two
+    pixels (or two output channels' rows): MACs / (2 x line) lines. The
+    emulated board has no flash wait states, so only the board pays them."""
+    working_set = weights_working_set(op)
+    if not flash_cache_bytes or not working_set:
+        return 0.0
+    if math.ceil(working_set / FLASH_LINE) < flash_cache_bytes // FLASH_LINE:
+        return 0.0
+    return float(op.macs) / (2 * FLASH_LINE)
+
+
+def geometry_features(op: OpConfig, flash_cache_bytes: int = 0) -> dict:
     """Counts of the loops whose board cycles per instruction differ most from
     the bulk MAC loop, for the geometries other sizes do not predict: im2col
     copies (one call per kernel tap inside the input: many for a 128x9x1
     first layer), padded taps (zero fill: a 1x15 kernel over 15 sensors is
     mostly padding), MACs left over by the kernels' blocked loops (4 for the
-    im2col kernel, 16 for the 1x1 kernel), and the 1-3 channels each im2col
-    copy does one by one."""
-    none = dict(im2col_calls=0.0, pad_taps=0.0, tail_macs=0.0, in_tail=0.0)
+    im2col kernel, 16 for the 1x1 kernel), the 1-3 channels each im2col
+    copy does one by one, and weight lines the board's flash cache misses."""
+    none = dict(im2col_calls=0.0, pad_taps=0.0, tail_macs=0.0, in_tail=0.0, flash_refetch=0.0)
     if op.op != CONV:
         return none
     (ih, iw, cin), (oh, ow, cout) = op.input_shape, op.output_shape
@@ -92,29 +123,36 @@ def geometry_features(op: OpConfig) -> dict:
     path = kernel_path(op)
     block = 16 if path == f"{CONV}-1x1" else 4
     tail_macs = float(oh * ow * cout * ((kh * kw * cin) % block))
+    refetch = flash_refetch_lines(op, flash_cache_bytes)
     if path != CONV:
-        return none | dict(tail_macs=tail_macs)
+        return none | dict(tail_macs=tail_macs, flash_refetch=refetch)
     valid = _valid_taps(ih, oh, kh, sh, op.padding) * _valid_taps(iw, ow, kw, sw, op.padding)
     return dict(im2col_calls=float(valid), pad_taps=float((oh * ow * kh * kw - valid) * cin),
-                tail_macs=tail_macs, in_tail=float(valid * (cin % 4)))
+                tail_macs=tail_macs, in_tail=float(valid * (cin % 4)), flash_refetch=refetch)
 
 
-GEOMETRY = ("im2col_calls", "pad_taps", "tail_macs", "in_tail")
+GEOMETRY = ("im2col_calls", "pad_taps", "tail_macs", "in_tail", "flash_refetch")
+# terms of the board, not of one kernel path: one coefficient for every path
+# (a flash line costs the same wait states whichever loop asks for it), so a
+# path whose fitted rows never missed the cache still learns the cost from
+# the paths whose rows did
+BOARD_TERMS = ("flash_refetch",)
 
 
-def op_features(op: OpConfig) -> dict:
+def op_features(op: OpConfig, flash_cache_bytes: int = 0) -> dict:
     """Sizes of an op known before anything runs; `group` is its input shape
     (the unit a user's next data set changes: grouped cross-validation holds
-    out one at a time)."""
+    out one at a time). `flash_cache_bytes`: the physical board's flash data
+    cache (boards.BoardConfig), 0 when none is modelled."""
     out_pixels = op.output_bytes / op.out_channels
     path = kernel_path(op)
     return dict(op=path, group="x".join(map(str, op.input_shape)), macs=float(op.macs),
                 out_elems=float(op.output_bytes), out_pixels=out_pixels,
                 im2col=float(op.macs / op.out_channels) if path == CONV else 0.0,
-                in_elems=float(op.n_inputs * op.input_bytes), **geometry_features(op))
+                in_elems=float(op.n_inputs * op.input_bytes), **geometry_features(op, flash_cache_bytes))
 
 
-def training_frame(reference: ReferenceSet, emulated: pd.DataFrame) -> pd.DataFrame:
+def training_frame(reference: ReferenceSet, emulated: pd.DataFrame, flash_cache_bytes: int = 0) -> pd.DataFrame:
     """Reference rows joined with the emulated rows of the same ops (by key)."""
     rows = []
     for ref in reference.rows:
@@ -123,21 +161,21 @@ def training_frame(reference: ReferenceSet, emulated: pd.DataFrame) -> pd.DataFr
         emu = emulated.loc[ref.op.key]
         if not usable(emu["status"]):
             continue
-        rows.append(dict(key=ref.op.key, line=ref.line, **op_features(ref.op),
+        rows.append(dict(key=ref.op.key, line=ref.line, **op_features(ref.op, flash_cache_bytes),
                          emu_cycles=float(emu["cycles"]), emu_kernel=float(emu["kernel_cycles"]),
                          emu_arena=float(emu["arena_bytes"]), ref_cycles=ref.cycles_total,
                          ref_kernel=ref.cycles_kernel, ref_arena=ref.arena_used))
     return pd.DataFrame(rows).set_index("key", drop=False) if rows else pd.DataFrame()
 
 
-def prediction_frame(lut: Lut) -> pd.DataFrame:
+def prediction_frame(lut: Lut, flash_cache_bytes: int = 0) -> pd.DataFrame:
     """The emulated LUT's usable rows as a model's input."""
     rows = []
     for key, r in lut.rows.iterrows():
         if not usable(r["status"]):
             continue
         op = row_op(r)
-        rows.append(dict(key=key, **op_features(op), emu_cycles=float(r["cycles"]),
+        rows.append(dict(key=key, **op_features(op, flash_cache_bytes), emu_cycles=float(r["cycles"]),
                          emu_kernel=float(r["kernel_cycles"])))
     return pd.DataFrame(rows).set_index("key", drop=False)
 
@@ -368,7 +406,8 @@ class Geometry(Features):
     its own, which the terms predict and the clip would cut off."""
 
     def __init__(self, terms: tuple[str, ...] = ()):
-        self.FEATURES = Features.FEATURES + tuple(terms)
+        self.FEATURES = Features.FEATURES + tuple(t for t in terms if t not in BOARD_TERMS)
+        self.board_terms = tuple(t for t in terms if t in BOARD_TERMS)  # one coefficient for all paths
         super().__init__()
         self.terms = tuple(terms)
         self.name = "features+geometry"
@@ -377,6 +416,12 @@ class Geometry(Features):
 
     def fresh(self) -> Geometry:
         return Geometry(self.terms)
+
+    def columns(self, frame):
+        cols = super().columns(frame)
+        for name in self.board_terms:
+            cols[name] = frame[name].to_numpy(float)
+        return cols
 
 
 def legacy_models() -> list[LinearModel]:
@@ -469,11 +514,23 @@ def excess(predicted, measured) -> np.ndarray:
     return np.asarray(measured, float) / np.asarray(predicted, float) - 1
 
 
-def upper_quantile(values, q: float) -> float:
+def upper_quantile(values, q: float, groups=None) -> float:
     """The split-conformal upper quantile: the ceil((n+1) q)-th smallest of n
-    held-out values, which a new value exceeds with probability <= 1 - q."""
-    values = np.sort(np.asarray(values, float))
-    return float(values[min(len(values) - 1, math.ceil((len(values) + 1) * q) - 1)])
+    held-out values, which a new value exceeds with probability <= 1 - q.
+    With `groups` (input shapes) each shape weighs as one, however many rows
+    it has, and the new value's shape counts as one more: the smallest value
+    whose shape-weighted rank reaches q x (shapes + 1). Rows of one shape err
+    together, and the next data set is a new shape: a shape measured 49 times
+    must not outvote one measured 7 times (one row per shape: the plain rule)."""
+    values = np.asarray(values, float)
+    if groups is None:
+        ordered = np.sort(values)
+        return float(ordered[min(len(ordered) - 1, math.ceil((len(ordered) + 1) * q) - 1)])
+    groups = pd.Series(np.asarray(groups))
+    weights = 1.0 / groups.map(groups.value_counts()).to_numpy(float)
+    order = np.argsort(values, kind="stable")
+    reached = np.cumsum(weights[order]) >= q * (groups.nunique() + 1) - 1e-9
+    return float(values[order][np.argmax(reached)] if reached.any() else values[order][-1])
 
 
 @dataclass(frozen=True)
@@ -482,16 +539,21 @@ class Bounds:
     pXX is its prediction times (1 + quantile). Each path's quantile is at
     least the pooled one (a path's rows come from fewer shapes than all rows
     do); a path with few rows, and op types without reference rows, take the
-    largest quantile any path has."""
+    largest quantile any path has. Given the rows' input shapes, each shape
+    weighs as one in the quantiles (`upper_quantile`)."""
 
     by_path: dict  # path -> {"p95": fraction, ...}
     fallback: dict  # {"p95": fraction, ...}
 
     @classmethod
-    def fit(cls, paths, predicted, measured) -> Bounds:
+    def fit(cls, paths, predicted, measured, groups=None) -> Bounds:
         frame = pd.DataFrame({"path": np.asarray(paths), "excess": excess(predicted, measured)})
-        pooled = {name: max(0.0, upper_quantile(frame["excess"], q)) for name, q in QUANTILES.items()}
-        by_path = {path: {name: max(pooled[name], upper_quantile(g["excess"], q)) for name, q in QUANTILES.items()}
+        if groups is not None:
+            frame["group"] = np.asarray(groups)
+        pooled = {name: max(0.0, upper_quantile(frame["excess"], q, frame.get("group")))
+                  for name, q in QUANTILES.items()}
+        by_path = {path: {name: max(pooled[name], upper_quantile(g["excess"], q, g.get("group")))
+                          for name, q in QUANTILES.items()}
                    for path, g in frame.groupby("path") if len(g) >= MIN_PATH_ROWS}
         fallback = {name: max([pooled[name]] + [b[name] for b in by_path.values()]) for name in QUANTILES}
         return cls(by_path, fallback)
@@ -520,7 +582,7 @@ def rows_above_bound(frame: pd.DataFrame, predicted: np.ndarray, at: str = BOUND
     above = np.zeros(len(frame), bool)
     for group in dict.fromkeys(groups):
         held = groups == group
-        bounds = Bounds.fit(paths[~held], predicted[~held], measured[~held])
+        bounds = Bounds.fit(paths[~held], predicted[~held], measured[~held], groups[~held])
         factor = np.array([1 + bounds.fraction(p, at) for p in paths[held]])
         above[held] = measured[held] > predicted[held] * factor
     return above
@@ -597,7 +659,7 @@ def fit_calibration(frame: pd.DataFrame, folds: int = FOLDS, seed: int = 0,
     if "ref_kernel" in frame and frame["ref_kernel"].notna().all():
         overhead = float(np.median(frame["ref_cycles"] - frame["ref_kernel"]))
     predicted = held[select_by][best.name]
-    bounds = Bounds.fit(frame["op"], predicted, truth)
+    bounds = Bounds.fit(frame["op"], predicted, truth, frame.get("group"))
     above = float(rows_above_bound(frame, predicted).mean()) if select_by == "grouped" else None
     return Calibration(chosen, errors["random"], len(frame), overhead, errors["grouped"], select_by, shapes,
                        predicted, selection, bounds, above)
@@ -620,15 +682,19 @@ class ArenaModel:
 
     kind: str  # offset | ratio
     by_type: dict  # op type -> bytes (offset) or factor (ratio)
-    default: float  # op types without reference rows: the median over all rows
+    default: float  # op types without reference rows: the median over the op types, each once
     grouped_max_error_pct: float  # leave one input shape out
     grouped_max_error_other_pct: float  # the kind not chosen, for the record
 
     @staticmethod
     def _fit_kind(kind: str, types, emulated, board) -> tuple[dict, float]:
+        """Each op type's median, and for an op type no row has, the median
+        of the types' values: a new op type is one more type, and the type
+        measured most (hundreds of convolutions) must not stand for all."""
         value = board - emulated if kind == "offset" else board / emulated
         frame = pd.DataFrame({"type": types, "value": value})
-        return ({t: float(g.median()) for t, g in frame.groupby("type")["value"]}, float(np.median(value)))
+        by_type = {t: float(g.median()) for t, g in frame.groupby("type")["value"]}
+        return by_type, float(np.median(list(by_type.values())))
 
     @staticmethod
     def _apply(kind: str, by_type: dict, default: float, types, emulated) -> np.ndarray:
@@ -681,7 +747,7 @@ class ArenaModel:
 def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, board, reference: Path,
                    store_path: Path) -> Lut:
     """The emulated LUT's rows in the physical board's cycles."""
-    inputs = prediction_frame(lut)
+    inputs = prediction_frame(lut, board.flash_cache_bytes)
     rows = lut.rows.copy()
     rows[["cycles", "cycles_min", "cycles_max", "kernel_cycles", "ms"]] = np.nan
     if len(inputs):
@@ -737,6 +803,7 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         "chosen_by": "leave one input shape out" if calibration.chosen_by == "grouped" else f"{FOLDS}-fold",
         "shapes": calibration.shapes,
         "geometry_terms": list(getattr(calibration.model, "terms", ())),
+        "flash_cache_bytes": board.flash_cache_bytes,  # the flash_refetch term's cache (0: none modelled)
         "cross_validation": {name: {k: round(v, 5) for k, v in asdict(e).items()}
                              for name, e in calibration.cv.items()},
         "grouped_cross_validation": {name: {k: round(v, 5) for k, v in asdict(e).items()}
@@ -768,13 +835,17 @@ def lut_bounds(meta: LutMeta) -> Bounds | None:
     return Bounds.from_dict(data) if data else None
 
 
+def check_latency_at(at: str) -> str:
+    if at != "point" and at not in QUANTILES:
+        raise CalibrationError(f"latency at {at!r}: one of point, {', '.join(QUANTILES)}")
+    return at
+
+
 def cycles_at(meta: LutMeta, op: OpConfig, cycles: float, at: str = "point") -> float:
     """One op's cycles at the point estimate or at a bound (`p95`, ...). A LUT
     measured on its own board has no model error: its bound is the measurement."""
-    if at == "point":
+    if check_latency_at(at) == "point":
         return cycles
-    if at not in QUANTILES:
-        raise CalibrationError(f"latency at {at!r}: one of point, {', '.join(QUANTILES)}")
     bounds = lut_bounds(meta)
     if bounds is None:
         if is_calibrated(meta):
@@ -787,7 +858,7 @@ def priced_at(lut: Lut, at: str) -> Lut:
     """The LUT with every row's cycles (and kernel cycles: the whole margin is
     the kernel's) at the bound: any estimator or search engine given it
     prices latency at the bound."""
-    if at == "point":
+    if check_latency_at(at) == "point":
         return lut
     rows = lut.rows.copy()
     for key, r in rows.iterrows():

@@ -80,10 +80,12 @@ def _kernel(name: str, op, shape) -> str:
 
 def operands_in_graph_order(flatbuffer: bytes) -> bool:
     """Whether the first op reads the graph's inputs in the graph's order. The
-    converter lists a two-input model's inputs by tensor name, so its ADD may
-    take them swapped (keras_tensor_10 before keras_tensor_9): the same seeded
-    input bytes then reach the other operand, and the op's count, which
-    depends on the data, moves by up to about half a percent."""
+    converter lists a model's inputs by the fingerprints of their names, so an
+    ADD with Keras' default input names took them swapped for some names: the
+    other calibration sample's quantization and the other seeded input bytes
+    reached each operand, and the count, which depends on the data, moved by
+    up to 0.6 %. Single-op models name their inputs so that it does not
+    (tflite_writer.input_names); convert_op and the model cache check it."""
     graph = schema.ModelT.InitFromPackedBuf(flatbuffer, 0).subgraphs[0]
     graph_inputs = [int(i) for i in graph.inputs]
     used = [int(i) for i in graph.operators[0].inputs if int(i) in graph_inputs]

@@ -93,9 +93,16 @@ def keras_model(op: OpConfig):
     """A Keras model holding exactly the layer the op stands for."""
     import tensorflow as tf
 
+    from tinyhil.models.tflite_writer import input_names
+
     # A fixed batch of 1 keeps shapes static: Reshape stays one RESHAPE op.
-    # an add gets two tensors, so two quantizations, as in a real network
-    inputs = [tf.keras.layers.Input(op.input_shape, batch_size=1) for _ in range(op.n_inputs)]
+    # an add gets two tensors, so two quantizations, as in a real network.
+    # Named inputs: the converter orders the graph's inputs by their names'
+    # fingerprints (see tflite_writer.input_names), and Keras' default names
+    # count up over the process, so an ADD would read them swapped or not
+    # depending on what the worker converted before.
+    inputs = [tf.keras.layers.Input(op.input_shape, batch_size=1, name=name)
+              for name in input_names(op.n_inputs)]
     x = keras_layer(op)(inputs if op.n_inputs > 1 else inputs[0])
     if tuple(x.shape[1:]) != tuple(op.output_shape):
         raise TinyhilError(f"{op.key}: Keras gives output {tuple(x.shape[1:])}, expected {op.output_shape}")
@@ -122,6 +129,7 @@ def convert_op(op: OpConfig) -> bytes:
     import tensorflow as tf
 
     from tinyhil.models.convert import to_int8_tflite
+    from tinyhil.models.kernel_path import operands_in_graph_order
     from tinyhil.models.tflite_model import TfliteModel
 
     tf.keras.utils.set_random_seed(op_seed(op) % (2**31))
@@ -132,6 +140,9 @@ def convert_op(op: OpConfig) -> bytes:
     found = TfliteModel.from_bytes(flatbuffer, op.key.replace("/", "_")).ops
     if found != (BUILTIN[op.op],):
         raise TinyhilError(f"{op.key}: converted to {found}, expected the single op {BUILTIN[op.op]}")
+    if not operands_in_graph_order(flatbuffer):  # the direct writer and the LUTs assume this order
+        raise TinyhilError(f"{op.key}: the converter ordered the model's inputs otherwise than the op "
+                           "reads them (its order of input names changed? see tflite_writer.input_names)")
     return flatbuffer
 
 
@@ -152,7 +163,7 @@ def cached_models(keys, repaired: list[str] | None = None) -> dict[str, Path]:
         path = model_path(key)
         if not path.exists():
             continue
-        problem = checksum_problem(path)
+        problem = checksum_problem(path) or _swapped_inputs(key, path)
         if problem is None:
             paths[key] = path
             continue
@@ -160,6 +171,17 @@ def cached_models(keys, repaired: list[str] | None = None) -> dict[str, Path]:
             repaired.append(f"cached model {path} failed its check ({problem}): made again")
         path.unlink(missing_ok=True)
     return paths
+
+
+def _swapped_inputs(key: str, path: Path) -> str | None:
+    """A two-input model converted before its inputs were named (see
+    keras_model) may read them swapped: it is made again. Only those models
+    are read, so a warm cache of thousands of models is not slowed down."""
+    from tinyhil.models.kernel_path import operands_in_graph_order
+
+    if not key.removeprefix(f"{DIRECT}/").startswith(f"{ops.ADD}/"):
+        return None
+    return None if operands_in_graph_order(path.read_bytes()) else "its inputs are read swapped"
 
 
 def _quiet_worker(parent_pid: int | None = None) -> None:

@@ -7,6 +7,11 @@ and holds what the TFLite converter makes of the same Keras layer
 
 - the same graph: tensors in the converter's order, a batch axis of 1, the
   same builtin op, op version and options (fused activation included);
+- the same inputs in the same order: the converter lists a model's inputs
+  by the fingerprints of their names, not in the order the op reads them,
+  and feeds the calibration samples (and tinyhil the seeded input bytes)
+  in that listed order; both makers name the inputs with input_names, which
+  the converter lists in the op's order (convert_op checks it);
 - the converter's quantization: activations asymmetric int8 from the
   min/max that calibration on the same representative samples finds (for
   outputs: the op computed in float on them), weights symmetric int8 per
@@ -51,6 +56,20 @@ OPCODES = {
 PADDING = {"same": schema.Padding.SAME, "valid": schema.Padding.VALID}
 ACTIVATION = {"none": schema.ActivationFunctionType.NONE, "relu": schema.ActivationFunctionType.RELU}
 SOFTMAX_OUTPUT = (1.0 / 256, INT8_MIN)  # the converter's fixed softmax output range [0, 1)
+
+
+def input_names(count: int) -> list[str]:
+    """The names of a single-op model's inputs, in the order the op reads them.
+
+    The converter (TF 2.x, a Keras model exported as a SavedModel) orders the
+    graph's inputs by Fingerprint64 (farmhash) of their signature names, so
+    Keras' default names (keras_tensor_<n>, n counting up over the process)
+    put an ADD's second operand first for some n and not for others: its
+    operands then got the other calibration sample and the other seeded
+    bytes, and the op counted up to 0.6 % differently. These names sort as
+    the operands do (fingerprints 0x232e... < 0x9cab... for input_1 < input_2).
+    """
+    return [f"input_{n}" for n in range(1, count + 1)]
 
 
 @dataclass(frozen=True)
@@ -247,7 +266,9 @@ def _signature(tensors, inputs: list[int], outputs: list[int]):
 
     signature = schema.SignatureDefT()
     signature.signatureKey, signature.subgraphIndex = "serving_default", 0
-    signature.inputs = [tensor_map(tensors[i].name, i) for i in inputs]
+    # the converter's signature names an input as its Keras input (tensor serving_default_<name>:0)
+    signature.inputs = [tensor_map(tensors[i].name.removeprefix("serving_default_").removesuffix(":0"), i)
+                        for i in inputs]
     signature.outputs = [tensor_map(f"output_{n}", i) for n, i in enumerate(outputs)]
     return signature
 
@@ -295,8 +316,9 @@ def write_op(op: OpConfig, samples: list[np.ndarray], seed: int) -> bytes:
     rng = np.random.default_rng([seed, 1])  # weights apart from the calibration samples
     graph = GraphWriter()
     batch = lambda shape: [1, *shape]  # noqa: E731
-    names = ["input"] + [f"input_{i}" for i in range(1, op.n_inputs)]
-    input_qs = [_range(s) for s in samples]
+    # tensor names as the converter writes them (its signature gives the bare names)
+    names = [f"serving_default_{name}:0" for name in input_names(op.n_inputs)]
+    input_qs = [_range(s) for s in samples]  # sample i calibrates graph input i, as in the converter
     inputs = [graph.tensor(n, batch(op.input_shape), quantization=q) for n, q in zip(names, input_qs)]
     x, input_q = samples[0], input_qs[0]
 

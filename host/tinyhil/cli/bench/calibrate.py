@@ -22,6 +22,8 @@ def bench_calibrate(
     second_reference: Path = typer.Option(Path("../shared/data/nucleo_l552ze_q-reference.csv"),
                                           help="a second board's few reference rows (none: skip)"),
     second_emulated_board: str = typer.Option("qemu-m33", help="the emulated board of the second one's core"),
+    board: str = typer.Option("nucleo_f446re", help="the board the reference was measured on"),
+    second_board: str = typer.Option("nucleo_l552ze_q", help="the board the second reference was measured on"),
 ) -> None:
     """Fit on 10 % and 5 % of the reference rows (sampler-chosen and random),
     predict the rest: MAPE / max / R² per model, the FLOPs baseline, and the
@@ -35,10 +37,11 @@ def bench_calibrate(
     if csv:
         writable_file(csv, "the errors of every split")  # before measuring
     with progress_bars() as progress:
-        ref, frame, measured_now = load_bench_frame(reference, emulated_board, luts, progress)
+        ref, frame, measured_now = load_bench_frame(reference, emulated_board, luts, progress, board)
         second = None
         if second_reference and second_reference.name != "none":
-            _, second, second_now = load_bench_frame(second_reference, second_emulated_board, luts, progress)
+            _, second, second_now = load_bench_frame(second_reference, second_emulated_board, luts,
+                                                       progress, second_board)
     rows = benchmark(frame, ref, seeds=range(seeds))
     data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
                               fitted=r.fitted, predicted=r.predicted, mape=r.errors.mape,

@@ -86,7 +86,7 @@ def _print_bench_characterize(results, comparison, space, input, window, channel
     table = Table("op", "ops", "max |diff| %", "mean diff %", "kernel max |diff| %",
                   title="instruction counts per inference, direct against converter models")
     for op, r in comparison.by_type().iterrows():
-        table.add_row(op, f"{r['ops']}", f"{r['max_abs_percent']:.3f}", f"{r['mean_percent']:+.3f}",
+        table.add_row(op, f"{int(r['ops'])}", f"{r['max_abs_percent']:.3f}", f"{r['mean_percent']:+.3f}",
                       f"{r['kernel_max_abs_percent']:.3f}")
     console.print(table)
     if rows:
@@ -101,11 +101,3 @@ def _print_bench_characterize(results, comparison, space, input, window, channel
     console.print(f"largest count difference: {largest:+.3f} % ({key}) over {len(comparison.table)} ops "
                   f"(target <= {COUNT_TARGET_PERCENT:g} %: {met(abs(largest) <= COUNT_TARGET_PERCENT)}); "
                   f"arena bytes differ for {arena_differs} op(s)", highlight=False)
-    swapped = comparison.table[comparison.table["swapped"]]
-    if len(swapped):
-        key, same = comparison.largest_same_operands
-        console.print(f"{len(swapped)} op(s) ({', '.join(sorted(set(swapped['op'])))}) whose converter model "
-                      "reads its two inputs swapped (inputs listed by tensor name), so the seeded bytes "
-                      f"reach the other operand: largest difference over them {swapped['diff_percent'].abs().max():.3f} %; "
-                      f"over the other ops {same:+.3f} % ({key}): "
-                      f"{met(abs(same) <= COUNT_TARGET_PERCENT)}", highlight=False)
