@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tinyhil.benchmarks.calibrate import calibrate, split_rows
+from tinyhil.benchmarks.calibrate import split_rows
 from tinyhil.cli import app
 from tinyhil.estimate import MacsProxy, arena_estimate, lut_latency
 from tinyhil.lut.calibration import (
@@ -33,6 +33,7 @@ from tinyhil.lut.calibration import (
 from tinyhil.lut.reference import ReferenceError, ReferenceRow, ReferenceSet, read_reference
 from tinyhil.lut.sampling import choose_ops, parse_fraction, type_quotas
 from tinyhil.lut.table import Lut, read_rows
+from tinyhil.measure.calibrate_board import calibrate
 from tinyhil.spaces import make_space, ops, sample_architecture
 
 HEADER = "op,input_shape,output_shape,kernel,strides,filters,padding,activation,cycles_total,cycles_kernel,arena_used\n"

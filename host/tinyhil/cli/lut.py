@@ -86,8 +86,8 @@ def calibrate(
 ) -> None:
     """Fit emulated counts (+ op features) to a physical board's cycles from a few
     reference rows; report cross-validated errors; write the board's LUT."""
-    from tinyhil.benchmarks.calibrate import calibrate as run_calibration
     from tinyhil.lut.calibration import FOLDS
+    from tinyhil.measure.calibrate_board import calibrate as run_calibration
 
     out = out or emulated.parent.parent / board / emulated.name
     with progress_bars() as progress:

@@ -29,9 +29,14 @@ def bench_calibrate(
     predict the rest: MAPE / max / R² per model, the FLOPs baseline, and the
     emulated arena against the reference's arena_used. Then the calibration
     targets, leave-one-shape-out, before and after, on both boards."""
-    import pandas as pd
-
-    from tinyhil.benchmarks.calibrate import arena_comparison, benchmark, calibration_targets, load_bench_frame
+    from tinyhil.benchmarks.calibrate import (
+        arena_comparison,
+        benchmark,
+        calibration_targets,
+        errors_frame,
+        load_bench_frame,
+        sampled_verdicts,
+    )
     from tinyhil.files import atomic_write, writable_file
 
     if csv:
@@ -42,11 +47,7 @@ def bench_calibrate(
         if second_reference and second_reference.name != "none":
             _, second, second_now = load_bench_frame(second_reference, second_emulated_board, luts,
                                                        progress, second_board)
-    rows = benchmark(frame, ref, seeds=range(seeds))
-    data = pd.DataFrame([dict(fraction=r.fraction, sampler=r.sampler, seed=r.seed, model=r.model,
-                              fitted=r.fitted, predicted=r.predicted, mape=r.errors.mape,
-                              max_error=r.errors.max_error, r2=r.errors.r2, chosen_as=r.chosen_as)
-                         for r in rows])
+    data = errors_frame(benchmark(frame, ref, seeds=range(seeds)))
     if csv:
         atomic_write(csv, data.to_csv(index=False))
     targets = calibration_targets(frame, second)
@@ -66,16 +67,13 @@ def bench_calibrate(
                       f"{arena['median']:.3f} (5-95 % {arena['p5']:.3f}-{arena['p95']:.3f}, min {arena['min']:.3f}, "
                       f"max {arena['max']:.3f}); median difference {arena['median_difference_bytes']:+,.0f} B; "
                       + ", ".join(f"{k} {v:.3f}" for k, v in arena["by_type"].items()), highlight=False)
-    for fraction, target_mape, target_max in ((0.10, 2.0, 10.0), (0.05, 3.0, None)):
-        g = data[(data["fraction"] == fraction) & (data["sampler"] == "spread")]
-        chosen, flops = g[g["model"] == "chosen by CV"], g[g["model"] == "macs-line (FLOPs)"]
-        meets = chosen["mape"].max() <= target_mape and (target_max is None or chosen["max_error"].max() <= target_max)
-        console.print(f"BENCH calibrate {fraction:.0%} sampled: MAPE {chosen['mape'].mean():.2f} % "
-                      f"(worst {chosen['mape'].max():.2f} %, target <= {target_mape:g} %), max error "
-                      f"{chosen['max_error'].mean():.2f} % (worst {chosen['max_error'].max():.2f} %"
-                      + (f", target <= {target_max:g} %" if target_max else "") + f"); FLOPs baseline MAPE "
-                      f"{flops['mape'].mean():.2f} %, max {flops['max_error'].mean():.2f} %: "
-                      + ("meets the targets" if meets else "MISSES the targets"), highlight=False)
+    for v in sampled_verdicts(data):
+        console.print(f"BENCH calibrate {v.fraction:.0%} sampled: MAPE {v.mape_mean:.2f} % "
+                      f"(worst {v.mape_worst:.2f} %, target <= {v.target_mape:g} %), max error "
+                      f"{v.max_mean:.2f} % (worst {v.max_worst:.2f} %"
+                      + (f", target <= {v.target_max:g} %" if v.target_max else "") + f"); FLOPs baseline MAPE "
+                      f"{v.flops_mape:.2f} %, max {v.flops_max:.2f} %: "
+                      + ("meets the targets" if v.meets else "MISSES the targets"), highlight=False)
     table = Table("figure", "target", "before", "after", "",
                   title="calibration targets, every figure leave-one-shape-out; before: model chosen by 5 folds "
                         "among line..features-nnls, emulated arena as is, no bound; after: chosen by shapes, "
