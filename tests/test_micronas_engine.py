@@ -58,14 +58,14 @@ def test_supernet_cell_shapes(shape, cells):
         w = net.sample(1.0)
         if isinstance(cell, TimeReduceCell):
             mask = tf.tensordot(w[f"tr{cell.index}.filters"], net.tr_masks, 1)
-            h = tf.add_n([tf.nn.relu(net.convs[c.name](h)) * mask for c in cell.convs])
+            h = tf.add_n([net._conv(c, h, mask, False) for c in cell.convs])
             assert tuple(h.shape[1:3]) == cell.convs[0].op(1, 4).output_shape[:2]
         else:
             h = net._sensor_fusion(cell, h, w)
             assert tuple(h.shape[1:3]) == cell.branches[0].input_shape[:2]
     assert net(x, net.sample(0.5)).shape == (2, 4)
-    # identity paths exist only in stride-1 cells (shapes must match)
-    assert all((f"sf{c.index}.identity" in net.alphas) == (c.stride == 1)
+    # only stride-1 cells can be skipped (the identity needs matching shapes)
+    assert all((f"sf{c.index}.skip" in net.alphas) == (c.stride == 1)
                for c in net.cells if isinstance(c, SensorFusionCell))
 
 

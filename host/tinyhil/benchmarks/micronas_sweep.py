@@ -24,8 +24,8 @@ def largest_architecture(space):
     from tinyhil.spaces.micronas import build_architecture
 
     tr = [{"kernel": space.tr_kernels[-1], "filters": space.tr_options[-1]}] * space.n_time_reduce
-    sf = [{"filters": space.sf_options[-1], "branches": list(space.sf_kernels), "residual": True,
-           "identity": True}] * space.n_sensor_fusion
+    sf = [{"bottleneck": space.sf_options[-1], "filters": space.sf_options[-1],
+           "branches": list(space.sf_kernels), "residual": True, "skip": False}] * space.n_sensor_fusion
     return build_architecture(space, {"tr": tr, "sf": sf})
 
 

@@ -14,7 +14,8 @@ search_app = typer.Typer(help="Search engines.", no_args_is_help=True)
 app.add_typer(search_app, name="search")
 
 
-DATA_HELP = "basic_motions | japanese_vowels | Covid3Month (regression) | synthetic128x9c6 | FILE.npz | FILE.csv"
+DATA_HELP = ("basic_motions | japanese_vowels | Covid3Month (regression) | synthetic128x9c6 | FILE.npz | FILE.csv"
+             " | uci_har:DIR (\"UCI HAR Dataset\" folder) | skodar:FILE (right_classall_clean.mat or .npz)")
 
 
 def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: Path, task="classification",

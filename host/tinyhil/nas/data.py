@@ -161,7 +161,17 @@ def load_aeon(name: str, task: str = "classification", split: str | None = None
         raise DataError(f"aeon has no local copy of {name!r} ({error}); the sets it ships offline: "
                         f"{', '.join(AEON_OFFLINE['classification'])} (classification), "
                         f"{', '.join(AEON_OFFLINE['regression'])} (regression)") from error
+    if isinstance(x, list):  # unequal lengths (JapaneseVowels: 7..29 frames)
+        x = pad_series(x)
     return check(np.transpose(np.asarray(x), (0, 2, 1)), y, name, task)  # aeon: (N, S, T)
+
+
+def pad_series(series: list) -> np.ndarray:
+    """Series of unequal length as one (N, S, T_max) array: each padded at its
+    end with zeros (a window of fixed length, as the board's input is)."""
+    length = max(np.shape(one)[-1] for one in series)
+    return np.stack([np.pad(np.asarray(one, np.float32), ((0, 0), (0, length - np.shape(one)[-1])))
+                     for one in series])
 
 
 # what aeon 1.x keeps inside its package (aeon/datasets/data), usable offline
@@ -179,9 +189,18 @@ SYNTHETIC = re.compile(r"^synthetic(\d+)x(\d+)(?:c(\d+))?(?:n(\d+))?$")  # synth
 def load(spec: str, window: int | None = None, seed: int = 0,
          fractions=(0.6, 0.2, 0.2), task: str = "classification") -> Splits:
     """`spec`: a .npz or .csv path, an aeon data set name (basic_motions,
-    Covid3Month), or synthetic<T>x<S>[c<classes>][n<windows>] (generated, e.g.
-    synthetic128x9c6). `task` decides what the targets are."""
+    Covid3Month), synthetic<T>x<S>[c<classes>][n<windows>] (generated, e.g.
+    synthetic128x9c6), or uci_har:PATH / skodar:PATH (the MicroNAS paper's sets
+    from their published files, with their own splits: see nas/har_data.py).
+    `task` decides what the targets are."""
     check_task(task)
+    prefix, _, rest = spec.partition(":")
+    if rest and prefix.lower() in ("uci_har", "skodar", "skodar-no-null"):
+        from tinyhil.nas.har_data import LOADERS
+
+        if task != "classification":
+            raise DataError(f"{prefix} is a classification data set")
+        return LOADERS[prefix.lower()](rest)
     if match := SYNTHETIC.match(spec):
         if task != "classification":
             raise DataError(f"{spec}: synthetic data sets are classification sets")

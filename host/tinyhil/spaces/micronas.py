@@ -1,12 +1,19 @@
 """The MicroNAS search space (King et al., sections 5.2-5.3, and the authors' code).
 
 A window (T, S) enters as (T, S, 1). Time-Reduce cells halve T with a
-(3|5|7)x1 convolution of g..f_max filters; Sensor-Fusion cells mix sensors
-with a 1 x S_in bottleneck convolution, parallel (3|5|7)x1 convolutions that
-are summed, a 1x1 residual convolution and, where shapes allow, an identity
-path; the output cell is a 1x1 convolution to the classes, global average
-pooling and softmax. Every convolution but the classifier is followed by
-ReLU (paper, 5.3; see OutputCell for why not the classifier).
+(3|5|7)x1 convolution of g..f_max filters. A Sensor-Fusion cell mixes
+sensors with a 1 x S_in bottleneck convolution of its own width, then
+parallel (3|5|7)x1 convolutions (the convolution block, each on or off,
+summed) of the block's width, plus an optional 1x1 residual convolution of
+the block's width: the bottleneck's width and the block's width are two
+decision groups, as in the authors' `ReduceCH`. When no branch of the block
+is chosen the bottleneck is not run either (its output would feed nothing).
+A non-reducing cell (stride 1) is a choice between the identity and the
+whole cell (the authors' `MakeChoice([Id, cell])`): it can be skipped, which
+is how the search makes a network shallower. The output cell is a 1x1
+convolution to the classes, global average pooling and softmax. Every
+convolution but the classifier is followed by ReLU (paper, 5.3; see
+OutputCell for why not the classifier).
 
 Number of cells: the paper's N_TR = floor(log2(ts_l / ts_ml)) and
 N_SF = floor(log2(ts_s / ts_ms)) * (1 + sf_s), counted as halvings as the
@@ -76,11 +83,11 @@ class TimeReduceCell:
 class SensorFusionCell:
     index: int
     stride: int
-    bottleneck: DynamicConv
-    branches: tuple[DynamicConv, ...]  # (3|5|7)x1, each on or off
-    residual: DynamicConv
-    add: DynamicAdd  # sums of branches, residual and identity
-    identity: bool  # only where input and output shapes can match (stride 1)
+    bottleneck: DynamicConv  # out_options: the bottleneck's width (its own decision group)
+    branches: tuple[DynamicConv, ...]  # (3|5|7)x1, each on or off: bottleneck width -> block width
+    residual: DynamicConv  # cell input -> block width
+    add: DynamicAdd  # sums of branches and residual (block width)
+    skippable: bool  # stride 1: identity or the whole cell (MakeChoice([Id, cell]))
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,9 @@ class MicroNasSpace:
             for stride in (2,) + (1,) * self.sf_s:
                 s_out = math.ceil(s / stride)
                 f = self.sf_options
+                # The residual is 1x1 with stride (1, stride), where the authors'
+                # code uses a 1x2 kernel when reducing: tinyhil keeps the 1x1 so the
+                # committed (and calibrated) LUTs stay complete for this space.
                 cells.append(SensorFusionCell(
                     index, stride,
                     bottleneck=DynamicConv(f"sf{index}.bottleneck", (t, s, 0), (1, s), (1, stride), channels, f),
@@ -162,7 +172,7 @@ class MicroNasSpace:
                                    for k in self.sf_kernels),
                     residual=DynamicConv(f"sf{index}.residual", (t, s, 0), (1, 1), (1, stride), channels, f),
                     add=DynamicAdd(f"sf{index}.add", (t, s_out, 0), f),
-                    identity=stride == 1,
+                    skippable=stride == 1,
                 ))
                 s, channels, index = s_out, f, index + 1
         # The paper puts a ReLU after every convolution; on the classifier it
@@ -173,6 +183,30 @@ class MicroNasSpace:
                                 ops.reshape((1, 1, self.classes), (self.classes,)),
                                 ops.softmax(self.classes)))
         return tuple(cells)
+
+    def decision_groups(self) -> dict[str, int]:
+        """Every decision group and its number of options, in the order of the
+        cells (the paper's alpha_i; the super-network has one weight vector each)."""
+        groups: dict[str, int] = {}
+        for cell in self.cells:
+            if isinstance(cell, TimeReduceCell):
+                groups[f"tr{cell.index}.kernel"] = len(cell.convs)
+                groups[f"tr{cell.index}.filters"] = len(self.tr_options)
+            elif isinstance(cell, SensorFusionCell):
+                i = cell.index
+                groups[f"sf{i}.bottleneck"] = len(self.sf_options)
+                groups[f"sf{i}.filters"] = len(self.sf_options)
+                for k in self.sf_kernels:
+                    groups[f"sf{i}.branch{k}"] = 2
+                groups[f"sf{i}.residual"] = 2
+                if cell.skippable:
+                    groups[f"sf{i}.skip"] = 2
+        return groups
+
+    def architecture_count(self) -> int:
+        """Combinations of one option per decision group, as the paper counts
+        its space ("about 1e13" for UCI-HAR, "1e22" for SkodaR)."""
+        return math.prod(self.decision_groups().values())
 
     def dynamic_convs(self) -> list[DynamicConv]:
         found = []
@@ -217,8 +251,12 @@ def _halvings(length: int, minimum: int) -> int:
 
 def build_architecture(space: MicroNasSpace, choices: dict) -> Architecture:
     """The network for one choice per decision group:
-    {"tr": [{"kernel", "filters"}...], "sf": [{"filters", "branches": [k...],
-    "residual": bool, "identity": bool}...]} (identity only where shapes match)."""
+    {"tr": [{"kernel", "filters"}...], "sf": [{"bottleneck", "filters", "branches": [k...],
+    "residual": bool, "skip": bool}...]} ("skip" only on stride-1 cells).
+
+    A cell with neither a branch nor the residual computes nothing (the
+    authors' super-network gives zeros there, and their export fails): it is
+    built with the residual, the cheapest convolution that yields the cell's width."""
     b = Builder(space.input_shape)
     x, cin = MODEL_INPUT, 1
     tr_cells = [c for c in space.cells if isinstance(c, TimeReduceCell)]
@@ -227,17 +265,21 @@ def build_architecture(space: MicroNasSpace, choices: dict) -> Architecture:
         conv = cell.convs[space.tr_kernels.index(choice["kernel"])]
         x, cin = b.add(conv.op(cin, choice["filters"]), x), choice["filters"]
     for cell, choice in zip(sf_cells, choices["sf"], strict=True):
+        if choice.get("skip"):
+            if not cell.skippable:
+                raise SpaceError(f"Sensor-Fusion cell {cell.index} reduces the sensors: it cannot be skipped")
+            continue  # the identity: x and its width go on unchanged
         f = choice["filters"]
-        bottleneck = b.add(cell.bottleneck.op(cin, f), x)
-        outputs = [b.add(cell.branches[space.sf_kernels.index(k)].op(f, f), bottleneck)
-                   for k in choice["branches"]]
-        main = outputs[0] if outputs else bottleneck
+        outputs = []
+        if choice["branches"]:
+            bottleneck = b.add(cell.bottleneck.op(cin, choice["bottleneck"]), x)
+            outputs = [b.add(cell.branches[space.sf_kernels.index(k)].op(choice["bottleneck"], f), bottleneck)
+                       for k in choice["branches"]]
+        if choice["residual"] or not outputs:
+            outputs.append(b.add(cell.residual.op(cin, f), x))
+        main = outputs[0]
         for other in outputs[1:]:
             main = b.add(cell.add.op(f), main, other)
-        if choice["residual"]:
-            main = b.add(cell.add.op(f), main, b.add(cell.residual.op(cin, f), x))
-        if choice["identity"] and cell.identity and cin == f:
-            main = b.add(cell.add.op(f), main, x)
         x, cin = main, f
     out = space.cells[-1]
     b.add(out.conv.op(cin, space.classes), x)
@@ -258,10 +300,12 @@ def sample_architecture(space: MicroNasSpace, rng) -> Architecture:
     tr = [{"kernel": int(rng.choice(space.tr_kernels)), "filters": pick(space.tr_options)}
           for _ in range(space.n_time_reduce)]
     sf = []
-    for _ in range(space.n_sensor_fusion):
+    for cell in (c for c in space.cells if isinstance(c, SensorFusionCell)):
         on = 0.2 + 0.6 * size
-        sf.append({"filters": pick(space.sf_options),
-                   "branches": [k for k in space.sf_kernels if rng.uniform() < on],
-                   "residual": bool(rng.uniform() < 0.5),
-                   "identity": bool(rng.uniform() < 0.5)})
+        branches = [k for k in space.sf_kernels if rng.uniform() < on]
+        sf.append({"bottleneck": pick(space.sf_options), "filters": pick(space.sf_options),
+                   "branches": branches,
+                   # neither branch nor residual is built as the residual alone
+                   "residual": bool(rng.uniform() < 0.5) or not branches,
+                   "skip": cell.skippable and bool(rng.uniform() < 0.5 * (1 - size))})
     return build_architecture(space, {"tr": tr, "sf": sf})

@@ -20,7 +20,19 @@ def filter_masks(options: tuple[int, ...], f_max: int) -> np.ndarray:
     return np.array([[1.0 if c < n else 0.0 for c in range(f_max)] for n in options], np.float32)
 
 
+def residual_runs(residual_on, branch_ons):
+    """How much the residual runs: when chosen, and also when no branch is (a
+    cell is never empty: build_architecture builds it as the residual alone,
+    where the authors' super-network outputs zeros and their export fails)."""
+    none_on = tf.reduce_prod(tf.stack([1 - on for on in branch_ons]))
+    return 1 - (1 - residual_on) * (1 - none_on)
+
+
 class Supernet(tf.keras.Model):
+    """Placement of BatchNorm and dropout follows the authors' code: every
+    convolution is conv -> ReLU -> BatchNorm (search only; the exported network
+    has none), and channel dropout (Dropout2d, 0.3) follows every cell."""
+
     def __init__(self, space: MicroNasSpace, hardware: HardwareModel | None, dropout: float = 0.3):
         super().__init__()
         self.space = space
@@ -28,33 +40,23 @@ class Supernet(tf.keras.Model):
         layers = tf.keras.layers
         self.tr_masks = tf.constant(filter_masks(space.tr_options, space.tr_fmax))
         self.sf_masks = tf.constant(filter_masks(space.sf_options, space.sf_fmax))
-        self.dropout = layers.Dropout(dropout)  # between cells (paper, 5)
+        # SpatialDropout2D drops whole feature maps, as torch's Dropout2d does
+        self.dropout = layers.SpatialDropout2D(dropout)
         self.cells = [c for c in space.cells if isinstance(c, (TimeReduceCell, SensorFusionCell))]
         self.convs = {}
-        self.alphas = {}
+        self.norms = {}
         for cell in self.cells:
-            if isinstance(cell, TimeReduceCell):
-                for conv in cell.convs:
-                    self.convs[conv.name] = layers.Conv2D(space.tr_fmax, conv.kernel, conv.strides,
-                                                          "same", name=conv.name.replace(".", "_"))
-                self._alpha(f"tr{cell.index}.kernel", len(cell.convs))
-                self._alpha(f"tr{cell.index}.filters", len(space.tr_options))
-            else:
-                for conv in (cell.bottleneck, *cell.branches, cell.residual):
-                    self.convs[conv.name] = layers.Conv2D(space.sf_fmax, conv.kernel, conv.strides,
-                                                          "same", name=conv.name.replace(".", "_"))
-                self._alpha(f"sf{cell.index}.filters", len(space.sf_options))
-                for k in space.sf_kernels:
-                    self._alpha(f"sf{cell.index}.branch{k}", 2)
-                self._alpha(f"sf{cell.index}.residual", 2)
-                if cell.identity:
-                    self._alpha(f"sf{cell.index}.identity", 2)
-        head = space.cells[-1].conv
+            convs = cell.convs if isinstance(cell, TimeReduceCell) else (cell.bottleneck, *cell.branches,
+                                                                         cell.residual)
+            width = space.tr_fmax if isinstance(cell, TimeReduceCell) else space.sf_fmax
+            for conv in convs:
+                name = conv.name.replace(".", "_")
+                self.convs[conv.name] = layers.Conv2D(width, conv.kernel, conv.strides, "same", name=name)
+                self.norms[conv.name] = layers.BatchNormalization(name=name + "_bn")
+        self.alphas = {name: tf.Variable(tf.zeros(size), trainable=True, name=name.replace(".", "_"))
+                       for name, size in space.decision_groups().items()}
         self.head = layers.Conv2D(space.classes, 1, name="out_conv")  # logits: no ReLU
-        self.head_conv = head
-
-    def _alpha(self, name: str, size: int) -> None:
-        self.alphas[name] = tf.Variable(tf.zeros(size), trainable=True, name=name.replace(".", "_"))
+        self.head_conv = space.cells[-1].conv
 
     @property
     def alpha_variables(self) -> list[tf.Variable]:
@@ -65,44 +67,51 @@ class Supernet(tf.keras.Model):
         alpha_ids = {id(v) for v in self.alpha_variables}
         return [v for v in self.trainable_variables if id(v) not in alpha_ids]
 
-    def sample(self, tau: float, hard: bool = False) -> dict[str, tf.Tensor]:
-        """Gumbel-softmax weights per decision group (one-hot argmax if hard)."""
+    def sample(self, tau: float, hard: bool = False, gumbel: bool = True) -> dict[str, tf.Tensor]:
+        """Gumbel-softmax weights per decision group (one-hot argmax if hard;
+        plain softmax(alpha / tau) if not gumbel: the DARTS-Softmax baseline)."""
         out = {}
         for name, alpha in self.alphas.items():
             if hard:
                 out[name] = tf.one_hot(tf.argmax(alpha), alpha.shape[0])
-            else:
+            elif gumbel:
                 u = tf.random.uniform(alpha.shape, 1e-9, 1.0)
                 out[name] = tf.nn.softmax((alpha - tf.math.log(-tf.math.log(u))) / tau)
+            else:
+                out[name] = tf.nn.softmax(alpha / tau)
         return out
 
     # ---- forward --------------------------------------------------------
+    def _conv(self, conv, x, mask, training):
+        # The authors mask before ReLU and BatchNorm, so BatchNorm's shift lets
+        # masked filters through; masking last keeps them zero, as the width says.
+        return self.norms[conv.name](tf.nn.relu(self.convs[conv.name](x)), training=training) * mask
+
     def call(self, x, weights, training=False):
         for cell in self.cells:
             if isinstance(cell, TimeReduceCell):
                 mask = tf.tensordot(weights[f"tr{cell.index}.filters"], self.tr_masks, 1)
                 choice = weights[f"tr{cell.index}.kernel"]
-                x = tf.add_n([choice[i] * tf.nn.relu(self.convs[conv.name](x)) * mask
+                x = tf.add_n([choice[i] * self._conv(conv, x, mask, training)
                               for i, conv in enumerate(cell.convs)])
             else:
-                x = self._sensor_fusion(cell, x, weights)
+                x = self._sensor_fusion(cell, x, weights, training)
             x = self.dropout(x, training=training)
         logits = tf.reduce_mean(self.head(x), axis=[1, 2])
         return logits
 
-    def _sensor_fusion(self, cell: SensorFusionCell, x, w):
+    def _sensor_fusion(self, cell: SensorFusionCell, x, w, training=False):
         i = cell.index
+        bottleneck_mask = tf.tensordot(w[f"sf{i}.bottleneck"], self.sf_masks, 1)
         mask = tf.tensordot(w[f"sf{i}.filters"], self.sf_masks, 1)
-        b = tf.nn.relu(self.convs[cell.bottleneck.name](x)) * mask
+        b = self._conv(cell.bottleneck, x, bottleneck_mask, training)
         ons = [w[f"sf{i}.branch{k}"][ON] for k in self.space.sf_kernels]
-        main = tf.add_n([on * tf.nn.relu(self.convs[conv.name](b)) * mask
-                         for on, conv in zip(ons, cell.branches)])
-        none_on = tf.reduce_prod(tf.stack([1 - on for on in ons]))
-        main = main + none_on * b  # no branch chosen: the bottleneck's output goes on
-        main = main + w[f"sf{i}.residual"][ON] * tf.nn.relu(self.convs[cell.residual.name](x)) * mask
-        if cell.identity and x.shape[-1] == main.shape[-1]:
-            main = main + w[f"sf{i}.identity"][ON] * x
-        return main
+        out = tf.add_n([on * self._conv(conv, b, mask, training) for on, conv in zip(ons, cell.branches)])
+        out = out + residual_runs(w[f"sf{i}.residual"][ON], ons) * self._conv(cell.residual, x, mask, training)
+        if cell.skippable:  # MakeChoice([Id, cell])
+            skip = w[f"sf{i}.skip"][ON]
+            out = skip * x + (1 - skip) * out
+        return out
 
     # ---- expected hardware use (Eq. 2) ------------------------------------
     def expected_hardware(self, w) -> tuple[tf.Tensor, tf.Tensor]:
@@ -133,32 +142,32 @@ class Supernet(tf.keras.Model):
                 alpha_x = ay
                 continue
             i = cell.index
-            af = w[f"sf{i}.filters"]
-            lat, mem, st = conv_cost(cell.bottleneck.name, alpha_x, af)
-            cycles.append(lat), memories.append(mem), state.append(st), ops.append(tf.constant(1.0))
+            ab, af = w[f"sf{i}.bottleneck"], w[f"sf{i}.filters"]
+            run = 1 - w[f"sf{i}.skip"][ON] if cell.skippable else tf.constant(1.0)  # the cell is not skipped
             ons = [w[f"sf{i}.branch{k}"][ON] for k in self.space.sf_kernels]
-            res_on = w[f"sf{i}.residual"][ON]
-            id_on = w[f"sf{i}.identity"][ON] if cell.identity else tf.constant(0.0)
-            # the cell's input stays alive while the branches run if a skip path needs it
-            keep_input = 1 - (1 - res_on) * (1 - id_on)
+            none_on = tf.reduce_prod(tf.stack([1 - on for on in ons]))
+            res_on = residual_runs(w[f"sf{i}.residual"][ON], ons)
+            block = run * (1 - none_on)  # the bottleneck runs only for a branch (authors' code)
+            lat, mem, st = conv_cost(cell.bottleneck.name, alpha_x, ab)
+            cycles.append(block * lat), memories.append(block * mem), state.append(block * st)
+            ops.append(block)
+            # the cell's input stays alive while the branches run if the residual needs it
             input_bytes = tf.tensordot(alpha_x, cell_input_bytes(cell.bottleneck).astype(np.float32), 1)
             for on, conv in zip(ons, cell.branches):
-                lat, mem, st = conv_cost(conv.name, af, af)
-                cycles.append(on * lat), memories.append(on * (mem + keep_input * input_bytes))
-                state.append(on * st), ops.append(on)
+                lat, mem, st = conv_cost(conv.name, ab, af)
+                cycles.append(run * on * lat), state.append(run * on * st), ops.append(run * on)
+                memories.append(run * on * (mem + res_on * input_bytes))
             lat, mem, st = conv_cost(cell.residual.name, alpha_x, af)
-            cycles.append(res_on * lat), memories.append(res_on * mem), state.append(res_on * st)
-            ops.append(res_on)
-            # adds: E[max(0, branches - 1)] + residual + identity
-            n_on = tf.add_n(ons)
-            none_on = tf.reduce_prod(tf.stack([1 - on for on in ons]))
-            adds = n_on - 1 + none_on + res_on + id_on
+            cycles.append(run * res_on * lat), memories.append(run * res_on * mem)
+            state.append(run * res_on * st), ops.append(run * res_on)
+            # adds: one fewer than the branches, one more for the residual next to a branch
+            adds = run * (tf.add_n(ons) - 1 + none_on + res_on * (1 - none_on))
             a = hw.add[cell.add.name]
             cycles.append(adds * tf.tensordot(af, a.latency.astype(np.float32), 1))
             memories.append(tf.tensordot(af, a.memory.astype(np.float32), 1) * tf.minimum(adds, 1.0))
             state.append(adds * tf.tensordot(af, a.state.astype(np.float32), 1))
             ops.append(adds)
-            alpha_x = af
+            alpha_x = (1 - run) * alpha_x + run * af if cell.skippable else af  # a skipped cell keeps the width
         head = hw.conv[self.head_conv.name]
         cycles.append(tf.tensordot(alpha_x, head.latency[0].astype(np.float32), 1))
         memories.append(tf.tensordot(alpha_x, head.memory[0].astype(np.float32), 1))

@@ -1,0 +1,118 @@
+"""The search's warm-up, the paper's baselines (DARTS-Softmax, DARTS-Gumbel,
+random search under the same targets) and the int8 scoring, each a short run
+in a small MicroNAS space with a LUT made up from MACs (no device)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from tinyhil.errors import TinyhilError
+from tinyhil.estimate import arena_estimate, lut_latency
+from tinyhil.lut.table import COLUMNS, OK, Lut, LutMeta, op_columns
+from tinyhil.nas import data as datasets
+from tinyhil.nas.micronas import paper
+from tinyhil.nas.micronas.search import SearchConfig, extract, search, smallest_architecture
+from tinyhil.spaces.micronas import MicroNasSpace
+
+META = LutMeta(board="qemu-m4", core="cortex-m4", clock_hz=25_000_000, counter="qemu-icount",
+               tflm="t", compiler="c", flags="f", tinyhil="0", invoke_cycles=100.0,
+               dispatch_cycles=10.0, space="micronas", input="32x5",
+               extra={"classes": 3, "chain_arena_bytes": {"1": 300, "2": 400, "4": 600}})
+
+
+def made_up_lut(space):
+    """Cycles = 2 x MACs + 100, arena = the op's tensors: enough for the search's arithmetic."""
+    rows = []
+    for op in space.op_configs():
+        r = op_columns(op)
+        cycles = 2 * op.macs + 100
+        arena = int(np.prod(op.input_shape) + np.prod(op.output_shape)) + 64
+        r.update(cycles=cycles + 50, cycles_min=cycles + 50, cycles_max=cycles + 50, n=3, kernel_cycles=cycles,
+                 ms=0.0, arena_bytes=arena, scratch_bytes=0, status=OK)
+        rows.append(r)
+    return Lut(META, pd.DataFrame(rows, columns=COLUMNS).set_index("key", drop=False))
+
+
+@pytest.fixture(scope="module")
+def setting():
+    space = MicroNasSpace(32, 5, 3, tr_fmax=8, sf_fmax=16)  # widths 4, 8 and 8, 16: a small super-network
+    lut = made_up_lut(space)
+    splits = datasets.synthetic(n=60, window=32, channels=5, classes=3, seed=2)
+    small = smallest_architecture(space)
+    ms = lut_latency(small, lut) / lut.meta.clock_hz * 1e3
+    return space, lut, splits, SearchConfig(ms * 2, arena_estimate(small, lut) * 1.5, epochs=2, batch_size=32)
+
+
+def test_warmup_leaves_the_architecture_weights_alone(setting):
+    from tinyhil.nas.micronas.hardware import HardwareModel
+    from tinyhil.nas.micronas.supernet import Supernet
+
+    space, lut, splits, config = setting
+    result = search(splits, space, lut, SearchConfig(**{**config.__dict__, "warmup_epochs": 1}))
+    # after the warm-up epoch every alpha is still zero: the argmax network is option 0 everywhere
+    untouched = Supernet(space, HardwareModel(space, lut))
+    untouched(splits.x_train[:1, ..., None], untouched.sample(1.0))
+    assert result.history[0].latency_ms == pytest.approx(
+        float(untouched.expected_hardware(untouched.sample(1.0, hard=True))[0]), rel=1e-5)
+    assert extract(untouched, space).choices["tr"][0] == {"kernel": 3, "filters": 4}
+    with pytest.raises(TinyhilError, match="warm-up of 2 epochs leaves none of 2"):
+        search(splits, space, lut, SearchConfig(**{**config.__dict__, "warmup_epochs": 2}))
+
+
+@pytest.mark.parametrize("method", ["darts-gumbel", "darts-softmax"])
+def test_darts_baselines_search_without_hardware_loss(setting, method):
+    space, lut, splits, config = setting
+    arch, seconds = paper.find(method, splits, space, lut, config)
+    assert arch.space == "micronas" and seconds > 0
+    # the targets are ignored: even an impossible one is not refused
+    impossible = SearchConfig(**{**config.__dict__, "lat_target_ms": 1e-6})
+    assert paper.find(method, splits, space, lut, impossible)[0].space == "micronas"
+
+
+def test_random_search_stays_within_the_targets(setting):
+    space, lut, splits, config = setting
+    arch, _ = paper.random_search(splits, space, lut, SearchConfig(**{**config.__dict__, "epochs": 10}))
+    assert paper.within(arch, lut, config)
+
+
+def test_int8_scores_and_summary(setting):
+    space, lut, splits, config = setting
+    options = paper.PaperOptions(seeds=1, epochs=2, warmup_epochs=0, batch_size=32, retrain_epochs=2,
+                                 qat_epochs=1, targets=1)
+    outcome = paper.evaluate("table", "micronas", splits, space, lut, config, options, in_child=False)
+    assert 0 <= outcome.accuracy_int8 <= 1 and 0 <= outcome.f1_int8 <= 1
+    assert outcome.within_targets and outcome.latency_ms <= config.lat_target_ms
+    other = paper.Outcome(**{**outcome.__dict__, "seed": 1, "accuracy": outcome.accuracy + 0.2})
+    (summary,) = paper.summarize([outcome, other])
+    assert summary.seeds == 2 and summary.within == 2
+    assert summary.mean["accuracy"] == pytest.approx(outcome.accuracy + 0.1)
+    assert summary.spread["accuracy"] == pytest.approx(0.1)
+
+
+def test_plan_covers_tables_and_both_tradeoffs(setting):
+    space, lut, _, _ = setting
+    runs = paper.plan(space, lut, paper.PaperOptions(targets=3))
+    assert [r[1] for r in runs if r[0] == "table"] == list(paper.METHODS)
+    fig8 = [r for r in runs if r[0] == "fig8"]
+    assert len(fig8) == 3 and all(r[3] is None for r in fig8) and np.all(np.diff([r[2] for r in fig8]) > 0)
+    fig10 = [r for r in runs if r[0] == "fig10"]
+    assert len(fig10) == 3 and all(r[2] is None for r in fig10)
+
+
+def test_paper_tables_print_mean_and_spread(tmp_path, capsys, monkeypatch):
+    from tinyhil.cli.bench import paper as cli
+
+    monkeypatch.setattr(cli.console, "width", 220)  # a wide terminal: one line per row
+
+    def outcome(experiment, method, seed, accuracy, lat=40.0, mem=None):
+        return paper.Outcome(experiment, method, seed, lat, mem, 30.0 + seed, 9000, 7000, True, accuracy,
+                             accuracy - 0.05, accuracy - 0.01, accuracy - 0.06, 12.0, "a")
+
+    outcomes = [outcome("table", m, s, 0.8 + 0.1 * s) for m in paper.METHODS for s in (0, 1)]
+    outcomes += [outcome("fig8", "micronas", s, 0.7, lat=t) for t in (20.0, 80.0) for s in (0, 1)]
+    outcomes += [outcome("fig10", "micronas", s, 0.7, lat=None, mem=m) for m in (8e3, 3e4) for s in (0, 1)]
+    paper.plot(outcomes, tmp_path / "tradeoffs.png")
+    assert (tmp_path / "tradeoffs.png").stat().st_size > 0
+    cli._print_paper(outcomes, "jv", "qemu-m4", tmp_path)
+    text = capsys.readouterr().out
+    assert "Tables 1-2" in text and "Fig. 8" in text and "Fig. 10" in text
+    assert "0.850 ± 0.050" in text and "darts-softmax" in text and "2/2" in text
