@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tinyhil.benchmarks import micronas_paper as paper
 from tinyhil.errors import TinyhilError
 from tinyhil.estimate import arena_estimate, lut_latency
 from tinyhil.lut.table import COLUMNS, OK, Lut, LutMeta, op_columns
 from tinyhil.nas import data as datasets
-from tinyhil.nas.micronas import paper
 from tinyhil.nas.micronas.search import SearchConfig, extract, search, smallest_architecture
 from tinyhil.spaces.micronas import MicroNasSpace
 
