@@ -63,24 +63,26 @@ if os.environ.get("TINYHIL_TOOLCHAIN_PROBE"):
 
 tflm = tflm_tree()
 src = os.path.join(tflm, "src")
+TFLM_INCLUDES = [
+    src,
+    os.path.join(src, "third_party", "flatbuffers", "include"),
+    os.path.join(src, "third_party", "gemmlowp"),
+    os.path.join(src, "third_party", "ruy"),
+    os.path.join(src, "third_party", "cmsis"),
+    os.path.join(src, "third_party", "cmsis", "CMSIS", "Core", "Include"),
+    os.path.join(src, "third_party", "cmsis_nn"),
+    os.path.join(src, "third_party", "cmsis_nn", "Include"),
+]
+# -DARDUINO selects the CMSIS-NN kernel registrations in this tree; Arduino
+# framework builds define it already.
+TFLM_DEFINES = ["TF_LITE_STATIC_MEMORY", "CMSIS_NN", "ARDUINO"]
 env.Append(  # noqa: F821
-    CPPPATH=[
-        "$PROJECT_INCLUDE_DIR",  # the runner/BSP/image interfaces, for libraries too
-        src,
-        os.path.join(src, "third_party", "flatbuffers", "include"),
-        os.path.join(src, "third_party", "gemmlowp"),
-        os.path.join(src, "third_party", "ruy"),
-        os.path.join(src, "third_party", "cmsis"),
-        os.path.join(src, "third_party", "cmsis", "CMSIS", "Core", "Include"),
-        os.path.join(src, "third_party", "cmsis_nn"),
-        os.path.join(src, "third_party", "cmsis_nn", "Include"),
-    ],
+    # the runner/BSP/image interfaces, for libraries too
+    CPPPATH=["$PROJECT_INCLUDE_DIR"] + TFLM_INCLUDES,
     CPPDEFINES=["TF_LITE_STATIC_MEMORY", "CMSIS_NN",
                 ("TINYHIL_TFLM_VERSION", '\\"%s\\"' % option("custom_tflm_version", "unknown")),
                 ("TINYHIL_BOARD", '\\"%s\\"' % env.subst("$PIOENV"))],  # noqa: F821
 )
-# -DARDUINO selects the CMSIS-NN kernel registrations in this tree; Arduino
-# framework builds define it already.
 if "arduino" not in env.subst("$PIOFRAMEWORK"):  # noqa: F821
     env.Append(CPPDEFINES=["ARDUINO"])  # noqa: F821
 
@@ -104,7 +106,22 @@ TFLM_FILTER = [
     "-<tensorflow/lite/micro/kernels/kernel_runner.cpp>",
     "-<tensorflow/lite/micro/kernels/ethosu.cpp>",
 ]
-env.Prepend(LIBS=[env.BuildLibrary("$BUILD_DIR/tflm", src, TFLM_FILTER)])  # noqa: F821
+# On bare metal TFLM is compiled with its own defines and include paths only,
+# not the board's (F_CPU, TINYHIL_*, BSP headers), into one directory per
+# core: boards of one core (qemu-m4, qemu-stm32f4, nucleo_f446re) then run
+# the same compile commands on the same object paths, which SCons's cache
+# (build_cache_dir) keys on, so TFLM compiles once per core, not per board.
+# Arduino framework builds keep the framework's flags.
+tflm_objects = None
+if "arduino" not in env.subst("$PIOFRAMEWORK"):  # noqa: F821
+    board = env.BoardConfig()  # noqa: F821
+    core = "-".join(filter(None, (board.get("build.cpu", ""), board.get("build.fpu", ""),
+                                  board.get("build.float_abi", ""))))
+    tflm_objects = [
+        env.Object(node, CPPDEFINES=TFLM_DEFINES, CPPPATH=TFLM_INCLUDES)  # noqa: F821
+        for node in env.CollectBuildFiles("$PROJECT_BUILD_DIR/tflm-" + core, src, TFLM_FILTER)  # noqa: F821
+    ]
+env.Prepend(LIBS=[env.BuildLibrary("$BUILD_DIR/tflm", src, TFLM_FILTER, nodes=tflm_objects)])  # noqa: F821
 
 image_dir = os.environ.get("TINYHIL_IMAGE_DIR", "")
 if not image_dir or not os.path.isfile(os.path.join(image_dir, "image.cc")):
