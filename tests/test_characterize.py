@@ -60,6 +60,17 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path):
     assert lut.meta.invoke_cycles != 0  # overheads measured once, with the first image
 
 
+def test_runs_per_op_follow_the_counter(tmp_path):
+    """One timed run, no warm-up, where counts repeat exactly; a warm-up and
+    three on a physical board; --repeats still wins."""
+    emulated, physical = get_board("qemu-m4"), get_board("nucleo_f446re")
+    assert emulated.exact_counts and not physical.exact_counts
+    assert (Characterizer(emulated, tmp_path).runner.warmup, Characterizer(emulated, tmp_path).runner.repeats) == (0, 1)
+    runner = Characterizer(physical, tmp_path).runner
+    assert (runner.warmup, runner.repeats) == (1, 3)
+    assert Characterizer(emulated, tmp_path, repeats=5).runner.repeats == 5
+
+
 def test_eq2_predicts_off_grid_channel_counts(tmp_path):
     """Measure a 2x2 grid and the convolutions between its points; Eq. 2 with
     interpolating alphas must land within 3 % of the direct measurement."""

@@ -66,6 +66,9 @@ def test_bit_exact_and_deterministic(board, small_conv):
     if board.emulated:  # identical counts on every repeat and on a second boot of the same image
         assert len(set(first.cycles)) == 1
         assert first.cycles == second.cycles and first.ops == second.ops
+        # the first Invoke as well: characterization runs no warm-up there (default_runs)
+        cold = board.run(small_conv, repeats=2, warmup=0)
+        assert cold.cycles == first.cycles[:2] and config.default_runs() == (0, 1)
     assert second.cached_build
     assert first.counter == config.counter and first.core == config.core
     # one profile entry per op of the model, in execution order

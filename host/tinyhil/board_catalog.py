@@ -33,6 +33,17 @@ class BoardConfig:
     def emulated(self) -> bool:
         return self.transport == "qemu"
 
+    @property
+    def exact_counts(self) -> bool:
+        """Every run of the same code counts the same (QEMU's -icount: no
+        caches, no wait states), the first as well: one timed run is the figure."""
+        return self.counter == "qemu-icount"
+
+    def default_runs(self) -> tuple[int, int]:
+        """(warm-up, timed) runs per op when characterizing: (0, 1) on exact
+        counts, (1, 3) on a board whose caches and flash make runs differ."""
+        return (0, 1) if self.exact_counts else (1, 3)
+
 
 def load_boards() -> dict[str, BoardConfig]:
     from platformio.project.config import ProjectConfig

@@ -18,7 +18,9 @@ def characterize(
     classes: int = typer.Option(..., min=1, help="number of classes (1: regression)"),
     board: str = typer.Option("qemu-m4", help="board name (see `tinyhil boards`)"),
     luts: Path = typer.Option(Path("luts"), help="directory of lookup tables"),
-    repeats: int = typer.Option(3, min=1, max=1000, help="timed inferences per op"),
+    repeats: int = typer.Option(None, min=1, max=1000, show_default=False,
+                                help="timed inferences per op [default: 1 on an emulated board, whose "
+                                     "counts repeat exactly; 3 after a warm-up on a physical one]"),
     per_image: int = typer.Option(100, min=1, max=1000, help="most benchmarks per firmware image"),
     limit: int = typer.Option(None, min=1, help="only the space's first N ops (a quick, resumable subset)"),
     port: str = typer.Option("", help="serial port of a physical board"),

@@ -85,7 +85,7 @@ def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
 
 
 class Characterizer:
-    def __init__(self, board: BoardConfig, luts_dir: Path, repeats: int = 3,
+    def __init__(self, board: BoardConfig, luts_dir: Path, repeats: int | None = None,
                  max_per_image: int = 100, port: str = "", progress=None, open_device=None,
                  model_maker: str = DIRECT):
         self.board = board
@@ -93,8 +93,9 @@ class Characterizer:
         self.luts_dir = Path(luts_dir)
         self.store_path = self.luts_dir / board.name / "ops.csv"
         self.store: OpStore | None = None
-        self.runner = ImageRunner(board, repeats, max_per_image, port, progress,
-                                  open_device=open_device)
+        warmup, default_repeats = board.default_runs()
+        self.runner = ImageRunner(board, repeats or default_repeats, max_per_image, port, progress,
+                                  open_device=open_device, warmup=warmup)
         self.timing = self.runner.timing
         self.appended = 0  # op rows added to the store by this characterizer
 

@@ -114,9 +114,10 @@ class Packer:
 class ImageRunner:
     def __init__(self, board: BoardConfig, repeats: int = 3, max_per_image: int = 100,
                  port: str = "", progress=None, timing: Timing | None = None,
-                 open_device: Callable[[], Board] | None = None):
+                 open_device: Callable[[], Board] | None = None, warmup: int = 1):
         self.board = board
         self.repeats = repeats
+        self.warmup = warmup
         self.max_per_image = max_per_image
         self.port = port
         self.progress = progress
@@ -243,7 +244,7 @@ class ImageRunner:
         model = item.model
         small = sum(t.nbytes for t in model.outputs) <= OUTPUT_BYTES_SENT
         # The firmware makes the input from the seed: nothing to upload.
-        request = RunRequest(index, warmup=1, repeats=self.repeats, profile=True,
+        request = RunRequest(index, warmup=self.warmup, repeats=self.repeats, profile=True,
                              output_crc_only=not small, seed=item.seed)
         try:
             reply = run_with_recovery(board, request)
