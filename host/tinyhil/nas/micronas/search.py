@@ -218,7 +218,11 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
     def step(xt, yt, xv, yv):
         with tf.GradientTape() as tape:
             w = net.sample(tau, gumbel=config.gumbel)  # inside the tape: the alphas' gradients flow through it
-            logits = net(xv, w, training=False)
+            # BatchNorm on the batch's statistics, as the authors' network.train():
+            # on the moving ones (trained on soft mixtures of paths) every
+            # convolution a choice adds looked like noise, so the alphas
+            # turned branches off and skipped cells
+            logits = net(xv, w, training=True)
             # Hardware is priced on the sampled network itself (straight-through:
             # one-hot forward, soft gradient), so the loss bites whenever a
             # network the search could end on breaks a target, not only when
