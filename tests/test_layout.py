@@ -35,3 +35,17 @@ def test_the_measuring_stages_stay_out_of_tables_and_estimators():
                          env={"PYTHONPATH": str(ROOT / "host"), "PATH": "/usr/bin:/bin",
                               "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_tensorflow_is_imported_with_onednn_off():
+    """Any stage that trains (here deploy's QAT) gets TensorFlow without oneDNN's
+    kernels, which crash training some MicroNAS networks (TensorFlow reads the
+    variable when imported and logs 'oneDNN custom operations are on' if they are)."""
+    import subprocess
+    import sys
+
+    code = "import os, tinyhil.deploy.qat, tensorflow; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT / "host"), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert out.stdout.split() == ["0"]
+    assert "oneDNN custom operations are on" not in out.stderr

@@ -78,7 +78,7 @@ def test_int8_scores_and_summary(setting):
     space, lut, splits, config = setting
     options = paper.PaperOptions(seeds=1, epochs=2, warmup_epochs=0, batch_size=32, retrain_epochs=2,
                                  qat_epochs=1, targets=1)
-    outcome = paper.evaluate("table", "micronas", splits, space, lut, config, options, in_child=False)
+    outcome = paper.evaluate("table", "micronas", splits, space, lut, config, options)
     assert 0 <= outcome.accuracy_int8 <= 1 and 0 <= outcome.f1_int8 <= 1
     assert outcome.within_targets and outcome.latency_ms <= config.lat_target_ms
     other = paper.Outcome(**{**outcome.__dict__, "seed": 1, "accuracy": outcome.accuracy + 0.2})

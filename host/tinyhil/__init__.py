@@ -13,4 +13,11 @@ leaves any stage may import: protocol, verdict, board_catalog, units, files,
 children, project, errors.
 """
 
+import os
+
+# TensorFlow reads this once, when first imported, and every stage imports it
+# lazily after this: with oneDNN's kernels, training some networks (e.g. a 1x1
+# convolution of stride (1, 2) on 15x12x4, JapaneseVowels' smallest) segfaults.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 __version__ = "0.1.0"

@@ -90,11 +90,10 @@ def int8_predictions(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
     return np.array(predicted)
 
 
-def random_search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
-                  isolate: bool = True) -> tuple[Architecture, float]:
+def random_search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig
+                  ) -> tuple[Architecture, float]:
     """Sampled networks within the targets (LUT estimates), each trained
-    RANDOM_EPOCHS (in a child process if `isolate`, see in_child); the most
-    accurate on the validation split."""
+    RANDOM_EPOCHS; the most accurate on the validation split."""
     from tinyhil.benchmarks.micronas_sweep import held_out_accuracy
 
     rng = np.random.default_rng(config.seed)
@@ -108,7 +107,7 @@ def random_search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchCo
         else:
             arch = smallest_architecture(space)
         args = (arch, _validation_as_test(data), RANDOM_EPOCHS, config.seed + index)
-        accuracy = in_child(held_out_accuracy, *args) if isolate else held_out_accuracy(*args)
+        accuracy = held_out_accuracy(*args)
         if best is None or accuracy > best[0]:
             best = (accuracy, arch)
     return best[1], time.monotonic() - started
@@ -144,35 +143,10 @@ def retrain(arch: Architecture, data: Splits, options: PaperOptions, seed: int):
     return trained.float_scores, int8
 
 
-def in_child(function, *args):
-    """function(*args) in a fresh interpreter with TensorFlow's oneDNN kernels
-    off: with them, training e.g. a 1x1 convolution of stride (1, 2) on
-    (15, 12, 4) windows (JapaneseVowels' smallest network) crashes the process
-    (segmentation fault, or free(): invalid pointer)."""
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    saved = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"  # read when the child imports TensorFlow
-    try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(function, *args).result()
-    finally:
-        if saved is None:
-            os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
-        else:
-            os.environ["TF_ENABLE_ONEDNN_OPTS"] = saved
-
-
-def retrain_in_child(arch: Architecture, data: Splits, options: PaperOptions, seed: int):
-    return in_child(retrain, arch, data, options, seed)
-
-
 def evaluate(experiment: str, method: str, data: Splits, space: MicroNasSpace, lut: Lut,
-             config: SearchConfig, options: PaperOptions, in_child: bool = True) -> Outcome:
+             config: SearchConfig, options: PaperOptions) -> Outcome:
     arch, seconds = find(method, data, space, lut, config)
-    floats, int8 = (retrain_in_child if in_child else retrain)(arch, data, options, config.seed)
+    floats, int8 = retrain(arch, data, options, config.seed)
     return Outcome(experiment, method, config.seed, config.lat_target_ms, config.mem_target_bytes,
                    lut_latency(arch, lut) / lut.meta.clock_hz * 1e3, arena_estimate(arch, lut),
                    appendix_a_peak(arch), within(arch, lut, config), floats.accuracy, floats.f1,

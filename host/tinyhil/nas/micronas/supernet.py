@@ -52,7 +52,10 @@ class Supernet(tf.keras.Model):
             for conv in convs:
                 name = conv.name.replace(".", "_")
                 self.convs[conv.name] = layers.Conv2D(width, conv.kernel, conv.strides, "same", name=name)
-                self.norms[conv.name] = layers.BatchNormalization(name=name + "_bn")
+                # momentum 0.9 is PyTorch's default (0.1 there), the authors' BatchNorm: with
+                # Keras' 0.99 the moving statistics are still mostly their initial 0 and 1
+                # after a short warm-up, and the argmax network is scored with them
+                self.norms[conv.name] = layers.BatchNormalization(momentum=0.9, name=name + "_bn")
         self.alphas = {name: tf.Variable(tf.zeros(size), trainable=True, name=name.replace(".", "_"))
                        for name, size in space.decision_groups().items()}
         self.head = layers.Conv2D(space.classes, 1, name="out_conv")  # logits: no ReLU
