@@ -65,9 +65,9 @@ def test_runs_per_op_follow_the_counter(tmp_path):
     three on a physical board; --repeats still wins."""
     emulated, physical = get_board("qemu-m4"), get_board("nucleo_f446re")
     assert emulated.exact_counts and not physical.exact_counts
-    assert (Characterizer(emulated, tmp_path).runner.warmup, Characterizer(emulated, tmp_path).runner.repeats) == (0, 1)
-    runner = Characterizer(physical, tmp_path).runner
-    assert (runner.warmup, runner.repeats) == (1, 3)
+    for board, runs in ((emulated, (0, 1)), (physical, (1, 3))):
+        runner = Characterizer(board, tmp_path).runner
+        assert (runner.warmup, runner.repeats) == runs
     assert Characterizer(emulated, tmp_path, repeats=5).runner.repeats == 5
 
 
