@@ -324,9 +324,10 @@ def summarize(outcomes: list[Outcome]) -> list[Summary]:
             for key, rows in groups.items()]
 
 
-def latency_errors_pct(outcomes: list[Outcome]) -> list[float]:
-    """LUT latency estimate against the device, per measured network (+: the estimate is higher)."""
-    return [(o.latency_ms / o.measured_latency_ms - 1) * 100 for o in outcomes if o.measured]
+def estimate_errors_pct(outcomes: list[Outcome], estimate: str = "latency_ms",
+                        measured: str = "measured_latency_ms") -> list[float]:
+    """An estimate against the device, per measured network (+: the estimate is higher)."""
+    return [(getattr(o, estimate) / getattr(o, measured) - 1) * 100 for o in outcomes if o.measured]
 
 
 def plot(outcomes: list[Outcome], path: Path) -> None:

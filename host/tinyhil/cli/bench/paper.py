@@ -68,7 +68,7 @@ def _progress(text: str, o) -> None:
 
 
 def _print_paper(outcomes, data: str, board: str, out: Path) -> None:
-    from tinyhil.benchmarks.micronas_paper import latency_errors_pct, summarize
+    from tinyhil.benchmarks.micronas_paper import estimate_errors_pct, summarize
 
     def cell(s, field, digits=3):
         if s.mean[field] != s.mean[field]:  # NaN: no seed measured
@@ -111,11 +111,13 @@ def _print_paper(outcomes, data: str, board: str, out: Path) -> None:
             "their targets by the LUT estimate")
     if on_device:
         measured = [o for o in outcomes if o.measured]
-        line += (f", {sum(bool(o.within_targets_device) for o in measured)}/{len(measured)} of those measured on "
-                 f"{board} by the device")
-        errors = latency_errors_pct(outcomes)
-        if errors:
-            line += f"; LUT latency against the device: worst {max(errors, key=abs):+.2f} %"
+        line += (f", {sum(bool(o.within_targets_device) for o in measured)}/{len(measured)} by the device "
+                 f"({len(measured)} of {len(outcomes)} measured on {board})")
+        if measured:
+            latency = estimate_errors_pct(outcomes)
+            arena = estimate_errors_pct(outcomes, "arena_bytes", "measured_arena_bytes")
+            line += (f"; estimates against the device: latency {min(latency):+.2f} % to {max(latency):+.2f} %, "
+                     f"arena {min(arena):+.1f} % to {max(arena):+.1f} %")
     console.print(line, highlight=False)
     for o in outcomes:
         if o.device_error:
