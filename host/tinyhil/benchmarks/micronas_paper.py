@@ -16,18 +16,27 @@ RANDOM_EPOCHS each and keeps the most accurate on the validation split.
 Each found network is then retrained the same way (float, QAT, int8:
 deploy/qat.py) and scored on the test split; int8 scores come from the
 host's TFLite interpreter running the int8 model the board would run.
+
+Then that int8 model is run on the benchmark's board (`tinyhil run`'s path:
+measure/model.py), so every network is judged against its targets by the LUT
+estimate and, deployed, by the device: latency (median cycles / clock) and
+the TFLM arena it used. A network the board fails to measure keeps its row,
+with the reason, and the benchmark goes on to the next.
 """
 from __future__ import annotations
 
 import csv
 import io
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tinyhil.benchmarks.micronas_sweep import largest_architecture
+from tinyhil.board_catalog import BoardConfig
+from tinyhil.errors import TinyhilError
 from tinyhil.estimate import appendix_a_peak, arena_estimate, lut_latency
 from tinyhil.files import atomic_write, writable_dir
 from tinyhil.lut.table import Lut
@@ -71,6 +80,70 @@ class Outcome:
     f1_int8: float
     search_seconds: float
     architecture: str
+    # The int8 model run on the board (None: not measured, --no-device or device_error)
+    measured_latency_ms: float | None = None  # median cycles of the timed runs / the board's clock
+    measured_arena_bytes: int | None = None  # TFLM arena the board used
+    within_targets_device: bool | None = None  # the measured figures under the targets
+    device_output: str = ""  # the board's int8 output against the host interpreter's (verdict status)
+    device_error: str = ""  # why the board did not measure it
+
+    @property
+    def measured(self) -> bool:
+        return self.measured_latency_ms is not None
+
+
+@dataclass(frozen=True)
+class OnDevice:
+    """The board found networks are measured on (`port`: a physical board's)."""
+
+    board: BoardConfig
+    port: str = ""
+    log: Callable[[str], None] | None = None  # the firmware builds' messages
+    open_device: Callable | None = None  # supplies the board instead of open_board (tests)
+
+    def check(self) -> None:
+        """Before any search: the firmware can be built and the board reached
+        (a physical board needs its port), each refused with the usual error."""
+        from tinyhil.device.boards import open_board
+        from tinyhil.image.firmware import check_toolchain, pio_executable, tflm_dir
+
+        tflm_dir()
+        pio_executable()
+        check_toolchain(self.board)
+        if self.open_device is None:
+            open_board(self.board, port=self.port)  # the connection is made later, per network
+
+
+@dataclass(frozen=True)
+class Measured:
+    latency_ms: float | None = None
+    arena_bytes: int | None = None
+    output: str = ""
+    error: str = ""
+
+
+def measure_on_device(flatbuffer: bytes, name: str, device: OnDevice, models_dir: Path) -> Measured:
+    """The int8 model built into an image and run on the board, as `tinyhil run`
+    does: the board's default runs (one timed run on exact counts). A board that
+    fails (stops answering, image too large) gives the reason, not an exception."""
+    from tinyhil.measure.model import run_model
+
+    path = models_dir / f"{name}.tflite"  # kept: `tinyhil run` measures it again
+    atomic_write(path, flatbuffer)
+    warmup, repeats = device.board.default_runs()
+    try:
+        report = run_model(path, device.board, repeats=repeats, warmup=warmup, port=device.port,
+                           log=device.log, open_device=device.open_device)
+    except TinyhilError as error:
+        return Measured(error=f"{type(error).__name__}: {error}")
+    return Measured(report.ms(report.cycles_median), report.arena_used, report.output_status)
+
+
+def within_measured(measured: Measured, config: SearchConfig) -> bool | None:
+    if measured.latency_ms is None:
+        return None
+    return ((config.lat_target_ms is None or measured.latency_ms <= config.lat_target_ms)
+            and (config.mem_target_bytes is None or measured.arena_bytes <= config.mem_target_bytes))
 
 
 def int8_predictions(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
@@ -135,22 +208,30 @@ def find(method: str, data: Splits, space: MicroNasSpace, lut: Lut, config: Sear
 
 
 def retrain(arch: Architecture, data: Splits, options: PaperOptions, seed: int):
-    """(float scores, int8 scores) of the architecture retrained from scratch (QAT, int8)."""
+    """(float scores, int8 scores, int8 flatbuffer) of the architecture retrained from scratch (QAT, int8)."""
     from tinyhil.deploy.qat import Scores, train_int8, windows
 
     trained = train_int8(arch, data, options.retrain_epochs, options.qat_epochs, options.batch_size, seed)
     int8 = Scores.of(int8_predictions(trained.flatbuffer, windows(data.x_test, arch)), data.y_test, data.classes)
-    return trained.float_scores, int8
+    return trained.float_scores, int8, trained.flatbuffer
 
 
 def evaluate(experiment: str, method: str, data: Splits, space: MicroNasSpace, lut: Lut,
-             config: SearchConfig, options: PaperOptions) -> Outcome:
+             config: SearchConfig, options: PaperOptions, device: OnDevice | None = None,
+             models_dir: Path | None = None) -> Outcome:
+    """One network found, retrained and, given a device, measured on it (its
+    int8 model kept in `models_dir`)."""
     arch, seconds = find(method, data, space, lut, config)
-    floats, int8 = retrain(arch, data, options, config.seed)
+    floats, int8, flatbuffer = retrain(arch, data, options, config.seed)
+    measured = Measured()
+    if device is not None:
+        name = f"{experiment}-{method}-seed{config.seed}-{arch.id}"
+        measured = measure_on_device(flatbuffer, name, device, models_dir or Path("."))
     return Outcome(experiment, method, config.seed, config.lat_target_ms, config.mem_target_bytes,
                    lut_latency(arch, lut) / lut.meta.clock_hz * 1e3, arena_estimate(arch, lut),
                    appendix_a_peak(arch), within(arch, lut, config), floats.accuracy, floats.f1,
-                   int8.accuracy, int8.f1, seconds, arch.id)
+                   int8.accuracy, int8.f1, seconds, arch.id, measured.latency_ms, measured.arena_bytes,
+                   within_measured(measured, config), measured.output, measured.error)
 
 
 def target_range(space: MicroNasSpace, lut: Lut) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -174,8 +255,11 @@ def plan(space: MicroNasSpace, lut: Lut, options: PaperOptions) -> list[tuple[st
 
 
 def run_paper(data: Splits, space: MicroNasSpace, lut: Lut, options: PaperOptions, out: Path,
-              progress=None) -> list[Outcome]:
+              progress=None, device: OnDevice | None = None) -> list[Outcome]:
+    """Every run of the plan; `device`: each found network measured on it too."""
     writable_dir(out, "the benchmark's table and plots")
+    if device is not None:
+        device.check()
     outcomes = []
     runs = plan(space, lut, options)
     for index, (experiment, method, lat, mem) in enumerate(runs):
@@ -184,7 +268,8 @@ def run_paper(data: Splits, space: MicroNasSpace, lut: Lut, options: PaperOption
                                   warmup_epochs=options.warmup_epochs, seed=seed)
             if method == "micronas":
                 check_targets(space, lut, config)
-            outcomes.append(evaluate(experiment, method, data, space, lut, config, options))
+            outcomes.append(evaluate(experiment, method, data, space, lut, config, options, device,
+                                     out / "models"))
             if progress:
                 progress(f"{index + 1}/{len(runs)} {experiment} {method} seed {seed}", outcomes[-1])
             write_outcomes(outcomes, out / "paper.csv")
@@ -211,21 +296,38 @@ class Summary:
     mem_target_bytes: float | None
     seeds: int
     within: int  # seeds whose network met the targets (LUT estimate)
-    mean: dict  # field -> mean
+    mean: dict  # field -> mean (measured fields: over the measured seeds; NaN if none)
     spread: dict  # field -> standard deviation
+    measured: int = 0  # seeds whose network the device measured
+    within_device: int = 0  # of them, those whose measured figures met the targets
 
 
-FIELDS = ("latency_ms", "arena_bytes", "appendix_a_bytes", "accuracy", "accuracy_int8", "f1", "f1_int8")
+FIELDS = ("latency_ms", "arena_bytes", "appendix_a_bytes", "accuracy", "accuracy_int8", "f1", "f1_int8",
+          "measured_latency_ms", "measured_arena_bytes")
 
 
 def summarize(outcomes: list[Outcome]) -> list[Summary]:
     groups: dict[tuple, list[Outcome]] = {}
     for o in outcomes:
         groups.setdefault((o.experiment, o.method, o.lat_target_ms, o.mem_target_bytes), []).append(o)
+
+    def values(rows, field):
+        return [getattr(o, field) for o in rows if getattr(o, field) is not None]
+
+    def stat(reduce, rows, field):
+        found = values(rows, field)
+        return float(reduce(found)) if found else float("nan")
+
     return [Summary(*key, len(rows), sum(o.within_targets for o in rows),
-                    {f: float(np.mean([getattr(o, f) for o in rows])) for f in FIELDS},
-                    {f: float(np.std([getattr(o, f) for o in rows])) for f in FIELDS})
+                    {f: stat(np.mean, rows, f) for f in FIELDS}, {f: stat(np.std, rows, f) for f in FIELDS},
+                    sum(o.measured for o in rows), sum(bool(o.within_targets_device) for o in rows))
             for key, rows in groups.items()]
+
+
+def estimate_errors_pct(outcomes: list[Outcome], estimate: str = "latency_ms",
+                        measured: str = "measured_latency_ms") -> list[float]:
+    """An estimate against the device, per measured network (+: the estimate is higher)."""
+    return [(getattr(o, estimate) / getattr(o, measured) - 1) * 100 for o in outcomes if o.measured]
 
 
 def plot(outcomes: list[Outcome], path: Path) -> None:
