@@ -39,6 +39,7 @@ VARIANTS = {
     "weights1e-3": {"weight_lr": 1e-3},
     "tau0.2": {"tau_end": 0.2},
     "adam3e-2": {"alpha_optimizer": "adam", "alpha_lr": 3e-2, "alpha_lr_end": 3e-3},
+    "sample-priced": {"hardware_pricing": "sample"},  # the authors' pricing (README, "the collapse")
 }
 
 

@@ -8,7 +8,14 @@ from tinyhil.errors import TinyhilError
 from tinyhil.lut.table import Lut
 from tinyhil.measure.characterize import Characterizer
 from tinyhil.nas import data as datasets
-from tinyhil.nas.micronas.search import SearchConfig, extract, hardware_loss, search, smallest_architecture
+from tinyhil.nas.micronas.search import (
+    SearchConfig,
+    extract,
+    hardware_loss,
+    priced_weights,
+    search,
+    smallest_architecture,
+)
 from tinyhil.nas.micronas.supernet import filter_masks
 from tinyhil.spaces import make_space
 from tinyhil.spaces.micronas import build_architecture
@@ -32,6 +39,28 @@ def test_hardware_loss_switches_and_signs():
     assert above == pytest.approx(2 * np.log(2))
     below = float(hardware_loss(tf.constant(20.0), 40.0, 2.0))
     assert -0.01 < below < 0  # the authors' small slope below the target
+
+
+def test_hardware_is_priced_on_the_argmax_network_with_gradients_to_every_alpha():
+    import tensorflow as tf
+
+    from tinyhil.nas.micronas.supernet import Supernet
+
+    net = Supernet(make_space("micronas", 32, 5, 3), None)
+    rng = np.random.default_rng(1)
+    for alpha in net.alphas.values():
+        alpha.assign(rng.normal(size=alpha.shape).astype(np.float32))
+    sampled = net.sample(1.0)
+    with tf.GradientTape(persistent=True) as tape:
+        argmax = priced_weights(net, sampled, "argmax")
+        cost = tf.add_n([tf.reduce_sum(w * tf.range(w.shape[0], dtype=tf.float32)) for w in argmax.values()])
+    hard = net.sample(1.0, hard=True)
+    for name, w in argmax.items():  # forward: exactly the network extract() returns
+        assert w.numpy().tolist() == hard[name].numpy().tolist()
+    gradients = tape.gradient(cost, net.alpha_variables)
+    assert all(g is not None and np.abs(g.numpy()).sum() > 0 for g in gradients)  # backward: softmax(alpha)
+    on_sample = priced_weights(net, sampled, "sample")
+    assert all(on_sample[n].numpy().argmax() == sampled[n].numpy().argmax() for n in sampled)
 
 
 @pytest.fixture(scope="module")

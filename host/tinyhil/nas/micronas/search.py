@@ -6,9 +6,10 @@ for what the paper leaves open):
                   tau   <- tau * 0.995
 
 L = cross-entropy + eta_lat log(Lat/Lat_t)[Lat >= Lat_t] + eta_mem log(Mem/Mem_t)[Mem >= Mem_t]
-(Eq. 3, eta_lat = 2, eta_mem = 4), Lat and Mem through Eq. 2 on the sampled
-decision groups (straight-through: see step()). Below the target the authors' code keeps
-a small slope (0.002) so the search still prefers cheaper networks a little.
+(Eq. 3, eta_lat = 2, eta_mem = 4), Lat and Mem through Eq. 2 on the argmax
+network (straight-through: see priced_weights()), where the authors' code
+prices the Gumbel sample. Below the target the authors' code keeps a small
+slope (0.002) so the search still prefers cheaper networks a little.
 Architecture weights: SGD, learning rate 0.36 cosine-decayed to 0.0008;
 weights: Adam with gradient clipping at 5 (authors' code).
 
@@ -62,6 +63,7 @@ class SearchConfig:
     seed: int = 0
     warmup_epochs: int | None = None  # weights only, before the first alpha update; None: a third
     alpha_optimizer: str = "sgd"  # "sgd" (authors' code) or "adam" (DARTS)
+    hardware_pricing: str = "argmax"  # or "sample" (authors' code): see priced_weights()
     gumbel: bool = True  # False: DARTS-Softmax (softmax(alpha), no sampling)
     hardware: bool = True  # False: no latency or memory loss (the DARTS baselines)
 
@@ -117,6 +119,23 @@ def straight_through(weights: dict) -> dict:
 
     return {name: w + tf.stop_gradient(tf.one_hot(tf.argmax(w), w.shape[0]) - w)
             for name, w in weights.items()}
+
+
+def priced_weights(net, sampled: dict, pricing: str) -> dict:
+    """The decision weights the hardware loss prices, one-hot forward with a soft
+    gradient (straight-through). "argmax": the network the search would end on,
+    gradient through softmax(alpha). "sample": the Gumbel sample (the authors'
+    code prices it soft). Priced on samples, the first alpha steps see random networks of an
+    untrained distribution, most of them far over the target (on JapaneseVowels
+    at 109 ms: 300-600 ms, the latency term 3 against a cross-entropy of 1), and
+    push every group to its cheapest choice; one seed in five ended on a 13.6 ms
+    network at 0.26 (README, "the collapse"). Priced on the argmax network, the
+    loss bites when the network the search would return breaks a target."""
+    import tensorflow as tf
+
+    if pricing == "sample":
+        return straight_through(sampled)
+    return straight_through({name: tf.nn.softmax(alpha) for name, alpha in net.alphas.items()})
 
 
 def extract(net, space: MicroNasSpace) -> Architecture:
@@ -178,6 +197,8 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
                                                                alpha=config.alpha_lr_end / config.alpha_lr)
     if config.alpha_optimizer not in ("sgd", "adam"):
         raise TinyhilError(f"alpha optimizer must be sgd or adam, not {config.alpha_optimizer!r}")
+    if config.hardware_pricing not in ("argmax", "sample"):
+        raise TinyhilError(f"hardware pricing must be argmax or sample, not {config.hardware_pricing!r}")
     alpha_opt = (tf.keras.optimizers.SGD(alpha_schedule) if config.alpha_optimizer == "sgd"
                  else tf.keras.optimizers.Adam(alpha_schedule))
     weight_opt = tf.keras.optimizers.Adam(config.weight_lr, clipnorm=5.0)
@@ -223,11 +244,7 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
             # convolution a choice adds looked like noise, so the alphas
             # turned branches off and skipped cells
             logits = net(xv, w, training=True)
-            # Hardware is priced on the sampled network itself (straight-through:
-            # one-hot forward, soft gradient), so the loss bites whenever a
-            # network the search could end on breaks a target, not only when
-            # the soft mixture does.
-            lat, mem = net.expected_hardware(straight_through(w))
+            lat, mem = net.expected_hardware(priced_weights(net, w, config.hardware_pricing))
             loss_a = (ce(yv, logits) + hardware_loss(lat, lat_target, config.eta_lat)
                       + hardware_loss(mem * mem_scale, mem_target, config.eta_mem))
         alpha_opt.apply_gradients(zip(tape.gradient(loss_a, net.alpha_variables), net.alpha_variables))
