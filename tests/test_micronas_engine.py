@@ -15,6 +15,7 @@ from tinyhil.nas.micronas.search import (
     priced_weights,
     search,
     smallest_architecture,
+    smallest_choice,
 )
 from tinyhil.nas.micronas.supernet import filter_masks
 from tinyhil.spaces import make_space
@@ -100,6 +101,8 @@ def test_supernet_cell_shapes(shape, cells):
 
 @pytest.mark.device
 def test_expected_hardware_matches_the_estimators_for_one_hot_choices(lut_32x5):
+    import tensorflow as tf
+
     from tinyhil.estimate import lut_latency
     from tinyhil.nas.micronas.hardware import HardwareModel
     from tinyhil.nas.micronas.supernet import Supernet
@@ -113,6 +116,10 @@ def test_expected_hardware_matches_the_estimators_for_one_hot_choices(lut_32x5):
     lat_ms, mem = net.expected_hardware(net.sample(1.0, hard=True))
     assert float(lat_ms) == pytest.approx(lut_latency(arch, lut_32x5) / 25e6 * 1e3, rel=1e-4)
     assert float(mem) > 0
+    # the smallest network's options (the search's fallback weights) price as the smallest network
+    smallest = {name: tf.one_hot(option, net.alphas[name].shape[0]) for name, option in smallest_choice(space).items()}
+    lat_ms, _ = net.expected_hardware(smallest)
+    assert float(lat_ms) == pytest.approx(lut_latency(smallest_architecture(space), lut_32x5) / 25e6 * 1e3, rel=1e-4)
 
 
 @pytest.mark.device

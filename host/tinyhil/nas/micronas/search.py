@@ -140,25 +140,32 @@ def priced_weights(net, sampled: dict, pricing: str) -> dict:
 
 def extract(net, space: MicroNasSpace) -> Architecture:
     """argmax per decision group -> the discrete architecture."""
-    a = {name: int(np.argmax(v.numpy())) for name, v in net.alphas.items()}
-    tr = [{"kernel": space.tr_kernels[a[f"tr{c.index}.kernel"]],
-           "filters": space.tr_options[a[f"tr{c.index}.filters"]]}
+    return architecture_of(space, {name: int(np.argmax(v.numpy())) for name, v in net.alphas.items()})
+
+
+def architecture_of(space: MicroNasSpace, choice: dict[str, int]) -> Architecture:
+    """The architecture one option index per decision group describes."""
+    tr = [{"kernel": space.tr_kernels[choice[f"tr{c.index}.kernel"]],
+           "filters": space.tr_options[choice[f"tr{c.index}.filters"]]}
           for c in space.cells if isinstance(c, TimeReduceCell)]
     sf = []
     for c in (c for c in space.cells if isinstance(c, SensorFusionCell)):
-        branches = [k for k in space.sf_kernels if a[f"sf{c.index}.branch{k}"] == 1]
-        sf.append({"bottleneck": space.sf_options[a[f"sf{c.index}.bottleneck"]],
-                   "filters": space.sf_options[a[f"sf{c.index}.filters"]], "branches": branches,
-                   "residual": a[f"sf{c.index}.residual"] == 1 or not branches,
-                   "skip": c.skippable and a[f"sf{c.index}.skip"] == 1})
+        branches = [k for k in space.sf_kernels if choice[f"sf{c.index}.branch{k}"] == 1]
+        sf.append({"bottleneck": space.sf_options[choice[f"sf{c.index}.bottleneck"]],
+                   "filters": space.sf_options[choice[f"sf{c.index}.filters"]], "branches": branches,
+                   "residual": choice[f"sf{c.index}.residual"] == 1 or not branches,
+                   "skip": c.skippable and choice[f"sf{c.index}.skip"] == 1})
     return build_architecture(space, {"tr": tr, "sf": sf})
+
+
+def smallest_choice(space: MicroNasSpace) -> dict[str, int]:
+    """The smallest network's option per decision group: the first (smallest
+    kernel and width, branch off) everywhere, and skip on where a cell can be skipped."""
+    return {name: 1 if name.endswith(".skip") else 0 for name in space.decision_groups()}
 
 
 def smallest_architecture(space: MicroNasSpace) -> Architecture:
-    tr = [{"kernel": space.tr_kernels[0], "filters": space.tr_options[0]}] * space.n_time_reduce
-    sf = [{"bottleneck": space.sf_options[0], "filters": space.sf_options[0], "branches": [],
-           "residual": True, "skip": c.skippable} for c in space.cells if isinstance(c, SensorFusionCell)]
-    return build_architecture(space, {"tr": tr, "sf": sf})
+    return architecture_of(space, smallest_choice(space))
 
 
 def check_targets(space: MicroNasSpace, lut: Lut, config: SearchConfig) -> None:
@@ -293,8 +300,8 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
         # No argmax network of the second half met the targets: the smallest
         # network does (check_targets), scored on the super-network's weights.
         arch = smallest_architecture(space)
-        smallest = {name: tf.one_hot(1 if name.endswith(".skip") else 0, alpha.shape[0])
-                    for name, alpha in net.alphas.items()}
+        smallest = {name: tf.one_hot(option, net.alphas[name].shape[0])
+                    for name, option in smallest_choice(space).items()}
         val_accuracy = float(np.mean(np.argmax(net(x_val, smallest).numpy(), 1) == data.y_val))
         note = f"the final argmax network broke {broken} and none of the second half met the targets: took the smallest"
     return SearchResult(arch, history, lut_latency(arch, lut) / lut.meta.clock_hz * 1e3,
