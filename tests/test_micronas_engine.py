@@ -52,7 +52,7 @@ def test_hardware_is_priced_on_the_argmax_network_with_gradients_to_every_alpha(
     for alpha in net.alphas.values():
         alpha.assign(rng.normal(size=alpha.shape).astype(np.float32))
     sampled = net.sample(1.0)
-    with tf.GradientTape(persistent=True) as tape:
+    with tf.GradientTape() as tape:
         argmax = priced_weights(net, sampled, "argmax")
         cost = tf.add_n([tf.reduce_sum(w * tf.range(w.shape[0], dtype=tf.float32)) for w in argmax.values()])
     hard = net.sample(1.0, hard=True)

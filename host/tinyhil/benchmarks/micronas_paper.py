@@ -41,7 +41,14 @@ from tinyhil.estimate import appendix_a_peak, arena_estimate, lut_latency
 from tinyhil.files import atomic_write, writable_dir
 from tinyhil.lut.table import Lut
 from tinyhil.nas.data import Splits
-from tinyhil.nas.micronas.search import SearchConfig, check_targets, search, smallest_architecture
+from tinyhil.nas.micronas.search import (
+    SearchConfig,
+    broken_targets,
+    check_targets,
+    search,
+    smallest_architecture,
+    violations,
+)
 from tinyhil.spaces.arch import Architecture
 from tinyhil.spaces.micronas import MicroNasSpace, sample_architecture
 
@@ -142,8 +149,7 @@ def measure_on_device(flatbuffer: bytes, name: str, device: OnDevice, models_dir
 def within_measured(measured: Measured, config: SearchConfig) -> bool | None:
     if measured.latency_ms is None:
         return None
-    return ((config.lat_target_ms is None or measured.latency_ms <= config.lat_target_ms)
-            and (config.mem_target_bytes is None or measured.arena_bytes <= config.mem_target_bytes))
+    return not broken_targets(measured.latency_ms, measured.arena_bytes, config)
 
 
 def int8_predictions(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
@@ -192,9 +198,7 @@ def _validation_as_test(data: Splits) -> Splits:
 
 
 def within(arch: Architecture, lut: Lut, config: SearchConfig) -> bool:
-    ms = lut_latency(arch, lut) / lut.meta.clock_hz * 1e3
-    return ((config.lat_target_ms is None or ms <= config.lat_target_ms)
-            and (config.mem_target_bytes is None or arena_estimate(arch, lut) <= config.mem_target_bytes))
+    return not violations(arch, lut, config)
 
 
 def find(method: str, data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig
