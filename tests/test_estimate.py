@@ -1,4 +1,6 @@
 """Estimators on small models computed by hand."""
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
@@ -11,10 +13,10 @@ from tinyhil.estimate import (
     greedy_plan,
     lut_latency,
 )
-from tinyhil.estimate.memory import lifetimes, single_op_plan
+from tinyhil.estimate.memory import MODEL_INPUT_BYTES, OP_PADDING_BYTES, lifetimes, op_state, single_op_plan
 from tinyhil.lut.table import COLUMNS, OK, Lut, LutMeta, op_columns
 from tinyhil.spaces import ops
-from tinyhil.spaces.arch import Builder
+from tinyhil.spaces.arch import Builder, execution_order
 
 META = LutMeta(board="qemu-m4", core="cortex-m4", clock_hz=25_000_000, counter="qemu-icount",
                tflm="t", compiler="c", flags="f", tinyhil="0", invoke_cycles=100.0,
@@ -110,6 +112,35 @@ def test_arena_estimate_by_hand():
     lut = lut_for(arch, [1, 1, 1, 1], arenas)
     # chains: arena - planned (32) = 268, 368, 568 over n = 1, 2, 4: fixed part 168
     fixed = 168
-    state = sum(a - single_op_plan(op) - fixed for op, a in zip(arch.ops, arenas))
+    state = sum(a - single_op_plan(op) - fixed + OP_PADDING_BYTES for op, a in zip(arch.ops, arenas))
     plan = greedy_plan(lifetimes(arch))
     assert arena_estimate(arch, lut) == pytest.approx(plan + fixed + state, abs=1)
+
+
+def branches_declared_first():
+    """conv -> three parallel convs, declared before the two adds that sum them."""
+    b = Builder((8, 1, 4))
+    stem = b.add(ops.conv((8, 1, 4), 8, (1, 1)))
+    branches = [b.add(ops.conv((8, 1, 8), 8, (k, 1)), stem) for k in (1, 3, 5)]
+    first = b.add(ops.add((8, 1, 8)), branches[0], branches[1])
+    b.add(ops.add((8, 1, 8)), first, branches[2])
+    return b.build("test", {})
+
+
+def test_a_branch_is_summed_as_soon_as_it_is_computed():
+    arch = branches_declared_first()
+    assert execution_order(arch.nodes) == [0, 1, 2, 4, 3, 5]
+    runtime = arch.runtime()
+    assert [(n.op.op, n.op.kernel) for n in runtime.nodes] == [
+        ("conv2d", (1, 1)), ("conv2d", (1, 1)), ("conv2d", (3, 1)), ("add", (1, 1)),
+        ("conv2d", (5, 1)), ("add", (1, 1))]
+    assert [n.inputs for n in runtime.nodes] == [(-1,), (0,), (0,), (1, 2), (0,), (3, 4)]
+    # in that order the three 64-byte branch outputs are never alive together
+    assert greedy_plan(lifetimes(runtime)) == greedy_plan(lifetimes(arch)) - 64
+
+
+def test_an_add_in_a_network_has_no_model_inputs_of_its_own():
+    add = branches_declared_first().ops[4]
+    lut = lut_for(SimpleNamespace(ops=[add]), [1], [300])
+    expected = 300 - single_op_plan(add) - 168 - MODEL_INPUT_BYTES + OP_PADDING_BYTES
+    assert op_state(add, lut, 168) == pytest.approx(expected)

@@ -16,6 +16,7 @@ import numpy as np
 
 from tinyhil.errors import TinyhilError
 from tinyhil.models.convert import to_int8_tflite
+from tinyhil.models.op_order import in_runtime_order
 from tinyhil.models.whole_model import keras_model
 from tinyhil.nas.data import Splits
 from tinyhil.spaces.arch import Architecture
@@ -141,6 +142,6 @@ def train_int8(arch: Architecture, data: Splits, epochs: int, qat_epochs: int, b
     static = tfmot.quantization.keras.quantize_model(keras_model(arch, batch_size=1, keras=keras))
     static.set_weights(qat.get_weights())
     calibration = x_train[np.random.default_rng(seed).permutation(len(x_train))[:CALIBRATION_SAMPLES]]
-    flatbuffer = to_int8_tflite(static, list(calibration))
+    flatbuffer = in_runtime_order(to_int8_tflite(static, list(calibration)), arch)
     return TrainedModel(flatbuffer, float_scores, qat_scores, epochs, qat_epochs,
                         time.monotonic() - started)

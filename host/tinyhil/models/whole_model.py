@@ -45,16 +45,18 @@ def convert_architecture(arch: Architecture) -> bytes:
     import tensorflow as tf
 
     from tinyhil.models.convert import to_int8_tflite
+    from tinyhil.models.op_order import in_runtime_order
 
     seed = int(arch.id, 16) % (2**31)
     tf.keras.utils.set_random_seed(seed)
     samples = np.random.default_rng(seed).standard_normal(
         (REPRESENTATIVE_SAMPLES, *arch.input_shape)).astype(np.float32)
-    return to_int8_tflite(keras_model(arch), list(samples))
+    return in_runtime_order(to_int8_tflite(keras_model(arch), list(samples)), arch)
 
 
 def generate_architecture_models(archs: Iterable[Architecture],
                                  on_done: Callable | None = None) -> dict[str, Path]:
     """arch id -> cached .tflite path, converted in worker processes."""
-    jobs = {f"arch/{a.id}": (convert_architecture, a) for a in archs}
+    # a new cache key: models cached before op_order kept the converter's op order
+    jobs = {f"arch-in-runtime-order/{a.id}": (convert_architecture, a) for a in archs}
     return {key.split("/", 1)[1]: path for key, path in _run_jobs(jobs, None, on_done).items()}

@@ -43,31 +43,32 @@ class Architecture:
         return [n.op for n in self.nodes]
 
     def runtime(self) -> Architecture:
-        """The network as TFLite runs it: the converter drops a RESHAPE that
-        only removes unit axes ((1, 1, C) -> (C,)) when it feeds nothing but
-        fully connected layers, which flatten their input themselves. (It
+        """The network as TFLite runs it: without the RESHAPEs the converter
+        drops, its ops in `execution_order`. (The converter drops a RESHAPE
+        that only removes unit axes ((1, 1, C) -> (C,)) when it feeds nothing
+        but fully connected layers, which flatten their input themselves; it
         keeps real flattens, e.g. (100, 1, 6) -> (600,).)"""
-        consumers: dict[int, list[int]] = {}
-        for index, node in enumerate(self.nodes):
-            for source in node.inputs:
-                consumers.setdefault(source, []).append(index)
+        consumers = _consumers(self.nodes)
 
         def squeeze_only(op: OpConfig) -> bool:
             return tuple(d for d in op.input_shape if d != 1) == tuple(d for d in op.output_shape if d != 1)
 
         folded = {i for i, n in enumerate(self.nodes) if n.op.op == RESHAPE and squeeze_only(n.op)
                   and consumers.get(i) and all(self.nodes[c].op.op == DENSE for c in consumers[i])}
-        if not folded:
-            return self
         new_index: dict[int, int] = {MODEL_INPUT: MODEL_INPUT}
-        nodes = []
+        kept = []
         for index, node in enumerate(self.nodes):
             if index in folded:
                 new_index[index] = new_index[node.inputs[0]]
                 continue
-            nodes.append(Node(node.op, tuple(new_index[i] for i in node.inputs)))
-            new_index[index] = len(nodes) - 1
-        return Architecture(self.space, self.input_shape, tuple(nodes), self.choices)
+            kept.append(Node(node.op, tuple(new_index[i] for i in node.inputs)))
+            new_index[index] = len(kept) - 1
+        order = execution_order(kept)
+        if not folded and order == list(range(len(kept))):
+            return self
+        position = {old: new for new, old in enumerate(order)} | {MODEL_INPUT: MODEL_INPUT}
+        nodes = tuple(Node(kept[i].op, tuple(position[s] for s in kept[i].inputs)) for i in order)
+        return Architecture(self.space, self.input_shape, nodes, self.choices)
 
     @property
     def macs(self) -> int:
@@ -98,6 +99,42 @@ class Architecture:
                                        for k, v in n["op"].items()}), tuple(n["inputs"]))
                       for n in data["nodes"])
         return cls(data["space"], tuple(data["input_shape"]), nodes, data.get("choices", {}))
+
+
+def execution_order(nodes: list[Node] | tuple[Node, ...]) -> list[int]:
+    """The order tinyhil runs a network's ops in (and writes them into its
+    .tflite, see models.op_order): depth first, each op
+    as soon as its inputs exist, the most recently enabled first, so that a
+    branch is summed as soon as it is computed. Parallel branches then hold
+    fewer tensors at once than in the order they were declared, and the
+    arena is planned from an order that is known before any conversion (the
+    TFLite converter's own order is close to this one but not always equal)."""
+    consumers = _consumers(nodes)
+    waiting = {i: len(set(node.inputs)) for i, node in enumerate(nodes)}
+    ready: list[int] = []  # a stack: what the last op enabled runs next
+    order: list[int] = []
+
+    def enable(source: int) -> None:
+        enabled = []
+        for consumer in sorted(set(consumers.get(source, []))):
+            waiting[consumer] -= 1
+            if not waiting[consumer]:
+                enabled.append(consumer)
+        ready.extend(reversed(enabled))  # the lowest index on top
+
+    enable(MODEL_INPUT)
+    while ready:
+        order.append(ready.pop())
+        enable(order[-1])
+    return order
+
+
+def _consumers(nodes) -> dict[int, list[int]]:
+    consumers: dict[int, list[int]] = {}
+    for index, node in enumerate(nodes):
+        for source in node.inputs:
+            consumers.setdefault(source, []).append(index)
+    return consumers
 
 
 def _op_dict(op: OpConfig) -> dict:
