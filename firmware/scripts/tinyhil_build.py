@@ -73,18 +73,17 @@ TFLM_INCLUDES = [
     os.path.join(src, "third_party", "cmsis_nn"),
     os.path.join(src, "third_party", "cmsis_nn", "Include"),
 ]
+ARDUINO_FRAMEWORK = "arduino" in env.subst("$PIOFRAMEWORK")  # noqa: F821
 # -DARDUINO selects the CMSIS-NN kernel registrations in this tree; Arduino
 # framework builds define it already.
 TFLM_DEFINES = ["TF_LITE_STATIC_MEMORY", "CMSIS_NN", "ARDUINO"]
 env.Append(  # noqa: F821
     # the runner/BSP/image interfaces, for libraries too
     CPPPATH=["$PROJECT_INCLUDE_DIR"] + TFLM_INCLUDES,
-    CPPDEFINES=["TF_LITE_STATIC_MEMORY", "CMSIS_NN",
-                ("TINYHIL_TFLM_VERSION", '\\"%s\\"' % option("custom_tflm_version", "unknown")),
-                ("TINYHIL_BOARD", '\\"%s\\"' % env.subst("$PIOENV"))],  # noqa: F821
+    CPPDEFINES=[d for d in TFLM_DEFINES if not (ARDUINO_FRAMEWORK and d == "ARDUINO")]
+    + [("TINYHIL_TFLM_VERSION", '\\"%s\\"' % option("custom_tflm_version", "unknown")),
+       ("TINYHIL_BOARD", '\\"%s\\"' % env.subst("$PIOENV"))],  # noqa: F821
 )
-if "arduino" not in env.subst("$PIOFRAMEWORK"):  # noqa: F821
-    env.Append(CPPDEFINES=["ARDUINO"])  # noqa: F821
 
 # Left out: Arduino glue and peripherals (we bring our own board layer,
 # DebugLog and timer), test helpers, and kernels for other accelerators.
@@ -113,7 +112,7 @@ TFLM_FILTER = [
 # (build_cache_dir) keys on, so TFLM compiles once per core, not per board.
 # Arduino framework builds keep the framework's flags.
 tflm_objects = None
-if "arduino" not in env.subst("$PIOFRAMEWORK"):  # noqa: F821
+if not ARDUINO_FRAMEWORK:
     board = env.BoardConfig()  # noqa: F821
     core = "-".join(filter(None, (board.get("build.cpu", ""), board.get("build.fpu", ""),
                                   board.get("build.float_abi", ""))))
