@@ -31,12 +31,11 @@ from tinyhil.image.firmware import build_image
 from tinyhil.image.sources import Benchmark, ImageSpec
 from tinyhil.lut.table import Lut
 from tinyhil.measure.model import RunReport, measure
-from tinyhil.models.single_op import BUILTIN
+from tinyhil.models.op_order import architecture_nodes
 from tinyhil.models.tflite_model import TfliteModel, model_graph
 from tinyhil.nas.constraints import Profile, profile
 from tinyhil.nas.engines import SearchRun, Targets
 from tinyhil.protocol import RunRequest
-from tinyhil.spaces.ops import CONV, DEPTHWISE
 from tinyhil.verdict import EXACT, compare_output, largest_steps
 
 MODEL_FILE = "model_int8.tflite"
@@ -166,26 +165,16 @@ def quantize(x: np.ndarray, model: TfliteModel) -> list[bytes]:
 
 
 def layer_rows(report: RunReport, model: TfliteModel, found: SearchRun, lut: Lut) -> tuple[LayerRow, ...]:
-    """Pairs each op the device ran with the architecture op of the same type and
-    shapes (the converter may order parallel branches differently)."""
-    graph = model_graph(model)
-    unused = list(found.architecture.runtime().ops)
+    """Pairs each op the device ran with the architecture op it computes."""
+    runtime = found.architecture.runtime()
     rows = []
-    for p, graph_op in zip(report.ops, graph.ops):
-        size = lambda tensor: int(np.prod(graph.tensor_shapes[tensor]))  # noqa: E731
-        filters = graph.tensor_shapes[graph_op.inputs[1]] if len(graph_op.inputs) > 1 else ()
-        match = next((op for op in unused if BUILTIN[op.op] == p.op
-                      and int(np.prod(op.output_shape)) == size(graph_op.outputs[0])
-                      and int(np.prod(op.input_shape)) == size(graph_op.inputs[0])
-                      # convolutions: the filter tensor is (out, kh, kw, in)
-                      and (op.op not in (CONV, DEPTHWISE) or tuple(filters[1:3]) == tuple(op.kernel))),
-                     None)
-        if match is None:
+    for p, node in zip(report.ops, architecture_nodes(model_graph(model), found.architecture)):
+        if node is None:  # an op the converter added
             rows.append(LayerRow(p.index, p.op, p.cycles))
             continue
-        unused.remove(match)
-        lut_cycles = float(lut.row(match)["kernel_cycles"]) if match in lut else None
-        rows.append(LayerRow(p.index, p.op, p.cycles, match.key, lut_cycles))
+        op = runtime.nodes[node].op
+        lut_cycles = float(lut.row(op)["kernel_cycles"]) if op in lut else None
+        rows.append(LayerRow(p.index, p.op, p.cycles, op.key, lut_cycles))
     return tuple(rows)
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from tinyhil.lut.table import Lut, LutError
-from tinyhil.models.single_op import BUILTIN
+from tinyhil.models.op_order import architecture_nodes
 from tinyhil.models.tflite_model import Graph
 from tinyhil.spaces import ops
 from tinyhil.spaces.arch import MODEL_INPUT, Architecture
@@ -134,7 +134,8 @@ def graph_lifetimes(arch: Architecture, graph: Graph) -> list[tuple[int, int, in
     """The buffers of a converted model exactly as TFLM adds them: its
     activation tensors in tensor-index order, then the kernels' scratch. (The
     order decides where equal-sized buffers land, so it changes the plan.)"""
-    nodes = _match_nodes(arch, graph)
+    runtime = arch.runtime()
+    ops = [None if node is None else runtime.nodes[node].op for node in architecture_nodes(graph, arch)]
     first, last = {t: 0 for t in graph.inputs}, {}
     for index, op in enumerate(graph.ops):
         for t in op.outputs:
@@ -146,32 +147,8 @@ def graph_lifetimes(arch: Architecture, graph: Graph) -> list[tuple[int, int, in
     buffers = [(aligned(graph.tensor_bytes[t]), first[t], end if t in graph.outputs else last.get(t, first[t]))
                for t in graph.activations()]
     buffers += [(aligned(cmsis_scratch_bytes(op)), index, index)
-                for index, op in enumerate(nodes) if cmsis_scratch_bytes(op)]
+                for index, op in enumerate(ops) if op is not None and cmsis_scratch_bytes(op)]
     return buffers
-
-
-def _match_nodes(arch: Architecture, graph: Graph) -> list[OpConfig]:
-    """The architecture's op behind each op of the converted model (same
-    kind, same output shape), so that scratch sizes come from op configs."""
-    unused = list(arch.ops)
-    matched = []
-    for op in graph.ops:
-        shape = graph.tensor_shapes[op.outputs[0]][1:]
-        source = graph.tensor_shapes[op.inputs[0]][1:]
-        # convolution weights are (out, kh, kw, in): they tell the kernel apart
-        kernel = graph.tensor_shapes[op.inputs[1]][1:3] if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") else None
-        for candidate in unused:
-            same_input = (tuple(candidate.input_shape) == source if op.name != "FULLY_CONNECTED"
-                          else math.prod(candidate.input_shape) == math.prod(source))
-            if (BUILTIN.get(candidate.op) == op.name and tuple(candidate.output_shape) == shape
-                    and same_input
-                    and (kernel is None or tuple(candidate.kernel) == kernel)):
-                matched.append(candidate)
-                unused.remove(candidate)
-                break
-        else:
-            raise ValueError(f"the model's {op.name} {shape} is not an op of the architecture")
-    return matched
 
 
 def arena_estimate(arch: Architecture, lut: Lut, graph: Graph | None = None) -> int:

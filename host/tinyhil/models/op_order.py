@@ -13,8 +13,8 @@ from __future__ import annotations
 from ai_edge_litert import schema_py_generated as schema
 
 from tinyhil.errors import TinyhilError
-from tinyhil.models.kernel_path import OPERATOR_NAMES
 from tinyhil.models.single_op import BUILTIN
+from tinyhil.models.tflite_model import Graph, TfliteModel, model_graph
 from tinyhil.spaces.arch import MODEL_INPUT, Architecture, Node
 from tinyhil.spaces.ops import CONV, DEPTHWISE
 
@@ -47,36 +47,46 @@ def with_operator_order(flatbuffer: bytes, order: list[int]) -> bytes:
 
 def runtime_order(flatbuffer: bytes, arch: Architecture) -> list[int]:
     """The converted model's op indices in the architecture's runtime order.
-    Each op is matched to the node of the same kind, output shape and kernel
-    that reads the nodes its inputs came from; an op the architecture does
-    not have (a QUANTIZE the converter adds, the reshape of a sequence input)
-    stays right after the op whose output it reads."""
+    An op the architecture does not have (a QUANTIZE the converter adds, the
+    reshape of a sequence input) stays right after the op whose output it reads."""
+    graph = model_graph(TfliteModel.from_bytes(flatbuffer, f"arch-{arch.id}"))
+    sources = {int(t): MODEL_INPUT for t in graph.inputs}  # tensor -> the node that made it
+    keys = []
+    for op, node in zip(graph.ops, architecture_nodes(graph, arch)):
+        source = node if node is not None else next(sources[int(t)] for t in op.inputs if int(t) in sources)
+        sources[int(op.outputs[0])] = source
+        keys.append((source, node is None))
+    return sorted(range(len(keys)), key=keys.__getitem__)
+
+
+def architecture_nodes(graph: Graph, arch: Architecture) -> list[int | None]:
+    """For each op of a converted model, the node of `arch.runtime()` it
+    computes: the node of the same kind, output shape and kernel that reads
+    the nodes its inputs came from. None for an op the architecture does not
+    have and that passes one node's output on (QUANTIZE, a sequence input's
+    reshape)."""
     runtime = arch.runtime()
-    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    graph = model.subgraphs[0]
-    shape = lambda tensor: tuple(int(d) for d in graph.tensors[tensor].shape)  # noqa: E731
     node_of = {int(t): MODEL_INPUT for t in graph.inputs}  # tensor -> the node that made it
     unmatched = list(range(len(runtime.nodes)))
-    keys = []
-    for op in graph.operators:
-        name = OPERATOR_NAMES[max(model.operatorCodes[op.opcodeIndex].builtinCode,
-                                  model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)]
+    nodes: list[int | None] = []
+    for op in graph.ops:
         sources = sorted({node_of[int(t)] for t in op.inputs if int(t) in node_of})
-        kernel = shape(op.inputs[1])[1:3] if name in (BUILTIN[CONV], BUILTIN[DEPTHWISE]) else None
-        match = next((i for i in unmatched
-                      if _same(runtime.nodes[i], name, sources, shape(op.outputs[0])[1:], kernel)), None)
+        output = graph.tensor_shapes[op.outputs[0]]
+        kernel = (graph.tensor_shapes[op.inputs[1]][1:3]
+                  if op.name in (BUILTIN[CONV], BUILTIN[DEPTHWISE]) else None)
+        match = next((i for i in unmatched if _same(runtime.nodes[i], op.name, sources, output[1:], kernel)),
+                     None)
         if match is None and len(sources) != 1:
-            raise TinyhilError(f"{arch.id}: the converted model's {name} {shape(op.outputs[0])} "
+            raise TinyhilError(f"{arch.id}: the converted model's {op.name} {output} "
                                "is no op of the architecture")
         if match is not None:
             unmatched.remove(match)
-        source = sources[0] if match is None else match
-        node_of[int(op.outputs[0])] = source
-        keys.append((source, match is None))
+        node_of[int(op.outputs[0])] = sources[0] if match is None else match
+        nodes.append(match)
     if unmatched:
         raise TinyhilError(f"{arch.id}: the converted model has no op for "
                            f"{runtime.nodes[unmatched[0]].op.key}")
-    return sorted(range(len(keys)), key=keys.__getitem__)
+    return nodes
 
 
 def _same(node: Node, name: str, sources: list[int], output_shape: tuple, kernel) -> bool:
