@@ -1,10 +1,14 @@
 """A converted network runs its ops in the architecture's runtime order, the
 order its arena is estimated for, and computes the same as converted."""
-import numpy as np
+import dataclasses
 
-from tinyhil.models.op_order import runtime_order, with_operator_order
+import numpy as np
+import pytest
+
+from tinyhil.errors import TinyhilError
+from tinyhil.models.op_order import architecture_nodes, runtime_order, with_operator_order
 from tinyhil.models.single_op import BUILTIN
-from tinyhil.models.tflite_model import TfliteModel
+from tinyhil.models.tflite_model import Graph, GraphOp, TfliteModel
 from tinyhil.models.whole_model import convert_architecture
 from tinyhil.spaces import ops
 from tinyhil.spaces.arch import Builder
@@ -53,3 +57,19 @@ def test_converted_network_runs_in_runtime_order_and_computes_the_same():
     x = converted.random_input(seed=3)
     assert np.array_equal(np.frombuffer(converted.reference_output(x), np.int8),
                           np.frombuffer(reordered.reference_output(x), np.int8))
+
+
+def test_an_op_the_converter_added_passes_its_input_on_and_a_foreign_op_is_named():
+    b = Builder((8, 1, 4))
+    b.add(ops.conv((8, 1, 4), 8, (3, 1)))
+    b.add(ops.conv((8, 1, 8), 8, (1, 1)))
+    arch = b.build("test", {})
+    shapes = {0: (1, 8, 1, 4), 1: (8, 3, 1, 4), 2: (8,), 3: (1, 8, 1, 8), 4: (1, 8, 1, 8),
+              5: (8, 1, 1, 8), 6: (8,), 7: (1, 8, 1, 8)}
+    graph = Graph(ops=(GraphOp("CONV_2D", (0, 1, 2), (3,)), GraphOp("QUANTIZE", (3,), (4,)),
+                       GraphOp("CONV_2D", (4, 5, 6), (7,))),
+                  tensor_bytes={t: 0 for t in shapes}, tensor_shapes=shapes, inputs=(0,), outputs=(7,))
+    assert architecture_nodes(graph, arch) == [0, None, 1]
+    two_inputs = dataclasses.replace(graph, ops=graph.ops[:1] + (GraphOp("ADD", (0, 3), (4,)),) + graph.ops[2:])
+    with pytest.raises(TinyhilError, match=r"converted model's ADD \(1, 8, 1, 8\) is no op of the architecture"):
+        architecture_nodes(two_inputs, arch)

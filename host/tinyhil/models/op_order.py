@@ -49,26 +49,26 @@ def runtime_order(flatbuffer: bytes, arch: Architecture) -> list[int]:
     """The converted model's op indices in the architecture's runtime order.
     An op the architecture does not have (a QUANTIZE the converter adds, the
     reshape of a sequence input) stays right after the op whose output it reads."""
-    graph = model_graph(TfliteModel.from_bytes(flatbuffer, f"arch-{arch.id}"))
-    sources = {int(t): MODEL_INPUT for t in graph.inputs}  # tensor -> the node that made it
-    keys = []
-    for op, node in zip(graph.ops, architecture_nodes(graph, arch)):
-        source = node if node is not None else next(sources[int(t)] for t in op.inputs if int(t) in sources)
-        sources[int(op.outputs[0])] = source
-        keys.append((source, node is None))
-    return sorted(range(len(keys)), key=keys.__getitem__)
+    trace = _trace(model_graph(TfliteModel.from_bytes(flatbuffer, f"arch-{arch.id}")), arch)
+    return sorted(range(len(trace)), key=trace.__getitem__)
 
 
 def architecture_nodes(graph: Graph, arch: Architecture) -> list[int | None]:
     """For each op of a converted model, the node of `arch.runtime()` it
-    computes: the node of the same kind, output shape and kernel that reads
-    the nodes its inputs came from. None for an op the architecture does not
-    have and that passes one node's output on (QUANTIZE, a sequence input's
-    reshape)."""
+    computes; None for an op the architecture does not have."""
+    return [None if added else node for node, added in _trace(graph, arch)]
+
+
+def _trace(graph: Graph, arch: Architecture) -> list[tuple[int, bool]]:
+    """For each op of the converted model: the node whose output it makes,
+    and whether the converter added it. An op computes the node of the same
+    kind, output shape and kernel that reads the nodes its inputs came from;
+    an op no node matches that reads one node's output passes that output on
+    (QUANTIZE, a sequence input's reshape)."""
     runtime = arch.runtime()
     node_of = {int(t): MODEL_INPUT for t in graph.inputs}  # tensor -> the node that made it
     unmatched = list(range(len(runtime.nodes)))
-    nodes: list[int | None] = []
+    trace = []
     for op in graph.ops:
         sources = sorted({node_of[int(t)] for t in op.inputs if int(t) in node_of})
         output = graph.tensor_shapes[op.outputs[0]]
@@ -82,11 +82,11 @@ def architecture_nodes(graph: Graph, arch: Architecture) -> list[int | None]:
         if match is not None:
             unmatched.remove(match)
         node_of[int(op.outputs[0])] = sources[0] if match is None else match
-        nodes.append(match)
+        trace.append((node_of[int(op.outputs[0])], match is None))
     if unmatched:
         raise TinyhilError(f"{arch.id}: the converted model has no op for "
                            f"{runtime.nodes[unmatched[0]].op.key}")
-    return nodes
+    return trace
 
 
 def _same(node: Node, name: str, sources: list[int], output_shape: tuple, kernel) -> bool:
