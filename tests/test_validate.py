@@ -49,3 +49,20 @@ def test_validation_on_a_small_space(tmp_path):
     assert page.count("data:image/png;base64,") == 4
     assert "R²" in page and str(table["arch_id"].iloc[0]) in page
     assert result.csv_path.read_text().splitlines()[0].startswith("arch_id,")
+
+
+@pytest.mark.device
+def test_arena_estimated_before_conversion_is_within_32_bytes_of_the_device(tmp_path):
+    """MicroNAS networks with parallel branches, the committed JapaneseVowels
+    LUT: the arena estimated from the architecture alone, as the search
+    estimates it, against the TFLM arena each network used in QEMU (it was
+    up to 4.5 KB off while the converter chose the op order)."""
+    from tinyhil.project import project_dir
+    from tinyhil.validate import sample_architectures
+
+    archs = sample_architectures(make_space("micronas", 29, 12, 9), 8, seed=0)
+    assert sum(any(op.op == "add" for op in a.ops) for a in archs) >= 4  # branches to order
+    result = validate("micronas", 29, 12, 9, get_board("qemu-m4"), 8, project_dir() / "luts", tmp_path, seed=0)
+    table = result.table
+    assert (table["status"] == "ok").all()
+    assert (table["est_arena_from_arch_bytes"] - table["arena_used"]).abs().max() <= 32
