@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinyhil.errors import TinyhilError
-from tinyhil.models.op_order import architecture_nodes, runtime_order, with_operator_order
+from tinyhil.models.op_order import architecture_ops, runtime_order, with_operator_order
 from tinyhil.models.single_op import BUILTIN
 from tinyhil.models.tflite_model import Graph, GraphOp, TfliteModel
 from tinyhil.models.whole_model import convert_architecture
@@ -69,7 +69,7 @@ def test_an_op_the_converter_added_passes_its_input_on_and_a_foreign_op_is_named
     graph = Graph(ops=(GraphOp("CONV_2D", (0, 1, 2), (3,)), GraphOp("QUANTIZE", (3,), (4,)),
                        GraphOp("CONV_2D", (4, 5, 6), (7,))),
                   tensor_bytes={t: 0 for t in shapes}, tensor_shapes=shapes, inputs=(0,), outputs=(7,))
-    assert architecture_nodes(graph, arch) == [0, None, 1]
+    assert architecture_ops(graph, arch) == [arch.ops[0], None, arch.ops[1]]
     two_inputs = dataclasses.replace(graph, ops=graph.ops[:1] + (GraphOp("ADD", (0, 3), (4,)),) + graph.ops[2:])
     with pytest.raises(TinyhilError, match=r"converted model's ADD \(1, 8, 1, 8\) is no op of the architecture"):
-        architecture_nodes(two_inputs, arch)
+        architecture_ops(two_inputs, arch)

@@ -31,7 +31,7 @@ from tinyhil.image.firmware import build_image
 from tinyhil.image.sources import Benchmark, ImageSpec
 from tinyhil.lut.table import Lut
 from tinyhil.measure.model import RunReport, measure
-from tinyhil.models.op_order import architecture_nodes
+from tinyhil.models.op_order import architecture_ops
 from tinyhil.models.tflite_model import TfliteModel, model_graph
 from tinyhil.nas.constraints import Profile, profile
 from tinyhil.nas.engines import SearchRun, Targets
@@ -166,13 +166,11 @@ def quantize(x: np.ndarray, model: TfliteModel) -> list[bytes]:
 
 def layer_rows(report: RunReport, model: TfliteModel, found: SearchRun, lut: Lut) -> tuple[LayerRow, ...]:
     """Pairs each op the device ran with the architecture op it computes."""
-    runtime = found.architecture.runtime()
     rows = []
-    for p, node in zip(report.ops, architecture_nodes(model_graph(model), found.architecture)):
-        if node is None:  # an op the converter added
+    for p, op in zip(report.ops, architecture_ops(model_graph(model), found.architecture)):
+        if op is None:  # an op the converter added
             rows.append(LayerRow(p.index, p.op, p.cycles))
             continue
-        op = runtime.nodes[node].op
         lut_cycles = float(lut.row(op)["kernel_cycles"]) if op in lut else None
         rows.append(LayerRow(p.index, p.op, p.cycles, op.key, lut_cycles))
     return tuple(rows)

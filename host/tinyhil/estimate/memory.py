@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from tinyhil.lut.table import Lut, LutError
-from tinyhil.models.op_order import architecture_nodes
+from tinyhil.models.op_order import architecture_ops
 from tinyhil.models.tflite_model import Graph
 from tinyhil.spaces import ops
 from tinyhil.spaces.arch import MODEL_INPUT, Architecture
@@ -134,8 +134,7 @@ def graph_lifetimes(arch: Architecture, graph: Graph) -> list[tuple[int, int, in
     """The buffers of a converted model exactly as TFLM adds them: its
     activation tensors in tensor-index order, then the kernels' scratch. (The
     order decides where equal-sized buffers land, so it changes the plan.)"""
-    runtime = arch.runtime()
-    ops = [None if node is None else runtime.nodes[node].op for node in architecture_nodes(graph, arch)]
+    ops = architecture_ops(graph, arch)
     first, last = {t: 0 for t in graph.inputs}, {}
     for index, op in enumerate(graph.ops):
         for t in op.outputs:

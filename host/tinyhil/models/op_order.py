@@ -16,7 +16,7 @@ from tinyhil.errors import TinyhilError
 from tinyhil.models.single_op import BUILTIN
 from tinyhil.models.tflite_model import Graph, TfliteModel, model_graph
 from tinyhil.spaces.arch import MODEL_INPUT, Architecture, Node
-from tinyhil.spaces.ops import CONV, DEPTHWISE
+from tinyhil.spaces.ops import CONV, DEPTHWISE, OpConfig
 
 OPERATORS_FIELD = 10  # vtable offset of SubGraph.operators (its fourth field)
 UOFFSET = 4  # bytes of a flatbuffer offset
@@ -53,10 +53,11 @@ def runtime_order(flatbuffer: bytes, arch: Architecture) -> list[int]:
     return sorted(range(len(trace)), key=trace.__getitem__)
 
 
-def architecture_nodes(graph: Graph, arch: Architecture) -> list[int | None]:
-    """For each op of a converted model, the node of `arch.runtime()` it
-    computes; None for an op the architecture does not have."""
-    return [None if added else node for node, added in _trace(graph, arch)]
+def architecture_ops(graph: Graph, arch: Architecture) -> list[OpConfig | None]:
+    """For each op of a converted model, the architecture's op it computes;
+    None for an op the architecture does not have."""
+    nodes = arch.runtime().nodes
+    return [None if added else nodes[node].op for node, added in _trace(graph, arch)]
 
 
 def _trace(graph: Graph, arch: Architecture) -> list[tuple[int, bool]]:
