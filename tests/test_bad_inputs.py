@@ -373,7 +373,7 @@ def test_characterize_has_no_upload_limit(tmp_path, monkeypatch):
 
     built = []
 
-    def build(spec, board, log=None):
+    def build(spec, board, log=None, on_stage=None):
         built.append(spec)
         raise BuildFailed("stopped here by the test: the image was accepted")
 
@@ -412,7 +412,7 @@ def test_a_model_file_of_any_name_is_built(tmp_path, monkeypatch, models_dir, na
 
     built = []
 
-    def build(spec, board, log=None):
+    def build(spec, board, log=None, on_stage=None):
         built.append(spec)
         raise BuildFailed("stopped here by the test: the image was accepted")
 

@@ -45,12 +45,12 @@ def test_platformio_build_dies_with_a_killed_host(tmp_path):
     fake_pio.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {pid_file}\nwait\n")
     fake_pio.chmod(0o755)
     host = _start_host(f"""
+        import os
         from pathlib import Path
         from tinyhil.board_catalog import get_board
         from tinyhil.image import firmware
         firmware.pio_executable = lambda: {str(fake_pio)!r}
-        firmware._run_pio(get_board("qemu-m4"), Path({str(tmp_path)!r}), Path({str(tmp_path)!r}),
-                          Path({str(tmp_path / "build.log")!r}), None)
+        firmware._run_pio(get_board("qemu-m4"), dict(os.environ), Path({str(tmp_path / "build.log")!r}), None)
     """, tmp_path)
     _wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip(), "the build never started")
     compiler = int(pid_file.read_text())

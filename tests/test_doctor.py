@@ -10,7 +10,8 @@ from tinyhil.board_catalog import get_board
 from tinyhil.cli import app
 from tinyhil.doctor import _cxx_headers, failed, run_checks
 from tinyhil.errors import ToolMissing
-from tinyhil.image.firmware import build_toolchain_probe, explain_missing
+from tinyhil.image.firmware import build_toolchain_probe
+from tinyhil.image.toolchain import explain_missing
 
 
 @pytest.mark.parametrize("line, package", [

@@ -16,7 +16,7 @@ def runner(monkeypatch):
     built, made_before_build = [], []
     made = []
 
-    def build_image(spec, board):
+    def build_image(spec, board, on_stage=None):
         made_before_build.append(len(made))
         FIRST_BUILD.set()
         built.append([b.name for b in spec.benchmarks])

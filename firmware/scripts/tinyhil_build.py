@@ -1,9 +1,10 @@
 """PlatformIO pre-script shared by every environment.
 
 Adds to the build:
-  * TensorFlow Lite Micro with CMSIS-NN kernels, compiled from an unmodified
-    upstream tree (tflite-micro-arduino-examples) that lives outside this
-    repository, as one static library;
+  * TensorFlow Lite Micro with CMSIS-NN kernels from an unmodified upstream
+    tree (tflite-micro-arduino-examples) that lives outside this repository,
+    as one static library: the host's, compiled once per core and machine
+    ($TINYHIL_TFLM_LIBRARY), or compiled here where there is none;
   * the image sources the host rendered (models + op resolver), from the
     directory in $TINYHIL_IMAGE_DIR.
 
@@ -12,6 +13,7 @@ Where the TFLM tree comes from, first match wins:
   2. `custom_tflm_dir` of the environment (relative to the project)
   3. a clone of `custom_tflm_git` (URL#commit) into .pio/deps/ (needs a network)
 """
+import json
 import os
 import subprocess
 import sys
@@ -63,20 +65,11 @@ if os.environ.get("TINYHIL_TOOLCHAIN_PROBE"):
 
 tflm = tflm_tree()
 src = os.path.join(tflm, "src")
-TFLM_INCLUDES = [
-    src,
-    os.path.join(src, "third_party", "flatbuffers", "include"),
-    os.path.join(src, "third_party", "gemmlowp"),
-    os.path.join(src, "third_party", "ruy"),
-    os.path.join(src, "third_party", "cmsis"),
-    os.path.join(src, "third_party", "cmsis", "CMSIS", "Core", "Include"),
-    os.path.join(src, "third_party", "cmsis_nn"),
-    os.path.join(src, "third_party", "cmsis_nn", "Include"),
-]
+with open(os.path.join(PROJECT_DIR, "firmware", "scripts", "tflm.json")) as f:
+    TFLM = json.load(f)  # includes, defines, files left out: shared with the host
+TFLM_INCLUDES = [os.path.join(src, path) if path else src for path in TFLM["includes"]]
+TFLM_DEFINES = TFLM["defines"]
 ARDUINO_FRAMEWORK = "arduino" in env.subst("$PIOFRAMEWORK")  # noqa: F821
-# -DARDUINO selects the CMSIS-NN kernel registrations in this tree; Arduino
-# framework builds define it already.
-TFLM_DEFINES = ["TF_LITE_STATIC_MEMORY", "CMSIS_NN", "ARDUINO"]
 env.Append(  # noqa: F821
     # the runner/BSP/image interfaces, for libraries too
     CPPPATH=["$PROJECT_INCLUDE_DIR"] + TFLM_INCLUDES,
@@ -85,42 +78,23 @@ env.Append(  # noqa: F821
        ("TINYHIL_BOARD", '\\"%s\\"' % env.subst("$PIOENV"))],  # noqa: F821
 )
 
-# Left out: Arduino glue and peripherals (we bring our own board layer,
-# DebugLog and timer), test helpers, and kernels for other accelerators.
-TFLM_FILTER = [
-    "+<*>",
-    "-<peripherals/>",
-    "-<test_over_serial/>",
-    "-<TensorFlowLite.h>",
-    "-<third_party/kissfft/>",
-    "-<tensorflow/lite/micro/arduino/>",
-    "-<tensorflow/lite/micro/system_setup.cpp>",
-    "-<tensorflow/lite/micro/debug_log.cpp>",
-    "-<tensorflow/lite/micro/micro_time.cpp>",
-    "-<tensorflow/lite/micro/all_ops_resolver.cpp>",
-    "-<tensorflow/lite/micro/test_helpers.cpp>",
-    "-<tensorflow/lite/micro/test_helper_custom_ops.cpp>",
-    "-<tensorflow/lite/micro/mock_micro_graph.cpp>",
-    "-<tensorflow/lite/micro/fake_micro_context.cpp>",
-    "-<tensorflow/lite/micro/kernels/kernel_runner.cpp>",
-    "-<tensorflow/lite/micro/kernels/ethosu.cpp>",
-]
-# On bare metal TFLM is compiled with its own defines and include paths only,
-# not the board's (F_CPU, TINYHIL_*, BSP headers), into one directory per
-# core: boards of one core (qemu-m4, qemu-stm32f4, nucleo_f446re) then run
-# the same compile commands on the same object paths, which SCons's cache
-# (build_cache_dir) keys on, so TFLM compiles once per core, not per board.
-# Arduino framework builds keep the framework's flags.
-tflm_objects = None
-if not ARDUINO_FRAMEWORK:
-    board = env.BoardConfig()  # noqa: F821
-    core = "-".join(filter(None, (board.get("build.cpu", ""), board.get("build.fpu", ""),
-                                  board.get("build.float_abi", ""))))
-    tflm_objects = [
-        env.Object(node, CPPDEFINES=TFLM_DEFINES, CPPPATH=TFLM_INCLUDES)  # noqa: F821
-        for node in env.CollectBuildFiles("$PROJECT_BUILD_DIR/tflm-" + core, src, TFLM_FILTER)  # noqa: F821
-    ]
-env.Prepend(LIBS=[env.BuildLibrary("$BUILD_DIR/tflm", src, TFLM_FILTER, nodes=tflm_objects)])  # noqa: F821
+# TFLM itself: the library the host compiled once per core and machine
+# (host/tinyhil/image/tflm_library.py: same flags, TFLM's own defines, no
+# board's), named by $TINYHIL_TFLM_LIBRARY; a build without it (Arduino
+# framework boards, whose flags are the framework's, or `pio run` by hand)
+# compiles the tree here.
+library = os.environ.get("TINYHIL_TFLM_LIBRARY", "")
+if library and not ARDUINO_FRAMEWORK:
+    if not os.path.isfile(library):
+        fail("TINYHIL_TFLM_LIBRARY names %s, which is not a file" % library)
+    env.Prepend(LIBS=[env.File(library)])  # noqa: F821
+else:
+    tflm_filter = ["+<*>"] + ["-<%s>" % path for path in TFLM["exclude"]]
+    objects = None
+    if not ARDUINO_FRAMEWORK:  # TFLM's own defines and includes only, as the host's library
+        objects = [env.Object(node, CPPDEFINES=TFLM_DEFINES, CPPPATH=TFLM_INCLUDES)  # noqa: F821
+                   for node in env.CollectBuildFiles("$BUILD_DIR/tflm", src, tflm_filter)]  # noqa: F821
+    env.Prepend(LIBS=[env.BuildLibrary("$BUILD_DIR/tflm", src, tflm_filter, nodes=objects)])  # noqa: F821
 
 image_dir = os.environ.get("TINYHIL_IMAGE_DIR", "")
 if not image_dir or not os.path.isfile(os.path.join(image_dir, "image.cc")):

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 
 PR_SET_PDEATHSIG = 1
 # The shell that stands between tinyhil and a tool: when tinyhil dies the
@@ -29,6 +30,13 @@ def _preexec_die_with_parent() -> None:  # runs in the child between fork and ex
     die_with_parent(sig=signal.SIGTERM)
 
 
+def dies_with_us(command: list[str]) -> list[str]:
+    """`command` (a tool that starts nothing of its own, e.g. a compiler) set to
+    get SIGKILL when tinyhil dies, through util-linux's setpriv where there is one."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
+
+
 def group_command(command: list[str]) -> tuple[list[str], dict]:
     """`command` as a process group of its own that dies, whole, with tinyhil:
     the argv and the Popen keyword arguments to start it with."""
@@ -41,20 +49,42 @@ def group_command(command: list[str]) -> tuple[list[str], dict]:
     return keeper, {"start_new_session": True, "preexec_fn": _preexec_die_with_parent}
 
 
+_groups: set[int] = set()  # process groups of run_group still running
+_groups_lock = threading.Lock()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_group(command: list[str], **popen_kwargs) -> subprocess.CompletedProcess:
     """subprocess.run for a tool that starts processes of its own: all of them
     end with tinyhil, killed or interrupted (Ctrl-C kills the whole group)."""
     argv, extra = group_command(command)
     with subprocess.Popen(argv, **extra, **popen_kwargs) as process:
+        with _groups_lock:
+            _groups.add(process.pid)
         try:
             stdout, stderr = process.communicate()
         except BaseException:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_group(process.pid)
             raise
+        finally:
+            with _groups_lock:
+                _groups.discard(process.pid)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
-__all__ = ["die_with_parent", "group_command", "run_group"]
+def kill_groups() -> None:
+    """Ends every run_group of this process now, whichever thread waits on it
+    (a builder thread's `pio run` when the main thread is interrupted): in its
+    own session, Ctrl-C in the terminal does not reach it."""
+    with _groups_lock:
+        for pid in list(_groups):
+            _kill_group(pid)
+
+
+__all__ = ["die_with_parent", "dies_with_us", "group_command", "kill_groups", "run_group"]

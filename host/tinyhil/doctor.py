@@ -21,7 +21,8 @@ from importlib import metadata
 
 from tinyhil.board_catalog import BoardConfig, load_boards
 from tinyhil.errors import TinyhilError
-from tinyhil.image.firmware import SETUP_HINT, build_toolchain_probe, explain_missing, tflm_dir
+from tinyhil.image.firmware import build_toolchain_probe, tflm_dir
+from tinyhil.image.toolchain import SETUP_HINT, explain_missing
 from tinyhil.project import project_dir
 
 PROBE_OK = re.compile(rb"tinyhil-probe ok [^\r\n]*")

@@ -89,7 +89,7 @@ def run_search(config: PipelineConfig, board: BoardConfig, splits: Splits, lut: 
 
 def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Path | None = None,
              progress=None, log=lambda _m: None, splits: Splits | None = None,
-             lut: Lut | None = None) -> PipelineResult:
+             lut: Lut | None = None, on_stage=None) -> PipelineResult:
     """`splits` and `lut` (the data and the board's LUT of the engine's space)
     are loaded here unless a caller running many pipelines already has them."""
     seconds = {}
@@ -107,7 +107,7 @@ def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Pat
     seconds["search"] = time.monotonic() - t0
     log(f"found {run.architecture.id}: estimated {run.estimate.latency_ms:.2f} ms, arena {run.estimate.ram:,} B")
     t0 = time.monotonic()
-    deployment = deploy(config.out, board, lut, config.deploy, log)
+    deployment = deploy(config.out, board, lut, config.deploy, log, on_stage)
     seconds["deploy"] = time.monotonic() - t0
     report_path = write_report([deployment], report or config.out / "report.html",
                                f"tinyhil pipeline: {config.engine} on {board.name}")

@@ -25,3 +25,16 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("TINYHIL_CACHE_DIR", "") or project_dir() / ".tinyhil")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def machine_cache_dir() -> Path:
+    """What every checkout on this machine can share (TFLM compiled per core):
+    $TINYHIL_MACHINE_CACHE, else $XDG_CACHE_HOME/tinyhil, else ~/.cache/tinyhil."""
+    override = os.environ.get("TINYHIL_MACHINE_CACHE", "")
+    if override:
+        path = Path(override)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        path = (Path(xdg) if xdg else Path.home() / ".cache") / "tinyhil"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

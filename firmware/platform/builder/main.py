@@ -5,27 +5,26 @@ Uses the system arm-none-eabi toolchain (Debian gcc-arm-none-eabi) and, for
 registry package is needed. Core flags and the openocd board script come from
 the board JSON.
 """
+import os
 import shutil
+import sys
 
 from SCons.Script import AlwaysBuild, Default, DefaultEnvironment
 
 env = DefaultEnvironment()
 board = env.BoardConfig()
+sys.path.insert(0, os.path.join(env.PioPlatform().get_dir(), "builder"))
+import tinyhil_toolchain as toolchain  # noqa: E402  (beside this script: the flags the host's TFLM library shares)
 
-core_flags = [
-    "-mcpu=%s" % board.get("build.cpu"),
-    "-mthumb",
-    "-mfloat-abi=%s" % board.get("build.float_abi", "soft"),
-]
-if board.get("build.fpu", ""):
-    core_flags.append("-mfpu=%s" % board.get("build.fpu"))
+core_flags = toolchain.core_flags(board.get("build.cpu"), board.get("build.float_abi", "soft"),
+                                  board.get("build.fpu", ""))
 
 env.Replace(
     AR="arm-none-eabi-gcc-ar",
-    AS="arm-none-eabi-gcc",
-    CC="arm-none-eabi-gcc",
-    CXX="arm-none-eabi-g++",
-    LINK="arm-none-eabi-g++",
+    AS=toolchain.C_COMPILER,
+    CC=toolchain.C_COMPILER,
+    CXX=toolchain.CXX_COMPILER,
+    LINK=toolchain.CXX_COMPILER,
     RANLIB="arm-none-eabi-gcc-ranlib",
     OBJCOPY="arm-none-eabi-objcopy",
     SIZETOOL="arm-none-eabi-size",
@@ -34,10 +33,9 @@ env.Replace(
 )
 env.Append(
     ASFLAGS=core_flags + ["-x", "assembler-with-cpp"],
-    CCFLAGS=core_flags + ["-ffunction-sections", "-fdata-sections", "-Wall"],
-    CFLAGS=["-std=gnu11"],
-    CXXFLAGS=["-std=gnu++17", "-fno-rtti", "-fno-exceptions",
-              "-fno-threadsafe-statics", "-fno-use-cxa-atexit"],
+    CCFLAGS=core_flags + toolchain.COMMON,
+    CFLAGS=toolchain.C_ONLY,
+    CXXFLAGS=toolchain.CXX_ONLY,
     CPPDEFINES=[("F_CPU", "$BOARD_F_CPU")],
     LINKFLAGS=core_flags + [
         "-Wl,--gc-sections",

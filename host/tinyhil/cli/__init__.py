@@ -6,6 +6,7 @@ TinyhilError into a one-line error and exit status 2, for every command.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -62,6 +63,16 @@ def progress_bars():
     return Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                     console=console, transient=False)
+
+
+@contextlib.contextmanager
+def waiting(message: str):
+    """A spinner saying `message` until a stage names a longer wait: yields
+    the stages' on_stage (stage_progress.StageProgress)."""
+    from tinyhil.stage_progress import StageLines
+
+    with console.status(message) as status:
+        yield StageLines(console, status)
 
 
 def main() -> None:  # pragma: no cover

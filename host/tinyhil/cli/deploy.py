@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import app, console, progress_bars, reports_errors
+from tinyhil.cli import app, console, progress_bars, reports_errors, waiting
 from tinyhil.cli.run import print_prediction
 from tinyhil.cli.search import DATA_HELP, timenas_bytes
 from tinyhil.errors import TinyhilError
@@ -84,9 +84,9 @@ def deploy(
         lut = covering_lut(config.name, engine_lut(config.name, found.architecture.space, *found.input,
                                                    found.classes, luts), luts, [found.architecture],
                            log=lambda m: console.print(m, highlight=False))
-    with console.status("deploying ..."):
+    with waiting("deploying ...") as on_stage:
         result = deploy_run(run_dir, config, lut, deploy_options(epochs, qat_epochs, repeats, seed, port),
-                            log=lambda m: console.print(m, highlight=False))
+                            log=lambda m: console.print(m, highlight=False), on_stage=on_stage)
     path = write_report([result], report, f"tinyhil deploy: {run_dir}")
     _print_deployment(result, path)
     if prediction:
@@ -131,6 +131,7 @@ def pipeline(
     from tinyhil.nas.engines import ENGINES, DataSpec, Targets
     from tinyhil.pipeline import EngineSettings, PipelineConfig
     from tinyhil.pipeline import pipeline as run_pipeline
+    from tinyhil.stage_progress import progress_bar_stage
 
     if engine not in ENGINES:
         raise TinyhilError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -156,6 +157,7 @@ def pipeline(
     board_config = get_board(board)
     with progress_bars() as progress:
         result = run_pipeline(config, board_config, luts, report, progress,
-                              log=lambda m: progress.console.print(m, highlight=False))
+                              log=lambda m: progress.console.print(m, highlight=False),
+                              on_stage=progress_bar_stage(progress))
     console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
     _print_deployment(result.deployment, result.report)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import app, console, reports_errors
+from tinyhil.cli import app, console, reports_errors, waiting
 from tinyhil.verdict import usable
 
 
@@ -43,9 +43,9 @@ def run(
 
         get_board(predict)
         prediction = predict_latency(op_configs(model.read_bytes()), predict, luts, latency_at)
-    with console.status(f"building and measuring {model.name} on {board} ..."):
+    with waiting(f"building and measuring {model.name} on {board} ...") as on_stage:
         report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed,
-                           port=port, timeout=timeout, log=console.log)
+                           port=port, timeout=timeout, log=console.log, on_stage=on_stage)
     _print_report(report)
     if prediction:
         print_prediction(prediction, [(op.index, op.op, op.cycles) for op in report.ops],

@@ -189,7 +189,8 @@ def lut_differences(lut: Lut, board: BoardConfig, info, searched_on: str) -> lis
 
 
 def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions = DeployOptions(),
-           log: Callable[[str], None] = lambda _m: None) -> Deployment:
+           log: Callable[[str], None] = lambda _m: None, on_stage=None) -> Deployment:
+    """`on_stage` hears of a long build (stage_progress.StageProgress)."""
     run_dir = Path(run_dir)
     found = SearchRun.load(run_dir)
     writable_dir(run_dir, "the deployment")  # before training and measuring
@@ -215,7 +216,7 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
     write_c_array(model, run_dir / "firmware", ARRAY_NAME)
     bench = Benchmark(model.name, model.flatbuffer, model.ops, model.input_bytes, array=ARRAY_NAME)
     try:
-        image = build_image(ImageSpec(board.name, (bench,)), board, log=log)
+        image = build_image(ImageSpec(board.name, (bench,)), board, log=log, on_stage=on_stage)
     except ImageTooLarge as error:
         raise DeployError(f"after QAT the int8 model ({len(model.flatbuffer):,} B; estimate "
                           f"{estimate.flash:,} B) no longer fits {board.name}: {error}") from error

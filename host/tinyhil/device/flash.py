@@ -8,7 +8,7 @@ import subprocess
 from tinyhil.children import run_group
 from tinyhil.device import stlink
 from tinyhil.errors import TinyhilError
-from tinyhil.image.firmware import BuiltImage, build_lock, pio_environment, pio_executable, tflm_dir
+from tinyhil.image.firmware import BuiltImage, build_lock, library_path, pio_environment, pio_executable, tflm_dir
 from tinyhil.project import project_dir
 
 
@@ -20,8 +20,10 @@ def upload(image: BuiltImage, port: str) -> None:
         command += ["--upload-port", port]
     if image.board.openocd_board:
         stlink.openocd_command(image.board, port, "")  # openocd missing: say so before pio runs
+    tflm = tflm_dir()
+    environment = pio_environment(image.source_dir, tflm, library_path(image.board, tflm))
     with build_lock():
-        result = run_group(command, cwd=project_dir(), env=pio_environment(image.source_dir, tflm_dir()),
+        result = run_group(command, cwd=project_dir(), env=environment,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
         output = result.stdout + result.stderr

@@ -1,15 +1,14 @@
 """Builds firmware images with PlatformIO, cached by image id.
 
 `pio run` runs in the project directory with the rendered sources handed over
-in $TINYHIL_IMAGE_DIR (see firmware/scripts/tinyhil_build.py). PlatformIO's
-build directory of each board is reused, so TFLM is compiled once per board
-and only the image sources change between images; builds for one board are
-serialised with a file lock.
+in $TINYHIL_IMAGE_DIR and the TFLM library in $TINYHIL_TFLM_LIBRARY (see
+firmware/scripts/tinyhil_build.py): TFLM is compiled once per core and
+machine (image/tflm_library.py), and only the runner, board support and image
+sources per board. Builds in one checkout are serialised with a file lock.
 """
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -22,49 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyhil.board_catalog import BoardConfig
-from tinyhil.children import run_group
+from tinyhil.children import kill_groups, run_group
 from tinyhil.errors import BuildFailed, ImageTooLarge, ToolMissing
 from tinyhil.files import checksum_problem, write_checksum
 from tinyhil.image.elf import ImageSize, image_size
+from tinyhil.image.fingerprint import firmware_fingerprint
 from tinyhil.image.relink import record, relink
 from tinyhil.image.sources import ImageSpec, render_image
+from tinyhil.image.tflm_library import stop_compiles, tflm_library
+from tinyhil.image.toolchain import SETUP_HINT, explain_missing
 from tinyhil.project import cache_dir, project_dir
+from tinyhil.stage_progress import StageProgress
 
-SETUP_HINT = "run `make setup` (scripts/setup.sh)"
-FIRMWARE_INPUTS = ("firmware", "boards", "platformio.ini")
 # Emulated images after the first: compile and link only (image/relink.py);
 # off, every image goes through PlatformIO (tests compare the two).
 RELINK = os.environ.get("TINYHIL_RELINK", "1") != "0"
 OVERFLOW = re.compile(r"region [`'\"]?(\w+)'? overflowed by (\d+) bytes")
-
-# What a build log says when a Debian package is missing, and that package.
-# The C++ headers come first: TFLM is C++, and no C package pulls them in.
-MISSING_PACKAGES: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"fatal error: (c[a-z]+|new|cstdint|algorithm|limits|type_traits|utility|"
-                r"initializer_list|functional|memory|array): No such file"),
-     "libstdc++-arm-none-eabi-newlib", "the Arm C++ standard headers"),
-    (re.compile(r"fatal error: ([a-z_/]+\.h): No such file"),
-     "libnewlib-arm-none-eabi", "the Arm C library headers (newlib)"),
-    (re.compile(r"(nano|nosys)\.specs.*(No such file|cannot read spec file)|"
-                r"cannot read spec file '(nano|nosys)\.specs'"),
-     "libnewlib-arm-none-eabi", "newlib-nano's spec files"),
-    (re.compile(r"arm-none-eabi-(gcc|g\+\+|gcc-ar|ar|objcopy|size)[^\n]*(not found|No such file)"),
-     "gcc-arm-none-eabi", "the Arm GCC toolchain"),
-    (re.compile(r"Could not find the package with '?platformio/tool-scons|tool-scons"
-                r"[^\n]*(not found|Could not)"),
-     "", "PlatformIO's tool-scons (packaged from PyPI's scons by the set-up)"),
-)
-
-
-def explain_missing(log_text: str) -> str | None:
-    """Names the package a failed build lacks, with the command that installs it."""
-    for pattern, package, what in MISSING_PACKAGES:
-        match = pattern.search(log_text)
-        if match:
-            found = match.group(0).strip()
-            install = f"apt-get install {package}, or " if package else ""
-            return f"{what} missing ({found}): {install}{SETUP_HINT}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -78,6 +50,7 @@ class BuiltImage:
     build_seconds: float  # 0 when taken from the cache
     cached: bool
     repaired: str = ""  # why a cached copy was thrown away and the image built again
+    firmware: str = ""  # the board's firmware fingerprint (image/fingerprint.py)
 
 
 def tflm_dir() -> Path:
@@ -96,19 +69,6 @@ def tflm_dir() -> Path:
             "tflite-micro-arduino-examples (or give PlatformIO a network: custom_tflm_git)"
         )
     return path.resolve()
-
-
-def firmware_hash() -> str:
-    """Hash of every file that goes into a firmware build besides the image."""
-    digest = hashlib.sha256()
-    root = project_dir()
-    for top in FIRMWARE_INPUTS:
-        paths = [root / top] if (root / top).is_file() else sorted((root / top).rglob("*"))
-        for path in paths:
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    digest.update(str(tflm_dir()).encode())
-    return digest.hexdigest()[:16]
 
 
 def pio_executable() -> str:
@@ -134,11 +94,12 @@ def check_fits(spec: ImageSpec, board: BoardConfig) -> None:
         )
 
 
-def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
-    """Renders, builds (or finds in the cache) and sizes the image for `board`."""
+def build_image(spec: ImageSpec, board: BoardConfig, log=None, on_stage: StageProgress | None = None) -> BuiltImage:
+    """Renders, builds (or finds in the cache) and sizes the image for `board`;
+    `on_stage` hears of a long wait (TFLM compiled for the board's core)."""
     check_fits(spec, board)
     tflm = tflm_dir()
-    firmware = firmware_hash()
+    firmware = firmware_fingerprint(board, tflm)
     image_id = spec.image_id(firmware)
     out = cache_dir() / "images" / board.name / image_id
     elf = out / "firmware.elf"
@@ -147,7 +108,8 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
     if elf.is_file():
         problem = cached_image_problem(elf)
         if problem is None:
-            return BuiltImage(spec, board, image_id, elf, source_dir, image_size(elf), 0.0, True)
+            return BuiltImage(spec, board, image_id, elf, source_dir, image_size(elf), 0.0, True,
+                              firmware=firmware)
         repaired = f"cached image {elf} failed its check ({problem}): built again"
         if log:
             log(repaired)
@@ -156,6 +118,7 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
     check_toolchain(board)
     render_image(spec, image_id, tflm, source_dir)
     started = time.monotonic()
+    library = library_path(board, tflm, on_stage, log)
     # One build at a time in a checkout, whatever the board: all environments
     # share PlatformIO's build_cache_dir and its SCons signature database,
     # which two concurrent builds corrupt (a farm builds for several boards).
@@ -170,7 +133,8 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
                 # unreferenced constant is dropped by --gc-sections, the ELF's bytes unchanged.
                 with open(source_dir / "image.cc", "a") as source:
                     source.write(f'extern const char tinyhil_build_nonce[] = "{uuid.uuid4().hex}";\n')
-            built_elf = _run_pio(board, source_dir, tflm, out / "build.log", log, verbose=board.emulated)
+            built_elf = _run_pio(board, pio_environment(source_dir, tflm, library), out / "build.log", log,
+                                 verbose=board.emulated)
             if relinkable:  # its commands build the next images (image/relink.py)
                 record(board, (out / "build.log").read_text(errors="replace"), source_dir, firmware)
         tmp = elf.with_suffix(".tmp")
@@ -178,7 +142,20 @@ def build_image(spec: ImageSpec, board: BoardConfig, log=None) -> BuiltImage:
         write_checksum(elf, tmp.read_bytes())  # what a later run checks the cached ELF against
         os.replace(tmp, elf)  # atomic: a cached ELF is always a complete one
     return BuiltImage(spec, board, image_id, elf, source_dir, image_size(elf),
-                      time.monotonic() - started, False, repaired)
+                      time.monotonic() - started, False, repaired, firmware)
+
+
+def stop_builds() -> None:
+    """Ends this process's builds now (PlatformIO's, TFLM's compiles), in any thread."""
+    kill_groups()
+    stop_compiles()
+
+
+def library_path(board: BoardConfig, tflm: Path, on_stage: StageProgress | None = None, log=None) -> Path | None:
+    """The TFLM library a bare-metal board links (compiled first if this
+    machine has none for its core); None where PlatformIO compiles TFLM
+    with a framework's flags."""
+    return tflm_library(board, tflm, on_stage, log) if board.offline else None
 
 
 def cached_image_problem(elf: Path) -> str | None:
@@ -199,23 +176,25 @@ def build_lock():
         yield
 
 
-def pio_environment(source_dir: Path, tflm: Path) -> dict[str, str]:
+def pio_environment(source_dir: Path, tflm: Path, library: Path | None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(TINYHIL_IMAGE_DIR=str(source_dir), TINYHIL_TFLM_DIR=str(tflm),
                PLATFORMIO_DISABLE_PROGRESSBAR="true")
+    env.pop("TINYHIL_TFLM_LIBRARY", None)
+    if library is not None:
+        env["TINYHIL_TFLM_LIBRARY"] = str(library)
     return env
 
 
-def _run_pio(board: BoardConfig, source_dir: Path, tflm: Path, log_path: Path, log,
+def _run_pio(board: BoardConfig, env: dict[str, str], log_path: Path, log,
              verbose: bool = False) -> Path:
     command = [pio_executable(), "run", "--environment", board.name,
                "--project-dir", str(project_dir()), *(["--verbose"] if verbose else [])]
     if log:
-        log(f"building firmware for {board.name} (first build compiles TFLM: minutes)")
+        log(f"building firmware for {board.name} with PlatformIO")
     with open(log_path, "w") as log_file:
         # pio's scons and compilers end with tinyhil, even if it is killed
-        result = run_group(command, cwd=project_dir(), env=pio_environment(source_dir, tflm),
-                           stdout=log_file, stderr=subprocess.STDOUT)
+        result = run_group(command, cwd=project_dir(), env=env, stdout=log_file, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         text = log_path.read_text(errors="replace")
         overflow = OVERFLOW.findall(text)

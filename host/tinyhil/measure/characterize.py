@@ -22,7 +22,6 @@ from tinyhil import __version__
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.errors import TinyhilError
 from tinyhil.image.elf import compiler_of
-from tinyhil.image.firmware import firmware_hash
 from tinyhil.lut.sampling import choose_ops, parse_fraction
 from tinyhil.lut.table import (
     MAX_ATTEMPTS,
@@ -80,7 +79,7 @@ def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
         tflm=info.tflm, compiler=compiler_of(measurement.image.elf),
         flags=f"{board.core}; platformio.ini build_flags of env:{board.name}",
         tinyhil=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        firmware=firmware_hash(),
+        firmware=measurement.image.firmware,
     )
 
 

@@ -107,10 +107,11 @@ def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, inpu
 
 def run_model(path: Path, board: BoardConfig, repeats: int = 20, warmup: int = 1,
               seed: int = 0, port: str = "", timeout: float = 30.0, log=None,
-              open_device=None) -> RunReport:
-    """`open_device()`, if given, supplies the board (a farm's, one behind a test proxy)."""
+              open_device=None, on_stage=None) -> RunReport:
+    """`open_device()`, if given, supplies the board (a farm's, one behind a test proxy);
+    `on_stage` hears of a long build (stage_progress.StageProgress)."""
     model = TfliteModel.load(path)
-    image = build_image(model_image(model, board), board, log=log)
+    image = build_image(model_image(model, board), board, log=log, on_stage=on_stage)
     input_bytes = model.random_input(seed)
     device = open_device() if open_device else open_board(board, port=port, timeout=timeout)
     with device:

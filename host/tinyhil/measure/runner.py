@@ -20,10 +20,11 @@ from tinyhil.device.boards import Board, open_board
 from tinyhil.device.driver import DeviceInfo
 from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
 from tinyhil.errors import BoardGaveUp, DeviceError, ImageTooLarge
-from tinyhil.image.firmware import BuiltImage, build_image
+from tinyhil.image.firmware import BuiltImage, build_image, stop_builds
 from tinyhil.image.sources import Benchmark, ImageSpec
 from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.protocol import OpTicks, RunRequest, seeded_bytes
+from tinyhil.stage_progress import progress_bar_stage
 from tinyhil.verdict import OK, SKIPPED, compare_output, skipped
 
 CODE_RESERVE_BYTES = 192 * 1024  # runner + TFLM + CMSIS-NN, with room to spare
@@ -170,9 +171,11 @@ class ImageRunner:
         build_task = self.task("build images", n_images)
         measure_task = self.task("measure", n_items)
 
+        on_stage = progress_bar_stage(self.progress) if self.progress is not None else None
+
         def build(image_items: list[Item]) -> tuple[BuiltImage, float]:
             t0 = time.monotonic()
-            built = build_image(self.image_spec(image_items), self.board)
+            built = build_image(self.image_spec(image_items), self.board, on_stage=on_stage)
             self.advance(build_task)
             return built, time.monotonic() - t0
 
@@ -207,6 +210,9 @@ class ImageRunner:
                     self.timing.build_s += seconds
                     self.timing.images += 1
                     yield from self._run_image(image, image_items, measure_task)
+            except BaseException:
+                stop_builds()  # Ctrl-C: the builder thread's compilers end now, not when done
+                raise
             finally:
                 if stop is not None:
                     stop.set()
