@@ -121,3 +121,56 @@ def calibrate(
                       + f", other op types +{c.bounds.fallback[BOUND]:.2%}{above}", highlight=False)
     console.print(f"wrote {result.out} ({len(result.lut.rows)} ops, calibrated for {board}; "
                   f"expected ({by}) MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")
+
+
+@lut_app.command("verify")
+@reports_errors
+def lut_verify(
+    paths: list[Path] = typer.Argument(..., help="LUT files, or directories of them (e.g. luts)"),
+    all_rows: bool = typer.Option(False, "--all", help="re-measure every row (default: a sample)"),
+    sample: int = typer.Option(24, min=1, help="rows re-measured per table, seeded, over every kernel path"),
+    seed: int = typer.Option(0, help="seed of the sample"),
+    board: str = typer.Option(None, help="only the tables of this board"),
+    port: str = typer.Option("", help="serial port of a physical board"),
+    update: bool = typer.Option(False, "--update", help="write today's measurements into the tables "
+                                "(emulated boards, with --all)"),
+    rows: int = typer.Option(10, min=0, help="differing rows printed per table"),
+) -> None:
+    """Re-measure a committed LUT's rows with today's firmware and diff them:
+    exit 1 on any difference on an emulated board (its counts are exact), or
+    outside the table's bound on a physical one."""
+    from tinyhil.measure.verify import lut_files, todays_firmware, verify_luts
+
+    files = lut_files(paths, board)
+    for path in files:  # before measuring: which firmware made each table, which makes it today
+        meta = Lut.load(path).meta
+        today = todays_firmware(meta)
+        verdict = "today's" if meta.firmware == today else f"today's is {today}"
+        console.print(f"{path} ({meta.board}): firmware {meta.firmware or '(none recorded)'}, {verdict}",
+                      highlight=False)
+    with progress_bars() as progress:
+        result = verify_luts(files, None if all_rows else sample, seed, board, port, progress, update)
+    for check in result.checks:
+        largest = max(check.diffs, key=lambda d: abs(d.change), default=None)
+        what = f"{check.checked:,} of {check.rows:,} rows re-measured"
+        if check.ok:
+            console.print(f"[green]same[/] {check.path}: {what}, every one as committed", highlight=False)
+            continue
+        console.print(f"[red]DIFFERS[/] {check.path}: {what}, {check.keys_changed:,} differ"
+                      + (f"; largest {largest.change:+.3%} ({largest.key} {largest.column})" if largest else ""),
+                      highlight=False)
+        for name, committed, measured in check.overheads:
+            console.print(f"  {name}: {committed:g} committed, {measured:g} today", highlight=False)
+        if rows and check.diffs:
+            table = Table("key", "column", "committed", "today", "change", "allowed")
+            for d in sorted(check.diffs, key=lambda d: -abs(d.change))[:rows]:
+                table.add_row(d.key, d.column, f"{d.committed:,.0f}", f"{d.measured:,.0f}", f"{d.change:+.3%}",
+                              "exact" if d.tolerance == 0 else f"±{d.tolerance:.2%}")
+            console.print(table)
+    for path in result.updated:
+        console.print(f"rewrote {path} with today's measurements", highlight=False)
+    changed = sum(not c.ok for c in result.checks)
+    console.print(f"{len(result.checks)} table(s), {result.measured_ops:,} ops measured in {result.seconds:.0f} s: "
+                  + ("all as committed" if not changed else f"{changed} differ"), highlight=False)
+    if changed and not result.updated:
+        raise typer.Exit(1)
