@@ -6,7 +6,8 @@
 #   - a virtualenv (.venv) with tinyhil and its Python dependencies
 #   - PlatformIO's tool-scons package built from PyPI's scons, because the
 #     PlatformIO registry may be unreachable (see docs in README "Offline builds")
-#   - last, `tinyhil doctor`: proves the toolchain builds and boots firmware
+#   - last, `tinyhil doctor`: proves the toolchain builds and boots firmware, and
+#     compiles TFLM once per emulated core into ~/.cache/tinyhil (minutes, once per machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)

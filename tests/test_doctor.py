@@ -78,6 +78,9 @@ def test_doctor_builds_and_boots_the_probe_on_every_emulated_board():
         assert "tinyhil-probe ok" in c.found and "sqrt2_milli=1414" in c.found
     built = {c.what.rsplit(" ", 1)[1] for c in checks if c.what.startswith("probe built for")}
     assert built >= {"nucleo_f446re", "nucleo_l552ze_q"}  # physical: built, no board to boot
+    libraries = {c.what.split()[3]: c for c in checks if c.what.startswith("TFLM library for")}
+    assert set(libraries) == {"cortex-m4", "cortex-m33"}  # one per core, whatever the boards
+    assert "qemu-stm32f4" in libraries["cortex-m4"].what and "files, compiled in" in libraries["cortex-m4"].found
 
 
 def test_doctor_cli_fails_naming_the_package(cxx_without_headers):

@@ -156,8 +156,27 @@ def _probe(board: BoardConfig) -> Check:
                  f"{heard[-120:]!r}", "check the BSP and QEMU machine of the board")
 
 
-def run_checks(boards: list[BoardConfig] | None = None, probe: bool = True):
-    """Yields each check as it completes (the build and boot take seconds)."""
+def _tflm_library(boards: list[BoardConfig], on_stage=None) -> Check:
+    """TFLM compiled for these boards' core (or found compiled): the firmware's
+    biggest part, built once per machine, here rather than in the first run."""
+    from tinyhil.image.firmware import library_path
+    from tinyhil.image.tflm_library import MANIFEST
+
+    names = ", ".join(b.name for b in boards)
+    what = f"TFLM library for {boards[0].core} ({names})"
+    try:
+        archive = library_path(boards[0], tflm_dir(), on_stage)
+    except TinyhilError as error:
+        return Check(what, False, str(error).splitlines()[0], explain_missing(str(error)) or SETUP_HINT)
+    manifest = json.loads((archive.parent / MANIFEST).read_text())
+    return Check(what, True, f"{archive.parent.name}: {len(manifest['sources'])} files, compiled in "
+                             f"{manifest['seconds']:.0f} s ({archive.parent})")
+
+
+def run_checks(boards: list[BoardConfig] | None = None, probe: bool = True, tflm: bool = True,
+               on_stage=None):
+    """Yields each check as it completes (the build and boot take seconds; the
+    TFLM library, once per machine and core, minutes)."""
     catalog = load_boards()
     if boards is None:  # every board this machine can build without a network
         boards = [b for b in catalog.values() if b.emulated or offline_buildable(b)]
@@ -178,6 +197,15 @@ def run_checks(boards: list[BoardConfig] | None = None, probe: bool = True):
             yield _cxx_headers(board)
             if probe:
                 yield _probe(board)
+    if tflm:  # one library per core serves every board of it: each compiled (or found) once
+        from tinyhil.image.tflm_library import library_recipe
+
+        by_key: dict[str, list[BoardConfig]] = {}
+        for board in boards:
+            if board.emulated and board.offline:
+                by_key.setdefault(library_recipe(board, tflm_dir()).key, []).append(board)
+        for group in by_key.values():
+            yield _tflm_library(group, on_stage)
 
 
 def failed(checks: list[Check]) -> list[Check]:

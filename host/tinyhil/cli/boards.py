@@ -5,7 +5,7 @@ import typer
 from rich.table import Table
 
 from tinyhil.board_catalog import get_board, load_boards
-from tinyhil.cli import app, console, err_console, reports_errors
+from tinyhil.cli import app, console, err_console, reports_errors, waiting
 
 
 @app.command()
@@ -31,6 +31,8 @@ def doctor(
     board: list[str] = typer.Option(None, help="check these boards only (default: every emulated "
                                     "board; a physical one also needs openocd)"),
     probe: bool = typer.Option(True, help="build and boot the toolchain probe on each board"),
+    tflm: bool = typer.Option(True, help="compile TFLM for each emulated core (once per machine: "
+                              "minutes the first time, then found in ~/.cache/tinyhil)"),
 ) -> None:
     """List every tool with its version and prove the toolchain: C++ headers
     per core, and a probe built with each board's firmware flags and booted."""
@@ -39,10 +41,11 @@ def doctor(
     configs = [get_board(name) for name in board] if board else None
     table = Table("check", "", "found", "fix")
     checks = []
-    for check in run_checks(configs, probe):
-        checks.append(check)
-        mark = "[green]ok[/]" if check.ok else ("[red]FAIL[/]" if check.required else "[yellow]-[/]")
-        table.add_row(check.what, mark, check.found, "" if check.ok else check.fix)
+    with waiting("checking the toolchain ...") as on_stage:
+        for check in run_checks(configs, probe, tflm, on_stage):
+            checks.append(check)
+            mark = "[green]ok[/]" if check.ok else ("[red]FAIL[/]" if check.required else "[yellow]-[/]")
+            table.add_row(check.what, mark, check.found, "" if check.ok else check.fix)
     console.print(table)
     bad = failed(checks)
     if bad:
