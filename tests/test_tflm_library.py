@@ -206,3 +206,27 @@ def test_a_log_gets_the_stage_named_once_per_tenth():
     lines = out.getvalue().splitlines()
     assert len(lines) == 12 and lines[0].endswith(": 0/203 files") and lines[10].endswith(": 203/203 files")
     assert lines[-1] == "waiting for another tinyhil compiling TFLM for cortex-m4"
+
+
+@pytest.mark.device
+def test_ctrl_c_during_a_first_characterization_ends_its_tflm_build(tmp_path):
+    """The build runs in the runner's builder thread while the main thread
+    waits: Ctrl-C must still end the compilers at once, not when TFLM is done."""
+    cache = tmp_path / "machine-cache"  # empty: the first build compiles TFLM
+    env = dict(os.environ, TINYHIL_MACHINE_CACHE=str(cache), TINYHIL_CACHE_DIR=str(tmp_path / "cache"),
+               COLUMNS="200")
+    log = tmp_path / "out.log"
+    process = subprocess.Popen([sys.executable, "-m", "tinyhil", "characterize", "--space", "micronas",
+                                "--input", "29x12", "--classes", "9", "--luts", str(tmp_path / "luts")],
+                               env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + DEADLINE_S
+    while "compiling TFLM for cortex-m4" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=DEADLINE_S)
+    assert process.returncode != 0
+    tflm = cache / "tflm"
+    assert not [p for p in tflm.iterdir() if not p.name.endswith(".lock")], list(tflm.iterdir())
+    compilers = subprocess.run(["pgrep", "-f", str(cache)], capture_output=True, text=True).stdout.split()
+    assert compilers == []  # they write into the cache: none is left running
