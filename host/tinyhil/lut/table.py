@@ -24,6 +24,7 @@ import pandas as pd
 
 from tinyhil.errors import TinyhilError
 from tinyhil.files import append_durably, atomic_write, writable_file
+from tinyhil.lut.numbers import row_problem
 from tinyhil.spaces.ops import OpConfig
 from tinyhil.verdict import OK, usable  # noqa: F401  (OK: re-exported for the LUT readers)
 
@@ -93,8 +94,6 @@ _META_KINDS = {"clock_hz": "a positive whole number of Hz", "invoke_cycles": "a 
 
 def _meta_value_ok(name: str, value) -> bool:
     """The sidecar's fields are used in arithmetic and lookups: their kinds are checked on reading."""
-    import math
-
     if name == "clock_hz":
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
     if name in ("invoke_cycles", "dispatch_cycles"):
@@ -171,7 +170,7 @@ class ScannedRows:
     torn_tail: bool
 
 
-def _check_line(path: Path, number: int, line: str) -> tuple[list[str] | None, Malformed | None]:
+def _check_line(path: Path, number: int, line: str, meta: LutMeta) -> tuple[list[str] | None, Malformed | None]:
     def bad(why: str, key: str = "") -> tuple[None, Malformed]:
         return None, Malformed(path, number, key, why, line.rstrip("\r\n"))
 
@@ -188,20 +187,19 @@ def _check_line(path: Path, number: int, line: str) -> tuple[list[str] | None, M
         return bad("no op key")
     if not KNOWN_STATUS.match(record["status"]):
         return bad(f"status {record['status']!r} is not one tinyhil writes (cut short?)", key)
-    if usable(record["status"]):
-        for column in NUMERIC:
-            try:
-                if math.isnan(float(record[column])):
-                    raise ValueError("nan")
-            except ValueError:
-                return bad(f"{column} is not a number", key)
+    why = row_problem(record, meta.clock_hz, usable(record["status"]))
+    if why:
+        return bad(why, key)
     return fields, None
 
 
 def scan_rows(path: Path, allow_torn_tail: bool = False) -> ScannedRows:
-    """Reads and checks a LUT CSV line by line. In a space's table any bad line
-    is an error; an append-only store (`allow_torn_tail`) may end in a torn
-    line and may hold malformed ones, which are left out and listed."""
+    """Reads and checks a LUT CSV line by line, each number by lut/numbers.py's
+    rules. In a space's table any bad line is an error naming it; an
+    append-only store (`allow_torn_tail`) may end in a torn line and may hold
+    malformed ones (an impossible number too), which are left out and listed
+    (the op is measured again)."""
+    meta = read_meta(path)  # its clock bounds the cycles
     text = path.read_text()
     lines = text.splitlines(keepends=True)
     torn = bool(lines) and not lines[-1].endswith("\n")
@@ -215,10 +213,10 @@ def scan_rows(path: Path, allow_torn_tail: bool = False) -> ScannedRows:
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        fields, problem = _check_line(path, number, line)
+        fields, problem = _check_line(path, number, line, meta)
         if problem is not None:
             if not allow_torn_tail:
-                raise LutError(str(problem))
+                raise LutError(f"{problem}; fix that line, or make the table again with `tinyhil characterize`")
             malformed.append(problem)
             continue
         kept.append(line)
