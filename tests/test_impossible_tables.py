@@ -3,6 +3,7 @@ import json
 import shutil
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from conftest import ROOT
@@ -149,3 +150,50 @@ def test_the_bound_is_a_minute_of_the_board_s_clock(tmp_path):
     sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "clock_hz": 20_000_000}))
     with pytest.raises(LutError, match=r"line 2: cycles 1.4e9 is more than 60 s at the board's 20 MHz"):
         Lut.load(lut)
+
+
+def _regress(tmp_path, baseline, suite=None):
+    inventory, suite_file = tmp_path / "lab.yaml", tmp_path / "suite.yaml"
+    inventory.write_text(yaml.safe_dump({"boards": [{"name": "m4-a", "board": "qemu-m4"}]}))
+    suite_file.write_text(yaml.safe_dump(suite or {"name": "t", "lut_sample": 2, "deployments": "",
+                                                   "models": []}))
+    return ["regress", "--boards", inventory, "--suite", suite_file, "--baseline", baseline,
+            "--out", tmp_path / "out"]
+
+
+def test_a_baseline_of_1e308_is_refused_naming_file_and_line(tmp_path, monkeypatch):
+    import tinyhil.regress.suite as suite
+
+    monkeypatch.setattr(suite, "generate_models", never("models were made"))
+    lut = _space_lut_copy(tmp_path)
+    _set_cell(lut, 5, "cycles", "1e308")
+    output = cli(_regress(tmp_path, tmp_path / "luts"), 2)
+    assert f"baseline {lut}: line 5: cycles 1e308 is more than 60 s" in output
+
+
+def test_a_deployment_or_history_baseline_of_1e308_is_refused(tmp_path):
+    from tinyhil.regress.history import History, HistoryError, Row
+    from tinyhil.regress.nightly import judge
+    from tinyhil.regress.suite import Baseline, Case, SuiteError, deployment_cases, parse_suite
+
+    manifest = tmp_path / "runs" / "d1" / "deployment.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text('{\n  "board": "qemu-m4",\n  "measured": {\n    "cycles": 1e308,\n'
+                        '    "arena_bytes": 100\n  }\n}\n')
+    with pytest.raises(SuiteError, match=rf"{manifest}: line 4: impossible baseline: cycles 1e\+308 is more "
+                                         "than 60 s at the board's 25 MHz"):
+        deployment_cases(parse_suite({"deployments": "runs"}, "s"), "qemu-m4", tmp_path)
+
+    history = History(tmp_path / "out")
+    with history.exclusive():
+        history.append([Row("r1", "t", "s", "qemu-m4", "m4-a", "model/m.tflite", "model", "cycles", None,
+                            1e308, 0.0, "new", "no baseline yet")])
+    with pytest.raises(HistoryError, match=r"history.csv: line 2: impossible baseline: cycles 1e\+308 is more"):
+        history.last_good("qemu-m4", "model/m.tflite", before_run="r2", clock_hz=25_000_000)
+
+    from tinyhil.measure.runner import Item
+
+    case = Case("model/m.tflite", "model", "qemu-m4", Item("case-1", None, 0), Baseline(1e308, 100, "history"))
+    rows = judge(case, Measurement(Item("case-1", None, 0), OK, cycles=(1000.0,), arena_used=100),
+                 parse_suite({}, "s"), True, 25_000_000)
+    assert [r[4] for r in rows] == ["error"] and "impossible baseline in history" in rows[0][5]

@@ -1,5 +1,6 @@
 """What a number read from a LUT may be: one rule per column, used by every
-reader of a table (lut/table.py's scan of each line).
+reader of a table (lut/table.py's scan of each line) and of the baselines taken
+from tables, deployments and the regression history (regress/).
 
 A figure no device can produce (a count of cycles that is infinite, 0,
 negative, or longer than a minute of the board's clock; a negative or

@@ -10,7 +10,6 @@ import csv
 import fcntl
 import io
 import json
-import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from tinyhil.errors import TinyhilError
 from tinyhil.files import append_durably, atomic_write
+from tinyhil.lut.numbers import problem
 
 PASS, REGRESSION, IMPROVED, NEW, ERROR, SKIPPED = (
     "pass", "regression", "improved", "new", "error", "skipped")
@@ -152,9 +152,11 @@ class History:
         atomic_write(path, json.dumps({"run_id": run_id, "fingerprint": fingerprint,
                                        "finished": finished}))
 
-    def last_good(self, environment: str, case: str, before_run: str) -> tuple[float, float] | None:
+    def last_good(self, environment: str, case: str, before_run: str,
+                  clock_hz: int | None = None) -> tuple[float, float] | None:
         """The latest passing (or first) cycles and arena of a case, from earlier
-        runs; a figure there that no measurement can have is an error naming its line."""
+        runs; a figure there that no measurement can have (lut/numbers.py's rule,
+        on a board clocked at `clock_hz`) is an error naming its line."""
         frame = self.frame()
         mine = frame[(frame["environment"] == environment) & (frame["case"] == case)
                      & (frame["run_id"] != before_run)
@@ -167,12 +169,11 @@ class History:
         if cycles.empty:
             return None
         arena = figures[figures["metric"] == "arena_bytes"]
-        for metric, rows, possible in (("cycles", cycles, "a finite count above 0"),
-                                       ("arena_bytes", arena, "a finite count, 0 or more")):
+        for metric, rows in (("cycles", cycles), ("arena_bytes", arena)):
             for line, value in rows["measured"].items():
-                if not (math.isfinite(value) and (value > 0 or metric == "arena_bytes" and value == 0)):
-                    raise HistoryError(
-                        f"{self.path}: line {line}: impossible baseline: {metric} {value!r} of "
-                        f"{case} on {environment} (must be {possible}); fix or delete that line")
+                why = problem(metric, value, clock_hz)
+                if why:
+                    raise HistoryError(f"{self.path}: line {line}: impossible baseline: {why} ({case} on "
+                                       f"{environment}); fix or delete that line")
         return float(cycles["measured"].iloc[-1]), \
             float(arena["measured"].iloc[-1]) if not arena.empty else float("nan")
