@@ -1,4 +1,5 @@
-"""Tables you can trust (issue 28): no impossible number is kept."""
+"""Tables you can trust (issue 28): no impossible number is kept, no board's
+table is taken for another's."""
 import json
 import shutil
 
@@ -8,7 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import ROOT
 from tinyhil.cli import app
-from tinyhil.lut.table import COLUMNS, Lut, LutError, read_meta, read_rows, row_op
+from tinyhil.lut.table import COLUMNS, COLUMNS_WITHOUT_BOARD, Lut, LutError, read_meta, read_rows, row_op
 from tinyhil.measure.runner import ImageRunner, Measurement
 from tinyhil.spaces import make_space
 from tinyhil.verdict import OK
@@ -41,7 +42,7 @@ def first_keys(n=FIRST) -> list[str]:
 def committed_lines(board="qemu-m4") -> dict[str, str]:
     """Line of each op of the committed store (written before rows named their board)."""
     lines = (ROOT / "luts" / board / "ops.csv").read_text().splitlines(keepends=True)
-    assert lines[0].rstrip("\n").split(",") == COLUMNS
+    assert lines[0].rstrip("\n").split(",") == COLUMNS_WITHOUT_BOARD
     return {line.split(",", 1)[0]: line for line in lines[1:]}
 
 
@@ -56,9 +57,9 @@ def small_store(tmp_path, board="qemu-m4", keys=None, edit=None):
     rows = [lines[k] for k in (keys or first_keys())]
     if edit:
         cells = rows[1].rstrip("\n").split(",")
-        edit(dict(zip(COLUMNS, range(len(cells)))), cells)
+        edit(dict(zip(COLUMNS_WITHOUT_BOARD, range(len(cells)))), cells)
         rows[1] = ",".join(cells) + "\n"
-    (luts / board / "ops.csv").write_text(",".join(COLUMNS) + "\n" + "".join(rows))
+    (luts / board / "ops.csv").write_text(",".join(COLUMNS_WITHOUT_BOARD) + "\n" + "".join(rows))
     return luts
 
 
@@ -197,3 +198,100 @@ def test_a_deployment_or_history_baseline_of_1e308_is_refused(tmp_path):
     rows = judge(case, Measurement(Item("case-1", None, 0), OK, cycles=(1000.0,), arena_used=100),
                  parse_suite({}, "s"), True, 25_000_000)
     assert [r[4] for r in rows] == ["error"] and "impossible baseline in history" in rows[0][5]
+
+
+# ---- 2. boards mixed up --------------------------------------------------------------------------
+
+def test_regress_refuses_another_board_s_lut_naming_both_boards(tmp_path, monkeypatch):
+    import tinyhil.regress.suite as suite
+
+    monkeypatch.setattr(suite, "generate_models", never("models were made"))
+    misplaced = tmp_path / "luts" / "qemu-m4" / "micronas-128x9-c6.csv"
+    misplaced.parent.mkdir(parents=True)
+    for suffix in (".csv", ".meta.json"):  # the qemu-m33 table, placed under qemu-m4/
+        shutil.copy(ROOT / "luts" / "qemu-m33" / f"micronas-128x9-c6{suffix}", misplaced.with_suffix(suffix))
+    output = cli(_regress(tmp_path, tmp_path / "luts"), 2)
+    assert f"{misplaced} is a LUT of board qemu-m33" in output and "not of qemu-m4" in output
+
+
+def test_characterize_refuses_a_store_of_another_board(tmp_path, board):
+    luts = small_store(tmp_path, board="qemu-m33")
+    (luts / "qemu-m33").rename(luts / "qemu-m4")  # nothing left to measure, but not qemu-m4's
+    output = characterize(luts, 2)
+    assert f"{luts / 'qemu-m4' / 'ops.csv'} is a LUT of board qemu-m33" in output and "not of qemu-m4" in output
+    assert board == [] and not (luts / "qemu-m4" / "micronas-128x9-c6.csv").exists()
+
+
+def test_a_row_of_another_board_is_refused_naming_its_line(tmp_path, board):
+    luts = small_store(tmp_path, keys=first_keys(FIRST - 1))
+    characterize(luts)  # one op measured: the store now names its board on every row
+    store = luts / "qemu-m4" / "ops.csv"
+    assert store.read_text().splitlines()[0] == ",".join(COLUMNS)
+    _set_cell(store, 3, "board", "qemu-m33")
+    output = characterize(luts, 2)
+    assert f"{store}: line 3: a row of board qemu-m33 in a LUT of board qemu-m4" in output
+
+
+def test_old_store_is_read_and_written_in_the_new_format_without_changing_a_figure(tmp_path, board):
+    luts = small_store(tmp_path, keys=first_keys(FIRST - 1))  # the last op is measured
+    store = luts / "qemu-m4" / "ops.csv"
+    before = read_rows(store)
+    assert set(before["board"]) == {"qemu-m4"}  # from the metadata
+    characterize(luts)
+    assert board == [first_keys()[-1]]
+    lines = store.read_text().splitlines(keepends=True)
+    assert lines[0] == ",".join(COLUMNS) + "\n"
+    old = committed_lines()
+    for key, line in zip(first_keys(FIRST - 1), lines[1:]):  # each old line, with its board, nothing else changed
+        assert line == old[key].replace(",", ",qemu-m4,", 1)
+    after = read_rows(store)
+    assert after.loc[before.index].drop(columns="board").equals(before.drop(columns="board"))
+
+
+def test_show_diff_and_estimates_read_both_formats(tmp_path):
+    from tinyhil.estimate.predict import predict
+
+    old = _space_lut_copy(tmp_path)
+    new = tmp_path / "new" / "qemu-m4" / old.name
+    Lut.load(old).write(new)
+    assert new.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert old.read_text().splitlines()[0] == ",".join(COLUMNS_WITHOUT_BOARD)
+    a, b = Lut.load(old), Lut.load(new)
+    assert a.rows.equals(b.rows) and a.meta == b.meta
+    shown = [cli(["lut", "show", path], 0).replace(str(path), "") for path in (old, new)]
+    assert shown[0] == shown[1] and "on qemu-m4" in shown[0]
+    assert f"{len(a.rows)} ops in both; 0 only in A, 0 only in B" in cli(["lut", "diff", old, new], 0)
+    ops = [row_op(r) for _, r in a.rows.head(20).iterrows()]
+    assert predict(ops, "qemu-m4", old.parent.parent, "point").total == \
+        predict(ops, "qemu-m4", new.parent.parent, "point").total
+
+
+def test_an_estimator_given_another_board_s_lut_refuses_it():
+    from tinyhil.nas.hardware import BoardPricer
+
+    lut = Lut.load(ROOT / "luts" / "qemu-m33" / "micronas-128x9-c6.csv")
+    with pytest.raises(LutError, match="is a LUT of board qemu-m33, not of qemu-m4"):
+        BoardPricer("qemu-m4", lut)
+    with pytest.raises(LutError, match="is a LUT of board qemu-m33.*not of qemu-m4"):
+        Lut.load(lut.path, board="qemu-m4")
+
+
+def test_calibrate_gives_the_same_table_from_either_format(tmp_path):
+    from tinyhil.measure.calibrate_board import calibrate
+
+    reference = ROOT.parent / "shared" / "data" / "nucleo_f446re-reference.csv"
+    if not reference.is_file():
+        pytest.skip(f"no {reference}")
+    tables = []
+    for name in ("old", "new"):
+        luts = tmp_path / name
+        shutil.copytree(ROOT / "luts" / "qemu-m4", luts / "qemu-m4")
+        if name == "new":
+            for table in (luts / "qemu-m4").glob("*.csv"):
+                Lut.load(table).write(table)
+        result = calibrate(luts / "qemu-m4" / "micronas-128x9-c6.csv", reference, "nucleo_f446re",
+                           luts / "nucleo_f446re" / "micronas-128x9-c6.csv")
+        assert result.measured_now == 0
+        tables.append(Lut.load(result.out, board="nucleo_f446re"))
+    assert tables[0].text() == tables[1].text()
+    assert set(tables[0].rows["board"]) == {"nucleo_f446re"}  # a calibrated table's rows are its board's

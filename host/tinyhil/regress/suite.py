@@ -212,7 +212,7 @@ def lut_cases(suite: Suite, environment: str, baseline_dir: Path) -> list[Case]:
         if path.name == "ops.csv":
             continue
         try:
-            lut = Lut.load(path)
+            lut = Lut.load(path, board=environment)
         except LutError as error:
             raise SuiteError(f"baseline {error}") from error
         meta = lut.meta
