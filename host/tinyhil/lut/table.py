@@ -158,6 +158,9 @@ MAX_ATTEMPTS = 3
 ERROR = "error"
 NUMERIC = ["filters", "cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms",
            "arena_bytes", "scratch_bytes", "weights_bytes", "macs"]
+# Written as whole numbers ("1060"), whichever rows a table was made from; the
+# other numbers as floats ("256228.0").
+INTEGER = ["filters", "n", "arena_bytes", "scratch_bytes", "weights_bytes", "macs"]
 # The statuses tinyhil writes: a row whose status is none of them was cut short.
 KNOWN_STATUS = re.compile(r"^(ok|(lsb1|mismatch|error): .+)$", re.S)
 
@@ -261,8 +264,8 @@ def scan_rows(path: Path, allow_torn_tail: bool = False, board: str | None = Non
         kept.append(_with_board(fields) if old_format else line)
         rows.append(fields)
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({c: str for c in COLUMNS})
-    for column in NUMERIC:
-        frame[column] = pd.to_numeric(frame[column].replace("", float("nan")), errors="coerce")
+    for column in NUMERIC:  # each line's numbers were checked: Python's float() reads them exactly
+        frame[column] = frame[column].replace("", float("nan")).astype(float)
     attempts: dict[str, int] = {}
     last: dict[str, str] = {}
     for key, status in zip(frame["key"], frame["status"]):
@@ -272,15 +275,36 @@ def scan_rows(path: Path, allow_torn_tail: bool = False, board: str | None = Non
         last[key] = status
         if failed(status):
             attempts[key] = attempts.get(key, 0) + 1
-    frame = frame.drop_duplicates("key", keep="last")
+    frame = typed(frame.drop_duplicates("key", keep="last"))
     return ScannedRows(frame.set_index("key", drop=False), malformed, attempts, kept, torn, meta, old_format)
 
 
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as the table holds them, whichever rows it was read from: whole
+    numbers where a column has no gap (a failed measurement's), floats else."""
+    frame = frame.copy()
+    for column in NUMERIC:
+        numbers = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        whole = column in INTEGER and numbers.notna().all()
+        frame[column] = numbers.astype("int64") if whole else numbers
+    return frame
+
+
 def table_text(rows: pd.DataFrame, board: str) -> str:
-    """The CSV text of a table of `board`: every row named its board."""
+    """The CSV text of a table of `board`: every row named its board, integer
+    columns written as whole numbers, empty where a failed measurement has none."""
     frame = rows.reindex(columns=COLUMNS).copy()
     frame["board"] = board
-    return frame.to_csv(index=False)
+    for column in NUMERIC:
+        numbers = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        if column in INTEGER:
+            fractional = numbers[numbers.notna() & (numbers != numbers.round())]
+            if len(fractional):
+                raise LutError(f"{column} of {fractional.index[0]} is {fractional.iloc[0]!r}, "
+                               "not a whole number: not written")
+            numbers = numbers.astype("Int64")
+        frame[column] = numbers
+    return frame.to_csv(index=False, lineterminator="\n")
 
 
 def read_rows(path: Path, allow_torn_tail: bool = False, board: str | None = None) -> pd.DataFrame:
