@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from tinyhil.errors import TinyhilError
-from tinyhil.files import append_durably, atomic_write, writable_file
+from tinyhil.files import append_durably, atomic_write, not_utf8, read_text, writable_file
 from tinyhil.lut.numbers import row_problem
 from tinyhil.spaces.ops import OpConfig
 from tinyhil.verdict import OK, usable  # noqa: F401  (OK: re-exported for the LUT readers)
@@ -143,7 +143,7 @@ def read_meta(csv_path: Path, board: str | None = None) -> LutMeta:
     path = meta_path(csv_path)
     if not path.is_file():
         raise LutError(f"{csv_path}: metadata sidecar {path.name} is missing")
-    meta = LutMeta.from_json(path.read_text(), str(path))
+    meta = LutMeta.from_json(read_text(path, LutError), str(path))
     if board is not None and meta.board != board:
         raise LutError(f"{csv_path} is a LUT of board {meta.board} (its {path.name} says so), not of "
                        f"{board}, the board it is used for here: move it to the luts/{meta.board}/ "
@@ -240,22 +240,28 @@ def scan_rows(path: Path, allow_torn_tail: bool = False, board: str | None = Non
     malformed ones (an impossible number too), which are left out and listed
     (the op is measured again). `board`: the board the table is used for."""
     meta = read_meta(path, board)
-    text = path.read_text()
-    lines = text.splitlines(keepends=True)
-    torn = bool(lines) and not lines[-1].endswith("\n")
+    data = Path(path).read_bytes()
+    lines = data.splitlines(keepends=True)
+    torn = bool(lines) and not lines[-1].endswith(b"\n")
     if torn:
         if not allow_torn_tail:
             raise LutError(f"{path}: truncated (last line has no end)")
         lines = lines[:-1]  # an append cut short by a crash: never completed
-    header = lines[0].rstrip("\r\n").split(",") if lines else []
+    header = lines[0].decode("utf-8", errors="replace").rstrip("\r\n").split(",") if lines else []
     if header not in (COLUMNS, COLUMNS_WITHOUT_BOARD):
         raise LutError(f"{path}: not a tinyhil LUT (expected the columns {','.join(COLUMNS)})")
     old_format = header == COLUMNS_WITHOUT_BOARD
     kept, malformed, rows = [",".join(COLUMNS) + "\n"], [], []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
+    for number, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
             continue
-        fields, problem = _check_line(path, number, line, header, meta)
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            fields, problem = None, Malformed(path, number, "", not_utf8(raw, error)[1],
+                                              raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        else:
+            fields, problem = _check_line(path, number, line, header, meta)
         if problem is not None:
             if not allow_torn_tail:
                 raise LutError(f"{problem}; fix that line, or make the table again with `tinyhil characterize`")
@@ -361,7 +367,7 @@ class OpStore:
         if not (scanned.torn_tail or scanned.malformed or scanned.old_format):
             return
         if scanned.malformed:
-            with open(self.path.with_name(f".{self.path.name}.malformed"), "a") as aside:
+            with open(self.path.with_name(f".{self.path.name}.malformed"), "a", encoding="utf-8") as aside:
                 aside.writelines(f"{m}: {m.text}\n" for m in scanned.malformed)
         atomic_write(self.path, "".join(scanned.lines))
 

@@ -18,6 +18,7 @@ Suites live in `suites/<name>.yaml` of the project, or are given as a path.
 from __future__ import annotations
 
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 
 from tinyhil.board_catalog import load_boards
 from tinyhil.errors import TinyhilError
+from tinyhil.files import read_text
 from tinyhil.lut.numbers import problem
 from tinyhil.lut.table import Lut, LutError
 from tinyhil.measure.runner import Item
@@ -97,7 +99,7 @@ class Case:
 
 def _number(data: dict, key: str, default, kind, low, high, where: str):
     value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
             (kind is int and value != int(value)) or not low <= value <= high:
         raise SuiteError(f"{where}: {key} must be a {kind.__name__} in [{low}, {high}], got {value!r}")
     return kind(value)
@@ -251,7 +253,7 @@ def deployment_cases(suite: Suite, environment: str, root: Path) -> list[Case]:
     clocks = {name: config.clock_hz for name, config in load_boards().items()}
     for manifest in sorted(base.glob("**/deployment.json")) if base.is_dir() else []:
         try:
-            text = manifest.read_text()
+            text = read_text(manifest, SuiteError)
             data = json.loads(text)
             board = data["board"]
             measured = data["measured"]
