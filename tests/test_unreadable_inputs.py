@@ -1,9 +1,16 @@
-"""Files tinyhil cannot read: a clear error naming the file (and line), never
-a traceback (issue 28)."""
+"""Files tinyhil cannot read, and Ctrl-C at any moment: a clear error naming
+the file (and line), never a traceback (issue 28)."""
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+import tomllib
 import yaml
 
+from conftest import ROOT
 from test_impossible_tables import _space_lut_copy, cli, small_store
 from tinyhil.lut.table import Lut, LutError, scan_rows
 
@@ -112,3 +119,61 @@ def test_a_store_line_not_in_utf8_is_set_aside(tmp_path):
     (bad,) = scanned.malformed
     assert bad.line == 3 and "byte 0xff (column 21) is not UTF-8" in bad.why
     assert len(scanned.frame) == len(lines) - 2
+
+
+# ---- Ctrl-C ----------------------------------------------------------------------------------------
+
+def _console_entry() -> list[str]:
+    """The `tinyhil` command as pip installs it from pyproject.toml's console entry."""
+    entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["tinyhil"]
+    module, function = entry.split("#")[0].strip().split(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
+
+
+def test_ctrl_c_while_starting_is_one_line_and_status_130(tmp_path):
+    """SIGINT while the command is still importing (about a second: typer, rich,
+    pandas and the stages): exit 130 and one line, never a traceback."""
+    import tinyhil
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(os.path.dirname(os.path.dirname(tinyhil.__file__))), os.environ.get("PYTHONPATH")]))}
+    command = [*_console_entry(), "lut", "show", str(ROOT / "luts" / "qemu-m4" / "ops.csv")]
+    interrupted = 0
+    for delay in (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=env, cwd=tmp_path)
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, (delay, err)
+        if process.returncode == 0:  # it had finished: nothing to interrupt
+            continue
+        # killed by the signal itself: before Python set up its handler, or once it had shut down
+        if process.returncode == -signal.SIGINT:
+            assert err == "", (delay, err)
+            continue
+        assert process.returncode == 130 and err == "tinyhil: interrupted (Ctrl-C)\n", (delay, err)
+        interrupted += 1
+    assert interrupted >= 3, "the signals should land while the command starts"
+
+
+@pytest.mark.parametrize("where", ["in a command", "before any command"])
+def test_ctrl_c_later_is_one_line_and_status_130(capfd, monkeypatch, where):
+    import typer
+
+    import tinyhil.lut.table
+    from tinyhil.__main__ import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tinyhil.lut.table.Lut, "load", interrupted)
+    if where == "before any command":
+        monkeypatch.setattr(typer.main, "get_command", interrupted)
+    monkeypatch.setattr(sys, "argv", ["tinyhil", "lut", "show", "t.csv"])
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 130
+    assert capfd.readouterr().err == "tinyhil: interrupted (Ctrl-C)\n"
+    assert signal.getsignal(signal.SIGINT) is before
