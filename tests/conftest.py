@@ -2,6 +2,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -63,16 +64,68 @@ def processes_matching(pattern: str, parent: int | None = None) -> list[int]:
     (pgrep -f [-P] without procps, which a minimal Debian lacks)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        pid = int(cmdline.parent.name)
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces
-            ppid = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # the process ended while we looked
+        except OSError:  # the process ended while we looked
             continue
-        pid = int(cmdline.parent.name)
+        ppid = _parent(pid)
+        if ppid is None:
+            continue
         if re.search(pattern, text) and pid != os.getpid() and parent in (None, ppid):
             found.append(pid)
     return found
+
+
+def _parent(pid: int) -> int | None:
+    try:  # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # the process ended while we looked
+        return None
+
+
+class OwnProcesses:
+    """The processes a test started, told apart from every other process of the
+    machine: a user's own `tinyhil deploy` in the same checkout runs the very same
+    QEMU command line, and is no leak of the test's. Ours are the descendants of
+    the test process, and every process that carries this test's tag in its
+    environment (`env`), which all it starts inherit, even once their parent is
+    killed and they are reparented."""
+
+    VARIABLE = "TINYHIL_TEST_OWNER"
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex
+
+    def env(self, base: dict | None = None) -> dict:
+        """The environment to start a test's child with (default: this process's)."""
+        return {**(os.environ if base is None else base), self.VARIABLE: self.tag}
+
+    def owns(self, pid: int) -> bool:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:  # ended, or another user's: not ours
+            environ = []
+        if f"{self.VARIABLE}={self.tag}".encode() in environ:
+            return True
+        seen = set()
+        while pid not in seen and pid > 1:
+            seen.add(pid)
+            pid = _parent(pid)
+            if pid == os.getpid():
+                return True
+            if pid is None:
+                return False
+        return False
+
+    def matching(self, pattern: str) -> list[int]:
+        """The test's own processes whose command line matches `pattern`."""
+        return [pid for pid in processes_matching(pattern) if self.owns(pid)]
+
+
+@pytest.fixture
+def own_processes() -> OwnProcesses:
+    return OwnProcesses()
 
 
 def gcc() -> str:

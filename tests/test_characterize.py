@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 
-from conftest import processes_matching
 from tinyhil.board_catalog import get_board
 from tinyhil.lut.interpolate import channels_alpha, expected, hw_matrix
 from tinyhil.lut.table import OK, Lut, read_rows
@@ -31,10 +30,10 @@ def count_rows(path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
-def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path):
+def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, own_processes):
     luts = tmp_path / "luts"
     store = luts / "qemu-m4" / "ops.csv"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = own_processes.env(dict(os.environ, PYTHONUNBUFFERED="1"))
     process = subprocess.Popen([*COMMAND, "--luts", str(luts)], env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
@@ -45,8 +44,8 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path):
     before = read_rows(store, allow_torn_tail=True)
     assert 15 <= len(before) < 48, "the kill should land mid-run"
     time.sleep(0.5)
-    # this checkout's QEMUs only: other checkouts on the machine run their own
-    assert not processes_matching(f"qemu-system-arm.*{re.escape(str(cache_dir() / 'images'))}"), \
+    # the QEMUs of the tinyhil this test killed only: the user's own, or other checkouts', run alongside
+    assert not own_processes.matching(f"qemu-system-arm.*{re.escape(str(cache_dir() / 'images'))}"), \
         "QEMU outlived its tinyhil"
 
     subprocess.run([*COMMAND, "--luts", str(luts)], check=True, capture_output=True)

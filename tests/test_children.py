@@ -116,3 +116,37 @@ def test_qmp_directories_of_a_killed_host_are_removed_at_the_next_start(tmp_path
     mine.stop()  # QEMU never started: its directory goes all the same
     other.stop()
     assert not list(tmp_path.glob("tinyhil-qmp-*"))
+
+
+def _detached(command: list[str], env: dict) -> int:
+    """The pid of `command` started in a session of its own by a parent that exits
+    at once: the process is no descendant of the test, like a user's `tinyhil
+    deploy` run alongside, or a QEMU outliving the tinyhil a test killed."""
+    pid_file = Path(env["TMPDIR"]) / f"detached-{len(os.listdir(env['TMPDIR']))}.pid"
+    starter = ("import subprocess, sys; p = subprocess.Popen(sys.argv[2:], start_new_session=True, "
+               "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); open(sys.argv[1], 'w').write(str(p.pid))")
+    subprocess.run([sys.executable, "-c", starter, str(pid_file), *command], env=env, check=True)
+    return int(pid_file.read_text())
+
+
+def test_leak_checks_see_only_the_test_s_own_processes(tmp_path, own_processes):
+    """A QEMU of the same checkout that the test did not start (the user's own) is
+    no leak; one the test's process tree left behind is, even once reparented."""
+    images = tmp_path / "cache" / "images"
+    pattern = f"qemu-system-arm.*{images}"
+    fake_qemu = [sys.executable, "-c", "import time; time.sleep(600)", "qemu-system-arm", "-kernel",
+                 str(images / "a" / "firmware.elf")]
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    users = _detached(fake_qemu, env)
+    leaked = _detached(fake_qemu, own_processes.env(env))
+    child = subprocess.Popen(fake_qemu)  # the test's own child: a descendant
+    try:
+        assert set(processes_matching(pattern)) == {users, leaked, child.pid}  # what the old check saw
+        assert sorted(own_processes.matching(pattern)) == sorted([leaked, child.pid])
+        assert own_processes.matching(f"qemu-system-arm.*{tmp_path / 'elsewhere'}") == []
+    finally:
+        for pid in (users, leaked, child.pid):
+            os.kill(pid, signal.SIGKILL)
+        child.wait()
+    _wait_for(lambda: not _alive(users) and not _alive(leaked), "the stand-in QEMUs did not end")
+    assert own_processes.matching(pattern) == []

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from conftest import make_int8_model, processes_matching
+from conftest import make_int8_model
 from tinyhil.board_catalog import get_board
 from tinyhil.device import driver as driver_module
 from tinyhil.device.boards import QemuBoard
@@ -52,12 +52,8 @@ def har_conv(models_dir):
     ], (128, 9))
 
 
-def qemu_pids(elf) -> list[int]:
-    return processes_matching(f"qemu-system-arm.*{re.escape(str(elf))}")
-
-
 @pytest.mark.boards("qemu-m4", "qemu-m33", "qemu-stm32f4")
-def test_bit_exact_and_deterministic(board, small_conv):
+def test_bit_exact_and_deterministic(board, small_conv, own_processes):
     config = board.config
     first = board.run(small_conv, repeats=5, warmup=1)
     second = board.run(small_conv, repeats=5, warmup=1)
@@ -79,7 +75,8 @@ def test_bit_exact_and_deterministic(board, small_conv):
     assert 0 < first.arena_used < first.arena_bytes
     assert first.flash_bytes > first.model_bytes and first.ram_bytes > first.arena_bytes
     assert first.ms(first.cycles_median) == pytest.approx(first.cycles_median / config.clock_hz * 1e3)
-    assert not qemu_pids(str(cache_dir() / "images"))  # this checkout's, not a neighbour's
+    # none of this test's QEMUs is left (a user's, or a neighbour checkout's, running alongside is no leak)
+    assert not own_processes.matching(f"qemu-system-arm.*{re.escape(str(cache_dir() / 'images'))}")
 
 
 def test_counter_wraps_inside_one_inference(long_conv):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import make_int8_model, processes_matching
+from conftest import make_int8_model
 from tinyhil.board_catalog import get_board
 from tinyhil.device.boards import QemuBoard
 from tinyhil.errors import TinyhilError
@@ -95,10 +95,10 @@ def count_rows(path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
-def test_characterize_killed_then_resumed(tmp_path):
+def test_characterize_killed_then_resumed(tmp_path, own_processes):
     luts = tmp_path / "luts"
     store = luts / TWIN / "ops.csv"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = own_processes.env(dict(os.environ, PYTHONUNBUFFERED="1"))
     process = subprocess.Popen([*COMMAND, "--luts", str(luts)], env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 900
@@ -109,7 +109,8 @@ def test_characterize_killed_then_resumed(tmp_path):
     before = read_rows(store, allow_torn_tail=True)
     assert 9 <= len(before) < 24, "the kill should land mid-run"
     time.sleep(0.5)
-    assert not processes_matching(f"qemu-system-arm.*{re.escape(str(cache_dir() / 'images'))}"), \
+    # the QEMUs of the tinyhil this test killed only: the user's own, run alongside, are no leak
+    assert not own_processes.matching(f"qemu-system-arm.*{re.escape(str(cache_dir() / 'images'))}"), \
         "QEMU outlived its tinyhil"
 
     subprocess.run([*COMMAND, "--luts", str(luts)], check=True, capture_output=True)

@@ -2,6 +2,12 @@
 is one, the command that fixes it; the CLI prints them without a traceback."""
 
 
+# What the command prints, and its exit status, when Ctrl-C ends it (128 + SIGINT,
+# as a shell reports a command ended so).
+INTERRUPTED = "tinyhil: interrupted (Ctrl-C)\n"
+INTERRUPTED_STATUS = 130
+
+
 class TinyhilError(Exception):
     """Base class: a problem with the user's input or set-up, explained."""
 

@@ -1,5 +1,6 @@
 """Results written so that a reader, or a run killed mid-write, never sees half a file,
-and output places checked before anything is measured into them."""
+and output places checked before anything is measured into them; text read back
+as UTF-8, a byte that is not named by its line."""
 from __future__ import annotations
 
 import hashlib
@@ -99,6 +100,25 @@ def atomic_write(path: Path, data: str | bytes) -> Path:
             pass
         raise OutputError(f"{path}: cannot write it ({_why(error, path)})") from None
     return path
+
+
+def not_utf8(data: bytes, error: UnicodeDecodeError) -> tuple[int, str]:
+    """Where in `data` the byte that is no UTF-8 is: its line, and the byte in
+    words ("byte 0xff (column 7) is not UTF-8")."""
+    line = data.count(b"\n", 0, error.start) + 1
+    column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+    return line, f"byte 0x{data[error.start]:02x} (column {column}) is not UTF-8"
+
+
+def read_text(path: Path, error: type[TinyhilError]) -> str:
+    """A text file tinyhil reads (YAML, CSV, JSON), decoded as UTF-8: a byte that is
+    not raises `error` naming the file, the line and the byte, never a traceback."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        line, what = not_utf8(data, problem)
+        raise error(f"{path}: line {line}: {what}; save it as UTF-8 (or restore it)") from None
 
 
 def checksum_path(path: Path) -> Path:

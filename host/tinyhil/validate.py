@@ -80,9 +80,7 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
         raise LutError(f"no LUT at {lut_path}: make it with `tinyhil characterize --space "
                        f"{space_name} --input {window}x{channels} --classes {classes} "
                        f"--board {board.name}`")
-    lut = Lut.load(lut_path)
-    if lut.meta.board != board.name:
-        raise LutError(f"{lut_path} was measured on {lut.meta.board}, not {board.name}")
+    lut = Lut.load(lut_path, board=board.name)
     space = make_space(space_name, window, channels, classes)
     archs = sample_architectures(space, n, seed)
     for arch in archs:

@@ -2,14 +2,15 @@
 
 Each module parses its options, calls the stage that does the work, and prints
 what came back; the logic lives in the stages. `reports_errors` turns any
-TinyhilError into a one-line error and exit status 2, for every command.
+TinyhilError into a one-line error and exit status 2, for every command. The
+console entry is tinyhil.__main__:main, which makes Ctrl-C one line and exit
+status 130, this package's imports included.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
-import sys
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -73,10 +74,6 @@ def waiting(message: str):
 
     with console.status(message) as status:
         yield StageLines(console, status)
-
-
-def main() -> None:  # pragma: no cover
-    sys.exit(app())
 
 
 # The commands, registered in the order of the data path (`tinyhil --help` lists them so).

@@ -60,7 +60,7 @@ def covering_lut(board: str, op_list: list[OpConfig], luts: Path) -> Lut:
                            f"--emulated luts/<emulated board>/<space LUT>.csv --reference ... --board {board}`")
     best, best_missing = None, None
     for path in candidates:
-        lut = Lut.load(path)
+        lut = Lut.load(path, board=board)
         missing = [op.key for op in op_list
                    if op not in lut or not usable(lut.rows.loc[op.key, "status"])]
         if not missing:

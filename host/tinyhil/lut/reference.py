@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from tinyhil.errors import TinyhilError
-from tinyhil.lut.table import COLUMNS, Lut, row_op
+from tinyhil.lut.table import Lut, is_lut_header, row_op
 from tinyhil.spaces import ops
 from tinyhil.spaces.ops import OpConfig
 from tinyhil.verdict import usable
@@ -187,7 +187,7 @@ def read_reference(path: Path, strict: bool = False) -> ReferenceSet:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ReferenceError(f"{path}: not a CSV file ({error})") from error
-    if text.split("\n", 1)[0].strip() == ",".join(COLUMNS):
+    if is_lut_header(text.split("\n", 1)[0].strip()):
         return _read_lut(path)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:

@@ -7,6 +7,11 @@ Two kinds, one format:
                                    an op shared by several spaces is measured once
   luts/<board>/<space>-<input>.csv one search space's view of it, rewritten
                                    atomically after each characterization
+
+Every row names its board, as its metadata does: a table of one board is never
+taken for another's. Tables written before rows named their board (no `board`
+column) are read with their metadata's board; a store is rewritten with the
+column before anything is appended to it.
 """
 from __future__ import annotations
 
@@ -23,16 +28,24 @@ from pathlib import Path
 import pandas as pd
 
 from tinyhil.errors import TinyhilError
-from tinyhil.files import append_durably, atomic_write, writable_file
+from tinyhil.files import append_durably, atomic_write, not_utf8, read_text, writable_file
+from tinyhil.lut.numbers import row_problem
 from tinyhil.spaces.ops import OpConfig
 from tinyhil.verdict import OK, usable  # noqa: F401  (OK: re-exported for the LUT readers)
 
 # Cycle columns hold instructions on emulated boards (see `counter`).
 COLUMNS = [
-    "key", "op", "input_shape", "output_shape", "kernel", "strides", "filters", "padding",
+    "key", "board", "op", "input_shape", "output_shape", "kernel", "strides", "filters", "padding",
     "activation", "cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms",
     "arena_bytes", "scratch_bytes", "weights_bytes", "macs", "status",
 ]
+# The columns of tables written before rows named their board.
+COLUMNS_WITHOUT_BOARD = [c for c in COLUMNS if c != "board"]
+
+
+def is_lut_header(line: str) -> bool:
+    """Is this the first line of a tinyhil LUT (of either format)?"""
+    return line.rstrip("\r\n").split(",") in (COLUMNS, COLUMNS_WITHOUT_BOARD)
 
 
 class LutError(TinyhilError):
@@ -93,8 +106,6 @@ _META_KINDS = {"clock_hz": "a positive whole number of Hz", "invoke_cycles": "a 
 
 def _meta_value_ok(name: str, value) -> bool:
     """The sidecar's fields are used in arithmetic and lookups: their kinds are checked on reading."""
-    import math
-
     if name == "clock_hz":
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
     if name in ("invoke_cycles", "dispatch_cycles"):
@@ -126,11 +137,18 @@ def meta_path(csv_path: Path) -> Path:
     return csv_path.with_suffix(".meta.json")
 
 
-def read_meta(csv_path: Path) -> LutMeta:
+def read_meta(csv_path: Path, board: str | None = None) -> LutMeta:
+    """A LUT's metadata; `board`: the board the LUT is used for, which its
+    metadata must name."""
     path = meta_path(csv_path)
     if not path.is_file():
         raise LutError(f"{csv_path}: metadata sidecar {path.name} is missing")
-    return LutMeta.from_json(path.read_text(), str(path))
+    meta = LutMeta.from_json(read_text(path, LutError), str(path))
+    if board is not None and meta.board != board:
+        raise LutError(f"{csv_path} is a LUT of board {meta.board} (its {path.name} says so), not of "
+                       f"{board}, the board it is used for here: move it to the luts/{meta.board}/ "
+                       f"directory, and measure {board}'s with `tinyhil characterize --board {board}`")
+    return meta
 
 
 # A failed measurement ("error: ...", e.g. a hard fault) may have been the
@@ -140,6 +158,9 @@ MAX_ATTEMPTS = 3
 ERROR = "error"
 NUMERIC = ["filters", "cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms",
            "arena_bytes", "scratch_bytes", "weights_bytes", "macs"]
+# Written as whole numbers ("1060"), whichever rows a table was made from; the
+# other numbers as floats ("256228.0").
+INTEGER = ["filters", "n", "arena_bytes", "scratch_bytes", "weights_bytes", "macs"]
 # The statuses tinyhil writes: a row whose status is none of them was cut short.
 KNOWN_STATUS = re.compile(r"^(ok|(lsb1|mismatch|error): .+)$", re.S)
 
@@ -167,11 +188,16 @@ class ScannedRows:
     frame: pd.DataFrame  # one row per op key: its last
     malformed: list[Malformed]
     attempts: dict[str, int]  # op key -> failed attempts recorded ("error" rows)
-    lines: list[str]  # the header and every well-formed line, verbatim
+    lines: list[str]  # the header and every well-formed line, in the current format
     torn_tail: bool
+    meta: LutMeta | None = None
+    old_format: bool = False  # written before rows named their board: `lines` add the column
 
 
-def _check_line(path: Path, number: int, line: str) -> tuple[list[str] | None, Malformed | None]:
+def _check_line(path: Path, number: int, line: str, columns: list[str],
+                meta: LutMeta) -> tuple[list[str] | None, Malformed | None]:
+    """The line's fields in the order of COLUMNS, or why it is no row. A row of
+    another board than the metadata's is an error, whatever the table."""
     def bad(why: str, key: str = "") -> tuple[None, Malformed]:
         return None, Malformed(path, number, key, why, line.rstrip("\r\n"))
 
@@ -180,52 +206,72 @@ def _check_line(path: Path, number: int, line: str) -> tuple[list[str] | None, M
     except (csv.Error, ValueError) as error:
         return bad(f"not one CSV row ({error})")
     key = fields[0] if fields else ""
-    if len(fields) != len(COLUMNS):
-        hint = "cut short?" if len(fields) < len(COLUMNS) else "a stray comma?"
-        return bad(f"{len(fields)} fields where a row has {len(COLUMNS)} ({hint})", key)
-    record = dict(zip(COLUMNS, fields))
+    if len(fields) != len(columns):
+        hint = "cut short?" if len(fields) < len(columns) else "a stray comma?"
+        return bad(f"{len(fields)} fields where a row has {len(columns)} ({hint})", key)
+    record = {"board": meta.board, **dict(zip(columns, fields))}  # no column: the metadata's board
     if not key:
         return bad("no op key")
     if not KNOWN_STATUS.match(record["status"]):
         return bad(f"status {record['status']!r} is not one tinyhil writes (cut short?)", key)
-    if usable(record["status"]):
-        for column in NUMERIC:
-            try:
-                if math.isnan(float(record[column])):
-                    raise ValueError("nan")
-            except ValueError:
-                return bad(f"{column} is not a number", key)
-    return fields, None
+    if not record["board"]:
+        return bad("no board", key)
+    if record["board"] != meta.board:
+        raise LutError(f"{path}: line {number}: a row of board {record['board']} in a LUT of board "
+                       f"{meta.board} (its {meta_path(path).name} says so): two boards' tables were mixed; "
+                       f"keep each board's rows in luts/<board>/ and measure {meta.board}'s op again")
+    why = row_problem(record, meta.clock_hz, usable(record["status"]))
+    if why:
+        return bad(why, key)
+    return [record[c] for c in COLUMNS], None
 
 
-def scan_rows(path: Path, allow_torn_tail: bool = False) -> ScannedRows:
-    """Reads and checks a LUT CSV line by line. In a space's table any bad line
-    is an error; an append-only store (`allow_torn_tail`) may end in a torn
-    line and may hold malformed ones, which are left out and listed."""
-    text = path.read_text()
-    lines = text.splitlines(keepends=True)
-    torn = bool(lines) and not lines[-1].endswith("\n")
+def _with_board(fields: list[str]) -> str:
+    """A row of COLUMNS as a line of the table."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()
+
+
+def scan_rows(path: Path, allow_torn_tail: bool = False, board: str | None = None) -> ScannedRows:
+    """Reads and checks a LUT CSV line by line, each number by lut/numbers.py's
+    rules. In a space's table any bad line is an error naming it; an
+    append-only store (`allow_torn_tail`) may end in a torn line and may hold
+    malformed ones (an impossible number too), which are left out and listed
+    (the op is measured again). `board`: the board the table is used for."""
+    meta = read_meta(path, board)
+    data = Path(path).read_bytes()
+    lines = data.splitlines(keepends=True)
+    torn = bool(lines) and not lines[-1].endswith(b"\n")
     if torn:
         if not allow_torn_tail:
             raise LutError(f"{path}: truncated (last line has no end)")
         lines = lines[:-1]  # an append cut short by a crash: never completed
-    if not lines or lines[0].rstrip("\r\n").split(",") != COLUMNS:
+    header = lines[0].decode("utf-8", errors="replace").rstrip("\r\n").split(",") if lines else []
+    if header not in (COLUMNS, COLUMNS_WITHOUT_BOARD):
         raise LutError(f"{path}: not a tinyhil LUT (expected the columns {','.join(COLUMNS)})")
-    kept, malformed, rows = [lines[0]], [], []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
+    old_format = header == COLUMNS_WITHOUT_BOARD
+    kept, malformed, rows = [",".join(COLUMNS) + "\n"], [], []
+    for number, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
             continue
-        fields, problem = _check_line(path, number, line)
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            fields, problem = None, Malformed(path, number, "", not_utf8(raw, error)[1],
+                                              raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        else:
+            fields, problem = _check_line(path, number, line, header, meta)
         if problem is not None:
             if not allow_torn_tail:
-                raise LutError(str(problem))
+                raise LutError(f"{problem}; fix that line, or make the table again with `tinyhil characterize`")
             malformed.append(problem)
             continue
-        kept.append(line)
+        kept.append(_with_board(fields) if old_format else line)
         rows.append(fields)
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({c: str for c in COLUMNS})
-    for column in NUMERIC:
-        frame[column] = pd.to_numeric(frame[column].replace("", float("nan")), errors="coerce")
+    for column in NUMERIC:  # each line's numbers were checked: Python's float() reads them exactly
+        frame[column] = frame[column].replace("", float("nan")).astype(float)
     attempts: dict[str, int] = {}
     last: dict[str, str] = {}
     for key, status in zip(frame["key"], frame["status"]):
@@ -235,14 +281,42 @@ def scan_rows(path: Path, allow_torn_tail: bool = False) -> ScannedRows:
         last[key] = status
         if failed(status):
             attempts[key] = attempts.get(key, 0) + 1
-    frame = frame.drop_duplicates("key", keep="last")
-    return ScannedRows(frame.set_index("key", drop=False), malformed, attempts, kept, torn)
+    frame = typed(frame.drop_duplicates("key", keep="last"))
+    return ScannedRows(frame.set_index("key", drop=False), malformed, attempts, kept, torn, meta, old_format)
 
 
-def read_rows(path: Path, allow_torn_tail: bool = False) -> pd.DataFrame:
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as the table holds them, whichever rows it was read from: whole
+    numbers where a column has no gap (a failed measurement's), floats else."""
+    frame = frame.copy()
+    for column in NUMERIC:
+        numbers = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        whole = column in INTEGER and numbers.notna().all()
+        frame[column] = numbers.astype("int64") if whole else numbers
+    return frame
+
+
+def table_text(rows: pd.DataFrame, board: str) -> str:
+    """The CSV text of a table of `board`: every row named its board, integer
+    columns written as whole numbers, empty where a failed measurement has none."""
+    frame = rows.reindex(columns=COLUMNS).copy()
+    frame["board"] = board
+    for column in NUMERIC:
+        numbers = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        if column in INTEGER:
+            fractional = numbers[numbers.notna() & (numbers != numbers.round())]
+            if len(fractional):
+                raise LutError(f"{column} of {fractional.index[0]} is {fractional.iloc[0]!r}, "
+                               "not a whole number: not written")
+            numbers = numbers.astype("Int64")
+        frame[column] = numbers
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def read_rows(path: Path, allow_torn_tail: bool = False, board: str | None = None) -> pd.DataFrame:
     """Reads and checks a LUT CSV; an append-only store may end in a torn line
     (and malformed lines, left out: see scan_rows)."""
-    return scan_rows(path, allow_torn_tail).frame
+    return scan_rows(path, allow_torn_tail, board).frame
 
 
 @contextmanager
@@ -275,7 +349,7 @@ class OpStore:
             if problems:
                 raise LutError(f"{path} was measured with another set-up ({'; '.join(problems)}); "
                                "move it away or characterize into another luts directory")
-            scanned = scan_rows(path, allow_torn_tail=True)
+            scanned = scan_rows(path, allow_torn_tail=True, board=meta.board)
             self.rows = {k: r for k, r in scanned.frame.to_dict("index").items()}
             self.attempts = scanned.attempts
             self.malformed = scanned.malformed
@@ -288,11 +362,12 @@ class OpStore:
     def _rewrite_without_bad_lines(self, scanned: ScannedRows) -> None:
         """A torn tail or malformed lines would sit between the rows about to be
         appended: the store is rewritten with its good lines, verbatim, and the
-        bad ones are kept aside in .<name>.malformed."""
-        if not (scanned.torn_tail or scanned.malformed):
+        bad ones are kept aside in .<name>.malformed. A store written before
+        rows named their board is rewritten with the column (its metadata's board)."""
+        if not (scanned.torn_tail or scanned.malformed or scanned.old_format):
             return
         if scanned.malformed:
-            with open(self.path.with_name(f".{self.path.name}.malformed"), "a") as aside:
+            with open(self.path.with_name(f".{self.path.name}.malformed"), "a", encoding="utf-8") as aside:
                 aside.writelines(f"{m}: {m.text}\n" for m in scanned.malformed)
         atomic_write(self.path, "".join(scanned.lines))
 
@@ -305,7 +380,7 @@ class OpStore:
         if key in self.rows and not failed(str(self.rows[key]["status"])):
             raise LutError(f"{key} is already in {self.path}")
         # one row per line, whatever the device said (scan_rows relies on it)
-        row = {**row, "status": " | ".join(str(row["status"]).splitlines())}
+        row = {**row, "board": self.meta.board, "status": " | ".join(str(row["status"]).splitlines())}
         buffer = io.StringIO()
         csv.DictWriter(buffer, COLUMNS, lineterminator="\n").writerow(row)
         try:
@@ -332,19 +407,26 @@ class Lut:
     path: Path | None = None
 
     @classmethod
-    def load(cls, path: Path, expect: LutMeta | None = None) -> Lut:
+    def load(cls, path: Path, expect: LutMeta | None = None, board: str | None = None) -> Lut:
+        """`board`: the board the table is used for (its metadata must name it)."""
         path = Path(path)
         if not path.is_file():
             raise LutError(f"{path}: no such LUT; make it with `tinyhil characterize`")
-        meta = read_meta(path)
+        meta = read_meta(path, board)
         if expect is not None and meta.mismatches(expect):
             raise LutError(f"{path} is for another set-up: {'; '.join(meta.mismatches(expect))}")
-        return cls(meta, read_rows(path), path)
+        return cls(meta, read_rows(path, board=board), path)
 
     def write(self, path: Path) -> None:
-        atomic_write(path, self.rows[COLUMNS].to_csv(index=False))
+        """Writes the table, each row named the metadata's board (a calibrated
+        table's rows, made from another board's, are its board's estimates)."""
+        atomic_write(path, table_text(self.rows, self.meta.board))
         atomic_write(meta_path(path), self.meta.to_json())
         self.path = path
+
+    def text(self) -> str:
+        """The table's CSV, as `write` writes it."""
+        return table_text(self.rows, self.meta.board)
 
     def __contains__(self, op: OpConfig) -> bool:
         return op.key in self.rows.index

@@ -50,7 +50,7 @@ def reference_frame(reference: ReferenceSet, emulated: BoardConfig, store: Path,
     characterizer = Characterizer(emulated, store.parent.parent, progress=progress, port=port)
     before = characterizer.done_keys()
     characterizer.measure_ops([op for op in reference.ops if op.key not in before])
-    rows = read_rows(store, allow_torn_tail=True)
+    rows = read_rows(store, allow_torn_tail=True, board=emulated.name)
     return training_frame(reference, rows, flash_cache_bytes), len(characterizer.done_keys() - before)
 
 

@@ -28,11 +28,11 @@ from tinyhil.lut.table import (
     Lut,
     LutMeta,
     OpStore,
+    ScannedRows,
     exclusive,
     failed,
     op_columns,
     read_meta,
-    read_rows,
     scan_rows,
     space_lut_path,
 )
@@ -98,12 +98,16 @@ class Characterizer:
         self.timing = self.runner.timing
         self.appended = 0  # op rows added to the store by this characterizer
 
+    def _scan(self) -> ScannedRows:
+        """The store, checked: every row and its metadata must be this board's."""
+        return scan_rows(self.store_path, allow_torn_tail=True, board=self.board.name)
+
     def done_keys(self) -> set[str]:
         """Ops with a final row: good, flagged, or failed MAX_ATTEMPTS times. An op
         whose row failed fewer times, or is malformed, is measured (again)."""
         if not self.store_path.exists():
             return set()
-        scanned = scan_rows(self.store_path, allow_torn_tail=True)
+        scanned = self._scan()
         return {key for key, status in zip(scanned.frame["key"], scanned.frame["status"])
                 if not failed(status) or scanned.attempts.get(key, 0) >= MAX_ATTEMPTS}
 
@@ -111,7 +115,7 @@ class Characterizer:
         """What this run will measure again, and why (said before measuring)."""
         if not self.store_path.exists():
             return []
-        scanned = scan_rows(self.store_path, allow_torn_tail=True)
+        scanned = self._scan()
         lines = [f"malformed, left out and measured again: {m}" for m in scanned.malformed]
         wanted = {op.key for op in op_list}
         for key, status in zip(scanned.frame["key"], scanned.frame["status"]):
@@ -124,7 +128,7 @@ class Characterizer:
     def still_failing(self, op_list: list[OpConfig]) -> list[str]:
         if not self.store_path.exists():
             return []
-        scanned = scan_rows(self.store_path, allow_torn_tail=True)
+        scanned = self._scan()
         lines = []
         for op in op_list:
             if op.key in scanned.frame.index and failed(status := scanned.frame.at[op.key, "status"]):
@@ -137,7 +141,7 @@ class Characterizer:
     def needs_overheads(self) -> bool:
         if not self.store_path.exists():
             return True
-        meta = read_meta(self.store_path)
+        meta = read_meta(self.store_path, self.board.name)
         return not (meta.invoke_cycles or meta.dispatch_cycles) or "chain_arena_bytes" not in meta.extra
 
     def check_port(self) -> None:
@@ -284,15 +288,28 @@ class Characterizer:
         path = space_lut_path(self.luts_dir, self.board.name, space_name, input_shape, classes)
         if not self.store_path.exists():
             return path
-        rows = read_rows(self.store_path, allow_torn_tail=True)
+        scanned = self._scan()
+        rows, meta = scanned.frame, scanned.meta
         keys = [op.key for op in op_list if op.key in rows.index]
-        meta = read_meta(self.store_path)
         space_meta = LutMeta(**{**meta.__dict__, "space": space_name,
                                 "input": f"{input_shape[0]}x{input_shape[1]}", "extra": {
                                     **meta.extra, "classes": classes, "ops_in_space": len(op_list),
                                     "ops_measured": len(keys)}})
-        Lut(space_meta, rows.loc[keys]).write(path)
+        lut = Lut(space_meta, rows.loc[keys])
+        if not _same_table(path, lut):  # nothing new: the file is left as it is
+            lut.write(path)
         return path
+
+
+def _same_table(path: Path, lut: Lut) -> bool:
+    """Does the table at `path` hold what `lut` would write (rows and metadata)?"""
+    if not path.is_file():
+        return False
+    try:
+        there = Lut.load(path, board=lut.meta.board)
+    except TinyhilError:
+        return False
+    return there.meta == lut.meta and there.text() == lut.text()
 
 
 def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, classes: int,
@@ -301,9 +318,9 @@ def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, c
     are characterized first (what every search and deployment starts with)."""
     path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
     if path.exists():  # a calibrated LUT stands for measurements the board never made
-        lut = Lut.load(path)
+        lut = Lut.load(path, board=board.name)
         ops = make_space(space_name, window, channels, classes).op_configs()
         if lut.meta.extra.get("calibration") and all(op in lut for op in ops):
             return lut
     result = Characterizer(board, luts_dir, progress=progress).run(space_name, window, channels, classes)
-    return Lut.load(result.lut_path)
+    return Lut.load(result.lut_path, board=board.name)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from tinyhil.errors import TinyhilError
 from tinyhil.estimate import MissingOps
-from tinyhil.lut.table import Lut
+from tinyhil.lut.table import Lut, LutError
 from tinyhil.nas.constraints import Profile, profile
 from tinyhil.spaces.arch import Architecture
 from tinyhil.spaces.ops import OpConfig
@@ -35,6 +35,9 @@ class BoardPricer:
 
     def __init__(self, board: str | None = None, lut: Lut | None = None, luts: Path | None = None,
                  measure_missing: bool = True, log: Callable[[str], None] = print):
+        if board and lut is not None and lut.meta.board != board:
+            raise LutError(f"{lut.path or 'the LUT given'} is a LUT of board {lut.meta.board}, not of {board}, "
+                           f"the board it prices for here: give {board}'s LUT, or --board {lut.meta.board}")
         self.board = board or (lut.meta.board if lut is not None else DEFAULT_BOARD)
         self.luts = Path(luts) if luts else default_luts_dir()
         self.measure_missing = measure_missing
@@ -47,7 +50,7 @@ class BoardPricer:
         return self.luts / self.board / "ops.csv"
 
     def _board_lut(self) -> Lut | None:
-        return Lut.load(self.store_path) if self.store_path.is_file() else None
+        return Lut.load(self.store_path, board=self.board) if self.store_path.is_file() else None
 
     def missing(self, archs: Iterable[Architecture]) -> list[OpConfig]:
         found: dict[str, OpConfig] = {}
@@ -78,7 +81,7 @@ class BoardPricer:
         self.log(f"measuring {len(todo)} op(s) the {self.board} LUT lacks on {self.board} "
                  f"(added to {self.store_path}) ...")
         Characterizer(board, self.luts).measure_ops(todo)
-        fresh = Lut.load(self.store_path)
+        fresh = Lut.load(self.store_path, board=self.board)
         if self.lut is None or self.lut.path == fresh.path:
             self.lut = fresh
         else:  # a given LUT (e.g. a space's): keep its rows, add the new measurements
@@ -103,9 +106,9 @@ def engine_lut(board: str, space: str, window: int, channels: int, classes: int,
 
     path = space_lut_path(luts, board, space, (window, channels), classes)
     if path.is_file():
-        return Lut.load(path)
+        return Lut.load(path, board=board)
     store = Path(luts) / board / "ops.csv"
-    return Lut.load(store) if store.is_file() else None
+    return Lut.load(store, board=board) if store.is_file() else None
 
 
 def covering_lut(board: str, lut: Lut | None, luts: Path, archs: Iterable[Architecture],

@@ -10,7 +10,6 @@ import csv
 import fcntl
 import io
 import json
-import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from tinyhil.errors import TinyhilError
-from tinyhil.files import append_durably, atomic_write
+from tinyhil.files import append_durably, atomic_write, read_text
+from tinyhil.lut.numbers import problem
 
 PASS, REGRESSION, IMPROVED, NEW, ERROR, SKIPPED = (
     "pass", "regression", "improved", "new", "error", "skipped")
@@ -53,7 +53,7 @@ def read_history(path: Path) -> pd.DataFrame:
     """The history's rows, indexed by their line in the file (for messages)."""
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
-    text = path.read_text()
+    text = read_text(path, HistoryError)
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines = lines[:-1]  # an append cut short by a kill: never completed
@@ -112,7 +112,7 @@ class History:
         if not self.path.exists():
             self.path.write_text(",".join(COLUMNS) + "\n")
             return
-        text = self.path.read_text()
+        text = read_text(self.path, HistoryError)
         if not text.endswith("\n"):
             atomic_write(self.path, text[: text.rfind("\n") + 1])
 
@@ -136,25 +136,37 @@ class History:
         return self.out_dir / "last-run.json"
 
     def unfinished_run(self, fingerprint: str) -> str | None:
+        """The run to resume: the last one, if it measured this suite on these
+        boards and did not finish. A state file that is not tinyhil's is an
+        error naming it (it is written whole, atomically: someone edited it)."""
         path = self.run_state_path()
         if not path.is_file():
             return None
+        fix = "delete it, and the next `tinyhil regress` starts a new run"
         try:
-            state = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None
+            state = json.loads(read_text(path, HistoryError))
+        except json.JSONDecodeError as error:
+            raise HistoryError(f"{path}: line {error.lineno}: not JSON ({error.msg}); {fix}") from None
+        if not isinstance(state, dict):
+            raise HistoryError(f"{path}: not the state of a run (a JSON object with run_id, fingerprint and "
+                               f"finished) but a {type(state).__name__}; {fix}")
         if state.get("finished") or state.get("fingerprint") != fingerprint:
             return None
-        return state.get("run_id")
+        run_id = state.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise HistoryError(f"{path}: run_id is {run_id!r}, not the name of a run; {fix}")
+        return run_id
 
     def mark(self, run_id: str, fingerprint: str, finished: bool) -> None:
         path = self.run_state_path()
         atomic_write(path, json.dumps({"run_id": run_id, "fingerprint": fingerprint,
                                        "finished": finished}))
 
-    def last_good(self, environment: str, case: str, before_run: str) -> tuple[float, float] | None:
+    def last_good(self, environment: str, case: str, before_run: str,
+                  clock_hz: int | None = None) -> tuple[float, float] | None:
         """The latest passing (or first) cycles and arena of a case, from earlier
-        runs; a figure there that no measurement can have is an error naming its line."""
+        runs; a figure there that no measurement can have (lut/numbers.py's rule,
+        on a board clocked at `clock_hz`) is an error naming its line."""
         frame = self.frame()
         mine = frame[(frame["environment"] == environment) & (frame["case"] == case)
                      & (frame["run_id"] != before_run)
@@ -167,12 +179,11 @@ class History:
         if cycles.empty:
             return None
         arena = figures[figures["metric"] == "arena_bytes"]
-        for metric, rows, possible in (("cycles", cycles, "a finite count above 0"),
-                                       ("arena_bytes", arena, "a finite count, 0 or more")):
+        for metric, rows in (("cycles", cycles), ("arena_bytes", arena)):
             for line, value in rows["measured"].items():
-                if not (math.isfinite(value) and (value > 0 or metric == "arena_bytes" and value == 0)):
-                    raise HistoryError(
-                        f"{self.path}: line {line}: impossible baseline: {metric} {value!r} of "
-                        f"{case} on {environment} (must be {possible}); fix or delete that line")
+                why = problem(metric, value, clock_hz)
+                if why:
+                    raise HistoryError(f"{self.path}: line {line}: impossible baseline: {why} ({case} on "
+                                       f"{environment}); fix or delete that line")
         return float(cycles["measured"].iloc[-1]), \
             float(arena["measured"].iloc[-1]) if not arena.empty else float("nan")

@@ -28,6 +28,7 @@ import yaml
 from tinyhil.board_catalog import BoardConfig, get_board, load_boards
 from tinyhil.device.boards import Board, SerialBoard, open_board
 from tinyhil.errors import TinyhilError
+from tinyhil.files import read_text
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KINDS = ("qemu", "serial", "labgrid")
@@ -82,9 +83,11 @@ def emulated_farm(board: str, n: int) -> list[FarmBoard]:
 
 
 def read_yaml(path: Path, error: type[TinyhilError]):
-    """A YAML file's data, loaded safely; a file that is no YAML raises `error` naming it."""
+    """A YAML file's data, loaded safely; a file that is no YAML (or not UTF-8)
+    raises `error` naming it."""
+    text = read_text(path, error)
     try:
-        return yaml.safe_load(Path(path).read_text())
+        return yaml.safe_load(text)
     except yaml.YAMLError as problem:
         raise error(f"{path}: not valid YAML ({problem})") from problem
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -22,7 +21,7 @@ from tinyhil.measure.runner import Measurement
 from tinyhil.regress.farm import Farm, FarmStats, lane_image, make_jobs
 from tinyhil.regress.history import ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row
 from tinyhil.regress.inventory import FarmBoard
-from tinyhil.regress.suite import Baseline, Case, Suite, collect_cases
+from tinyhil.regress.suite import Baseline, Case, Suite, baseline_problem, collect_cases
 from tinyhil.verdict import skipped, usable
 
 
@@ -54,9 +53,10 @@ class RegressResult:
         return bool(self.rows["verdict"].isin(FAILING).any() or self.missing)
 
 
-def judge(case: Case, m: Measurement, suite: Suite, emulated: bool) -> list[tuple[str, float | None,
-                                                                                    float | None, float, str, str]]:
-    """(metric, baseline, measured, tolerance, verdict, detail) for each figure of a case."""
+def judge(case: Case, m: Measurement, suite: Suite, emulated: bool, clock_hz: int | None = None
+          ) -> list[tuple[str, float | None, float | None, float, str, str]]:
+    """(metric, baseline, measured, tolerance, verdict, detail) for each figure of a
+    case measured on a board clocked at `clock_hz`."""
     if skipped(m.status):
         return [("cycles", _b(case, "cycles"), None, 0.0, SKIPPED, m.status)]
     if not usable(m.status) or not m.cycles:
@@ -69,10 +69,10 @@ def judge(case: Case, m: Measurement, suite: Suite, emulated: bool) -> list[tupl
         out.append(("arena_bytes", None, float(m.arena_used), float(suite.tolerance.arena_bytes),
                     NEW, "no baseline yet"))
         return out
-    if impossible_baseline(base):
+    if impossible_baseline(base, clock_hz):
         # Loading refuses these (naming file and line); never a pass, whatever the figure.
         return [("cycles", base.cycles, m.median, tol, ERROR,
-                 f"impossible baseline in {base.source}: {impossible_baseline(base)}")]
+                 f"impossible baseline in {base.source}: {impossible_baseline(base, clock_hz)}")]
     change = (m.median - base.cycles) / base.cycles
     verdict = REGRESSION if change > tol else IMPROVED if change < -tol else PASS
     out.append(("cycles", base.cycles, m.median, tol, verdict,
@@ -88,14 +88,12 @@ def judge(case: Case, m: Measurement, suite: Suite, emulated: bool) -> list[tupl
     return out
 
 
-def impossible_baseline(base: Baseline) -> str:
-    """What makes a baseline impossible ('' if nothing): cycles that are not a
-    finite count above 0, or an arena below 0."""
-    if not (math.isfinite(base.cycles) and base.cycles > 0):
-        return f"cycles {base.cycles!r}"
-    if base.arena_bytes is not None and base.arena_bytes == base.arena_bytes and base.arena_bytes < 0:
-        return f"arena_bytes {base.arena_bytes!r}"
-    return ""
+def impossible_baseline(base: Baseline, clock_hz: int | None = None) -> str:
+    """What makes a baseline impossible ('' if nothing): the rule of each
+    figure's LUT column (lut/numbers.py); an arena may be unknown."""
+    arena = base.arena_bytes
+    return baseline_problem("cycles", base.cycles, clock_hz) or (
+        "" if arena is None or arena != arena else baseline_problem("arena_bytes", arena, clock_hz))
 
 
 def _b(case: Case, metric: str) -> float | None:
@@ -107,13 +105,14 @@ def lane_cases(boards: list[FarmBoard], suite: Suite, baseline_dir: Path,
     """The suite's cases for each lane of the farm (a model's baseline: the lane's history)."""
     by_env = collect_cases(suite, sorted({b.environment for b in boards}), baseline_dir)
     lanes = {b.lane: b.environment for b in boards}
+    clocks = {b.lane: b.config.clock_hz for b in boards}
     out = {}
     for lane, env in sorted(lanes.items()):
         out[lane] = []
         for case in by_env[env]:
             case = replace(case, lane=lane)
             if case.kind == "model" and history is not None:
-                figures = history.last_good(lane, case.case_id, before_run=run_id)
+                figures = history.last_good(lane, case.case_id, before_run=run_id, clock_hz=clocks[lane])
                 if figures is not None:
                     cycles, arena = figures
                     case = replace(case, baseline=Baseline(
@@ -167,7 +166,7 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
             rows = [Row(run_id, now, suite.name, case.lane, board.name, case.case_id,
                         case.kind, metric, base, measured, tol, verdict, detail)
                     for metric, base, measured, tol, verdict, detail
-                    in judge(case, m, suite, board.config.emulated)]
+                    in judge(case, m, suite, board.config.emulated, board.config.clock_hz)]
             history.append(rows)
             if not skipped(m.status):
                 recorded.add(case.key)

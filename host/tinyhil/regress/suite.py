@@ -26,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyhil.board_catalog import load_boards
 from tinyhil.errors import TinyhilError
+from tinyhil.files import read_text
+from tinyhil.lut.numbers import problem
 from tinyhil.lut.table import Lut, LutError
 from tinyhil.measure.runner import Item
 from tinyhil.models.single_op import generate_models, op_seed
@@ -96,7 +99,7 @@ class Case:
 
 def _number(data: dict, key: str, default, kind, low, high, where: str):
     value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
             (kind is int and value != int(value)) or not low <= value <= high:
         raise SuiteError(f"{where}: {key} must be a {kind.__name__} in [{low}, {high}], got {value!r}")
     return kind(value)
@@ -152,28 +155,22 @@ def parse_suite(data, source: str) -> Suite:
     )
 
 
-def check_baseline(cycles, arena_bytes, where) -> None:
-    """A baseline no measurement can have (cycles not a finite count above 0,
-    an arena not a finite count of 0 or more) would turn every verdict into a
-    pass or an 'improvement': refused, `where(metric)` naming its file and line."""
-    def number(value) -> bool:
-        return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) \
-            and math.isfinite(value)
-
-    if not (number(cycles) and cycles > 0):
-        raise SuiteError(f"{where('cycles')}: impossible baseline: cycles {cycles!r} (must be a finite "
-                         "count above 0); fix the file or measure it again")
-    if not (number(arena_bytes) and arena_bytes >= 0):
-        raise SuiteError(f"{where('arena_bytes')}: impossible baseline: arena_bytes {arena_bytes!r} (must be a "
-                         "finite count, 0 or more); fix the file or measure it again")
+def baseline_problem(metric: str, value, clock_hz: int | None) -> str:
+    """What makes a baseline figure impossible ('' if nothing), by the rule of
+    the LUT column it is (lut/numbers.py): cycles a finite count above 0 and
+    below a minute of the board's clock, an arena a whole count of 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        return f"{metric} {value!r} is not a number"
+    return problem(metric, value, clock_hz)
 
 
-def _line_of(path: Path, key: str) -> int:
-    """The line of a LUT CSV whose first field is `key` (0 if none)."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.split(",", 1)[0] == key:
-            return number
-    return 0
+def check_baseline(cycles, arena_bytes, where, clock_hz: int | None) -> None:
+    """A baseline no measurement can have would turn every verdict into a pass
+    or an 'improvement': refused, `where(metric)` naming its file and line."""
+    for metric, value in (("cycles", cycles), ("arena_bytes", arena_bytes)):
+        why = baseline_problem(metric, value, clock_hz)
+        if why:
+            raise SuiteError(f"{where(metric)}: impossible baseline: {why}; fix the file or measure it again")
 
 
 def _json_line(text: str, *keys: str) -> int:
@@ -217,7 +214,7 @@ def lut_cases(suite: Suite, environment: str, baseline_dir: Path) -> list[Case]:
         if path.name == "ops.csv":
             continue
         try:
-            lut = Lut.load(path)
+            lut = Lut.load(path, board=environment)
         except LutError as error:
             raise SuiteError(f"baseline {error}") from error
         meta = lut.meta
@@ -227,11 +224,7 @@ def lut_cases(suite: Suite, environment: str, baseline_dir: Path) -> list[Case]:
         window, channels = (int(x) for x in meta.input.split("x"))
         ops = {op.key: op for op in make_space(meta.space, window, channels,
                                                int(meta.extra["classes"])).op_configs()}
-        for key, status, cycles, arena in zip(lut.rows["key"], lut.rows["status"],
-                                              lut.rows["cycles"], lut.rows["arena_bytes"]):
-            if usable(status):  # every row a verdict may be taken against, sampled or not
-                check_baseline(cycles, arena,
-                               lambda _: f"baseline {path}: line {_line_of(path, key)} ({key})")
+        # every number of the table was checked as it was read (lut/numbers.py)
         good = sorted(k for k, s in zip(lut.rows["key"], lut.rows["status"])
                       if usable(s) and k in ops and k not in chosen)
         rng = np.random.default_rng([suite.seed, zlib.crc32(path.name.encode())])
@@ -257,9 +250,10 @@ def deployment_cases(suite: Suite, environment: str, root: Path) -> list[Case]:
     base = (root / suite.deployments) if not Path(suite.deployments).is_absolute() \
         else Path(suite.deployments)
     cases = []
+    clocks = {name: config.clock_hz for name, config in load_boards().items()}
     for manifest in sorted(base.glob("**/deployment.json")) if base.is_dir() else []:
         try:
-            text = manifest.read_text()
+            text = read_text(manifest, SuiteError)
             data = json.loads(text)
             board = data["board"]
             measured = data["measured"]
@@ -267,8 +261,8 @@ def deployment_cases(suite: Suite, environment: str, root: Path) -> list[Case]:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise SuiteError(f"{manifest}: not a deployment record ({error!r}); it needs "
                              '{"board", "measured": {"cycles", "arena_bytes", ...}}') from error
-        check_baseline(cycles, arena,
-                       lambda metric: f"{manifest}: line {_json_line(text, 'measured', metric)}")
+        check_baseline(cycles, arena, lambda metric: f"{manifest}: line {_json_line(text, 'measured', metric)}",
+                       clocks.get(board) if isinstance(board, str) else None)
         cycles, arena = float(cycles), int(arena)
         if board != environment:
             continue

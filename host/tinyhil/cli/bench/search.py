@@ -107,8 +107,8 @@ def bench_engines(
     from tinyhil.benchmarks.engines import proxy_ranking, time_bound_runs
     from tinyhil.lut.table import Lut, space_lut_path
 
-    tt_lut = Lut.load(space_lut_path(luts, "qemu-m33", "tinytnas", (187, 1), 5))
-    tn_lut = Lut.load(space_lut_path(luts, "qemu-m4", "timenas", (100, 6), 4))
+    tt_lut = Lut.load(space_lut_path(luts, "qemu-m33", "tinytnas", (187, 1), 5), board="qemu-m33")
+    tn_lut = Lut.load(space_lut_path(luts, "qemu-m4", "timenas", (100, 6), 4), board="qemu-m4")
     with console.status("TinyTNAS time-bound runs ..."):
         rows = time_bound_runs(tt_lut, runs, parse_duration_s(budget, "--budget"), epochs)
     with console.status("ranking Tiny-TimeNAS candidates ..."):
