@@ -11,9 +11,16 @@ from typer.testing import CliRunner
 from tinyhil.benchmarks.calibrate import split_rows
 from tinyhil.cli import app
 from tinyhil.estimate import MacsProxy, arena_estimate, lut_latency
-from tinyhil.lut.calibration import (
+from tinyhil.lut.calibration.cross_validation import (
     MIN_ROWS,
-    CalibrationError,
+    fit_calibration,
+    group_splits,
+    kfold_splits,
+    out_of_fold,
+)
+from tinyhil.lut.calibration.errors import CalibrationError
+from tinyhil.lut.calibration.features import geometry_features, kernel_path, op_features
+from tinyhil.lut.calibration.models import (
     Features,
     FeaturesNnls,
     Geometry,
@@ -21,14 +28,7 @@ from tinyhil.lut.calibration import (
     MacsLine,
     PerTypeLine,
     SharedFeatures,
-    fit_calibration,
-    geometry_features,
-    group_splits,
-    kernel_path,
-    kfold_splits,
     legacy_models,
-    op_features,
-    out_of_fold,
 )
 from tinyhil.lut.reference import ReferenceError, ReferenceRow, ReferenceSet, read_reference
 from tinyhil.lut.sampling import choose_ops, parse_fraction, type_quotas
@@ -324,7 +324,7 @@ def test_geometry_counts():
 
 
 def test_flash_refetch_counts_weight_lines_the_flash_cache_cannot_hold():
-    from tinyhil.lut.calibration import flash_refetch_lines, weights_working_set
+    from tinyhil.lut.calibration.features import flash_refetch_lines, weights_working_set
 
     wide = ops.conv((16, 15, 64), 8, (1, 1))  # 1x1: two rows of 64 B = 8 lines, the whole cache
     assert weights_working_set(wide) == 128
@@ -365,7 +365,7 @@ def test_a_board_term_carries_its_cost_to_a_path_whose_fitted_rows_never_paid_it
 
 
 def test_shape_weighted_quantile_counts_each_shape_once():
-    from tinyhil.lut.calibration import upper_quantile
+    from tinyhil.lut.calibration.bounds import upper_quantile
 
     values = np.concatenate([np.zeros(49), np.arange(1, 10)])
     groups = ["big"] * 49 + [f"s{i}" for i in range(9)]
@@ -397,7 +397,7 @@ def test_geometry_terms_are_chosen_by_the_grouped_error():
 
 
 def test_bounds_are_upper_quantiles_of_held_out_excess_per_path():
-    from tinyhil.lut.calibration import Bounds, upper_quantile
+    from tinyhil.lut.calibration.bounds import Bounds, upper_quantile
 
     assert upper_quantile(np.arange(1, 20), 0.95) == 19  # ceil(20 x 0.95) = 19th of 19
     assert upper_quantile(np.arange(1, 101), 0.90) == 91
@@ -420,7 +420,7 @@ def test_bounds_are_upper_quantiles_of_held_out_excess_per_path():
 
 
 def test_rows_above_bound_take_their_bound_from_other_shapes():
-    from tinyhil.lut.calibration import rows_above_bound
+    from tinyhil.lut.calibration.bounds import rows_above_bound
 
     frame = shaped_frame()
     predicted = frame["ref_cycles"].to_numpy() / 1.001
@@ -441,7 +441,7 @@ def arena_frame(board_arena):
 
 
 def test_arena_is_emulated_bytes_plus_an_offset_per_op_type():
-    from tinyhil.lut.calibration import ArenaModel
+    from tinyhil.lut.calibration.arena import ArenaModel
 
     frame = arena_frame(lambda f: f["emu_arena"] + np.where(f["op"] == "add", 224, 176))
     model = ArenaModel.fit(frame)
@@ -550,7 +550,8 @@ def test_calibrated_lut_says_what_it_is(calibrated):
 
 
 def test_latency_at_the_bound(calibrated):
-    from tinyhil.lut.calibration import kernel_path, lut_bounds, priced_at
+    from tinyhil.lut.calibration.board_lut import lut_bounds, priced_at
+    from tinyhil.lut.calibration.features import kernel_path
 
     result, emulated = calibrated
     lut = Lut.load(result.out)
@@ -572,7 +573,7 @@ def test_latency_at_the_bound(calibrated):
 
 def test_search_inputs_price_latency_at_the_bound(calibrated, tmp_path):
     from tinyhil.cli import search as cli
-    from tinyhil.lut.calibration import priced_at
+    from tinyhil.lut.calibration.board_lut import priced_at
 
     result, _ = calibrated
     luts = result.out.parent.parent

@@ -10,15 +10,9 @@ import numpy as np
 import pandas as pd
 
 from tinyhil.board_catalog import get_board
-from tinyhil.lut.calibration import (
-    CalibrationError,
-    FitErrors,
-    MacsLine,
-    candidate_models,
-    fit_calibration,
-    group_splits,
-    out_of_fold,
-)
+from tinyhil.lut.calibration.cross_validation import FitErrors, fit_calibration, group_splits, out_of_fold
+from tinyhil.lut.calibration.errors import CalibrationError
+from tinyhil.lut.calibration.models import MacsLine, candidate_models
 from tinyhil.lut.reference import ReferenceSet, read_reference
 from tinyhil.lut.sampling import choose_ops
 from tinyhil.measure.calibrate_board import reference_frame
@@ -123,7 +117,8 @@ def arena_rows_within(frame: pd.DataFrame, model: str) -> tuple[float, float, fl
     ('before'), or with the fitted per-op-type offset ('after'). A row whose
     op type no other shape has gets the offset of an unseen op type: its
     error says how far op types differ, not how well an offset holds."""
-    from tinyhil.lut.calibration import ArenaModel, group_splits, op_type
+    from tinyhil.lut.calibration.arena import ArenaModel, op_type
+    from tinyhil.lut.calibration.cross_validation import group_splits
 
     rows = frame[["op", "group", "emu_arena", "ref_arena"]].dropna()
     truth = rows["ref_arena"].to_numpy(float)
@@ -143,7 +138,8 @@ def arena_rows_within(frame: pd.DataFrame, model: str) -> tuple[float, float, fl
 
 
 def calibration_targets(f446re: pd.DataFrame, l552: pd.DataFrame | None) -> list[TargetRow]:
-    from tinyhil.lut.calibration import ArenaModel, legacy_models, op_type
+    from tinyhil.lut.calibration.arena import ArenaModel, op_type
+    from tinyhil.lut.calibration.models import legacy_models
 
     rows = []
     for name, frame, limits in (("F446RE", f446re, dict(mape=1.5, max=4.0, above=5.0)),

@@ -86,7 +86,7 @@ def calibrate(
 ) -> None:
     """Fit emulated counts (+ op features) to a physical board's cycles from a few
     reference rows; report cross-validated errors; write the board's LUT."""
-    from tinyhil.lut.calibration import FOLDS
+    from tinyhil.lut.calibration.cross_validation import FOLDS
     from tinyhil.measure.calibrate_board import calibrate as run_calibration
 
     out = out or emulated.parent.parent / board / emulated.name
@@ -112,7 +112,7 @@ def calibrate(
             f"{terms or 'none'} {mape:.3f} %" for terms, mape in c.selection), highlight=False)
     console.print(f"cycles = {c.model.formula()}", highlight=False, markup=False)
     if c.bounds:
-        from tinyhil.lut.calibration import BOUND
+        from tinyhil.lut.calibration.bounds import BOUND
 
         above = "" if c.above_bound is None else (
             f"; {c.above_bound:.1%} of the reference rows above their bound (each bound from the other shapes)")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from tinyhil.errors import TinyhilError
 from tinyhil.estimate.latency import op_kernel_cycles
-from tinyhil.lut.calibration import BOUND, is_calibrated
+from tinyhil.lut.calibration.board_lut import is_calibrated
+from tinyhil.lut.calibration.bounds import BOUND
 from tinyhil.lut.table import Lut
 from tinyhil.spaces.ops import OpConfig
 from tinyhil.verdict import usable

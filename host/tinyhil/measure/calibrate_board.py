@@ -2,7 +2,7 @@
 
 reference rows (measured on the board) -> the same ops on the emulated board
 (characterized first where its store lacks them) -> cross-validated models
-(lut/calibration.py) -> the emulated LUT's rows in board cycles, with metadata
+(lut/calibration/) -> the emulated LUT's rows in board cycles, with metadata
 saying calibrated, from what, and the expected error.
 """
 from __future__ import annotations
@@ -14,13 +14,10 @@ import pandas as pd
 
 from tinyhil.board_catalog import BoardConfig, get_board
 from tinyhil.files import writable_file
-from tinyhil.lut.calibration import (
-    Calibration,
-    CalibrationError,
-    calibrated_lut,
-    fit_calibration,
-    training_frame,
-)
+from tinyhil.lut.calibration.board_lut import calibrated_lut
+from tinyhil.lut.calibration.cross_validation import Calibration, fit_calibration
+from tinyhil.lut.calibration.errors import CalibrationError
+from tinyhil.lut.calibration.features import training_frame
 from tinyhil.lut.reference import ReferenceSet, read_reference
 from tinyhil.lut.table import Lut, read_rows
 

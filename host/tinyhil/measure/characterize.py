@@ -271,7 +271,7 @@ class Characterizer:
         interpreter's per-op dispatch less that hook; the sum kernels + invoke
         + n x dispatch is what an unprofiled model takes, which is what an
         estimate needs. A board LUT made by calibration has no hook in its
-        kernel cycles and keeps only the non-negative part (lut/calibration.py)."""
+        kernel cycles and keeps only the non-negative part (lut/calibration/)."""
         lengths = np.array(sorted(chains), float)
         overhead = np.array([chains[int(n)].median - chains[int(n)].kernel_cycles for n in lengths])
         dispatch, invoke = np.polyfit(lengths, overhead, 1)
