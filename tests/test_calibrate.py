@@ -396,6 +396,51 @@ def test_geometry_terms_are_chosen_by_the_grouped_error():
     assert calibration.grouped["features"].max_error > 0.5
 
 
+def per_call_frame(board_cost):
+    """1x1 convolutions of one pixel count (16x15, as in the F446RE reference)
+    and im2col convolutions of several; `board_cost(frame)`: the board's
+    cycles beyond 1.5 x the emulated count."""
+    made = [ops.conv((16, 15, cin), cout, (1, 1)) for cin in (8, 16, 32) for cout in (8, 16, 24)] + \
+           [ops.conv((t, s, cin), cout, k, (2, 1)) for t in (16, 32, 64) for s in (5, 15) for cin in (4, 8)
+            for cout in (4, 8) for k in ((3, 1), (5, 1))]
+    rng = np.random.default_rng(3)  # counts no sum of the size terms reproduces
+    frame = pd.DataFrame([{"key": op.key, **op_features(op), "emu_cycles": float(op.macs * rng.uniform(1.5, 3)
+                                                                                    + op.output_bytes * 9 + 5000)}
+                          for op in made])
+    frame = frame.set_index("key", drop=False).assign(emu_kernel=lambda f: f["emu_cycles"] - 69)
+    frame["ref_cycles"] = 1.5 * frame["emu_cycles"] + board_cost(frame)
+    frame["ref_kernel"] = frame["ref_cycles"] - 14_000
+    return frame
+
+
+def test_a_paths_fixed_cost_is_read_per_call_where_the_grouped_error_says_so():
+    """The board pays each kernel path a fixed cost per call. The 1x1 rows
+    all have 240 output pixels, so a cost per pixel fits them as well; the
+    im2col rows, of many pixel counts, tell the two apart, and grouped
+    cross-validation takes `calls`: a small 1x1 convolution of 80 pixels (a
+    classifier head) then gets the whole cost, not a third of it."""
+    from tinyhil.lut.calibration.cross_validation import select_geometry
+
+    cost = lambda f: np.where(f["op"] == "conv2d-1x1", 6_000.0, 2_500.0) + 14_000  # noqa: E731
+    frame = per_call_frame(cost)
+    assert frame.loc[frame["op"] == "conv2d-1x1", "out_pixels"].nunique() == 1
+    terms, steps = select_geometry(frame, group_splits(frame["group"]))
+    assert "calls" in terms and steps[-1][0].endswith("calls") and steps[-1][1] < 1e-6
+    head = ops.conv((16, 5, 8), 6, (1, 1), activation="none")
+    row = pd.DataFrame([{"key": head.key, **op_features(head), "emu_cycles": float(head.macs * 2 + head.output_bytes
+                                                                                      * 9 + 5000)}])
+    row["emu_kernel"] = row["emu_cycles"] - 69
+    truth = 1.5 * row["emu_cycles"].iloc[0] + 6_000 + 14_000
+    per_call = Geometry(terms).fit(frame, "emu_cycles", "ref_cycles").predict(row)[0]
+    per_pixel = Geometry(tuple(t for t in terms if t != "calls")).fit(frame, "emu_cycles", "ref_cycles").predict(row)[0]
+    assert per_call == pytest.approx(truth, rel=1e-6)
+    # per pixel, the 1x1 path's 3,500 cycles over the shared cost shrink to 80/240 of themselves (5 % low)
+    assert truth - per_pixel == pytest.approx(3_500 * (1 - 80 / 240), rel=1e-4)
+    # a board whose fixed cost does grow with the pixels: the grouped error keeps the cost per pixel
+    per_pixel_frame = per_call_frame(lambda f: 25.0 * f["out_pixels"] + 14_000)
+    assert "calls" not in select_geometry(per_pixel_frame, group_splits(per_pixel_frame["group"]))[0]
+
+
 def test_bounds_are_upper_quantiles_of_held_out_excess_per_path():
     from tinyhil.lut.calibration.bounds import Bounds, upper_quantile
 

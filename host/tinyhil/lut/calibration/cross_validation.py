@@ -9,7 +9,7 @@ import pandas as pd
 
 from tinyhil.lut.calibration.bounds import Bounds, rows_above_bound
 from tinyhil.lut.calibration.errors import CalibrationError
-from tinyhil.lut.calibration.features import GEOMETRY
+from tinyhil.lut.calibration.features import CALL_TERM, GEOMETRY
 from tinyhil.lut.calibration.models import Geometry, LinearModel, candidate_models
 
 MIN_ROWS = 4  # fewer leaves nothing to cross-validate a line with
@@ -77,7 +77,10 @@ def select_geometry(frame: pd.DataFrame, splits: Splits, pool=GEOMETRY,
     """Forward selection of geometry terms on the held-out error: add the term
     that lowers the cross-validated MAPE most, while it lowers it by at least
     `min_gain` of itself (on a 5 % sample smaller gains were noise that
-    raised the error on the other rows). Returns each step's (terms, MAPE)."""
+    raised the error on the other rows). Then each path's fixed cost is read
+    per call instead of per output pixel (`calls`) if that lowers the error:
+    a choice between two forms with as many coefficients, not a term more,
+    so any gain takes it. Returns each step's (terms, MAPE)."""
     truth = frame["ref_cycles"].to_numpy(float)
     mape = lambda terms: FitErrors.of(out_of_fold(Geometry(terms), frame, splits), truth).mape  # noqa: E731
     chosen: tuple[str, ...] = ()
@@ -93,6 +96,11 @@ def select_geometry(frame: pd.DataFrame, splits: Splits, pool=GEOMETRY,
             break
         chosen, best = chosen + (term,), error
         steps.append((" + ".join(chosen), best))
+    if CALL_TERM in frame:
+        error = mape(chosen + (CALL_TERM,))
+        if error < best:
+            chosen, best = chosen + (CALL_TERM,), error
+            steps.append((" + ".join(chosen), best))
     return chosen, steps
 
 

@@ -92,17 +92,24 @@ GEOMETRY = ("im2col_calls", "pad_taps", "tail_macs", "in_tail", "flash_refetch")
 # path whose fitted rows never missed the cache still learns the cost from
 # the paths whose rows did
 BOARD_TERMS = ("flash_refetch",)
+# A kernel path's own fixed cost, read per call (1 for every op) instead of per
+# output pixel: the two cannot be told apart on a path whose rows all have one
+# pixel count (every 1x1 convolution of the F446RE reference is 16x15), yet
+# predict a small 1x1 classifier head (16x5, 25x3) apart by 4-8 %. The grouped
+# error chooses between them on the paths whose pixel counts vary
+# (cross_validation.select_geometry).
+CALL_TERM = "calls"
 
 
 def op_features(op: OpConfig, flash_cache_bytes: int = 0) -> dict:
-    """Sizes of an op known before anything runs; `group` is its input shape
+    """Sizes of an op known before anything runs (and `calls`: one); `group` is its input shape
     (the unit a user's next data set changes: grouped cross-validation holds
     out one at a time). `flash_cache_bytes`: the physical board's flash data
     cache (boards.BoardConfig), 0 when none is modelled."""
     out_pixels = op.output_bytes / op.out_channels
     path = kernel_path(op)
     return dict(op=path, group="x".join(map(str, op.input_shape)), macs=float(op.macs),
-                out_elems=float(op.output_bytes), out_pixels=out_pixels,
+                out_elems=float(op.output_bytes), out_pixels=out_pixels, calls=1.0,
                 im2col=float(op.macs / op.out_channels) if path == CONV else 0.0,
                 in_elems=float(op.n_inputs * op.input_bytes), **geometry_features(op, flash_cache_bytes))
 

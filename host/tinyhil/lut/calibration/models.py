@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from tinyhil.lut.calibration.features import BOARD_TERMS
+from tinyhil.lut.calibration.features import BOARD_TERMS, CALL_TERM
 
 
 def _relative_lstsq(design: np.ndarray, target: np.ndarray, nonnegative: bool) -> np.ndarray:
@@ -231,15 +231,23 @@ class Geometry(Features):
     """As features, plus the geometry terms that grouped cross-validation
     chose (`select_geometry`), and no clipping to the ratios the fitted rows
     showed: an unseen geometry (a first layer of one channel) has a ratio of
-    its own, which the terms predict and the clip would cut off."""
+    its own, which the terms predict and the clip would cut off. With the
+    `calls` term, each path's fixed cost is one per call instead of one per
+    output pixel (features.CALL_TERM)."""
 
     def __init__(self, terms: tuple[str, ...] = ()):
-        self.FEATURES = Features.FEATURES + tuple(t for t in terms if t not in BOARD_TERMS)
+        sizes = Features.FEATURES
+        if CALL_TERM in terms:
+            sizes = (CALL_TERM,) + tuple(f for f in sizes if f != "out_pixels")
+        self.FEATURES = sizes + tuple(t for t in terms if t not in BOARD_TERMS and t != CALL_TERM)
         self.board_terms = tuple(t for t in terms if t in BOARD_TERMS)  # one coefficient for all paths
         super().__init__()
         self.terms = tuple(terms)
         self.name = "features+geometry"
-        self.description = "as features, plus " + (", ".join(terms) or "no geometry term") + ", unclipped"
+        self.description = ("as features, plus " + (", ".join(t for t in terms if t != CALL_TERM)
+                                                    or "no geometry term")
+                            + (", a cost per call instead of per output pixel" if CALL_TERM in terms else "")
+                            + ", unclipped")
         self.clip = False
 
     def fresh(self) -> Geometry:
