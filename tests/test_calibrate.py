@@ -441,39 +441,110 @@ def test_a_paths_fixed_cost_is_read_per_call_where_the_grouped_error_says_so():
     assert "calls" not in select_geometry(per_pixel_frame, group_splits(per_pixel_frame["group"]))[0]
 
 
-def test_bounds_are_upper_quantiles_of_held_out_excess_per_path():
+def test_bounds_are_upper_quantiles_of_held_out_excess_per_op_type():
+    import math
+
+    from scipy import stats
+
     from tinyhil.lut.calibration.bounds import Bounds, upper_quantile
 
     assert upper_quantile(np.arange(1, 20), 0.95) == 19  # ceil(20 x 0.95) = 19th of 19
     assert upper_quantile(np.arange(1, 101), 0.90) == 91
     rng = np.random.default_rng(0)
-    paths = np.array(["conv2d"] * 200 + ["add"] * 100 + ["softmax"] * 3)
+    paths = np.array(["conv2d"] * 150 + ["conv2d-1x1"] * 50 + ["add"] * 100 + ["dense"] * 8 + ["softmax"] * 3)
     predicted = np.full(len(paths), 1000.0)
+    dense = np.array([0.01, -0.02, 0.03, 0.0, 0.05, -0.01, 0.02, 0.04])
     measured = predicted * (1 + np.concatenate([rng.uniform(-0.01, 0.01, 200), rng.uniform(-0.04, 0.04, 100),
-                                                [0.5, 0.5, 0.5]]))
-    bounds = Bounds.fit(paths, predicted, measured)
-    assert 0.035 < bounds.fraction("add") < 0.04 and 0.0085 < bounds.fraction("conv2d") < 0.04
-    assert bounds.fraction("conv2d") >= upper_quantile(measured / predicted - 1, 0.95)  # at least the pooled
-    assert "softmax" not in bounds.by_path  # 3 rows: no quantile of its own
-    assert bounds.fraction("softmax") == bounds.fraction("never-seen") == max(b["p95"] for b in bounds.by_path.values())
-    assert bounds.fraction("conv2d", "p99") >= bounds.fraction("conv2d", "p95") >= bounds.fraction("conv2d", "p50")
-    assert Bounds.from_dict(bounds.to_dict()).fraction("add") == pytest.approx(bounds.fraction("add"), abs=1e-5)
+                                                dense, [0.5, 0.5, 0.5]]))
+    bounds = Bounds.fit(paths, predicted, measured)  # no shapes given: the levels are the names'
+    assert bounds.levels == {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+    excess = measured / predicted - 1
+    # an op type of enough rows: its own rank (the 1x1 convolutions are convolutions)
+    assert bounds.fraction("conv2d") == bounds.fraction("conv2d-1x1") == upper_quantile(excess[:200], 0.95)
+    assert bounds.fraction("add") == upper_quantile(excess[200:300], 0.95)
+    assert 0.035 < bounds.fraction("add") < 0.04 and 0.0085 < bounds.fraction("conv2d") < 0.01
+    # 8 rows (too few to rank a p95): the Student-t prediction bound at every level
+    t_bound = lambda q: dense.mean() + stats.t.ppf(q, 7) * dense.std(ddof=1) * math.sqrt(1 + 1 / 8)  # noqa: E731
+    assert [bounds.fraction("dense", name) for name in ("p90", "p95", "p99")] == pytest.approx(
+        [t_bound(0.90), t_bound(0.95), t_bound(0.99)])
+    assert t_bound(0.9) < t_bound(0.95) < t_bound(0.99)  # three bounds, not one largest value
+    # 3 rows: the pooled bound, or their own largest excess when larger
+    assert bounds.fraction("softmax") == pytest.approx(0.5)
+    # an op type without reference rows: at least every type's bound
+    assert bounds.fraction("never-seen") == max(b["p95"] for b in bounds.by_type.values())
+    for kind in ("conv2d", "add", "dense", "never-seen"):
+        at = [bounds.fraction(kind, name) for name in ("p50", "p90", "p95", "p99")]
+        assert at == sorted(at)
+    again = Bounds.from_dict(bounds.to_dict())
+    assert again.fraction("add") == pytest.approx(bounds.fraction("add"), abs=1e-5) and again.levels == bounds.levels
+    # a LUT calibrated when bounds were per kernel path keeps its 1x1 bound
+    old = Bounds.from_dict({"by_path": {"conv2d": {"p95": 0.01}, "conv2d-1x1": {"p95": 0.03}}, "fallback": {"p95": 0.03}})
+    assert old.fraction("conv2d-1x1") == 0.03 and old.fraction("conv2d") == 0.01
     with pytest.raises(CalibrationError, match="p96"):
         bounds.fraction("add", "p96")
     pessimistic = Bounds.fit(paths[:200], predicted[:200], predicted[:200] * 0.9)
     assert pessimistic.fraction("conv2d") == 0  # a bound is never below the prediction
 
 
-def test_rows_above_bound_take_their_bound_from_other_shapes():
-    from tinyhil.lut.calibration.bounds import rows_above_bound
+def test_the_fallback_bound_is_the_fallback_ratios_error_on_an_op_type_left_out():
+    """An op type the fit never saw is priced by the median ratio of the
+    others: its bound is how far that ratio missed each reference type when
+    that type was left out, and never below a seen type's bound."""
+    from tinyhil.lut.calibration.bounds import Bounds, unseen_type_excess
+
+    frame = synthetic(90)
+    kernel = frame["emu_kernel"].to_numpy() * np.where(frame["op"] == "add", 1.8, 1.5)  # adds: 20 % more a count
+    frame = frame.assign(ref_kernel=kernel, ref_cycles=kernel + 14_000)
+    types, found = unseen_type_excess(frame)
+    assert set(types) == {"conv2d", "add"}  # op types, the 1x1 convolutions with the others
+    adds = frame["op"].to_numpy() == "add"
+    # the convolutions' fixed invoke cost plus their ratio, 1.5
+    fallback = 14_000 + 1.5 * frame["emu_kernel"][adds]
+    assert found[types == "add"] == pytest.approx(frame["ref_cycles"][adds] / fallback - 1)
+    assert 0.1 < found.max() < 0.2
+    bounds = Bounds.fit(frame["op"], frame["ref_cycles"] / 1.001, frame["ref_cycles"], unseen=(types, found))
+    # two op types: no rank below the largest
+    assert bounds.fraction("softmax") == bounds.fraction("softmax", "p90") == found.max() > bounds.fraction("add")
+
+
+def test_rows_above_bounds_take_every_bound_from_other_shapes():
+    from tinyhil.lut.calibration.bounds import rows_above_bounds
 
     frame = shaped_frame()
     predicted = frame["ref_cycles"].to_numpy() / 1.001
     frame.loc[frame["group"] == frame["group"].iloc[0], "ref_cycles"] *= 1.05  # one shape runs slow
-    above = rows_above_bound(frame, predicted)
+    above = rows_above_bounds(frame, predicted)
     first = (frame["group"] == frame["group"].iloc[0]).to_numpy()
-    # the slow shape's own excess never raised its bound: all its rows are above it
-    assert above[first].all() and not above[~first].any()
+    # the slow shape's own excess never raised its bound: all its rows are above it, at every level
+    for name in ("p90", "p95", "p99"):
+        assert above[name][first].all() and not above[name][~first].any()
+
+
+def test_coverage_under_leave_one_shape_out_matches_the_bounds_names():
+    """Leaving one shape out, the share of its rows above each bound (taken
+    from the other shapes) is what the name says: rows that err alone need
+    the plain quantile; where a few shapes err together above the others,
+    the plain p95 leaves more than 5 % of the rows above it, and its level is
+    raised until it does not."""
+    from tinyhil.lut.calibration.bounds import _shapes_above, calibrated_level, rows_above_bounds
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"s{i}" for i in range(40)], 3)
+    values = rng.normal(0, 0.01, len(groups))  # rows that err alone
+    types = np.array(["conv2d"] * len(values))
+    for q in (0.90, 0.95):
+        assert calibrated_level(types, values, groups, q) == pytest.approx(q, abs=(1 - q) / 2)
+    frame = pd.DataFrame({"op": types, "group": groups, "ref_cycles": 1000 * (1 + values)})
+    above = rows_above_bounds(frame, np.full(len(frame), 1000.0))  # the figure bench calibrate prints
+    assert above["p90"].mean() == pytest.approx(0.10, abs=0.05) and above["p95"].mean() == pytest.approx(0.05, abs=0.035)
+    assert above["p99"].mean() <= above["p95"].mean() <= above["p90"].mean()
+    # 50 shapes of 2 rows within 1 %, three of 4 rows that run 2.0, 2.1 and 2.2 % over
+    groups = np.array([f"s{i}" for i in range(50) for _ in range(2)] + [f"b{i}" for i in range(3) for _ in range(4)])
+    values = np.concatenate([np.linspace(0, 0.01, 100), np.repeat([0.020, 0.021, 0.022], 4)])
+    types = np.array(["conv2d"] * len(values))
+    assert _shapes_above(types, values, groups, 0.95).mean() == pytest.approx(8 / 112)  # two of them above
+    level = calibrated_level(types, values, groups, 0.95)
+    assert 0.95 < level and _shapes_above(types, values, groups, level).mean() == pytest.approx(4 / 112)
 
 
 def arena_frame(board_arena):

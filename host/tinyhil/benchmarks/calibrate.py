@@ -117,8 +117,8 @@ def arena_rows_within(frame: pd.DataFrame, model: str) -> tuple[float, float, fl
     ('before'), or with the fitted per-op-type offset ('after'). A row whose
     op type no other shape has gets the offset of an unseen op type: its
     error says how far op types differ, not how well an offset holds."""
-    from tinyhil.lut.calibration.arena import ArenaModel, op_type
-    from tinyhil.lut.calibration.cross_validation import group_splits
+    from tinyhil.lut.calibration.arena import ArenaModel
+    from tinyhil.lut.calibration.features import op_type
 
     rows = frame[["op", "group", "emu_arena", "ref_arena"]].dropna()
     truth = rows["ref_arena"].to_numpy(float)
@@ -138,7 +138,8 @@ def arena_rows_within(frame: pd.DataFrame, model: str) -> tuple[float, float, fl
 
 
 def calibration_targets(f446re: pd.DataFrame, l552: pd.DataFrame | None) -> list[TargetRow]:
-    from tinyhil.lut.calibration.arena import ArenaModel, op_type
+    from tinyhil.lut.calibration.arena import ArenaModel
+    from tinyhil.lut.calibration.features import op_type
     from tinyhil.lut.calibration.models import legacy_models
 
     rows = []

@@ -112,12 +112,13 @@ def calibrate(
             f"{terms or 'none'} {mape:.3f} %" for terms, mape in c.selection), highlight=False)
     console.print(f"cycles = {c.model.formula()}", highlight=False, markup=False)
     if c.bounds:
-        from tinyhil.lut.calibration.bounds import BOUND
+        from tinyhil.lut.calibration.bounds import BOUND, COVERAGE
 
-        above = "" if c.above_bound is None else (
-            f"; {c.above_bound:.1%} of the reference rows above their bound (each bound from the other shapes)")
+        above = "" if c.coverage is None else (
+            f"; {c.above_bound:.1%} of the reference rows above their bound (each bound from the other shapes; "
+            + ", ".join(f"{name} {share:.1%}" for name, share in c.coverage.items() if name in COVERAGE) + ")")
         console.print(f"bound {BOUND} (held-out excess over the prediction): "
-                      + ", ".join(f"{path} +{b[BOUND]:.2%}" for path, b in c.bounds.by_path.items())
+                      + ", ".join(f"{kind} +{b[BOUND]:.2%}" for kind, b in c.bounds.by_type.items())
                       + f", other op types +{c.bounds.fallback[BOUND]:.2%}{above}", highlight=False)
     console.print(f"wrote {result.out} ({len(result.lut.rows)} ops, calibrated for {board}; "
                   f"expected ({by}) MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")

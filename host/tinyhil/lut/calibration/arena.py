@@ -6,10 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-
-def op_type(path: str) -> str:
-    """The op type of a kernel path (the arena does not depend on the kernel)."""
-    return path.removesuffix("-1x1")
+from tinyhil.lut.calibration.features import op_type
 
 
 @dataclass(frozen=True)

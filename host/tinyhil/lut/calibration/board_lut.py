@@ -91,6 +91,9 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         "bound": BOUND,
         "rows_above_bound_pct": None if calibration.above_bound is None
         else round(calibration.above_bound * 100, 3),
+        # leaving one input shape out, the share of its rows above each bound taken from the other shapes
+        "bound_coverage_pct": None if calibration.coverage is None
+        else {name: round(share * 100, 3) for name, share in calibration.coverage.items()},
         # arena_bytes = emulated + offset[op type]; whole models add per_model_bytes once and the
         # rest of each op's offset per op (estimate.memory)
         "arena": arena.to_dict() if arena is not None else None,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tinyhil.lut.calibration.bounds import Bounds, rows_above_bound
+from tinyhil.lut.calibration.bounds import BOUND, Bounds, fallback_rows, rows_above_bounds, unseen_type_excess
 from tinyhil.lut.calibration.errors import CalibrationError
 from tinyhil.lut.calibration.features import CALL_TERM, GEOMETRY
 from tinyhil.lut.calibration.models import Geometry, LinearModel, candidate_models
@@ -122,7 +122,13 @@ class Calibration:
     held_out: np.ndarray | None = None  # the chosen model's out-of-fold predictions
     selection: list = field(default_factory=list)  # geometry terms tried: (terms, grouped MAPE)
     bounds: Bounds | None = None  # from the held-out excess of the chosen model
-    above_bound: float | None = None  # fraction of rows above their bound (bounds from other shapes)
+    # {"p95": share of rows above their bound, ...}, each bound from the other shapes (None: not grouped)
+    coverage: dict | None = None
+
+    @property
+    def above_bound(self) -> float | None:
+        """The share of rows above the printed bound (BOUND), bounds from the other shapes."""
+        return None if self.coverage is None else self.coverage[BOUND]
 
     @property
     def expected(self) -> FitErrors:
@@ -176,7 +182,10 @@ def fit_calibration(frame: pd.DataFrame, folds: int = FOLDS, seed: int = 0,
     if "ref_kernel" in frame and frame["ref_kernel"].notna().all():
         overhead = float(np.median(frame["ref_cycles"] - frame["ref_kernel"]))
     predicted = held[select_by][best.name]
-    bounds = Bounds.fit(frame["op"], predicted, truth, frame.get("group"))
-    above = float(rows_above_bound(frame, predicted).mean()) if select_by == "grouped" else None
+    by_fallback = fallback_rows(frame["op"], grouped_splits if select_by == "grouped" else random_splits)
+    bounds = Bounds.fit(frame["op"], predicted, truth, frame.get("group"), by_fallback, unseen_type_excess(frame))
+    coverage = None
+    if select_by == "grouped":
+        coverage = {name: float(a.mean()) for name, a in rows_above_bounds(frame, predicted, by_fallback).items()}
     return Calibration(chosen, errors["random"], len(frame), overhead, errors["grouped"], select_by, shapes,
-                       predicted, selection, bounds, above)
+                       predicted, selection, bounds, coverage)

@@ -22,6 +22,11 @@ def kernel_path(op: OpConfig) -> str:
     return op.op
 
 
+def op_type(path: str) -> str:
+    """The op type of a kernel path (the arena and the bounds do not depend on the kernel)."""
+    return path.removesuffix("-1x1")
+
+
 def _valid_taps(length: int, out: int, kernel: int, stride: int, padding: str) -> int:
     """Kernel taps inside the input, summed over the output positions of one
     axis (TFLite's `same` pads the smaller half before the data)."""
