@@ -66,8 +66,7 @@ def rows_bound(values, q: float) -> float | None:
         return None
     if n >= RANK_ROWS and math.ceil((n + 1) * q) <= n:
         return upper_quantile(values, q)
-    # under 19 rows (too few to rank a p95) at every level, and levels beyond the rows' ranks (p99 under 99
-    # rows): the Student-t prediction bound of the held-out excess, mean + t(q, n-1) s sqrt(1 + 1/n)
+    # small samples (< 19 rows, or a level past the last rank): Student-t bound mean + t(q, n-1) s sqrt(1 + 1/n)
     return float(values.mean() + stats.t.ppf(q, n - 1) * values.std(ddof=1) * math.sqrt(1 + 1 / n))
 
 
