@@ -657,12 +657,40 @@ def test_calibrated_lut_says_what_it_is(calibrated):
     # the F446RE's flash data cache: 1x1 convolutions from 64 channels overflow it, grouped CV takes the term
     assert info["flash_cache_bytes"] == 128 and "flash_refetch" in info["geometry_terms"]
     assert info["expected_max_error_pct"] <= 4 and info["rows_above_bound_pct"] <= 5
+    # leaving one shape out, the share of its rows above each bound from the other shapes, near each name's
+    assert info["bound_coverage_pct"]["p95"] == info["rows_above_bound_pct"] <= 5 + 2
+    assert info["bound_coverage_pct"]["p99"] <= 1 + 1 and 10 - 3 <= info["bound_coverage_pct"]["p90"] <= 10 + 3
     arena = info["arena"]
     assert arena["kind"] == "offset" and arena["by_type"] == {"add": 224, "conv2d": 176}  # the reference's
     # op types without reference rows: the median of the types (200), the per-model part counted once (176)
     assert arena["default"] == 200 and arena["per_model_bytes"] == 176 and arena["grouped_max_error_pct"] == 0
     offset = lut.rows["op"].map(arena["by_type"]).fillna(200)
     assert (lut.rows["arena_bytes"] == emulated.rows["arena_bytes"] + offset).all()
+
+
+def test_an_op_type_the_fit_never_saw_is_warned_about_and_gets_the_wider_bound(calibrated):
+    from tinyhil.lut.calibration.board_lut import calibration_warnings, lut_bounds
+
+    result, _ = calibrated
+    lut = Lut.load(result.out)
+    info = lut.meta.extra["calibration"]
+    unseen = info["paths_without_reference"]
+    assert set(unseen) == {"avg_pool2d", "reshape", "softmax"}  # the reference has convolutions and adds only
+    (warning,) = info["warnings"]
+    assert "no reference row on nucleo_f446re for avg_pool2d (1 row), reshape (1 row), softmax (1 row)" in warning
+    assert "rough ratio" in warning and warning in result.warnings  # what `calibrate` prints
+    bounds = lut_bounds(lut.meta)
+    for path in unseen:
+        assert bounds.fraction(path) == bounds.fallback["p95"] > bounds.fraction("conv2d")
+        assert bounds.fraction(path) >= max(b["p95"] for b in bounds.by_type.values())
+    assert f"+{bounds.fallback['p95']:.1%}" in warning
+    assert calibration_warnings(lut.meta) == [warning]
+    softmax = [op for op in lut.rows.index if op.startswith("softmax")]
+    model_warning = calibration_warnings(lut.meta, ["conv2d", "softmax", "softmax", "add"])
+    assert len(softmax) == 1 and "softmax (2 ops)" in model_warning[0] and "avg_pool2d" not in model_warning[0]
+    assert calibration_warnings(lut.meta, ["conv2d", "add"]) == []
+    out = CliRunner().invoke(app, ["lut", "show", str(result.out), "--rows", "0"], env={"COLUMNS": "400"})
+    assert out.exit_code == 0 and "warning: no reference row on nucleo_f446re for avg_pool2d" in out.output
 
 
 def test_latency_at_the_bound(calibrated):
@@ -924,6 +952,10 @@ def test_prediction_totals_are_the_board_lut_estimators(calibrated, converted):
     assert prediction.total == pytest.approx(lut_latency(arch, lut), abs=1e-6)
     assert prediction.total_bound == pytest.approx(lut_latency(arch, lut, at="p95"), abs=1e-6)
     assert prediction.total_bound > prediction.total
+    # its pooling, reshape and softmax: op types no reference row had, named with their wider bound
+    unseen = sorted({kernel_path(op) for op in arch.runtime().ops} - {"conv2d", "conv2d-1x1", "add"})
+    assert unseen and len(prediction.warnings) == 1
+    assert all(f"{path} (" in prediction.warnings[0] for path in unseen) and "in this model:" in prediction.warnings[0]
     assert predict(list(arch.runtime().ops), "nucleo_f446re", luts, "p99").total_bound >= prediction.total_bound
     with pytest.raises(PredictError, match="lacks conv2d/999x9x1"):
         predict([ops.conv((999, 9, 1), 4, (3, 1))], "nucleo_f446re", luts)

@@ -37,6 +37,10 @@ def lut_show(
                       + (f"; {calibration['bound']} bound: {calibration['rows_above_bound_pct']:.1f} % of the "
                          "reference rows above it" if calibration.get("rows_above_bound_pct") is not None else ""),
                       highlight=False, markup=False)
+        from tinyhil.lut.calibration.board_lut import calibration_warnings
+
+        for warning in calibration_warnings(m):
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     frame = lut.rows if op is None else lut.rows[lut.rows["op"] == op]
     summary = Table("op", "rows", "flagged", "cycles min", "median", "max", title="per op type")
     for name, r in per_op_type(frame).iterrows():

@@ -102,5 +102,6 @@ def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Pa
                      f"(flagged in {store}) and are left out of the fit")
     calibration = fit_calibration(frame)
     board_lut = calibrated_lut(lut, calibration, frame, board, reference_path, store)
+    found += board_lut.meta.extra["calibration"]["warnings"]  # op types the fit never saw
     board_lut.write(Path(out))
     return CalibrationResult(calibration, frame, board_lut, Path(out), measured_now, tuple(found))

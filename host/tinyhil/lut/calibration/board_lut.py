@@ -68,12 +68,17 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         known = frame.loc[measured, "ref_arena"].dropna()
         rows.loc[known.index, "arena_bytes"] = known.to_numpy()
     expected = calibration.expected
+    # kernel paths no reference row has: the fallback ratio prices them, with the unseen-type bound
+    unseen = inputs["op"][~inputs["op"].isin(frame["op"])].value_counts().sort_index() if len(inputs) else {}
+    bounds = calibration.bounds.with_unseen(list(unseen.keys())) if calibration.bounds else None
+    warnings = [unseen_warning(board.name, dict(unseen), bounds)] if len(unseen) else []
     extra = {**meta.extra, "calibration": {
         "from_lut": str(lut.path), "from_board": meta.board, "from_counter": meta.counter,
         "from_core": meta.core, "emulated_store": str(store_path), "reference": str(reference),
         "reference_rows": calibration.rows, "model": calibration.model.name,
         "measured_rows_kept": len(measured),
-        "paths_without_reference": sorted(set(inputs["op"]) - set(frame["op"])) if len(inputs) else [],
+        "paths_without_reference": sorted(unseen.keys()) if len(unseen) else [],
+        "warnings": warnings,
         "formula": calibration.model.formula(),
         "kernel_cycles": "cycles less the board's single-op overhead" if calibration.overhead is not None
         else "cycles times the emulated kernel share",
@@ -87,7 +92,7 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
         "grouped_cross_validation": {name: {k: round(v, 5) for k, v in asdict(e).items()}
                                      for name, e in calibration.grouped.items()},
         # an op's cycles at pXX: cycles + fraction x cycles (the kernel carries all of it)
-        "bounds": calibration.bounds.to_dict() if calibration.bounds else None,
+        "bounds": bounds.to_dict() if bounds else None,
         "bound": BOUND,
         "rows_above_bound_pct": None if calibration.above_bound is None
         else round(calibration.above_bound * 100, 3),
@@ -105,8 +110,39 @@ def calibrated_lut(lut: Lut, calibration: Calibration, frame: pd.DataFrame, boar
     return Lut(new_meta, rows)
 
 
+def unseen_warning(board: str, rows_by_path: dict, bounds: Bounds | None, at: str = BOUND,
+                   unit: str = "row", where: str = "") -> str:
+    """What a calibrated table says of the op types its fit never saw (`unit`:
+    what rows_by_path counts, the table's rows or a model's ops, `where`)."""
+    listed = ", ".join(f"{path} ({n} {unit}{'' if n == 1 else 's'})" for path, n in rows_by_path.items())
+    bound = ""
+    if bounds is not None:
+        fitted = [b[at] for kind, b in bounds.by_type.items() if kind not in rows_by_path]
+        bound = (f"; their {at} bound is the wider one of op types the fit never saw, +{bounds.fallback[at]:.1%}"
+                 + (f" (the fitted types' at most +{max(fitted):.1%})" if fitted else ""))
+    return (f"no reference row on {board} for {listed}{where}: priced by a rough ratio (the board's invoke cost plus "
+            f"the reference's median board/emulated ratio), not by the fitted model{bound}")
+
+
 def is_calibrated(meta: LutMeta) -> bool:
     return "calibration" in meta.extra
+
+
+def calibration_warnings(meta: LutMeta, paths=None) -> list[str]:
+    """A calibrated LUT's warnings (op types its fit never saw), or those of
+    `paths` alone: the kernel paths a model runs."""
+    calibration = meta.extra.get("calibration", {})
+    unseen = calibration.get("paths_without_reference", [])
+    if paths is not None:
+        unseen = [p for p in unseen if p in set(paths)]
+        if not unseen:
+            return []
+        return [unseen_warning(meta.board, {p: list(paths).count(p) for p in unseen}, lut_bounds(meta),
+                               unit="op", where=" in this model")]
+    if "warnings" in calibration:
+        return list(calibration["warnings"])
+    return [f"no reference row on {meta.board} for {', '.join(unseen)}: priced by a rough ratio, not by the "
+            "fitted model"] if unseen else []
 
 
 def lut_bounds(meta: LutMeta) -> Bounds | None:

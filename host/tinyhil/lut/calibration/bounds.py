@@ -170,6 +170,10 @@ class Bounds:
             fallback[name] = max(0.0, *widest)
         return cls(by_type, fallback, levels)
 
+    def with_unseen(self, paths) -> Bounds:
+        """These kernel paths, which the fallback ratio prices, named with the unseen-type bound."""
+        return Bounds({**self.by_type, **{path: dict(self.fallback) for path in paths}}, self.fallback, self.levels)
+
     def fraction(self, path: str, at: str = BOUND) -> float:
         """The bound of a kernel path's op type (a LUT calibrated before bounds
         were per op type keeps them per kernel path)."""
