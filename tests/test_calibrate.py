@@ -886,7 +886,7 @@ def test_global_average_pooling_is_measured_on_the_emulated_board(tmp_path):
 # --- the benchmark's targets ----------------------------------------------
 
 def test_calibration_targets_compare_before_and_after_leave_one_shape_out():
-    from tinyhil.benchmarks.calibrate import arena_rows_within, calibration_targets
+    from tinyhil.benchmarks.calibrate import arena_rows_within, calibration_targets, fit_board
 
     frame = shaped_frame()
     frame["ref_kernel"] = frame["ref_cycles"] - 14_000
@@ -895,9 +895,10 @@ def test_calibration_targets_compare_before_and_after_leave_one_shape_out():
     assert arena_rows_within(frame, "after") == (100.0, 0.0, 0.0)
     within, worst, _ = arena_rows_within(frame, "before")
     assert within < 100 and worst == pytest.approx(176 / frame["ref_arena"].min() * 100)
-    rows = calibration_targets(frame, frame.iloc[:24])
+    f446re, l552 = fit_board("nucleo_f446re", frame), fit_board("nucleo_l552ze_q", frame.iloc[:24])
+    rows = calibration_targets([f446re, l552])
     figures = [r.figure for r in rows]
-    assert sum(f.startswith("F446RE") for f in figures) == 8 and sum(f.startswith("L552ZE-Q") for f in figures) == 8
+    assert sum(f.startswith("F446RE") for f in figures) == 10 and sum(f.startswith("L552ZE-Q") for f in figures) == 10
     by = {r.figure.split(" (")[0]: r for r in rows}
     mape = by["F446RE leave-one-shape-out MAPE"]
     assert mape.limit == 1.5 and mape.meets == (mape.after <= 1.5)
@@ -905,7 +906,54 @@ def test_calibration_targets_compare_before_and_after_leave_one_shape_out():
     assert by["L552ZE-Q leave-one-shape-out max error"].limit is None  # no target on the second board's max
     assert by["L552ZE-Q leave-one-shape-out max error"].target == "" and mape.target == "<= 1.5 %"
     assert by["F446RE arena: largest error of the fitted offsets on their own rows"].after == 0
-    assert 0 <= by["F446RE rows above their bound"].after <= 100
+    # each bound's coverage beside its name's target: the share of held-out rows above it
+    for bound, target in (("p90", 10), ("p95", 5), ("p99", 1)):
+        row = by[f"F446RE rows above their {bound} bound"]
+        assert row.target == f"<= {target} %" and row.after == pytest.approx(f446re.after.coverage[bound] * 100)
+        assert row.limit == (target if 100 / len(frame) <= target else None)  # 48 rows: one is 2.1 %
+    assert by["L552ZE-Q rows above their p99 bound"].limit is None  # 24 rows: one row is 4.2 %, more than 1 %
+
+
+def test_bench_targets_are_the_references_board(tmp_path):
+    """An L552 reference is labelled L552ZE-Q and checked against the L552's
+    targets, whichever option order or default named another board."""
+    from tinyhil.benchmarks.calibrate import (
+        board_label,
+        calibration_targets,
+        emulated_twin,
+        fit_board,
+        reference_board,
+        sampled_verdicts,
+    )
+
+    frame = shaped_frame().assign(ref_arena=np.nan)
+    rows = calibration_targets([fit_board("nucleo_l552ze_q", frame)])
+    assert rows and all(r.figure.startswith("L552ZE-Q ") for r in rows)
+    by = {r.figure.split(" (")[0]: r for r in rows}
+    assert by["L552ZE-Q leave-one-shape-out MAPE"].limit == 2.5 and by["L552ZE-Q leave-one-shape-out max error"].limit is None
+    assert board_label("nucleo_f446re") == "F446RE" and board_label("nucleo_l552ze_q") == "L552ZE-Q"
+    l552 = ReferenceSet(tmp_path / "nucleo_l552ze_q-reference.csv", ())
+    assert reference_board(l552) == "nucleo_l552ze_q" and emulated_twin("nucleo_l552ze_q") == "qemu-m33"
+    assert reference_board(ReferenceSet(tmp_path / "ops.csv", (), board="nucleo_f446re")) == "nucleo_f446re"
+    assert reference_board(l552, "nucleo_f446re") == "nucleo_f446re"  # given: the user's word
+    assert emulated_twin("nucleo_f446re") == "qemu-m4"
+    with pytest.raises(CalibrationError, match="give --board"):
+        reference_board(ReferenceSet(tmp_path / "rows.csv", ()))
+    errors = pd.DataFrame([dict(fraction=0.1, sampler="spread", seed=0, model=m, fitted=3, predicted=20, mape=1.0,
+                                max_error=2.0, r2=1.0, chosen_as="") for m in ("chosen by CV", "macs-line (FLOPs)")])
+    assert sampled_verdicts(errors, "nucleo_f446re")[0].meets is True  # the F446RE's 10 % targets: 2 %, 10 %
+    assert sampled_verdicts(errors, "nucleo_l552ze_q")[0].meets is None  # none for the L552: for the record
+
+
+def test_load_bench_frame_takes_the_flash_cache_of_the_references_board(root, f446re, tmp_path):
+    from tinyhil.benchmarks.calibrate import load_bench_frame
+
+    shutil.copytree(root / "luts" / "qemu-m4", tmp_path / "qemu-m4")
+    data = load_bench_frame(f446re, luts=tmp_path)  # no board given: the file names it
+    assert (data.board, data.emulated, data.measured_now, len(data.frame)) == ("nucleo_f446re", "qemu-m4", 0, 573)
+    wide = data.frame["group"] == "16x15x64"  # the 1x1 convolutions whose weights overflow the 128 B cache
+    assert data.frame.loc[wide & (data.frame["op"] == "conv2d-1x1"), "flash_refetch"].gt(0).all()
+    assert data.frame["flash_refetch"].sum() > 0
 
 
 def test_an_op_type_of_one_shape_is_predicted_with_the_unseen_type_offset():
