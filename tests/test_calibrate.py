@@ -1061,3 +1061,65 @@ def test_deploy_predict_refuses_an_unpriced_board_before_any_training(tmp_path):
                              env={"COLUMNS": "200"})
     assert out.exit_code == 2 and "no LUT for nano33ble" in out.output
     assert not (tmp_path / "report.html").exists()
+
+
+# --- a store another process writes: a bounded wait ------------------------
+
+def hold_store_lock(store):
+    """The lock a characterization of another process holds on `store`."""
+    import fcntl
+
+    lock = open(store.with_name(f".{store.name}.lock"), "w")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return lock
+
+
+def test_a_held_store_is_waited_for_saying_what_for_then_refused(tmp_path):
+    import fcntl
+    import threading
+
+    from tinyhil.lut.table import LutError, exclusive
+
+    store = tmp_path / "qemu-m4" / "ops.csv"
+    store.parent.mkdir()
+    lock = hold_store_lock(store)
+    told = []
+    with pytest.raises(LutError, match=r"being written by another tinyhil process; wait"):
+        with exclusive(store, on_wait=told.append):  # no wait given: refused at once, as before
+            pass
+    assert told == []
+    with pytest.raises(LutError, match=r"being written by another tinyhil process \(waited 0.3 s\)"):
+        with exclusive(store, 0.3, told.append):
+            pass
+    assert told == [f"{store} is being written by another tinyhil process: waiting up to 0.3 s for it to finish"]
+    # released while we wait: the store is ours, and no other process gets it meanwhile
+    told.clear()
+    threading.Timer(0.3, lambda: fcntl.flock(lock, fcntl.LOCK_UN)).start()
+    with exclusive(store, 60, told.append):
+        with pytest.raises(BlockingIOError):
+            hold_store_lock(store)
+    assert len(told) == 1 and "waiting up to 60 s" in told[0]
+    lock.close()
+
+
+def test_bench_calibrate_waits_for_a_held_store_only_to_measure(root, f446re, tmp_path):
+    """With every reference op in the emulated store, a held store is only
+    read; with one missing, the bench waits, saying for what, and is
+    refused when the wait ends (no firmware is built while it waits)."""
+    from tinyhil.benchmarks.calibrate import load_bench_frame
+    from tinyhil.lut.table import LutError
+
+    shutil.copytree(root / "luts" / "qemu-m4", tmp_path / "qemu-m4")
+    lock = hold_store_lock(tmp_path / "qemu-m4" / "ops.csv")
+    told = []
+    data = load_bench_frame(f446re, luts=tmp_path, wait_s=0.3, on_wait=told.append)
+    assert len(data.frame) == 573 and told == []
+    lines = f446re.read_text().splitlines()
+    extra = tmp_path / "nucleo_f446re-reference.csv"
+    extra.write_text("\n".join(lines + ['conv2d,"[1, 99, 9, 1]","[1, 99, 9, 4]","[3, 1]","[1, 1]",4,same,relu,'
+                                        '300000,290000,5000,1000,1000']) + "\n")
+    with pytest.raises(LutError, match=r"\(waited 0.3 s\)"):
+        load_bench_frame(extra, luts=tmp_path, wait_s=0.3, on_wait=told.append)
+    assert told == [f"{tmp_path / 'qemu-m4' / 'ops.csv'} is being written by another tinyhil process: waiting up to "
+                    "0.3 s for it to finish, to measure the 1 reference op(s) it lacks"]
+    lock.close()

@@ -134,18 +134,19 @@ class BenchData:
 
 
 def load_bench_frame(reference_path: Path, emulated_board: str | None = None, luts: Path = Path("luts"),
-                     progress=None, physical_board: str | None = None) -> BenchData:
+                     progress=None, physical_board: str | None = None, wait_s: float = 0.0,
+                     on_wait=None) -> BenchData:
     """`physical_board`: the board the reference was measured on (default:
     reference_board), whose flash data cache (platformio.ini's
     custom_flash_cache_bytes) goes into the features; `emulated_board`
     (default: its core's emulated twin) measures whatever reference op its
-    store lacks."""
+    store lacks, waiting up to `wait_s` for another process writing that store."""
     reference = read_reference(reference_path)
     board = get_board(reference_board(reference, physical_board))
     emulated = get_board(emulated_board or emulated_twin(board.name))
     store = Path(luts) / emulated.name / "ops.csv"
     frame, measured_now = reference_frame(reference, emulated, store, progress,
-                                          flash_cache_bytes=board.flash_cache_bytes)
+                                          flash_cache_bytes=board.flash_cache_bytes, wait_s=wait_s, on_wait=on_wait)
     return BenchData(board.name, emulated.name, reference, frame, measured_now, store)
 
 

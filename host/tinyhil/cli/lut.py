@@ -87,6 +87,8 @@ def calibrate(
                                 "(default: name each bad row and leave it out)"),
     clock_mhz: float = typer.Option(None, min=1, help="the clock the reference was measured at, if not the "
                                     "board's configured one (e.g. 80 for the L552ZE-Q rows)"),
+    store_wait: float = typer.Option(600, min=0, help="seconds to wait for another tinyhil process writing "
+                                     "the emulated board's store, if reference ops must be measured"),
 ) -> None:
     """Fit emulated counts (+ op features) to a physical board's cycles from a few
     reference rows; report cross-validated errors; write the board's LUT."""
@@ -95,8 +97,9 @@ def calibrate(
 
     out = out or emulated.parent.parent / board / emulated.name
     with progress_bars() as progress:
+        told = lambda message: progress.console.print(f"[yellow]waiting:[/] {message}", highlight=False)  # noqa: E731
         result = run_calibration(emulated, reference, board, out, progress, strict,
-                                 int(clock_mhz * 1e6) if clock_mhz else None)
+                                 int(clock_mhz * 1e6) if clock_mhz else None, store_wait, told)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     c = result.calibration

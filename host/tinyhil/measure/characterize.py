@@ -171,9 +171,10 @@ class Characterizer:
         return CharacterizeResult(lut_path, len(op_list), sum(op.key in done for op in op_list),
                                   self.appended - appended, self.timing, sample or "", tuple(report))
 
-    def measure_ops(self, op_list: list[OpConfig]) -> None:
-        """Measures the ops not measured yet (and the overheads, once per board)."""
-        with exclusive(self.store_path):
+    def measure_ops(self, op_list: list[OpConfig], wait_s: float = 0.0, on_wait=None) -> None:
+        """Measures the ops not measured yet (and the overheads, once per board);
+        waits up to `wait_s` for another process writing the store (table.exclusive)."""
+        with exclusive(self.store_path, wait_s, on_wait):
             self._measure_missing(op_list, self.done_keys())
 
     def _measure_missing(self, op_list: list[OpConfig], done: set[str]) -> None:

@@ -26,6 +26,8 @@ def bench_calibrate(
     board: str = typer.Option(None, help="the board the reference was measured on (default: the one its "
                               "LUT or file name names, e.g. nucleo_l552ze_q-reference.csv)"),
     second_board: str = typer.Option(None, help="the board the second reference was measured on"),
+    store_wait: float = typer.Option(600, min=0, help="seconds to wait for another tinyhil process writing "
+                                     "the emulated board's store (luts/<board>/ops.csv), if ops must be measured"),
 ) -> None:
     """Fit on 10 % and 5 % of the reference rows (sampler-chosen and random),
     predict the rest: MAPE / max / R² per model, the FLOPs baseline, and the
@@ -47,9 +49,11 @@ def bench_calibrate(
     if csv:
         writable_file(csv, "the errors of every split")  # before measuring
     with progress_bars() as progress:
-        boards = [load_bench_frame(reference, emulated_board, luts, progress, board)]
+        told = lambda message: progress.console.print(f"[yellow]waiting:[/] {message}", highlight=False)  # noqa: E731
+        boards = [load_bench_frame(reference, emulated_board, luts, progress, board, store_wait, told)]
         if second_reference and second_reference.name != "none":
-            boards.append(load_bench_frame(second_reference, second_emulated_board, luts, progress, second_board))
+            boards.append(load_bench_frame(second_reference, second_emulated_board, luts, progress, second_board,
+                                           store_wait, told))
     first = boards[0]
     data = errors_frame(benchmark(first.frame, first.reference, seeds=range(seeds)))
     if csv:
