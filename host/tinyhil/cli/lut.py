@@ -37,6 +37,10 @@ def lut_show(
                       + (f"; {calibration['bound']} bound: {calibration['rows_above_bound_pct']:.1f} % of the "
                          "reference rows above it" if calibration.get("rows_above_bound_pct") is not None else ""),
                       highlight=False, markup=False)
+        from tinyhil.lut.calibration.board_lut import calibration_warnings
+
+        for warning in calibration_warnings(m):
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     frame = lut.rows if op is None else lut.rows[lut.rows["op"] == op]
     summary = Table("op", "rows", "flagged", "cycles min", "median", "max", title="per op type")
     for name, r in per_op_type(frame).iterrows():
@@ -83,16 +87,19 @@ def calibrate(
                                 "(default: name each bad row and leave it out)"),
     clock_mhz: float = typer.Option(None, min=1, help="the clock the reference was measured at, if not the "
                                     "board's configured one (e.g. 80 for the L552ZE-Q rows)"),
+    store_wait: float = typer.Option(600, min=0, help="seconds to wait for another tinyhil process writing "
+                                     "the emulated board's store, if reference ops must be measured"),
 ) -> None:
     """Fit emulated counts (+ op features) to a physical board's cycles from a few
     reference rows; report cross-validated errors; write the board's LUT."""
-    from tinyhil.lut.calibration import FOLDS
+    from tinyhil.lut.calibration.cross_validation import FOLDS
     from tinyhil.measure.calibrate_board import calibrate as run_calibration
 
     out = out or emulated.parent.parent / board / emulated.name
     with progress_bars() as progress:
+        told = lambda message: progress.console.print(f"[yellow]waiting:[/] {message}", highlight=False)  # noqa: E731
         result = run_calibration(emulated, reference, board, out, progress, strict,
-                                 int(clock_mhz * 1e6) if clock_mhz else None)
+                                 int(clock_mhz * 1e6) if clock_mhz else None, store_wait, told)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     c = result.calibration
@@ -112,12 +119,13 @@ def calibrate(
             f"{terms or 'none'} {mape:.3f} %" for terms, mape in c.selection), highlight=False)
     console.print(f"cycles = {c.model.formula()}", highlight=False, markup=False)
     if c.bounds:
-        from tinyhil.lut.calibration import BOUND
+        from tinyhil.lut.calibration.bounds import BOUND, COVERAGE
 
-        above = "" if c.above_bound is None else (
-            f"; {c.above_bound:.1%} of the reference rows above their bound (each bound from the other shapes)")
+        above = "" if c.coverage is None else (
+            f"; {c.above_bound:.1%} of the reference rows above their bound (each bound from the other shapes; "
+            + ", ".join(f"{name} {share:.1%}" for name, share in c.coverage.items() if name in COVERAGE) + ")")
         console.print(f"bound {BOUND} (held-out excess over the prediction): "
-                      + ", ".join(f"{path} +{b[BOUND]:.2%}" for path, b in c.bounds.by_path.items())
+                      + ", ".join(f"{kind} +{b[BOUND]:.2%}" for kind, b in c.bounds.by_type.items())
                       + f", other op types +{c.bounds.fallback[BOUND]:.2%}{above}", highlight=False)
     console.print(f"wrote {result.out} ({len(result.lut.rows)} ops, calibrated for {board}; "
                   f"expected ({by}) MAPE {c.expected.mape:.2f} %, max {c.expected.max_error:.2f} %)")

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import app, console, reports_errors, waiting
+from tinyhil.cli import app, console, err_console, reports_errors, waiting
 from tinyhil.verdict import usable
 
 
@@ -107,6 +107,8 @@ def print_prediction(p, measured: list[tuple[int, str, float]], measured_total: 
     console.print(f"predicted on {p.board}: {p.ms(p.total):.3f} ms ({p.total:,.0f} cycles), at most "
                   f"{p.ms(p.total_bound):.3f} ms at {p.bound}; the LUT estimator's sum for the same ops",
                   highlight=False)
+    for warning in p.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 @app.command("export-c")

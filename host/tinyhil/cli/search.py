@@ -23,7 +23,8 @@ def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: 
     """The data spec, its split, and the board's LUT of the engine's space for
     that data's shape (characterizing what is missing), its latency priced at
     `latency_at` (point, or a calibrated LUT's bound such as p95)."""
-    from tinyhil.lut.calibration import check_latency_at, priced_at
+    from tinyhil.lut.calibration.board_lut import priced_at
+    from tinyhil.lut.calibration.bounds import check_latency_at
     from tinyhil.measure.characterize import space_lut
     from tinyhil.nas.engines import DataSpec
 

@@ -30,7 +30,7 @@ def check_covered(arch: Architecture, lut: Lut) -> None:
 def op_kernel_cycles(op, lut: Lut, at: str = "point") -> float:
     """One op's kernel cycles in the LUT, at the point estimate or at a
     calibrated LUT's bound (`p95`, ...: the whole margin is the kernel's)."""
-    from tinyhil.lut.calibration import cycles_at
+    from tinyhil.lut.calibration.board_lut import cycles_at
 
     row = lut.row(op)
     cycles = float(row["cycles"])

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from tinyhil.errors import TinyhilError
 from tinyhil.estimate.latency import op_kernel_cycles
-from tinyhil.lut.calibration import BOUND, is_calibrated
+from tinyhil.lut.calibration.board_lut import calibration_warnings, is_calibrated
+from tinyhil.lut.calibration.bounds import BOUND
+from tinyhil.lut.calibration.features import kernel_path
 from tinyhil.lut.table import Lut
 from tinyhil.spaces.ops import OpConfig
 from tinyhil.verdict import usable
@@ -38,6 +40,7 @@ class Prediction:
     invoke_cycles: float
     dispatch_cycles: float
     calibrated: bool
+    warnings: tuple[str, ...] = ()  # the model's op types the calibration never saw
 
     @property
     def total(self) -> float:
@@ -82,5 +85,6 @@ def predict(op_list: list[OpConfig | None], board: str, luts: Path = Path("luts"
     rows = tuple(PredictedOp(i, op, op_kernel_cycles(op, lut), op_kernel_cycles(op, lut, at))
                  for i, op in enumerate(op_list))
     m = lut.meta
+    warnings = calibration_warnings(m, [kernel_path(op) for op in op_list])
     return Prediction(m.board, Path(lut.path), m.clock_hz, at, rows, m.invoke_cycles, m.dispatch_cycles,
-                      is_calibrated(m))
+                      is_calibrated(m), tuple(warnings))

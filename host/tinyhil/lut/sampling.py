@@ -19,7 +19,8 @@ from collections import defaultdict
 import numpy as np
 
 from tinyhil.errors import TinyhilError
-from tinyhil.lut.calibration import Features, kernel_path
+from tinyhil.lut.calibration.features import kernel_path
+from tinyhil.lut.calibration.models import Features
 from tinyhil.spaces.ops import OpConfig
 
 # enough rows for a path's own terms in the features model

@@ -21,6 +21,7 @@ import io
 import json
 import math
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -320,16 +321,29 @@ def read_rows(path: Path, allow_torn_tail: bool = False, board: str | None = Non
 
 
 @contextmanager
-def exclusive(store_path: Path):
+def exclusive(store_path: Path, wait_s: float = 0.0, on_wait=None):
     """One characterization per store at a time: a second one would measure
-    the same ops and append them twice."""
+    the same ops and append them twice. `wait_s`: how long to wait for the
+    other process to finish first (0: refuse at once); `on_wait(message)` is
+    told once, when the waiting starts."""
     writable_file(store_path, "lookup tables")
     with open(store_path.with_name(f".{store_path.name}.lock"), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LutError(f"{store_path} is being written by another tinyhil process; "
-                           "wait for it to finish, or use another --luts directory") from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
+                    raise LutError(f"{store_path} is being written by another tinyhil process{waited}; "
+                                   "wait for it to finish, or use another --luts directory") from None
+                if on_wait is not None:
+                    on_wait(f"{store_path} is being written by another tinyhil process: waiting up to "
+                            f"{wait_s:g} s for it to finish")
+                    on_wait = None
+                time.sleep(min(0.2, left))
         yield
 
 

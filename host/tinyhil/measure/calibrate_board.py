@@ -2,7 +2,7 @@
 
 reference rows (measured on the board) -> the same ops on the emulated board
 (characterized first where its store lacks them) -> cross-validated models
-(lut/calibration.py) -> the emulated LUT's rows in board cycles, with metadata
+(lut/calibration/) -> the emulated LUT's rows in board cycles, with metadata
 saying calibrated, from what, and the expected error.
 """
 from __future__ import annotations
@@ -14,13 +14,10 @@ import pandas as pd
 
 from tinyhil.board_catalog import BoardConfig, get_board
 from tinyhil.files import writable_file
-from tinyhil.lut.calibration import (
-    Calibration,
-    CalibrationError,
-    calibrated_lut,
-    fit_calibration,
-    training_frame,
-)
+from tinyhil.lut.calibration.board_lut import calibrated_lut
+from tinyhil.lut.calibration.cross_validation import Calibration, fit_calibration
+from tinyhil.lut.calibration.errors import CalibrationError
+from tinyhil.lut.calibration.features import training_frame
 from tinyhil.lut.reference import ReferenceSet, read_reference
 from tinyhil.lut.table import Lut, read_rows
 
@@ -41,15 +38,22 @@ def emulated_store(lut: Lut) -> Path:
 
 
 def reference_frame(reference: ReferenceSet, emulated: BoardConfig, store: Path,
-                    progress=None, port: str = "", flash_cache_bytes: int = 0) -> tuple[pd.DataFrame, int]:
+                    progress=None, port: str = "", flash_cache_bytes: int = 0, wait_s: float = 0.0,
+                    on_wait=None) -> tuple[pd.DataFrame, int]:
     """The reference ops measured on the emulated board (the missing ones
     first, through the same micro-benchmark path as `characterize`), with
-    the physical board's flash cache in their features."""
+    the physical board's flash cache in their features. Measuring waits up
+    to `wait_s` for another process writing the store (`on_wait(message)`
+    says so); with nothing to measure the store is only read."""
     from tinyhil.measure.characterize import Characterizer
 
     characterizer = Characterizer(emulated, store.parent.parent, progress=progress, port=port)
     before = characterizer.done_keys()
-    characterizer.measure_ops([op for op in reference.ops if op.key not in before])
+    missing = [op for op in reference.ops if op.key not in before]
+    if missing:
+        told = None if on_wait is None else (
+            lambda message: on_wait(f"{message}, to measure the {len(missing)} reference op(s) it lacks"))
+        characterizer.measure_ops(missing, wait_s, told)
     rows = read_rows(store, allow_torn_tail=True, board=emulated.name)
     return training_frame(reference, rows, flash_cache_bytes), len(characterizer.done_keys() - before)
 
@@ -68,10 +72,11 @@ def core_warnings(lut: Lut, board: BoardConfig, reference: ReferenceSet) -> list
 
 
 def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Path,
-              progress=None, strict: bool = False, clock_hz: int | None = None) -> CalibrationResult:
+              progress=None, strict: bool = False, clock_hz: int | None = None, wait_s: float = 0.0,
+              on_wait=None) -> CalibrationResult:
     """`clock_hz`: the clock the reference was measured at, when not the
     board's configured one (cycles depend on it through flash wait states:
-    the table is then for that clock, its ms too)."""
+    the table is then for that clock, its ms too). `wait_s`, `on_wait`: see reference_frame."""
     if Path(out).name == "ops.csv":
         raise CalibrationError(f"--out {out}: ops.csv is the name of a board's measured store; "
                                "give the calibrated table another name")
@@ -98,12 +103,13 @@ def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Pa
                      "instructions, not a physical board's cycles")
     store = emulated_store(lut)
     frame, measured_now = reference_frame(reference, emulated, store, progress,
-                                          flash_cache_bytes=board.flash_cache_bytes)
+                                          flash_cache_bytes=board.flash_cache_bytes, wait_s=wait_s, on_wait=on_wait)
     missing = len(reference.rows) - len(frame)
     if missing:
         found.append(f"{missing} reference op(s) have no good measurement on {emulated.name} "
                      f"(flagged in {store}) and are left out of the fit")
     calibration = fit_calibration(frame)
     board_lut = calibrated_lut(lut, calibration, frame, board, reference_path, store)
+    found += board_lut.meta.extra["calibration"]["warnings"]  # op types the fit never saw
     board_lut.write(Path(out))
     return CalibrationResult(calibration, frame, board_lut, Path(out), measured_now, tuple(found))

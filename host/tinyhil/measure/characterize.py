@@ -174,9 +174,10 @@ class Characterizer:
         return CharacterizeResult(lut_path, len(op_list), sum(op.key in done for op in op_list),
                                   self.appended - appended, self.timing, sample or "", tuple(report))
 
-    def measure_ops(self, op_list: list[OpConfig]) -> None:
-        """Measures the ops not measured yet (and the overheads, once per board)."""
-        with exclusive(self.store_path):
+    def measure_ops(self, op_list: list[OpConfig], wait_s: float = 0.0, on_wait=None) -> None:
+        """Measures the ops not measured yet (and the overheads, once per board);
+        waits up to `wait_s` for another process writing the store (table.exclusive)."""
+        with exclusive(self.store_path, wait_s, on_wait):
             self._measure_missing(op_list, self.done_keys())
 
     def _measure_missing(self, op_list: list[OpConfig], done: set[str]) -> None:
@@ -274,7 +275,7 @@ class Characterizer:
         interpreter's per-op dispatch less that hook; the sum kernels + invoke
         + n x dispatch is what an unprofiled model takes, which is what an
         estimate needs. A board LUT made by calibration has no hook in its
-        kernel cycles and keeps only the non-negative part (lut/calibration.py)."""
+        kernel cycles and keeps only the non-negative part (lut/calibration/)."""
         lengths = np.array(sorted(chains), float)
         overhead = np.array([chains[int(n)].median - chains[int(n)].kernel_cycles for n in lengths])
         dispatch, invoke = np.polyfit(lengths, overhead, 1)

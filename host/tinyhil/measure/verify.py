@@ -25,7 +25,9 @@ from tinyhil.board_catalog import BoardConfig, get_board
 from tinyhil.errors import TinyhilError
 from tinyhil.image.fingerprint import firmware_fingerprint
 from tinyhil.image.firmware import tflm_dir
-from tinyhil.lut.calibration import BOUND, is_calibrated, kernel_path, lut_bounds
+from tinyhil.lut.calibration.board_lut import is_calibrated, lut_bounds
+from tinyhil.lut.calibration.bounds import BOUND
+from tinyhil.lut.calibration.features import kernel_path
 from tinyhil.lut.sampling import choose_ops
 from tinyhil.lut.table import COLUMNS, Lut, LutMeta, exclusive, row_op
 from tinyhil.measure.characterize import Characterizer
