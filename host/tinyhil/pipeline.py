@@ -99,6 +99,8 @@ def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Pat
     log(f"characterize + search ({config.engine}) ...")
     if splits is None:
         splits = config.data.load()
+        if splits.report:
+            log(splits.report)
     if lut is None:
         lut = search_lut(board, config.engine, splits, luts, progress)
     run = run_search(config, board, splits, lut, log, luts)

