@@ -51,12 +51,12 @@ def environment_options(board: BoardConfig) -> dict[str, object]:
     """The board's platformio.ini options as PlatformIO resolves them (extends, ${...})."""
     from platformio.project.config import ProjectConfig
 
-    root = str(project_dir())
     config = ProjectConfig(str(project_dir() / "platformio.ini"), parse_extra=False)
+    # ${PROJECT_DIR} is the checkout's path (PlatformIO reads it from the working
+    # directory): a name in its place, as the same firmware elsewhere has the same one
+    config.BUILTIN_VARS = {**config.BUILTIN_VARS, "PROJECT_DIR": lambda: "<PROJECT_DIR>"}
     options = dict(config.items(env=board.name, as_dict=True))
-    # ${PROJECT_DIR} resolved is this checkout's path: put the name back
-    return {k: json.loads(json.dumps(options[k]).replace(root, "${PROJECT_DIR}"))
-            for k in sorted(options) if k not in NOT_FIRMWARE}
+    return {k: options[k] for k in sorted(options) if k not in NOT_FIRMWARE}
 
 
 def firmware_fingerprint(board: BoardConfig, tree: Path) -> str:
