@@ -399,3 +399,13 @@ def test_regress_refuses_a_corrupt_history_before_measuring_and_appends_nothing(
         assert result.exit_code == 2, result.output
         assert "history.csv: line 2: 14 fields, expected 13" in " ".join(result.output.split())
         assert (out / "history.csv").read_bytes() == before  # nothing appended, nothing rewritten
+
+
+def test_a_baseline_another_firmware_measured_is_refused_naming_lut_verify(tmp_path):
+    from tinyhil.regress.suite import lut_cases
+
+    luts, table, _ = _lut_baseline(tmp_path, 5, "status", "ok")
+    meta = table.with_suffix(".meta.json")
+    meta.write_text(meta.read_text().replace(json.loads(meta.read_text())["firmware"], "0123456789abcdef"))
+    with pytest.raises(SuiteError, match=r"measured by firmware 0123456789abcdef, not today's .*tinyhil lut verify"):
+        lut_cases(parse_suite({"lut_sample": 2}, "s"), "qemu-m4", luts)

@@ -32,6 +32,7 @@ from tinyhil.files import read_text
 from tinyhil.lut.numbers import problem
 from tinyhil.lut.table import Lut, LutError
 from tinyhil.measure.runner import Item
+from tinyhil.measure.verify import staleness
 from tinyhil.models.single_op import generate_models, op_seed
 from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.project import project_dir
@@ -218,6 +219,9 @@ def lut_cases(suite: Suite, environment: str, baseline_dir: Path) -> list[Case]:
         except LutError as error:
             raise SuiteError(f"baseline {error}") from error
         meta = lut.meta
+        stale = staleness(path, meta)
+        if stale:  # a verdict against another firmware's counts would be a false regression
+            raise SuiteError(f"baseline {stale}")
         if not meta.space or not meta.input or "classes" not in meta.extra:
             raise SuiteError(f"baseline {path}: metadata lacks space/input/classes; "
                              "rewrite it with `tinyhil characterize`")
