@@ -1,6 +1,8 @@
 """Tables you can trust (issue 28): no impossible number is kept, no board's
 table is taken for another's, and a table's text does not depend on the
 history of its store."""
+import csv
+import io
 import json
 import shutil
 
@@ -40,11 +42,19 @@ def first_keys(n=FIRST) -> list[str]:
     return [op.key for op in make_space(*SPACE).op_configs()[:n]]
 
 
+def without_board(line: str) -> str:
+    """A row as tinyhil wrote it before rows named their board (the second field gone)."""
+    fields = next(csv.reader([line]))
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields[:1] + fields[2:])
+    return buffer.getvalue()
+
+
 def committed_lines(board="qemu-m4") -> dict[str, str]:
-    """Line of each op of the committed store (written before rows named their board)."""
+    """Line of each op of the committed store, in the format before rows named their board."""
     lines = (ROOT / "luts" / board / "ops.csv").read_text().splitlines(keepends=True)
-    assert lines[0].rstrip("\n").split(",") == COLUMNS_WITHOUT_BOARD
-    return {line.split(",", 1)[0]: line for line in lines[1:]}
+    assert lines[0].rstrip("\n").split(",") == COLUMNS
+    return {line.split(",", 1)[0]: without_board(line) for line in lines[1:]}
 
 
 def small_store(tmp_path, board="qemu-m4", keys=None, edit=None):
@@ -108,12 +118,15 @@ def test_an_impossible_store_row_is_set_aside_and_measured_again(tmp_path, board
     assert read_rows(store).loc[bad_key, "cycles"] == lut.rows.loc[bad_key, "cycles"]  # never kept
 
 
-def _space_lut_copy(tmp_path, name="micronas-128x9-c6", board="qemu-m4"):
+def _space_lut_copy(tmp_path, name="micronas-128x9-c6", board="qemu-m4", old_format=False):
     target = tmp_path / "luts" / board
     target.mkdir(parents=True)
     for suffix in (".csv", ".meta.json"):
         shutil.copy(ROOT / "luts" / board / f"{name}{suffix}", target / f"{name}{suffix}")
-    return target / f"{name}.csv"
+    table = target / f"{name}.csv"
+    if old_format:
+        table.write_text("".join(map(without_board, table.read_text().splitlines(keepends=True))))
+    return table
 
 
 def _set_cell(path, line, column, value):
@@ -252,7 +265,7 @@ def test_old_store_is_read_and_written_in_the_new_format_without_changing_a_figu
 def test_show_diff_and_estimates_read_both_formats(tmp_path):
     from tinyhil.estimate.predict import predict
 
-    old = _space_lut_copy(tmp_path)
+    old = _space_lut_copy(tmp_path, old_format=True)
     new = tmp_path / "new" / "qemu-m4" / old.name
     Lut.load(old).write(new)
     assert new.read_text().splitlines()[0] == ",".join(COLUMNS)

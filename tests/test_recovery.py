@@ -146,7 +146,7 @@ def test_characterize_measures_again_a_cut_line_and_a_failed_op(tmp_path, root):
     """ops.csv seeded with the project's own rows: one cut short mid-file, one
     a failed attempt. Both ops are measured again, to the project's figures."""
     from tinyhil.board_catalog import get_board
-    from tinyhil.lut.table import read_rows, scan_rows
+    from tinyhil.lut.table import COLUMNS, read_rows, scan_rows
     from tinyhil.measure.characterize import Characterizer
     from tinyhil.spaces import make_space
 
@@ -160,15 +160,18 @@ def test_characterize_measures_again_a_cut_line_and_a_failed_op(tmp_path, root):
     (tmp_path / "qemu-m4" / "ops.meta.json").write_text(
         (root / "luts" / "qemu-m4" / "ops.meta.json").read_text())
     cut = ",".join(by_key[ops[1].key].split(",")[:12]) + "\n"  # a torn write mid-file
-    failed = ",".join(by_key[ops[2].key].split(",")[:9]) + "," * 11 + \
-        "error: board qemu-m4 refused RUN benchmark 0: hard fault\n"
+    # a failed attempt as characterize writes it: the op's columns, no measured figure
+    cells = dict(zip(COLUMNS, by_key[ops[2].key].rstrip("\n").split(",")))
+    measured = ("cycles", "cycles_min", "cycles_max", "n", "kernel_cycles", "ms", "arena_bytes", "scratch_bytes")
+    cells.update({c: "" for c in measured}, status="error: board qemu-m4 refused RUN benchmark 0: hard fault")
+    failed = ",".join(cells[c] for c in COLUMNS) + "\n"
     store.write_text(lines[0] + by_key[ops[0].key] + cut + failed + by_key[ops[3].key])
 
     result = Characterizer(get_board("qemu-m4"), tmp_path, max_per_image=4).run(
         "micronas", 128, 9, 6, limit=4)
     assert result.already_measured == 2 and result.measured_now == 2
     assert any("line 3" in line and "12 fields" in line for line in result.report), result.report
-    assert any("retried (attempt 2 of 3)" in line and ops[2].key in line for line in result.report)
+    assert any("retried (attempt 2 of 3)" in line and ops[2].key in line for line in result.report), result.report
     assert not any("still failing" in line for line in result.report)
     scanned = scan_rows(store)  # whole again: no malformed line, one row per op
     assert not scanned.malformed and list(scanned.frame.index) == [op.key for op in

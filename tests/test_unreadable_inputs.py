@@ -127,7 +127,9 @@ def _console_entry() -> list[str]:
     """The `tinyhil` command as pip installs it from pyproject.toml's console entry."""
     entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["tinyhil"]
     module, function = entry.split("#")[0].strip().split(":")
-    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
+    # as pip's script: sys.argv[0] is the script's path, .../bin/tinyhil
+    return [sys.executable, "-c", f"import sys; sys.argv[0] = 'bin/tinyhil'; from {module} import {function}; "
+            f"sys.exit({function}())"]
 
 
 def test_ctrl_c_while_starting_is_one_line_and_status_130(tmp_path):

@@ -6,24 +6,36 @@ stages) nothing has started yet and the process ends at once; during a command
 the KeyboardInterrupt reaches the command, whose clean-up runs, and typer ends
 it with status 130.
 
-This module imports nothing but the standard library and tinyhil.errors (a leaf
-that imports nothing) before it has set that up.
+The handler is set as this module is imported, through the C module _signal
+(nothing to read from disk: `signal` itself imports enum, tens of milliseconds
+on a loaded machine in which a Ctrl-C would be a traceback).
 """
-import os
-import signal
+import _signal
+import os  # loaded by the interpreter at start-up already
 import sys
-
-from tinyhil.errors import INTERRUPTED, INTERRUPTED_STATUS
 
 
 def _interrupted_while_starting(signum, frame) -> None:
+    from tinyhil.errors import INTERRUPTED, INTERRUPTED_STATUS  # a leaf that imports nothing
+
     os.write(2, INTERRUPTED.encode())
     os._exit(INTERRUPTED_STATUS)
 
 
+_previous = _signal.getsignal(_signal.SIGINT)
+# only as the program (the console entry, `python -m tinyhil`), not for a module importing main
+_program = __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") == "tinyhil"
+if _program and _previous is not _signal.SIG_IGN:  # a SIGINT someone chose to ignore stays ignored
+    _signal.signal(_signal.SIGINT, _interrupted_while_starting)
+
+import signal  # noqa: E402
+
+from tinyhil.errors import INTERRUPTED, INTERRUPTED_STATUS  # noqa: E402
+
+
 def main() -> None:
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.SIG_IGN:  # a SIGINT someone chose to ignore stays ignored
+    previous = _previous
+    if previous is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _interrupted_while_starting)
     from tinyhil.cli import app
 

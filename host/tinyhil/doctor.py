@@ -25,7 +25,7 @@ from tinyhil.image.firmware import build_toolchain_probe, tflm_dir
 from tinyhil.image.toolchain import SETUP_HINT, explain_missing
 from tinyhil.project import project_dir
 
-PROBE_OK = re.compile(rb"tinyhil-probe ok [^\r\n]*")
+PROBE_OK = re.compile(rb"tinyhil-probe ok [^\r\n]*(?=[\r\n])")  # the whole line: it may come in pieces
 PROBE_SECONDS = 60.0  # generous: QEMU on a loaded host may take seconds to boot
 
 
