@@ -9,4 +9,4 @@ from tinyhil.cli import app
 bench_app = typer.Typer(help="Benchmarks of tinyhil itself (print their figures).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
-from tinyhil.cli.bench import calibrate, characterize, farm, paper, search  # noqa: E402, F401
+from tinyhil.cli.bench import calibrate, characterize, coldstart, farm, paper, search  # noqa: E402, F401
