@@ -89,8 +89,9 @@ def _edge(source_xy, source: int, target_xy, target: int, lane_of: dict, rows: l
     return f'<path d="{path}" fill="none" stroke="#666" stroke-width="1.3" marker-end="url(#arrow)"/>'
 
 
-def draw(rows: list[Layer], input_shape, counter: str = "cycles") -> markupsafe.Markup:
-    """The drawing (an <svg id="architecture">); rows from report.layers.layers()."""
+def draw(rows: list[Layer], input_shape, counter: str = "cycles", element_id: str = "architecture"
+         ) -> markupsafe.Markup:
+    """The drawing (an <svg class="architecture">); rows from report.layers.layers()."""
     column = lanes(rows)
     n_lanes = max(column, default=0) + 1
     x0 = CELL_W + 10
@@ -157,7 +158,7 @@ def draw(rows: list[Layer], input_shape, counter: str = "cycles") -> markupsafe.
             edges.append(_edge(centre[s], s, (tx, ty), r.position, lane_of, rows))
     defs = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" '
             'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#666"/></marker></defs>')
-    svg = (f'<svg id="architecture" class="figure" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} '
+    svg = (f'<svg id="{escape(element_id)}" class="figure architecture" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} '
            f'{height:.0f}" style="max-width:{width:.0f}px" font-family="sans-serif" role="img" '
            f'aria-label="the found architecture">{defs}{"".join(parts)}{"".join(edges)}{"".join(boxes)}</svg>')
     return markupsafe.Markup(svg)
