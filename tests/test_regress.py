@@ -208,8 +208,9 @@ def test_nightly_on_three_emulated_boards(tmp_path, baseline_dir, tiny_model):
     latest = history[history["run_id"] == history["run_id"].iloc[-1]]
     assert set(latest[latest["kind"] == "model"]["verdict"]) == {"pass"}
     page = (out / "trend.html").read_text()
-    assert page.count("<img") == 4  # cycles and arena, per board environment
-    assert "regression" in page
+    assert page.count('<div class="trend') == 4  # cycles and arena, per board environment
+    # the bad deployment's cycles and arena, both on qemu-m4
+    assert page.count("has-regression") == 2 and "deploy/bad-deploy" in page
 
 
 @pytest.mark.device

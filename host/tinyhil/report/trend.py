@@ -31,7 +31,8 @@ def run_labels(history: pd.DataFrame) -> dict[str, str]:
     for run, rows in history.groupby("run_id", sort=True):
         commit = _first(rows, "commit")
         firmware = _first(rows, "firmware")
-        when = run[:8] if len(run) >= 8 else run
+        # the run's start (ids are UTC times, 20261207T195212...Z): runs of one commit stay apart
+        when = f"{run[4:6]}-{run[6:8]} {run[9:11]}:{run[11:13]}" if len(run) >= 13 and run[8] == "T" else run
         if commit or firmware:
             labels[run] = f"{commit[:12] or '?'}\nfw {firmware[:8] or '?'}\n{when}"
         else:

@@ -11,6 +11,7 @@ import numpy as np
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from tinyhil.files import atomic_write  # noqa: E402
 from tinyhil.provenance import collect  # noqa: E402
@@ -97,6 +98,8 @@ def memory_figure(good, labels):
     _diagonal(ax, list(good["arena_used"]) + list(good["est_arena_bytes"]) + list(good["appendix_a_bytes"]))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # decades only: minor labels of a short log axis overlap
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("TFLM arena used (bytes)")
     ax.set_ylabel("estimate (bytes)")
     handles, names = ax.get_legend_handles_labels()
