@@ -141,3 +141,16 @@ def test_a_history_from_before_the_new_columns_is_read_and_extended(tmp_path):
     assert list(frame["detail"]) == ["multi\nline", "d"] and list(frame.index) == [2, 4]
     assert frame["seconds"].iloc[1] == 2.5 and frame["commit"].iloc[1] == "c0ffee"
     assert frame["commit"].iloc[0] == "" and np.isnan(frame["seconds"].iloc[0])
+
+
+def test_curve_marks_of_runs_from_before_they_were_recorded():
+    from tinyhil.report.curves import CurveMarks
+
+    took = CurveMarks.from_details({"note": "the final argmax network broke {}; took epoch 16's, the most "
+                                            "accurate", "warmup_epochs": None, "lat_target_ms": 110}, 20)
+    assert (took.chosen_epoch, took.warmup_epochs, took.lat_target_ms) == (16, 6, 110)
+    assert CurveMarks.from_details({"note": ""}, 20).chosen_epoch == 20  # the last argmax network
+    smallest = CurveMarks.from_details({"note": "... none of the second half met the targets: took the smallest"}, 9)
+    assert smallest.chosen_epoch is None
+    recorded = CurveMarks.from_details({"chosen_epoch": 7, "warmup": 2}, 9)
+    assert (recorded.warmup_epochs, recorded.chosen_epoch) == (2, 7)
