@@ -71,7 +71,8 @@ def test_the_page_shows_both_confusion_matrices_and_the_difference(deployment_pa
 def test_curves_mark_the_chosen_epoch_and_warmup(deployment_page):
     _, page = deployment_page
     assert "chosen: epoch 9" in page and "warm-up (weights only, 4 epochs)" in page
-    assert "latency target 40 ms" in page and "argmax network of epoch 9" in page
+    assert "latency target 40 ms" in page
+    assert "argmax network of epoch 9 (dotted line). The first 4 epochs (shaded) train" in page
 
 
 def test_provenance_and_escaping(deployment_page):
@@ -154,3 +155,23 @@ def test_curve_marks_of_runs_from_before_they_were_recorded():
     assert smallest.chosen_epoch is None
     recorded = CurveMarks.from_details({"chosen_epoch": 7, "warmup": 2}, 9)
     assert (recorded.warmup_epochs, recorded.chosen_epoch) == (2, 7)
+
+
+def test_the_prediction_on_a_physical_board_per_op_with_its_bound(tmp_path):
+    from pathlib import Path
+
+    from tinyhil.estimate.predict import PredictedOp, Prediction
+    from tinyhil.nas.engines import SearchRun
+
+    d = deployment_run(tmp_path)
+    ops = SearchRun.load(tmp_path).architecture.runtime().ops
+    prediction = Prediction("nucleo_f446re", Path("luts/nucleo_f446re/x.csv"), 180_000_000, "p95",
+                            tuple(PredictedOp(i, op, 10_000.0 * (i + 1), 10_500.0 * (i + 1)) for i, op in enumerate(ops)),
+                            invoke_cycles=2000.0, dispatch_cycles=100.0, calibrated=True, warnings=("a <rough> ratio",))
+    page = write_report([d], tmp_path / "report.html", "t", prediction=prediction).read_text()
+    section = page[page.index('id="prediction-1"'):page.index('id="architecture-1"')]
+    bound = sum(10_500.0 * (i + 1) for i in range(len(ops))) + 2000 + 100 * len(ops)
+    assert f"at p95 <b>{bound / 180e3:,.2f} ms</b>" in section and "from its calibrated LUT" in section
+    assert section.count("<tr><td>") == len(ops) + 1  # a row per op and the overheads (the total: <th>)
+    assert f"{10_500 * len(ops):,}" in section and "a &lt;rough&gt; ratio" in section
+    assert "against the latency target 40.00 ms" in section and "under" in section

@@ -84,8 +84,8 @@ def curves_figure(history: list[dict], marks: CurveMarks):
     hw_ax.set_title("argmax network: estimated latency and memory")
     hw_ax.set_ylabel("latency (ms)", color="C0")
     mem_ax.set_ylabel("memory (KiB)", color="C1")
-    loss_ax.legend(fontsize=7, loc="upper right")
-    acc_ax.legend(fontsize=7, loc="lower right")
+    loss_ax.legend(fontsize=7, loc="best")
+    acc_ax.legend(fontsize=7, loc="best")
     # one legend for both axes of the twin panel, under it so it hides no curve
     handles, labels = [], []
     for ax in (hw_ax, mem_ax):
