@@ -1,9 +1,8 @@
 """What every report page shares: the Jinja2 templates beside this file (one
 base page and one style sheet, autoescaped), and figures turned into what a
-page embeds (PNG as base64, or inline SVG whose points carry hover titles)."""
+page embeds: inline SVG, whose points may carry hover titles."""
 from __future__ import annotations
 
-import base64
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -48,14 +47,6 @@ def render(template: str, **context) -> str:
     return _env.get_template(template).render(**context)
 
 
-def png(fig, dpi: int = 110) -> str:
-    """The figure as base64 PNG (closed afterwards)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def svg(fig, titles: dict[str, str] | None = None) -> markupsafe.Markup:
     """The figure as inline SVG (closed afterwards). `titles`: gid -> hover
     title, for artists given that gid (`gid=` or `set_gid`): the browser shows
@@ -80,8 +71,3 @@ def svg(fig, titles: dict[str, str] | None = None) -> markupsafe.Markup:
                   text, count=1)
     return markupsafe.Markup(text)
 
-
-def png_file(path: Path) -> str | None:
-    """A PNG on disk as base64 (None if there is none)."""
-    path = Path(path)
-    return base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
