@@ -82,7 +82,9 @@ def test_micronas_pipeline_device_equals_host_and_estimate_holds(micronas_pipeli
     assert record["measured"]["cycles"] == d.cycles and record["measured"]["arena_bytes"] == d.arena_used
     assert record["board"] == "qemu-m4" and (config.out / "model_int8.tflite").is_file()
     html = result.report.read_text()
-    assert "Per-layer profile" in html and d.architecture_id in html
+    assert "Per layer: latency and memory" in html and d.architecture_id in html
+    assert 'class="figure architecture"' in html and html.count('class="layer"') == len(
+        [r for r in d.layers if r.lut_key])
     # the firmware compiled the generated C array
     assert (config.out / "firmware" / "g_model.cc").is_file()
 

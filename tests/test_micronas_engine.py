@@ -137,6 +137,13 @@ def test_short_real_search_meets_its_targets(lut_32x5):
     assert result.estimated_latency_ms <= config.lat_target_ms
     assert result.estimated_arena_bytes <= config.mem_target_bytes
     assert result.architecture == build_architecture(space, result.architecture.choices)
+    # the curves name the network returned: the epoch whose argmax network it is, after the warm-up
+    assert result.warmup_epochs == 4 // 3
+    if result.chosen_epoch is None:
+        assert result.architecture == smallest_architecture(space)
+    else:
+        assert result.warmup_epochs < result.chosen_epoch <= 4
+        assert result.val_accuracy == result.history[result.chosen_epoch - 1].val_accuracy
 
 
 @pytest.mark.device

@@ -15,9 +15,9 @@ from tinyhil.units import parse_duration_s
 
 
 def _print_deployment(d, report: Path) -> None:
-    from tinyhil.report.deployment import figure_rows
+    from tinyhil.report.deployment import FIGURE_HEADER, figure_rows
 
-    table = Table("figure", "estimate (LUT)", "measured", "target", "under target",
+    table = Table(*FIGURE_HEADER,
                   title=f"{d.engine} on {d.board}: {d.data}, architecture {d.architecture_id}")
     for row in figure_rows(d):
         table.add_row(*row)
@@ -87,7 +87,7 @@ def deploy(
     with waiting("deploying ...") as on_stage:
         result = deploy_run(run_dir, config, lut, deploy_options(epochs, qat_epochs, repeats, seed, port),
                             log=lambda m: console.print(m, highlight=False), on_stage=on_stage)
-    path = write_report([result], report, f"tinyhil deploy: {run_dir}")
+    path = write_report([result], report, f"tinyhil deploy: {run_dir}", prediction=prediction)
     _print_deployment(result, path)
     if prediction:
         from dataclasses import replace

@@ -77,3 +77,18 @@ def _print_regression(result) -> None:
     console.print(table)
     for error in result.stats.errors[:10]:
         console.print(f"[red]error[/] {error}", highlight=False)
+    _print_failures(result)
+
+
+def _print_failures(result) -> None:
+    """Last, what failed: each regression (and error or skip) with its figures,
+    so the end of a CI log says what to look at."""
+    from tinyhil.regress.nightly import failing_rows
+
+    failing = failing_rows(result)
+    if not failing:
+        console.print(f"[green]no regressions[/] in run {result.run_id}", highlight=False)
+        return
+    console.print(f"[red]{len(failing)} failing figure(s)[/] in run {result.run_id}:", highlight=False)
+    for line in failing:
+        console.print(f"  [red]{line}[/]", highlight=False, soft_wrap=True)

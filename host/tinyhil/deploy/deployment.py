@@ -27,6 +27,7 @@ from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
 from tinyhil.errors import ImageTooLarge, TinyhilError
 from tinyhil.files import atomic_write, writable_dir
 from tinyhil.image.c_array import write_c_array
+from tinyhil.image.elf import compiler_of
 from tinyhil.image.firmware import build_image
 from tinyhil.image.sources import Benchmark, ImageSpec
 from tinyhil.lut.table import Lut
@@ -36,6 +37,7 @@ from tinyhil.models.tflite_model import TfliteModel, model_graph
 from tinyhil.nas.constraints import Profile, profile
 from tinyhil.nas.engines import SearchRun, Targets
 from tinyhil.protocol import RunRequest
+from tinyhil.provenance import Provenance, collect
 from tinyhil.verdict import EXACT, compare_output, largest_steps
 
 MODEL_FILE = "model_int8.tflite"
@@ -92,6 +94,7 @@ class Deployment:
     layers: tuple[LayerRow, ...]
     warnings: tuple[str, ...]
     seconds: dict[str, float] = field(default_factory=dict)
+    provenance: Provenance | None = None  # tinyhil, commit, command, date; TFLM, compiler, firmware, image
 
     @property
     def cycles(self) -> float:
@@ -265,7 +268,8 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
         outputs_equal=sum(same_output),
         max_output_steps=largest_steps(comparisons),
         predictions_equal=int(np.sum(device_classes == host_classes)),
-        layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds)
+        layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds,
+        provenance=collect(info.tflm, compiler_of(image.elf), image.firmware, image.image_id))
     pd.DataFrame({"label": labels, "host_int8": host_classes, "device_int8": device_classes,
                   "outputs_equal": same_output,
                   "device_output": [o.hex() if o else "" for o in device_outputs]}

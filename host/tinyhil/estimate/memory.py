@@ -62,9 +62,16 @@ def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
     time. Returns the bytes the plan needs. Like TFLM, equal sizes go in the
     reverse of the order the buffers were added (it fills its list from the
     tail, then sorts stably)."""
+    return max((o + s for o, (s, _, _) in zip(greedy_offsets(buffers), buffers)), default=0)
+
+
+def greedy_offsets(buffers: list[tuple[int, int, int]]) -> list[int]:
+    """Where greedy_plan puts each buffer (its offset in the arena), in the buffers' order."""
     placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
+    offsets = [0] * len(buffers)
     order = sorted(range(len(buffers)), key=lambda i: (-buffers[i][0], -i))
-    for size, first, last in (buffers[i] for i in order):
+    for i in order:
+        size, first, last = buffers[i]
         offset = 0
         for p_offset, p_size, p_first, p_last in sorted(p for p in placed
                                                         if not (p[3] < first or p[2] > last)):
@@ -72,7 +79,8 @@ def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
                 break
             offset = max(offset, p_offset + p_size)
         placed.append((offset, size, first, last))
-    return max((o + s for o, s, _, _ in placed), default=0)
+        offsets[i] = offset
+    return offsets
 
 
 def lifetimes(arch: Architecture) -> list[tuple[int, int, int]]:

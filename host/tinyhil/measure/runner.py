@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device.boards import Board, open_board
@@ -50,6 +50,7 @@ class Measurement:
     arena_used: int = 0
     image: BuiltImage | None = None
     info: DeviceInfo | None = None
+    seconds: float = 0.0  # the board's time for this item: its run request (and any recovery)
 
     @property
     def median(self) -> float:
@@ -235,7 +236,8 @@ class ImageRunner:
             for index, item in enumerate(items):
                 t0 = time.monotonic()
                 measurement = self._run_one(board, index, item, image, info)
-                self.timing.measure_s += time.monotonic() - t0
+                measurement = replace(measurement, seconds=time.monotonic() - t0)
+                self.timing.measure_s += measurement.seconds
                 if skipped(measurement.status):
                     self.timing.skipped.append(f"{item.model.name}: {measurement.status}")
                 elif measurement.status != OK:

@@ -154,7 +154,8 @@ def micronas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     result = search(splits, space, lut, config, on_epoch=on_epoch)
     write_curves(result, out)
     details = {**asdict(config), "seconds": result.seconds, "val_accuracy": result.val_accuracy,
-               "appendix_a_bytes": result.appendix_a_bytes, "note": result.note}
+               "appendix_a_bytes": result.appendix_a_bytes, "note": result.note,
+               "chosen_epoch": result.chosen_epoch, "warmup": result.warmup_epochs}
     run = searched("micronas", board, data, splits, splits.classes, result.architecture, targets,
                    lut, details)
     run.write(out)

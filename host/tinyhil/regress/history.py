@@ -44,9 +44,15 @@ class Row:
     tolerance: float
     verdict: str
     detail: str
+    seconds: float | None = None  # the board's time measuring the case (JUnit's time=)
+    firmware: str = ""  # the fingerprint of the firmware that measured it
+    commit: str = ""  # the tinyhil checkout's commit that ran it
 
 
 COLUMNS = [f.name for f in fields(Row)]
+# a history written before seconds, firmware and commit were recorded: read as
+# is, and given the new columns (empty) before anything is appended to it
+LEGACY_COLUMNS = COLUMNS[:13]
 
 
 def read_history(path: Path) -> pd.DataFrame:
@@ -57,6 +63,8 @@ def read_history(path: Path) -> pd.DataFrame:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines = lines[:-1]  # an append cut short by a kill: never completed
+    if lines and lines[0].rstrip("\n").split(",") == LEGACY_COLUMNS:
+        lines = _with_new_columns(lines)
     if not lines or lines[0].rstrip("\n").split(",") != COLUMNS:
         raise HistoryError(f"{path}: not a tinyhil history (expected columns {','.join(COLUMNS)})")
     # Field counts checked record by record: pandas would take a first row
@@ -78,13 +86,23 @@ def read_history(path: Path) -> pd.DataFrame:
         raise HistoryError(f"{path}: line {reader.line_num}: corrupt CSV ({error})") from error
     try:
         frame = pd.read_csv(io.StringIO("".join(lines)), keep_default_na=False,
-                            dtype={"run_id": str, "case": str, "detail": str})
+                            dtype={"run_id": str, "case": str, "detail": str, "firmware": str, "commit": str})
     except (ValueError, pd.errors.ParserError) as error:
         raise HistoryError(f"{path}: corrupt CSV ({error})") from error
-    for column in ("baseline", "measured"):
+    for column in ("baseline", "measured", "seconds"):
         frame[column] = pd.to_numeric(frame[column].replace("", float("nan")), errors="coerce")
     frame.index = pd.Index(numbers, name="line")
     return frame
+
+
+def _with_new_columns(lines: list[str]) -> list[str]:
+    """A legacy history's lines (header included) with the columns added since, empty."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for n, record in enumerate(csv.reader(io.StringIO("".join(lines)))):
+        writer.writerow(COLUMNS if n == 0 else record + [""] * (len(COLUMNS) - len(record))
+                        if len(record) == len(LEGACY_COLUMNS) else record)
+    return out.getvalue().splitlines(keepends=True)
 
 
 class History:
@@ -114,7 +132,10 @@ class History:
             return
         text = read_text(self.path, HistoryError)
         if not text.endswith("\n"):
-            atomic_write(self.path, text[: text.rfind("\n") + 1])
+            text = text[: text.rfind("\n") + 1]
+            atomic_write(self.path, text)
+        if text.split("\n", 1)[0].split(",") == LEGACY_COLUMNS:
+            atomic_write(self.path, "".join(_with_new_columns(text.splitlines(keepends=True))))
 
     def append(self, rows: list[Row]) -> None:
         buffer = io.StringIO()

@@ -18,6 +18,7 @@ import pandas as pd
 
 from tinyhil.files import writable_file
 from tinyhil.measure.runner import Measurement
+from tinyhil.provenance import git_commit
 from tinyhil.regress.farm import Farm, FarmStats, lane_image, make_jobs
 from tinyhil.regress.history import ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row
 from tinyhil.regress.inventory import FarmBoard
@@ -51,6 +52,27 @@ class RegressResult:
     @property
     def failed(self) -> bool:
         return bool(self.rows["verdict"].isin(FAILING).any() or self.missing)
+
+
+def failing_rows(result: RegressResult) -> list[str]:
+    """One line per failing figure of a run (regressions first, then errors and
+    skips), and per case of the suite that has no figure at all."""
+    rows = result.rows[result.rows["verdict"].isin(FAILING)]
+    order = {REGRESSION: 0, ERROR: 1, SKIPPED: 2}
+    lines = []
+    for r in sorted(rows.itertuples(), key=lambda r: (order[r.verdict], r.environment, r.case, r.metric)):
+        figures = (f"{_figure(r.baseline)} -> {_figure(r.measured)}, " if r.verdict == REGRESSION else "")
+        lines.append(f"{r.verdict}: {r.case} on {r.environment} ({r.farm_board}) {r.metric}: {figures}{r.detail}")
+    lines += [f"missing: {key} has no figure" for key in sorted(result.missing - _skipped_keys(rows))]
+    return lines
+
+
+def _figure(value) -> str:
+    return "-" if value is None or value != value else f"{value:,.0f}"
+
+
+def _skipped_keys(rows: pd.DataFrame) -> set[str]:
+    return set(rows["case"] + "@" + rows["environment"])
 
 
 def judge(case: Case, m: Measurement, suite: Suite, emulated: bool, clock_hz: int | None = None
@@ -158,13 +180,16 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
         already = sum(len(cs) for cs in cases.values()) - sum(len(cs) for cs in todo.values())
 
         recorded = set(done)
+        commit = git_commit()
 
         def record(board: FarmBoard, case: Case, m: Measurement) -> None:
             if case.key in recorded:  # delivered again by a retried job: its rows are in
                 return
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            firmware = m.image.firmware if m.image is not None else ""
             rows = [Row(run_id, now, suite.name, case.lane, board.name, case.case_id,
-                        case.kind, metric, base, measured, tol, verdict, detail)
+                        case.kind, metric, base, measured, tol, verdict, detail, round(m.seconds, 4),
+                        firmware, commit)
                     for metric, base, measured, tol, verdict, detail
                     in judge(case, m, suite, board.config.emulated, board.config.clock_hz)]
             history.append(rows)

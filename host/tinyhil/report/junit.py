@@ -25,6 +25,14 @@ def _g(value) -> str:
     return "" if value != value or value is None else f"{value:g}"
 
 
+def case_seconds(case_rows) -> float:
+    """The board's time measuring a case (its metrics' rows share it); 0 for a
+    history from before it was recorded, or a case never measured."""
+    seconds = case_rows["seconds"] if "seconds" in case_rows else []
+    values = [float(v) for v in seconds if v == v and v is not None]
+    return max(values, default=0.0)
+
+
 def write_junit(result, suite, path: Path) -> Path:
     rows = result.rows
     root = ET.Element("testsuites", name=f"tinyhil regress {suite.name}")
@@ -39,9 +47,12 @@ def write_junit(result, suite, path: Path) -> Path:
         ET.SubElement(props, "property", name="run_id", value=result.run_id)
         ET.SubElement(props, "property", name="boards",
                       value=",".join(sorted(set(env_rows["farm_board"]))))
+        suite_seconds = 0.0
         for case_id, case_rows in cases:
+            seconds = case_seconds(case_rows)
+            suite_seconds += seconds
             testcase = ET.SubElement(testsuite, "testcase", classname=f"{suite.name}.{env}",
-                                     name=case_id, time="0")
+                                     name=case_id, time=f"{seconds:.3f}")
             lines = [f"{r.metric}: baseline {_g(r.baseline)} measured {_g(r.measured)} "
                      f"-> {r.verdict} ({r.detail}) on {r.farm_board}" for r in case_rows.itertuples()]
             verdicts = set(case_rows["verdict"])
@@ -61,6 +72,7 @@ def write_junit(result, suite, path: Path) -> Path:
                 ET.SubElement(testcase, "skipped", message="; ".join(
                     case_rows.loc[case_rows["verdict"] == "skipped", "detail"]))
             ET.SubElement(testcase, "system-out").text = "\n".join(lines)
+        testsuite.set("time", f"{suite_seconds:.3f}")
         for k, v in counts.items():
             testsuite.set(k, str(v))
             totals[k] += v

@@ -48,6 +48,23 @@ class Architecture:
         that only removes unit axes ((1, 1, C) -> (C,)) when it feeds nothing
         but fully connected layers, which flatten their input themselves; it
         keeps real flattens, e.g. (100, 1, 6) -> (600,).)"""
+        order = self.runtime_nodes()
+        if order == list(range(len(self.nodes))):
+            return self
+        position = {old: new for new, old in enumerate(order)}
+
+        def source(index: int) -> int:  # through folded RESHAPEs to what TFLite reads
+            while index != MODEL_INPUT and index not in position:
+                index = self.nodes[index].inputs[0]
+            return position.get(index, MODEL_INPUT)
+
+        nodes = tuple(Node(self.nodes[i].op, tuple(source(s) for s in self.nodes[i].inputs)) for i in order)
+        return Architecture(self.space, self.input_shape, nodes, self.choices)
+
+    def runtime_nodes(self) -> list[int]:
+        """The indices of `nodes` that TFLite runs, in the order it runs them
+        (see `runtime`): what a drawing or a per-layer table pairs with the
+        device's profile."""
         consumers = _consumers(self.nodes)
 
         def squeeze_only(op: OpConfig) -> bool:
@@ -56,19 +73,15 @@ class Architecture:
         folded = {i for i, n in enumerate(self.nodes) if n.op.op == RESHAPE and squeeze_only(n.op)
                   and consumers.get(i) and all(self.nodes[c].op.op == DENSE for c in consumers[i])}
         new_index: dict[int, int] = {MODEL_INPUT: MODEL_INPUT}
-        kept = []
+        kept, original = [], []
         for index, node in enumerate(self.nodes):
             if index in folded:
                 new_index[index] = new_index[node.inputs[0]]
                 continue
             kept.append(Node(node.op, tuple(new_index[i] for i in node.inputs)))
+            original.append(index)
             new_index[index] = len(kept) - 1
-        order = execution_order(kept)
-        if not folded and order == list(range(len(kept))):
-            return self
-        position = {old: new for new, old in enumerate(order)} | {MODEL_INPUT: MODEL_INPUT}
-        nodes = tuple(Node(kept[i].op, tuple(position[s] for s in kept[i].inputs)) for i in order)
-        return Architecture(self.space, self.input_shape, nodes, self.choices)
+        return [original[i] for i in execution_order(kept)]
 
     @property
     def macs(self) -> int:
@@ -149,9 +162,12 @@ class Builder:
     def __init__(self, input_shape: Shape):
         self.input_shape = input_shape
         self.nodes: list[Node] = []
+        self.cell = ""  # the cell the next nodes belong to (a drawing's frame), if the space has cells
+        self.cells: list[str] = []  # per node
 
     def add(self, op: OpConfig, *inputs: int) -> int:
         self.nodes.append(Node(op, tuple(inputs) if inputs else (len(self.nodes) - 1,)))
+        self.cells.append(self.cell)
         return len(self.nodes) - 1
 
     def shape(self, index: int) -> Shape:

@@ -257,14 +257,30 @@ def build_architecture(space: MicroNasSpace, choices: dict) -> Architecture:
     A cell with neither a branch nor the residual computes nothing (the
     authors' super-network gives zeros there, and their export fails): it is
     built with the residual, the cheapest convolution that yields the cell's width."""
+    return _built(space, choices).build("micronas", choices)
+
+
+def cell_labels(arch: Architecture) -> list[str]:
+    """The cell of each of a MicroNAS architecture's nodes ("Time-Reduce 0",
+    "Sensor-Fusion 1", "classifier"), as build_architecture adds them."""
+    (window, sensors, _), classes = arch.input_shape, arch.nodes[-1].op.output_shape[-1]
+    built = _built(MicroNasSpace(window, sensors, classes), arch.choices)
+    if tuple(built.nodes) != arch.nodes:
+        raise SpaceError("the architecture's nodes are not those its choices build")
+    return built.cells
+
+
+def _built(space: MicroNasSpace, choices: dict) -> Builder:
     b = Builder(space.input_shape)
     x, cin = MODEL_INPUT, 1
     tr_cells = [c for c in space.cells if isinstance(c, TimeReduceCell)]
     sf_cells = [c for c in space.cells if isinstance(c, SensorFusionCell)]
     for cell, choice in zip(tr_cells, choices["tr"], strict=True):
+        b.cell = f"Time-Reduce {cell.index}"
         conv = cell.convs[space.tr_kernels.index(choice["kernel"])]
         x, cin = b.add(conv.op(cin, choice["filters"]), x), choice["filters"]
     for cell, choice in zip(sf_cells, choices["sf"], strict=True):
+        b.cell = f"Sensor-Fusion {cell.index}"
         if choice.get("skip"):
             if not cell.skippable:
                 raise SpaceError(f"Sensor-Fusion cell {cell.index} reduces the sensors: it cannot be skipped")
@@ -282,10 +298,11 @@ def build_architecture(space: MicroNasSpace, choices: dict) -> Architecture:
             main = b.add(cell.add.op(f), main, other)
         x, cin = main, f
     out = space.cells[-1]
+    b.cell = "classifier"
     b.add(out.conv.op(cin, space.classes), x)
     for op in (out.pool, out.reshape, out.softmax):
         b.add(op)
-    return b.build("micronas", choices)
+    return b
 
 
 def sample_architecture(space: MicroNasSpace, rng) -> Architecture:

@@ -90,6 +90,8 @@ class SearchResult:
     config: SearchConfig
     seconds: float
     note: str = ""  # how the final network was chosen, when not simply the last argmax
+    chosen_epoch: int | None = None  # the epoch whose argmax network was taken (None: the smallest network)
+    warmup_epochs: int = 0  # epochs of weights only, before the first alpha update
 
 
 def violations(arch: Architecture, lut: Lut, config: SearchConfig) -> dict[str, float]:
@@ -291,61 +293,43 @@ def search(data: Splits, space: MicroNasSpace, lut: Lut, config: SearchConfig,
             feasible.append((val_acc, epoch, candidate))
         if on_epoch:
             on_epoch(record)
-    arch, val_accuracy, note = extract(net, space), history[-1].val_accuracy, ""
+    arch, val_accuracy, note, chosen = extract(net, space), history[-1].val_accuracy, "", config.epochs
     broken = violations(arch, lut, config) if config.hardware else {}  # baselines: as found
     if broken and feasible:
         # The last argmax network breaks a target: take the most accurate
         # argmax network of the second half that met them all.
         val_accuracy, epoch, arch = max(feasible, key=lambda f: (f[0], f[1]))
+        chosen = epoch
         note = (f"the final argmax network broke {broken}; took epoch {epoch}'s, "
                 "the most accurate of the second half within the targets")
     elif broken:
         # No argmax network of the second half met the targets: the smallest
         # network does (check_targets), scored on the super-network's weights.
-        arch = smallest_architecture(space)
+        arch, chosen = smallest_architecture(space), None
         smallest = {name: tf.one_hot(option, net.alphas[name].shape[0])
                     for name, option in smallest_choice(space).items()}
         val_accuracy = float(np.mean(np.argmax(net(x_val, smallest).numpy(), 1) == data.y_val))
         note = f"the final argmax network broke {broken} and none of the second half met the targets: took the smallest"
     return SearchResult(arch, history, lut_latency(arch, lut) / lut.meta.clock_hz * 1e3,
                         arena_estimate(arch, lut), appendix_a_peak(arch), val_accuracy,
-                        config, time.monotonic() - started, note)
+                        config, time.monotonic() - started, note, chosen, warmup)
 
 
 def write_curves(result: SearchResult, out: Path) -> None:
-    """The search's history: curves.csv and curves.png (loss, accuracy, hardware terms)."""
+    """The search's history: curves.csv and curves.png (loss, accuracy, hardware
+    terms, the targets, the warm-up and the epoch whose network was taken)."""
+    from tinyhil.report.curves import save_curves
+
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "curves.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(asdict(result.history[0])))
         writer.writeheader()
         writer.writerows(asdict(r) for r in result.history)
-    _plot(result, out / "curves.png")
+    save_curves([asdict(r) for r in result.history], curve_marks(result), out / "curves.png")
 
 
-def _plot(result: SearchResult, path: Path) -> None:
-    import matplotlib
+def curve_marks(result: SearchResult):
+    from tinyhil.report.curves import CurveMarks
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h = result.history
-    epochs = [r.epoch for r in h]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    axes[0].plot(epochs, [r.loss for r in h])
-    axes[0].set_title("loss (validation, Eq. 3)")
-    axes[1].plot(epochs, [r.train_accuracy for r in h], label="train")
-    axes[1].plot(epochs, [r.val_accuracy for r in h], label="validation (argmax net)")
-    axes[1].legend()
-    axes[1].set_title("accuracy")
-    axes[2].plot(epochs, [r.latency_ms for r in h], label="latency (ms)")
-    if result.config.lat_target_ms:
-        axes[2].axhline(result.config.lat_target_ms, ls="--", color="C0")
-    ax2 = axes[2].twinx()
-    ax2.plot(epochs, [r.memory_bytes / 1024 for r in h], color="C1", label="memory (KiB)")
-    if result.config.mem_target_bytes:
-        ax2.axhline(result.config.mem_target_bytes / 1024, ls="--", color="C1")
-    axes[2].set_title("estimated latency (ms) and memory (KiB)")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    return CurveMarks(result.warmup_epochs, result.chosen_epoch, result.config.lat_target_ms,
+                      result.config.mem_target_bytes, result.note)
