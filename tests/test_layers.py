@@ -89,6 +89,43 @@ def test_a_difference_injected_into_one_layer_is_found_there(har_cnn):
     assert layers[0].op == INPUT and not layers[0].equal and all(d.equal for d in layers[1:])
 
 
+def test_the_deploy_report_lists_the_windows_that_differ_and_the_layers(tmp_path):
+    from tinyhil.deploy.deployment import Deployment, compare_window, differing_windows
+    from tinyhil.deploy.qat import Scores
+    from tinyhil.measure.layers import LayerComparison, LayerDiff, OpAlone
+    from tinyhil.nas.constraints import Profile
+    from tinyhil.nas.engines import Targets
+    from tinyhil.report.deployment import write_report
+    from tinyhil.verdict import compare_output
+
+    host = [bytes([0, 10, 250]), bytes([5, 6, 7]), bytes([1, 2, 3])]
+    device = [bytes([0, 10, 250]), bytes([5, 9, 7]), bytes([1, 2, 4])]
+    comparisons = [compare_output(d, h) for d, h in zip(device, host)]
+    assert compare_window(None, [c.kind == "exact" for c in comparisons]) == 1  # the first that differs
+    assert compare_window(2, [True] * 3) == 2 and compare_window(None, [True] * 3) == 0
+    windows = differing_windows(comparisons, np.array([1, 2, 0]), np.array([1, 1, 2]), np.array([1, 1, 2]))
+    assert [(w.window, w.max_steps, w.differing) for w in windows] == [(1, 3, 1), (2, 1, 1)]
+    rows = (LayerDiff(0, INPUT, "", "", (0,), (1, 3), 3, 0, 0),
+            LayerDiff(1, "CONV_2D", "conv2d/3x1x1-3x1x2/k1x1/s1x1/same/relu", "arm_convolve_1x1_s8_fast", (4,),
+                      (1, 3, 1, 2), 6, 0, 0),
+            LayerDiff(2, "MEAN", "", "TFLM reference_ops::QuantizedMeanOrSum", (5,), (1, 2), 2, 1, 1),
+            LayerDiff(3, "FULLY_CONNECTED", "dense/2-3", "arm_fully_connected_s8", (6,), (1, 3), 3, 1, 3))
+    layers = LayerComparison("m", "qemu-m4", "test window 1 of uci_har", rows, 500, 4, 1,
+                             OpAlone(1, "MEAN", "TFLM reference_ops::QuantizedMeanOrSum", 2, 1, 1, True))
+    scores = {k: Scores(0.9, 0.8) for k in ("float", "qat", "int8_host", "int8_device")}
+    d = Deployment(str(tmp_path), "tinytnas", "qemu-m4", "uci_har", "abc", Targets(), Profile(1000, 2000, 3, 1.0),
+                   25_000.0, (25_000.0,), 25_000_000, "qemu-icount", 1000, 2000, 9000, 9000, scores, 3, 1, 3, 3,
+                   (), (), differing_windows=windows, layers_compared=layers)
+    page = write_report([d], tmp_path / "report.html").read_text()
+    assert "Test windows whose outputs differ (2)" in page
+    assert f"tinyhil run {tmp_path}/model_int8.tflite --board qemu-m4 --compare-layers --data {tmp_path} " \
+           "--window 1" in page
+    assert page.count("<tr class='first'>") == 1 and page.count("<tr class='differs'>") == 1
+    assert "first diverging op: 1 MEAN, 1 step(s), 1/2 (50.0%) differ" in page and "kernel difference" in page
+    saved = json.loads(json.dumps(d.to_dict()))
+    assert saved["layers_compared"]["first_diverging"] == 1 and saved["differing_windows"][0]["window"] == 1
+
+
 # ---- on the emulated board ---------------------------------------------------------
 
 def perturbed(flatbuffer: bytes, op: int, delta: int) -> bytes:

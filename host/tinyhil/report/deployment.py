@@ -11,7 +11,11 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tinyhil.files import atomic_write  # noqa: E402
+from tinyhil.report.layers import STYLE, layers_section  # noqa: E402
 from tinyhil.report.validation import _png  # noqa: E402
+
+MODEL_FILE = "model_int8.tflite"  # deploy's int8 model in the run directory
+WINDOWS_LISTED = 50  # differing windows the HTML report lists (all are in predictions.csv)
 
 
 def _fmt(value, unit: str = "", digits: int = 0) -> str:
@@ -56,6 +60,23 @@ def summary_rows(deployments) -> list[dict]:
                      "same classes": f"{d.predictions_equal}/{d.test_windows}",
                      "same outputs": f"{d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)"})
     return rows
+
+
+def _value(x: float, regression: bool) -> str:
+    return f"{x:.4g}" if regression else f"{x:.0f}"
+
+
+def differing_rows(d) -> list[tuple[str, str, str, str, str]]:
+    """(window, label, host, device, outputs differing) of the windows whose outputs differ."""
+    regression = d.scores["int8_host"].is_regression
+    return [(str(w.window), _value(w.label, regression), _value(w.host, regression), _value(w.device, regression),
+             f"{w.differing} output(s), up to {w.max_steps} step(s)") for w in d.differing_windows]
+
+
+def rerun_command(d, window: int) -> str:
+    """The command that compares one window of the deployment layer by layer."""
+    return (f"tinyhil run {Path(d.run_dir) / MODEL_FILE} --board {d.board} --compare-layers "
+            f"--data {d.run_dir} --window {window}")
 
 
 def _table(header, rows) -> str:
@@ -105,13 +126,21 @@ def write_report(deployments, path: Path, title: str = "tinyhil deployment") -> 
             + f"<p>device vs host int8 interpreter: {d.predictions_equal}/{d.test_windows} {same} "
               f"equal, {d.outputs_equal}/{d.test_windows} outputs byte for byte (largest difference "
               f"{d.max_output_steps} int8 step(s))</p>")
+        if d.differing_windows:
+            listed = differing_rows(d)[:WINDOWS_LISTED]
+            more = len(d.differing_windows) - len(listed)
+            parts.append(f"<h3>Test windows whose outputs differ ({len(d.differing_windows)})</h3>"
+                         + _table(("window", "label", "host int8", "device", "outputs"), listed)
+                         + (f"<p>and {more} more (predictions.csv lists every window)</p>" if more else "")
+                         + "<p>compare one layer by layer: <code>"
+                         + html.escape(rerun_command(d, d.differing_windows[0].window)) + "</code></p>")
+        if d.layers_compared is not None:
+            parts.append(layers_section(d.layers_compared))
         parts.append("<h3>Per-layer profile beside the LUT rows</h3>" + _table(
             ("#", "op", f"device ({d.counter})", "LUT row", "LUT kernel", "difference"),
             [(r.index, r.op, f"{r.device_cycles:,.0f}", r.lut_key or "(not in the architecture)",
               _fmt(r.lut_cycles), "-" if not r.lut_cycles else f"{(r.lut_cycles / r.device_cycles - 1) * 100:+.2f} %")
              for r in d.layers]) + f"<img src='data:image/png;base64,{_layers_figure(d)}'>")
         parts.append("<p>seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in d.seconds.items()) + "</p>")
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}.warn{color:#a60}")
     return atomic_write(path, f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-                              f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
+                              f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")

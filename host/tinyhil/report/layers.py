@@ -43,7 +43,9 @@ def difference_figure(c) -> str:
     ax.set_xticks(x, [f"{d.index}:{d.op}" for d in ops], rotation=60, ha="right", fontsize=7)
     ax.set_title("board vs host, per op" + ("" if first is None else f" (first diverging: op {first.index})"),
                  fontsize=9)
-    fig.legend(loc="upper left", fontsize=7, bbox_to_anchor=(0.08, 0.88))
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = share.get_legend_handles_labels()
+    ax.legend(handles + more, labels + more_labels, loc="upper left", fontsize=7)
     return _png(fig)
 
 
