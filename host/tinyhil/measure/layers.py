@@ -257,19 +257,6 @@ def attribute(comparison: LayerComparison, config: BoardConfig, model: TfliteMod
     return replace(comparison, alone=run_alone(config, model, first.index, device, open_device, log, on_stage))
 
 
-def compare_layers(model: TfliteModel, config: BoardConfig, input_bytes: bytes, input_name: str,
-                   port: str = "", timeout: float = 30.0, open_device: Callable[[], Board] | None = None,
-                   log=None, on_stage=None) -> LayerComparison:
-    """Builds (cached) the model's image, compares every layer on `input_bytes`,
-    and runs the first diverging op alone."""
-    opener = open_device or (lambda: open_board(config, port=port, timeout=timeout))
-    image = build_image(model_image(model, config), config, log=log, on_stage=on_stage)
-    with opener() as board:
-        boot_with_recovery(board, image)
-        comparison, device = compare_on_board(board, model, input_bytes, input_name)
-    return attribute(comparison, config, model, device, opener, log, on_stage)
-
-
 def run_and_compare(path, config: BoardConfig, input_bytes: bytes, input_name: str, repeats: int = 20,
                     warmup: int = 1, port: str = "", timeout: float = 30.0,
                     open_device: Callable[[], Board] | None = None, log=None,
