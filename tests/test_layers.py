@@ -126,6 +126,24 @@ def test_the_deploy_report_lists_the_windows_that_differ_and_the_layers(tmp_path
     assert saved["layers_compared"]["first_diverging"] == 1 and saved["differing_windows"][0]["window"] == 1
 
 
+def test_the_cli_refuses_an_input_it_cannot_choose(pooled_cnn, tmp_path):
+    from typer.testing import CliRunner
+
+    from tinyhil.cli import app
+
+    (tmp_path / "short.bin").write_bytes(bytes(100))
+    for args, message in (
+            (["--window", "3"], "--window and --data go together"),
+            (["--input", str(tmp_path / "short.bin"), "--window", "1", "--data", "uci_har"], "not both"),
+            (["--input", str(tmp_path / "short.bin")], "100 bytes, layers_pooled_cnn takes 1152"),
+            (["--input", str(tmp_path / "none.npy")], "no such file"),
+            (["--report", str(tmp_path / "r.html")], "--report is the --compare-layers report")):
+        result = CliRunner().invoke(app, ["run", str(pooled_cnn), *args], env={"COLUMNS": "300"})
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    result = CliRunner().invoke(app, ["deploy", str(tmp_path), "--window", "2"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "give both" in result.output
+
+
 # ---- on the emulated board ---------------------------------------------------------
 
 def perturbed(flatbuffer: bytes, op: int, delta: int) -> bytes:
