@@ -84,9 +84,13 @@ def test_a_difference_injected_into_one_layer_is_found_there(har_cnn):
     assert first.lut_key.startswith("conv2d/") and all(d.equal for d in layers[:conv + 1])
 
     device = dict(host)
-    device[graph.inputs[0]] = bytes(1) + host[graph.inputs[0]][1:]
+    device[graph.inputs[0]] = bytes([host[graph.inputs[0]][0] ^ 0x80]) + host[graph.inputs[0]][1:]
     layers = diff_layers(model, device, host)
-    assert layers[0].op == INPUT and not layers[0].equal and all(d.equal for d in layers[1:])
+    assert layers[0].op == INPUT and layers[0].max_steps == 128 and all(d.equal for d in layers[1:])
+
+    device = dict(host)
+    device[graph.outputs[0]] = host[graph.outputs[0]][:-1]  # a tensor of another size
+    assert diff_layers(model, device, host)[-1].verdict() == "sizes differ"
 
 
 def test_the_deploy_report_lists_the_windows_that_differ_and_the_layers(tmp_path):

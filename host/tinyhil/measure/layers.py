@@ -23,7 +23,7 @@ from tinyhil.device.boards import Board, open_board
 from tinyhil.device.recovery import boot_with_recovery, with_recovery
 from tinyhil.errors import TinyhilError
 from tinyhil.image.firmware import build_image
-from tinyhil.measure.model import model_image
+from tinyhil.measure.model import measure, model_image
 from tinyhil.models.kernel_path import kernel_paths
 from tinyhil.models.op_alone import op_alone
 from tinyhil.models.tflite_model import Graph, TfliteModel, model_graph
@@ -46,7 +46,7 @@ class LayerDiff:
     shape: tuple[int, ...]  # of the first tensor
     elements: int
     differing: int
-    max_steps: int  # largest |board - host| in steps of the tensor's integer type
+    max_steps: int  # largest |board - host| in steps of the tensor's integer type; -1: sizes differ
 
     @property
     def index(self) -> int:
@@ -64,6 +64,8 @@ class LayerDiff:
     def verdict(self) -> str:
         if self.equal:
             return "equal"
+        if self.max_steps < 0:
+            return "sizes differ"
         return f"{self.max_steps} step(s), {self.differing}/{self.elements} ({self.share:.1%}) differ"
 
 
@@ -181,13 +183,23 @@ def stream_tensors(board: Board, model: TfliteModel, input_bytes: bytes,
 
 
 def _steps(device: bytes, host: bytes, dtype: str) -> tuple[int, int]:
-    """(elements that differ, largest difference) of two tensors' bytes."""
+    """(elements that differ, largest difference; -1: the sizes differ) of two tensors' bytes."""
+    if len(device) != len(host):
+        return max(len(device), len(host)) // np.dtype(dtype).itemsize or 1, -1
     a = np.frombuffer(device, dtype).astype(np.int64)
     b = np.frombuffer(host, dtype).astype(np.int64)
-    if a.shape != b.shape:
-        return max(a.size, b.size), int(np.iinfo(np.int64).max)
     diff = np.abs(a - b)
     return int((diff > 0).sum()), int(diff.max()) if diff.size else 0
+
+
+def _compare(graph: Graph, tensors, device: dict[int, bytes], host: dict[int, bytes]) -> tuple[int, int, int]:
+    """(elements, elements that differ, largest difference; -1: a size differs) over some tensors."""
+    elements = differing = worst = 0
+    for t in tensors:
+        d, w = _steps(device[t], host[t], graph.tensor_dtypes[t])
+        differing, worst = differing + d, (-1 if -1 in (w, worst) else max(worst, w))
+        elements += int(np.prod(graph.tensor_shapes[t]))
+    return elements, differing, worst
 
 
 def diff_layers(model: TfliteModel, device: dict[int, bytes], host: dict[int, bytes]) -> tuple[LayerDiff, ...]:
@@ -198,16 +210,9 @@ def diff_layers(model: TfliteModel, device: dict[int, bytes], host: dict[int, by
     units = [(INPUT, "", "", graph.inputs)] + [
         (op.name, configs[i].key if configs[i] is not None else "", kernels[i], op.outputs)
         for i, op in enumerate(graph.ops)]
-    rows = []
-    for unit, (name, key, kernel, tensors) in enumerate(units):
-        differing = worst = elements = 0
-        for t in tensors:
-            d, w = _steps(device[t], host[t], graph.tensor_dtypes[t])
-            differing, worst = differing + d, max(worst, w)
-            elements += int(np.prod(graph.tensor_shapes[t]))
-        rows.append(LayerDiff(unit, name, key, kernel, tuple(int(t) for t in tensors), graph.tensor_shapes[tensors[0]],
-                              elements, differing, worst))
-    return tuple(rows)
+    return tuple(LayerDiff(unit, name, key, kernel, tuple(int(t) for t in tensors), graph.tensor_shapes[tensors[0]],
+                           *_compare(graph, tensors, device, host))
+                 for unit, (name, key, kernel, tensors) in enumerate(units))
 
 
 def run_alone(config: BoardConfig, model: TfliteModel, index: int, device: dict[int, bytes],
@@ -224,13 +229,9 @@ def run_alone(config: BoardConfig, model: TfliteModel, index: int, device: dict[
     host_alone = alone.reference_tensors(captured)
     graph = model_graph(alone)
     outputs = graph.ops[0].outputs
-    differing = worst = elements = 0
-    for t in outputs:
-        d, w = _steps(board_alone[t], host_alone[t], graph.tensor_dtypes[t])
-        differing, worst = differing + d, max(worst, w)
-        elements += int(np.prod(graph.tensor_shapes[t]))
     in_model = b"".join(device[t] for t in model_graph(model).ops[index].outputs)
-    return OpAlone(index, alone.ops[0], kernel_paths(model.flatbuffer)[index], elements, differing, worst,
+    return OpAlone(index, alone.ops[0], kernel_paths(model.flatbuffer)[index],
+                   *_compare(graph, outputs, board_alone, host_alone),
                    b"".join(board_alone[t] for t in outputs) == in_model)
 
 
@@ -264,8 +265,6 @@ def run_and_compare(path, config: BoardConfig, input_bytes: bytes, input_name: s
     """`tinyhil run --compare-layers`: the model measured as `tinyhil run` measures
     it, on `input_bytes`, then every layer compared on the same boot; the
     first diverging op is run alone after. Returns (RunReport, LayerComparison)."""
-    from tinyhil.measure.model import measure
-
     model = TfliteModel.load(path)
     opener = open_device or (lambda: open_board(config, port=port, timeout=timeout))
     image = build_image(model_image(model, config), config, log=log, on_stage=on_stage)
