@@ -210,3 +210,73 @@ def test_a_sample_that_stays_disturbed_gives_no_figure():
                                               r"\(repeat sample 3 stayed disturbed"):
         BenchDriver(port, "qemu-m4", timeout=5.0, retries=2).run(RunRequest(0, repeats=2))
     assert issubclass(SampleDisturbed, BoardNotResponding)  # the recovery ladder takes over
+
+
+# ---- LAYERS: tensors streamed op by op ----------------------------------------
+
+def tensor_frames(unit: int, slot: int, slots: int, tensor: int, data: bytes, chunk: int,
+                  crc: int | None = None) -> list[bytes]:
+    """TENSOR payloads as the firmware's LayerStreamer cuts a tensor."""
+    crc, parts, offset = zlib.crc32(data) if crc is None else crc, [], 0
+    while True:
+        piece = data[offset:offset + chunk]
+        parts.append(protocol.TENSOR_HEADER.pack(unit, slot, slots, tensor, 9, len(data), offset, crc) + piece)
+        offset += len(piece)
+        if offset >= len(data):
+            return parts
+
+
+def test_layers_request_asks_for_what_is_missing_only():
+    header = protocol.LAYERS_HEADER
+    assert header.size == 8
+    whole = protocol.LayersRequest(3, b"in")
+    assert whole.encode() == header.pack(3, 0, 0xFFFFFFFF) + b"in"
+    gaps = protocol.LayersRequest.for_units(0, b"", [9, 5, 7, 40])
+    # units 5, 7 and 9 by the mask; 40 is past it: sent anyway, as every unit from first + 32 is
+    assert (gaps.first, gaps.mask) == (5, 0b10101)
+    none = protocol.LayersRequest.for_units(0, b"", [])
+    assert none.mask == 0 and none.first == 0xFFFF  # the reply alone
+
+
+def test_layer_capture_puts_tensors_together_from_any_order():
+    rng = random.Random(4)
+    tensors = {(0, 0): rng.randbytes(10), (1, 0): rng.randbytes(9000), (2, 0): b"", (2, 1): rng.randbytes(5)}
+    slots = [1, 1, 2]
+    frames = [p for (u, s), data in tensors.items() for p in tensor_frames(u, s, slots[u], 10 * u + s, data, 4096)]
+    assert len(frames) == 6  # 9000 bytes: three chunks; an empty tensor still one frame
+    capture = protocol.LayerCapture(slots)
+    order = frames + frames[:2]  # duplicates, as a faulty line makes them
+    rng.shuffle(order)
+    for payload in order:
+        capture.add(protocol.TensorChunk.decode(payload))
+    assert not capture.missing_units() and not capture.complete  # no LAYERS reply yet
+    capture.reply = protocol.LayersReply.decode(protocol.LAYERS_REPLY.pack(0, 3, 100, 6))
+    assert capture.complete
+    for (u, s), data in tensors.items():
+        assert capture.tensors[(u, s)].data == data and capture.tensors[(u, s)].tensor == 10 * u + s
+    assert capture.tensors[(1, 0)].dtype == "int8" and capture.received == 8 and capture.rejected == 0
+
+
+def test_layer_capture_never_takes_a_tensor_whose_crc_fails():
+    data = bytes(range(200))
+    good = tensor_frames(1, 0, 1, 7, data, 64)
+    forged = tensor_frames(1, 0, 1, 7, bytes(200), 64, crc=zlib.crc32(data))  # the right CRC, other bytes
+    capture = protocol.LayerCapture([1, 1])
+    for payload in good[:2] + forged[2:]:  # pieces of two streams
+        capture.add(protocol.TensorChunk.decode(payload))
+    assert (1, 0) not in capture.tensors and capture.rejected == 1  # started again, not taken
+    assert capture.missing_units() == [0, 1]
+    for payload in good:
+        capture.add(protocol.TensorChunk.decode(payload))
+    assert capture.tensors[(1, 0)].data == data and capture.missing_units() == [0]
+
+
+def test_layer_capture_refuses_chunks_the_model_cannot_have():
+    capture = protocol.LayerCapture([1, 1])
+    capture.add(protocol.TensorChunk.decode(tensor_frames(5, 0, 1, 3, b"x", 8)[0]))  # no unit 5
+    capture.add(protocol.TensorChunk.decode(tensor_frames(1, 0, 2, 3, b"x", 8)[0]))  # unit 1 has 1 tensor
+    assert capture.rejected == 2 and not capture.tensors
+    with pytest.raises(ValueError):
+        protocol.TensorChunk.decode(protocol.TENSOR_HEADER.pack(1, 0, 1, 3, 9, 4, 2, 0) + b"abc")  # past its end
+    with pytest.raises(ValueError):
+        protocol.LayersReply.decode(protocol.LAYERS_REPLY.pack(1, 3, 0, 0))  # status not ok

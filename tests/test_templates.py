@@ -39,7 +39,7 @@ def test_render_models_and_resolver(tmp_path: Path):
     assert '{"a", tinyhil_model_0, 48u}' in image and '{"b", tinyhil_model_1, 48u}' in image
     assert "kTinyhilBenchmarkCount = 2;" in image
     assert 'kTinyhilImageId[] = "0123456789abcdef"' in image
-    assert "kTinyhilMaxRequestBytes = 307u" in image  # RUN header + largest input
+    assert "kTinyhilMaxRequestBytes = 308u" in image  # LAYERS header (RUN's is 7 B) + largest input
     # exactly the union of ops, each once
     assert "MicroMutableOpResolver<3>" in resolver
     assert re.findall(r"resolver\.(\w+)\(\);", resolver) == ["AddAdd", "AddConv2D", "AddSoftmax"]

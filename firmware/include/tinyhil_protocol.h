@@ -20,6 +20,19 @@
 #define THP_INFO 0x01
 #define THP_LIST 0x02
 #define THP_RUN 0x03
+// LAYERS: one untimed inference whose every intermediate tensor is streamed
+// back op by op (never kept: the arena holds what TFLM holds). Payload:
+//   benchmark u16 | first unit u16 | mask u32 | input bytes
+// Units: 0 = the graph's inputs as written before Invoke, i + 1 = op i's
+// outputs right after op i ran. Unit u is sent if u >= first and (u - first
+// >= 32 or mask bit (u - first) is set): the host asks again only for what
+// it lacks. Each tensor goes out as TENSOR frames, then one LAYERS reply.
+#define THP_LAYERS 0x04
+// TENSOR: never a request; the kind (| THP_REPLY) of the frames a LAYERS
+// request streams, with its sequence number. Payload:
+//   unit u16 | slot u8 | slots u8 | tensor u16 | type u8 (TfLiteType) |
+//   total u32 | offset u32 | crc32 of the whole tensor u32 | bytes
+#define THP_TENSOR 0x05
 // Replies (device -> host): request | 0x80, or ERROR
 #define THP_REPLY 0x80
 #define THP_ERROR 0x7F
@@ -29,6 +42,11 @@
 #define THP_RUN_OUTPUT_CRC 0x02  // send the outputs' CRC-32 instead of bytes
 #define THP_RUN_INPUT_SEED 0x04  // payload holds a u32 seed, not input bytes:
                                  // inputs come from thp_fill_seeded() (no upload)
+
+#define THP_LAYERS_HEADER_BYTES 8  // benchmark u16, first u16, mask u32
+#define THP_TENSOR_HEADER_BYTES 19
+#define THP_TENSOR_CHUNK_BYTES 4096  // tensor bytes per TENSOR frame at most
+// LAYERS reply: status u8 (0) | units u16 | arena used u32 | TENSOR frames sent u32
 
 // ERROR codes
 #define THP_ERR_BAD_REQUEST 1

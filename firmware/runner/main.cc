@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tinyhil_image.h"
+#include "tensorflow/lite/micro/memory_helpers.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/micro/micro_time.h"
@@ -329,6 +330,155 @@ void HandleRun(const uint8_t* payload, size_t payload_bytes) {
   thp_send_end(&tx);
 }
 
+// ---- LAYERS: every intermediate tensor of one untimed inference ------------
+// Nothing here runs for a RUN: the timed path above neither calls nor shares
+// any of it (its own interpreter class and profiler).
+
+uint32_t ReadU32(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+// A MicroInterpreter whose tensors can be read by index while it runs (the
+// base class keeps its context protected).
+class TensorReadingInterpreter : public tflite::MicroInterpreter {
+ public:
+  TensorReadingInterpreter(const tflite::Model* model, const tflite::MicroOpResolver& resolver,
+                           uint8_t* arena, size_t arena_bytes,
+                           tflite::MicroProfilerInterface* profiler)
+      : tflite::MicroInterpreter(model, resolver, arena, arena_bytes, nullptr, profiler) {}
+  TfLiteEvalTensor* eval_tensor(int index) { return context().GetEvalTensor(&context(), index); }
+};
+
+// Sends the tensors of each wanted unit (0: the graph's inputs, i + 1: op
+// i's outputs) as TENSOR frames. As TFLM's profiler, it hears of each op's
+// end (MicroGraph ends an op's event after its Invoke): the op's outputs are
+// sent then, before the next op can reuse their memory.
+class LayerStreamer : public tflite::MicroProfilerInterface {
+ public:
+  LayerStreamer(const tflite::SubGraph* graph, uint16_t first, uint32_t mask)
+      : graph_(graph), first_(first), mask_(mask) {}
+  void set_interpreter(TensorReadingInterpreter* interpreter) { interpreter_ = interpreter; }
+  uint32_t BeginEvent(const char*) override { return ops_++; }
+  void EndEvent(uint32_t handle) override {
+    SendUnit((uint16_t)(handle + 1), graph_->operators()->Get(handle)->outputs());
+  }
+  void SendInputs() { SendUnit(0, graph_->inputs()); }
+  uint32_t ops() const { return ops_; }
+  uint32_t frames() const { return frames_; }
+
+ private:
+  bool Wanted(uint16_t unit) const {
+    if (unit < first_) return false;
+    const uint32_t bit = (uint32_t)(unit - first_);
+    return bit >= 32 || ((mask_ >> bit) & 1u);
+  }
+  void SendUnit(uint16_t unit, const flatbuffers::Vector<int32_t>* tensors) {
+    if (!Wanted(unit) || tensors == nullptr) return;
+    const uint8_t slots = (uint8_t)tensors->size();
+    for (uint8_t slot = 0; slot < slots; ++slot) {
+      const int32_t index = tensors->Get(slot);
+      if (index < 0) continue;
+      TfLiteEvalTensor* t = interpreter_->eval_tensor(index);
+      size_t bytes = 0;
+      if (tflite::TfLiteEvalTensorByteLength(t, &bytes) != kTfLiteOk) bytes = 0;
+      const uint8_t* data = t->data.uint8;
+      const uint32_t crc = thp_crc32_update(0, data, bytes);
+      size_t offset = 0;
+      do {  // a tensor of 0 bytes still sends one (empty) frame
+        size_t n = bytes - offset;
+        if (n > THP_TENSOR_CHUNK_BYTES) n = THP_TENSOR_CHUNK_BYTES;
+        thp_sender tx;
+        thp_send_begin(&tx, THP_TENSOR | THP_REPLY, current_seq,
+                       (uint16_t)(THP_TENSOR_HEADER_BYTES + n));
+        thp_send_u16(&tx, unit);
+        thp_send_u8(&tx, slot);
+        thp_send_u8(&tx, slots);
+        thp_send_u16(&tx, (uint16_t)index);
+        thp_send_u8(&tx, (uint8_t)t->type);
+        thp_send_u32(&tx, (uint32_t)bytes);
+        thp_send_u32(&tx, (uint32_t)offset);
+        thp_send_u32(&tx, crc);
+        thp_send_bytes(&tx, data + offset, n);
+        thp_send_end(&tx);
+        ++frames_;
+        offset += n;
+      } while (offset < bytes);
+    }
+  }
+
+  const tflite::SubGraph* graph_;
+  TensorReadingInterpreter* interpreter_ = nullptr;
+  uint16_t first_;
+  uint32_t mask_;
+  uint32_t ops_ = 0;
+  uint32_t frames_ = 0;
+};
+
+void HandleLayers(const uint8_t* payload, size_t payload_bytes) {
+  if (payload_bytes < THP_LAYERS_HEADER_BYTES) {
+    SendError(THP_ERR_BAD_REQUEST, "LAYERS payload of %u bytes is shorter than its header",
+              (unsigned)payload_bytes);
+    return;
+  }
+  const uint16_t id = ReadU16(payload);
+  const uint16_t first = ReadU16(payload + 2);
+  const uint32_t mask = ReadU32(payload + 4);
+  const uint8_t* input = payload + THP_LAYERS_HEADER_BYTES;
+  const size_t input_bytes = payload_bytes - THP_LAYERS_HEADER_BYTES;
+  if (id >= kTinyhilBenchmarkCount) {
+    SendError(THP_ERR_NO_BENCHMARK, "no benchmark %u (image has %u)", id,
+              kTinyhilBenchmarkCount);
+    return;
+  }
+  const tflite::Model* model = tflite::GetModel(kTinyhilBenchmarks[id].model);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    SendError(THP_ERR_MODEL, "model schema %lu, runtime supports %d",
+              (unsigned long)model->version(), TFLITE_SCHEMA_VERSION);
+    return;
+  }
+  if (model->subgraphs()->size() != 1) {
+    SendError(THP_ERR_MODEL, "LAYERS streams models of one subgraph, this one has %u",
+              (unsigned)model->subgraphs()->size());
+    return;
+  }
+  LayerStreamer streamer(model->subgraphs()->Get(0), first, mask);
+  TensorReadingInterpreter interpreter(model, TinyhilOpResolver(), tensor_arena,
+                                       sizeof tensor_arena, &streamer);
+  streamer.set_interpreter(&interpreter);
+  // Prepare() and FillInputs() are not called from here: a second caller
+  // would change how the compiler lays out the RUN path that uses them.
+  if (interpreter.AllocateTensors() != kTfLiteOk) {
+    SendError(THP_ERR_ALLOCATE, "AllocateTensors failed (arena %lu bytes)",
+              (unsigned long)sizeof tensor_arena);
+    return;
+  }
+  size_t want = 0;
+  for (size_t i = 0; i < interpreter.inputs_size(); ++i) want += interpreter.input(i)->bytes;
+  if (input_bytes != want) {
+    SendError(THP_ERR_INPUT_SIZE, "input of %u bytes, model wants %u", (unsigned)input_bytes,
+              (unsigned)want);
+    return;
+  }
+  for (size_t i = 0, offset = 0; i < interpreter.inputs_size(); ++i) {
+    TfLiteTensor* t = interpreter.input(i);
+    memcpy(t->data.raw, input + offset, t->bytes);
+    offset += t->bytes;
+  }
+  streamer.SendInputs();
+  if (interpreter.Invoke() != kTfLiteOk) {
+    SendError(THP_ERR_INVOKE, "Invoke failed after op %lu of %u", (unsigned long)streamer.ops(),
+              (unsigned)model->subgraphs()->Get(0)->operators()->size());
+    return;
+  }
+  thp_sender tx;
+  thp_send_begin(&tx, THP_LAYERS | THP_REPLY, current_seq, 1 + 2 + 4 + 4);
+  thp_send_u8(&tx, 0);  // status: ok
+  thp_send_u16(&tx, (uint16_t)(streamer.ops() + 1));
+  thp_send_u32(&tx, (uint32_t)interpreter.arena_used_bytes());
+  thp_send_u32(&tx, streamer.frames());
+  thp_send_end(&tx);
+}
+
 }  // namespace
 
 // ---- hooks TFLM expects from the platform --------------------------------
@@ -369,6 +519,7 @@ extern "C" void tinyhil_run_forever(void) {
       case THP_INFO: HandleInfo(); break;
       case THP_LIST: HandleList(); break;
       case THP_RUN: HandleRun(rx.payload, rx.length); break;
+      case THP_LAYERS: HandleLayers(rx.payload, rx.length); break;
       default: SendError(THP_ERR_BAD_REQUEST, "unknown request kind 0x%02x", rx.kind);
     }
   }

@@ -26,6 +26,8 @@ class Kind(IntEnum):
     INFO = 0x01
     LIST = 0x02
     RUN = 0x03
+    LAYERS = 0x04  # one untimed inference, every intermediate tensor streamed back
+    TENSOR = 0x05  # never a request: the frames a LAYERS request streams (| REPLY)
     ERROR = 0x7F
 
 
@@ -228,6 +230,146 @@ class RunReply:
         if offset != len(p):
             raise ValueError(f"{len(p) - offset} unexpected trailing bytes")
         return cls(arena_used, tuple(ticks), tuple(profile), size, output, crc)
+
+
+# ---- LAYERS: every tensor of one inference, streamed op by op ----------------
+
+LAYERS_HEADER = struct.Struct("<HHI")  # benchmark, first unit, mask
+TENSOR_HEADER = struct.Struct("<HBBHBIII")  # unit, slot, slots, tensor, type, total, offset, crc
+LAYERS_REPLY = struct.Struct("<BHII")  # status, units, arena used, TENSOR frames sent
+MASK_BITS = 32
+# TfLiteType codes (tensorflow/lite/core/c/c_api_types.h) -> numpy dtype names
+TFLITE_TYPES = {1: "float32", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8"}
+
+
+@dataclass(frozen=True)
+class LayersRequest:
+    """One untimed inference of `benchmark` on `input`, streaming units
+    (0: the graph's inputs as the device wrote them, i + 1: op i's outputs)
+    from `first` on: the next 32 as `mask` selects, every later one."""
+
+    benchmark: int
+    input: bytes
+    first: int = 0
+    mask: int = 0xFFFFFFFF
+
+    @classmethod
+    def for_units(cls, benchmark: int, input: bytes, units) -> LayersRequest:
+        """The request that streams at least `units` (sorted or not), and as
+        few others as its first-and-mask form allows."""
+        wanted = sorted(set(units))
+        if not wanted:
+            return cls(benchmark, input, 0xFFFF, 0)  # nothing: the reply alone
+        first = wanted[0]
+        mask = sum(1 << (u - first) for u in wanted if u - first < MASK_BITS)
+        return cls(benchmark, input, first, mask)
+
+    def encode(self) -> bytes:
+        return LAYERS_HEADER.pack(self.benchmark, self.first, self.mask & 0xFFFFFFFF) + self.input
+
+
+@dataclass(frozen=True)
+class TensorChunk:
+    unit: int
+    slot: int  # which output of the op (which input of the graph)
+    slots: int
+    tensor: int  # the tensor's index in the subgraph
+    dtype: str
+    total: int  # the whole tensor's bytes
+    offset: int
+    crc: int  # CRC-32 of the whole tensor
+    data: bytes
+
+    @classmethod
+    def decode(cls, payload: bytes) -> TensorChunk:
+        if len(payload) < TENSOR_HEADER.size:
+            raise ValueError(f"TENSOR frame of {len(payload)} bytes is shorter than its header")
+        unit, slot, slots, tensor, type_code, total, offset, crc = TENSOR_HEADER.unpack_from(payload)
+        data = bytes(payload[TENSOR_HEADER.size:])
+        if slot >= slots or offset + len(data) > total:
+            raise ValueError(f"TENSOR frame of unit {unit}: slot {slot} of {slots}, bytes "
+                             f"{offset}..{offset + len(data)} of {total}")
+        dtype = TFLITE_TYPES.get(type_code, f"tflite-type-{type_code}")
+        return cls(unit, slot, slots, tensor, dtype, total, offset, crc, data)
+
+
+@dataclass(frozen=True)
+class LayersReply:
+    units: int
+    arena_used: int
+    frames: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> LayersReply:
+        if len(payload) != LAYERS_REPLY.size:
+            raise ValueError(f"malformed LAYERS reply of {len(payload)} bytes")
+        status, units, arena_used, frames = LAYERS_REPLY.unpack(payload)
+        if status != 0:
+            raise ValueError(f"LAYERS reply status {status}")
+        return cls(units, arena_used, frames)
+
+
+@dataclass(frozen=True)
+class StreamedTensor:
+    tensor: int
+    dtype: str
+    data: bytes
+
+
+@dataclass
+class LayerCapture:
+    """What a LAYERS request has brought back so far, put together from its
+    TENSOR frames in whatever order, twice or with gaps they came: a tensor
+    counts once all its bytes are in and their CRC-32 is the device's.
+    `slots[u]` is how many tensors unit u has (from the model)."""
+
+    slots: list[int]
+    tensors: dict[tuple[int, int], StreamedTensor] = field(default_factory=dict)
+    reply: LayersReply | None = None
+    _parts: dict[tuple[int, int], dict[int, bytes]] = field(default_factory=dict)
+    _chunk: dict[tuple[int, int], TensorChunk] = field(default_factory=dict)
+    rejected: int = 0  # chunks that disagreed with the model or with each other
+    received: int = 0  # chunks taken in, repeats included
+
+    def add(self, chunk: TensorChunk) -> bool:
+        """Takes one chunk; True if it completed a tensor."""
+        self.received += 1
+        key = (chunk.unit, chunk.slot)
+        if chunk.unit >= len(self.slots) or chunk.slots != self.slots[chunk.unit]:
+            self.rejected += 1
+            return False
+        if key in self.tensors:
+            return False
+        first = self._chunk.setdefault(key, chunk)
+        if (first.total, first.crc, first.tensor, first.dtype) != (chunk.total, chunk.crc, chunk.tensor,
+                                                                    chunk.dtype):
+            self.rejected += 1
+            return False
+        parts = self._parts.setdefault(key, {})
+        parts[chunk.offset] = chunk.data
+        data = bytearray()
+        while len(data) < chunk.total:
+            part = parts.get(len(data))
+            if not part:
+                return False
+            data += part
+        if zlib.crc32(data) != chunk.crc:  # pieces of different streams: start this tensor again
+            self.rejected += 1
+            del self._parts[key], self._chunk[key]
+            return False
+        self.tensors[key] = StreamedTensor(chunk.tensor, chunk.dtype, bytes(data))
+        del self._parts[key], self._chunk[key]
+        return True
+
+    def missing_units(self) -> list[int]:
+        return [u for u, n in enumerate(self.slots) if any((u, s) not in self.tensors for s in range(n))]
+
+    @property
+    def complete(self) -> bool:
+        return self.reply is not None and not self.missing_units()
+
+    def unit(self, unit: int) -> list[StreamedTensor]:
+        return [self.tensors[(unit, s)] for s in range(self.slots[unit])]
 
 
 def decode_error(payload: bytes) -> tuple[int, str]:

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from tinyhil.board_catalog import get_board
 from tinyhil.cli import app, console, progress_bars, reports_errors, waiting
+from tinyhil.cli.layers import print_layers
 from tinyhil.cli.run import print_prediction
 from tinyhil.cli.search import DATA_HELP, timenas_bytes
 from tinyhil.errors import TinyhilError
@@ -31,15 +32,27 @@ def _print_deployment(d, report: Path) -> None:
                   f"{'values' if regression else 'classes'} {d.predictions_equal}/{d.test_windows}, "
                   f"outputs {d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)",
                   highlight=False)
+    if d.differing_windows:
+        from tinyhil.report.deployment import differing_rows, rerun_command
+
+        rows = differing_rows(d)
+        console.print(f"test windows whose outputs differ ({len(rows)}; window: label, host, device): "
+                      + "; ".join(f"{w}: {label}, {h}, {dev} ({outputs})" for w, label, h, dev, outputs in rows[:8])
+                      + (f"; and {len(rows) - 8} more" if len(rows) > 8 else ""), highlight=False)
+        console.print(f"  layer by layer: {rerun_command(d, d.differing_windows[0].window)}", highlight=False)
+    if d.layers_compared is not None:
+        print_layers(d.layers_compared)
     for w in d.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"report: {report}")
 
 
-def deploy_options(epochs: int, qat_epochs: int, repeats: int, seed: int, port: str):
+def deploy_options(epochs: int, qat_epochs: int, repeats: int, seed: int, port: str,
+                   compare_layers: bool = False, window: int | None = None):
     from tinyhil.deploy.deployment import DeployOptions
 
-    return DeployOptions(epochs=epochs, qat_epochs=qat_epochs, repeats=repeats, seed=seed, port=port)
+    return DeployOptions(epochs=epochs, qat_epochs=qat_epochs, repeats=repeats, seed=seed, port=port,
+                         compare_layers=compare_layers, compare_window=window)
 
 
 @app.command()
@@ -57,6 +70,10 @@ def deploy(
     predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
                                 "board from its LUT, per op and in total with its bound"),
     latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
+    compare_layers: bool = typer.Option(False, "--compare-layers", help="also compare one test window's every "
+                                        "op with the host interpreter's, and run the first op that differs alone"),
+    window: int = typer.Option(None, min=0, help="with --compare-layers: this test window (default: the "
+                               "first whose output differs, else 0)"),
 ) -> None:
     """Retrain a found model with QAT, convert to int8, build it into firmware,
     measure it and its test windows on the board, and report estimate vs measured."""
@@ -66,6 +83,8 @@ def deploy(
     from tinyhil.nas.engines import SearchRun
     from tinyhil.report.deployment import write_report
 
+    if window is not None and not compare_layers:
+        raise TinyhilError("--window picks the window --compare-layers compares: give both")
     found = SearchRun.load(run_dir)
     report = writable_file(report or run_dir / "report.html", "the HTML report")  # before deploying
     config = get_board(board or found.board)
@@ -85,7 +104,8 @@ def deploy(
                                                    found.classes, luts), luts, [found.architecture],
                            log=lambda m: console.print(m, highlight=False))
     with waiting("deploying ...") as on_stage:
-        result = deploy_run(run_dir, config, lut, deploy_options(epochs, qat_epochs, repeats, seed, port),
+        result = deploy_run(run_dir, config, lut, deploy_options(epochs, qat_epochs, repeats, seed, port,
+                                                                 compare_layers, window),
                             log=lambda m: console.print(m, highlight=False), on_stage=on_stage)
     path = write_report([result], report, f"tinyhil deploy: {run_dir}", prediction=prediction)
     _print_deployment(result, path)

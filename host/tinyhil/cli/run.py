@@ -9,6 +9,8 @@ from rich.table import Table
 
 from tinyhil.board_catalog import get_board
 from tinyhil.cli import app, console, err_console, reports_errors, waiting
+from tinyhil.cli.layers import DATA_HELP, INPUT_HELP, WINDOW_HELP, chosen_input, print_layers
+from tinyhil.errors import TinyhilError
 from tinyhil.verdict import usable
 
 
@@ -27,15 +29,27 @@ def run(
                                 "board from its LUT, per op and in total with its bound"),
     latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
     luts: Path = typer.Option(Path("luts"), help="directory of lookup tables (for --predict)"),
+    compare_layers: bool = typer.Option(False, "--compare-layers", help="also compare every op's output "
+                                        "with the host interpreter's (streamed op by op, untimed) and run "
+                                        "the first op that differs alone"),
+    input_file: Path = typer.Option(None, "--input", help=INPUT_HELP),
+    window: int = typer.Option(None, min=0, help=WINDOW_HELP),
+    data: str = typer.Option(None, help=DATA_HELP),
+    report_out: Path = typer.Option(None, "--report", help="with --compare-layers: an HTML report of it"),
 ) -> None:
     """Build firmware for MODEL, run it on BOARD, print cycles, per-op profile,
     memory, and whether the device output equals the host interpreter's."""
     from tinyhil.files import atomic_write, writable_file
     from tinyhil.measure.model import run_model
+    from tinyhil.models.tflite_model import TfliteModel
 
     config = get_board(board)
-    if json_out:  # before measuring: a report that cannot be kept is refused first
-        writable_file(json_out, "the JSON report")
+    if report_out and not compare_layers:
+        raise TinyhilError("--report is the --compare-layers report: give both")
+    for path, what in ((json_out, "the JSON report"), (report_out, "the HTML report")):
+        if path:  # before measuring: a report that cannot be kept is refused first
+            writable_file(path, what)
+    input_bytes, input_name = chosen_input(TfliteModel.load(model), input_file, window, data, seed)
     prediction = None
     if predict:  # before any build: a model no LUT of the board prices is refused first
         from tinyhil.estimate.predict import predict as predict_latency
@@ -43,15 +57,30 @@ def run(
 
         get_board(predict)
         prediction = predict_latency(op_configs(model.read_bytes()), predict, luts, latency_at)
+    layers = None
     with waiting(f"building and measuring {model.name} on {board} ...") as on_stage:
-        report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed,
-                           port=port, timeout=timeout, log=console.log, on_stage=on_stage)
+        if compare_layers:
+            from tinyhil.measure.layers import run_and_compare
+
+            report, layers = run_and_compare(model, config, input_bytes, input_name, repeat, warmup, port,
+                                             timeout, log=console.log, on_stage=on_stage)
+        else:
+            report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed, port=port,
+                               timeout=timeout, log=console.log, on_stage=on_stage, input_bytes=input_bytes)
+    console.print(f"input: {input_name}", highlight=False)
     _print_report(report)
     if prediction:
         print_prediction(prediction, [(op.index, op.op, op.cycles) for op in report.ops],
                           report.cycles_median, report.board, report.counter)
+    if layers is not None:
+        print_layers(layers)
+    if report_out:
+        from tinyhil.report.compare_layers import write_layers_report
+
+        console.print(f"report: {write_layers_report(layers, report_out)}")
     if json_out:
-        atomic_write(json_out, json.dumps(report.to_dict(), indent=2))
+        atomic_write(json_out, json.dumps({**report.to_dict(), "input": input_name,
+                                           **({"layers": layers.to_dict()} if layers else {})}, indent=2))
     if not usable(report.output_status):
         raise typer.Exit(1)
 

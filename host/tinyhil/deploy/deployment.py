@@ -31,6 +31,7 @@ from tinyhil.image.elf import compiler_of
 from tinyhil.image.firmware import build_image
 from tinyhil.image.sources import Benchmark, ImageSpec
 from tinyhil.lut.table import Lut
+from tinyhil.measure.layers import LayerComparison, attribute, compare_on_board
 from tinyhil.measure.model import RunReport, measure
 from tinyhil.models.op_order import architecture_ops
 from tinyhil.models.tflite_model import TfliteModel, model_graph
@@ -55,6 +56,8 @@ class DeployOptions:
     repeats: int = 10  # timed inferences for the latency
     seed: int = 0
     port: str = ""  # physical boards
+    compare_layers: bool = False  # also compare one test window layer by layer
+    compare_window: int | None = None  # that window (default: the first whose output differs, else 0)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,18 @@ class LayerRow:
     device_cycles: float
     lut_key: str = ""  # "" for an op the architecture does not have (e.g. a QUANTIZE QAT added)
     lut_cycles: float | None = None
+
+
+@dataclass(frozen=True)
+class DifferingWindow:
+    """A test window whose device output is not the host interpreter's."""
+
+    window: int  # index among the held-out test windows
+    label: float  # its class (regression: its target)
+    host: float  # the host int8 interpreter's class (value)
+    device: float  # the device's
+    max_steps: int  # largest output difference, int8 steps (255: none came back)
+    differing: int  # outputs that differ
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,8 @@ class Deployment:
     warnings: tuple[str, ...]
     seconds: dict[str, float] = field(default_factory=dict)
     provenance: Provenance | None = None  # tinyhil, commit, command, date; TFLM, compiler, firmware, image
+    differing_windows: tuple[DifferingWindow, ...] = ()
+    layers_compared: LayerComparison | None = None  # --compare-layers: one window, op by op
 
     @property
     def cycles(self) -> float:
@@ -126,6 +143,8 @@ class Deployment:
                     measured={"cycles": self.cycles, "ms": self.measured_ms, "arena_bytes": self.arena_used,
                               "flash_bytes": self.image_flash_bytes, "model_bytes": self.model_bytes},
                     latency_error_pct=self.latency_error_pct, under_targets=self.checks())
+        if self.layers_compared is not None:
+            data["layers_compared"] = self.layers_compared.to_dict()
         return data
 
 
@@ -179,6 +198,22 @@ def layer_rows(report: RunReport, model: TfliteModel, found: SearchRun, lut: Lut
     return tuple(rows)
 
 
+def compare_window(asked: int | None, same_output: list[bool]) -> int:
+    """The window --compare-layers looks at: the one asked for, else the first
+    whose output differs, else the first."""
+    if asked is not None:
+        if not 0 <= asked < len(same_output):
+            raise DeployError(f"--window {asked}: there are {len(same_output)} test windows")
+        return asked
+    return next((i for i, same in enumerate(same_output) if not same), 0)
+
+
+def differing_windows(comparisons, labels, host, device) -> tuple[DifferingWindow, ...]:
+    return tuple(DifferingWindow(i, float(labels[i]), float(host[i]), float(device[i]),
+                                 255 if c.max_steps is None else c.max_steps, c.steps_off)
+                 for i, c in enumerate(comparisons) if c.kind != EXACT)
+
+
 def lut_differences(lut: Lut, board: BoardConfig, info, searched_on: str) -> list[str]:
     """What differs between where the LUT was measured and where we deploy."""
     m, out = lut.meta, []
@@ -213,6 +248,8 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
 
     # Host int8 interpreter on every test window (the bytes the device gets too).
     inputs = quantize(windows(splits.x_test, found.architecture), model)
+    if options.compare_window is not None:  # before any device time
+        compare_window(options.compare_window, [True] * len(inputs))
     host_outputs = [model.reference_output(x) for x in inputs]
 
     t0 = time.monotonic()
@@ -239,10 +276,19 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
         for x in inputs:
             reply = run_with_recovery(device, RunRequest(0, x, warmup=0, repeats=1, profile=False))
             device_outputs.append(reply.output)
+        comparisons = [compare_output(d, h) for d, h in zip(device_outputs, host_outputs)]
+        same_output = [c.kind == EXACT for c in comparisons]
+        layers_compared = tensors = None
+        if options.compare_layers:
+            window = compare_window(options.compare_window, same_output)
+            log(f"comparing test window {window} layer by layer")
+            layers_compared, tensors = compare_on_board(device, model, inputs[window],
+                                                        f"test window {window} of {found.data.spec}")
+    if layers_compared is not None:  # the first diverging op alone: another image, another boot
+        layers_compared = attribute(layers_compared, board, model, tensors,
+                                    lambda: open_board(board, port=options.port), log, on_stage)
     seconds["device"] = time.monotonic() - t0
 
-    comparisons = [compare_output(d, h) for d, h in zip(device_outputs, host_outputs)]
-    same_output = [c.kind == EXACT for c in comparisons]
     labels = splits.y_test
     if regression:  # the int8 output, dequantized with the model's output scale
         out = model.outputs[0]
@@ -269,7 +315,9 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
         max_output_steps=largest_steps(comparisons),
         predictions_equal=int(np.sum(device_classes == host_classes)),
         layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds,
-        provenance=collect(info.tflm, compiler_of(image.elf), image.firmware, image.image_id))
+        provenance=collect(info.tflm, compiler_of(image.elf), image.firmware, image.image_id),
+        differing_windows=differing_windows(comparisons, labels, host_classes, device_classes),
+        layers_compared=layers_compared)
     pd.DataFrame({"label": labels, "host_int8": host_classes, "device_int8": device_classes,
                   "outputs_equal": same_output,
                   "device_output": [o.hex() if o else "" for o in device_outputs]}

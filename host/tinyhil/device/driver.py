@@ -20,8 +20,12 @@ from tinyhil.protocol import (
     Frame,
     FrameDecoder,
     Kind,
+    LayerCapture,
+    LayersReply,
+    LayersRequest,
     RunReply,
     RunRequest,
+    TensorChunk,
     decode_error,
     parse_key_values,
 )
@@ -148,6 +152,70 @@ class BenchDriver:
     @staticmethod
     def _inferences(request: RunRequest) -> int:
         return request.warmup + request.repeats + (1 if request.profile else 0)
+
+    def layers(self, benchmark: int, input: bytes, capture: LayerCapture,
+               timeout: float | None = None) -> LayerCapture:
+        """Every tensor of one untimed inference on `input`, streamed into
+        `capture` (LAYERS). Each request asks only for the units `capture`
+        still lacks, so a garbled, dropped or duplicated TENSOR frame costs
+        one more request for its op, not the whole stream; `capture` may
+        hold what an earlier call (before a board reset) brought. The line
+        may be quiet `timeout` seconds (default: a RUN's timeout for one
+        inference) before a request is taken as lost; after `retries` + 1
+        requests in a row that bring nothing new the board is not responding."""
+        timeout = timeout or self.run_timeout(RunRequest(benchmark, input, warmup=0, repeats=1, profile=False))
+        fruitless = 0
+        while not capture.complete:
+            request = LayersRequest.for_units(benchmark, input, capture.missing_units())
+            before = (len(capture.tensors), capture.reply is not None)
+            self._seq = (self._seq + 1) & 0xFF
+            frame = Frame(Kind.LAYERS, self._seq, request.encode()).encode()
+            what = f"LAYERS benchmark {benchmark} (units from {request.first})"
+            try:
+                self.port.reset_input_buffer()
+                self.decoder.buffer.clear()
+                self.port.write(frame)
+                self.port.flush()
+                error = self._collect(capture, timeout)
+            except LINK_ERRORS as error:
+                raise BoardNotResponding(
+                    f"board {self.board_name}: serial link lost during {what} ({error})") from error
+            if error is not None:
+                raise self._explain(*error, what)
+            if (len(capture.tensors), capture.reply is not None) == before:
+                fruitless += 1
+                if fruitless > self.retries:
+                    raise BoardNotResponding(
+                        f"board {self.board_name} did not answer {what} ({fruitless} tries in a row "
+                        f"brought no tensor, {timeout:g} s of quiet each); "
+                        f"{len(capture.missing_units())} of {len(capture.slots)} units missing")
+            else:
+                fruitless = 0
+            self.resends += not capture.complete
+        return capture
+
+    def _collect(self, capture: LayerCapture, quiet: float) -> tuple[int, str] | None:
+        """Frames of the current LAYERS request into `capture`, until its reply
+        (or ERROR: returned) or `quiet` seconds without one of its frames."""
+        deadline = time.monotonic() + quiet
+        tensor, reply = Kind.TENSOR | REPLY, Kind.LAYERS | REPLY
+        while time.monotonic() < deadline:
+            chunk = self.port.read(max(1, getattr(self.port, "in_waiting", 0) or 1))
+            for frame in self.decoder.feed(chunk) if chunk else ():
+                if frame.seq != self._seq:
+                    continue
+                deadline = time.monotonic() + quiet  # the stream is alive
+                if frame.kind == Kind.ERROR:
+                    return decode_error(frame.payload)
+                try:
+                    if frame.kind == tensor:
+                        capture.add(TensorChunk.decode(frame.payload))
+                    elif frame.kind == reply:
+                        capture.reply = LayersReply.decode(frame.payload)
+                        return None
+                except ValueError:  # a frame whose CRC held but whose content cannot be ours
+                    capture.rejected += 1
+        return None
 
     # ---------------------------------------------------------------------
     def _request(self, kind: Kind, payload: bytes, what: str, timeout: float | None = None) -> bytes:

@@ -17,12 +17,13 @@ import jinja2
 from tinyhil import __version__
 from tinyhil.errors import TinyhilError, UnsupportedOp
 from tinyhil.image.c_array import check_c_name, write_c_array
-from tinyhil.protocol import MAX_PAYLOAD, RUN_HEADER
+from tinyhil.protocol import LAYERS_HEADER, MAX_PAYLOAD, RUN_HEADER
 
 TEMPLATES = Path(__file__).with_name("templates")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
 UNQUOTED_PATH = re.compile(r'^[^"\\\x00-\x1f]+$')
 RUN_HEADER_BYTES = RUN_HEADER.size  # a RUN request is this header + the input
+REQUEST_HEADER_BYTES = max(RUN_HEADER.size, LAYERS_HEADER.size)  # RUN's or LAYERS' (the larger), + the input
 
 
 def benchmark_name(text: str) -> str:
@@ -98,7 +99,7 @@ class ImageSpec:
     @property
     def max_request_bytes(self) -> int:
         largest = 0 if self.seeded_inputs else max((b.input_bytes for b in self.benchmarks), default=0)
-        return max(64, RUN_HEADER_BYTES + largest)
+        return max(64, REQUEST_HEADER_BYTES + largest)
 
     def image_id(self, firmware_hash: str) -> str:
         digest = hashlib.sha256()

@@ -107,12 +107,13 @@ def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, inpu
 
 def run_model(path: Path, board: BoardConfig, repeats: int = 20, warmup: int = 1,
               seed: int = 0, port: str = "", timeout: float = 30.0, log=None,
-              open_device=None, on_stage=None) -> RunReport:
+              open_device=None, on_stage=None, input_bytes: bytes | None = None) -> RunReport:
     """`open_device()`, if given, supplies the board (a farm's, one behind a test proxy);
-    `on_stage` hears of a long build (stage_progress.StageProgress)."""
+    `on_stage` hears of a long build (stage_progress.StageProgress). The input is
+    `input_bytes`, else random bytes from `seed`."""
     model = TfliteModel.load(path)
     image = build_image(model_image(model, board), board, log=log, on_stage=on_stage)
-    input_bytes = model.random_input(seed)
+    input_bytes = model.random_input(seed) if input_bytes is None else input_bytes
     device = open_device() if open_device else open_board(board, port=port, timeout=timeout)
     with device:
         info = boot_with_recovery(device, image)

@@ -29,11 +29,17 @@ def kernel_paths(flatbuffer: bytes) -> tuple[str, ...]:
         raise InvalidModel(f"not a TFLite flatbuffer: {error}") from error
     graph = model.subgraphs[0]
     shape = lambda index: tuple(int(d) for d in graph.tensors[index].shape)  # noqa: E731
-    return tuple(_kernel(OPERATOR_NAMES[model.operatorCodes[op.opcodeIndex].builtinCode], op, shape)
-                 for op in graph.operators)
+    def quantization(index: int) -> tuple | None:
+        q = graph.tensors[index].quantization
+        if q is None or q.scale is None or len(q.scale) != 1:
+            return None
+        return float(q.scale[0]), int(q.zeroPoint[0])
+
+    return tuple(_kernel(OPERATOR_NAMES[model.operatorCodes[op.opcodeIndex].builtinCode], op, shape,
+                         quantization) for op in graph.operators)
 
 
-def _kernel(name: str, op, shape) -> str:
+def _kernel(name: str, op, shape, quantization=lambda index: None) -> str:
     options = op.builtinOptions
     if name == "CONV_2D":
         _, in_h, in_w, _ = shape(op.inputs[0])
@@ -73,8 +79,13 @@ def _kernel(name: str, op, shape) -> str:
         return "arm_avgpool_s8"
     if name == "SOFTMAX":
         return "arm_softmax_s8"
-    if name == "RESHAPE":
-        return "reshape (copy, no kernel)"
+    if name in ("RESHAPE", "EXPAND_DIMS", "SQUEEZE"):
+        return f"{name.lower()} (copy, no kernel)"
+    if name == "MEAN":
+        # TFLM's reduce_common.cc: the integer mean when the output keeps the input's quantization
+        q_in, q_out = quantization(op.inputs[0]), quantization(op.outputs[0])
+        same = q_in is not None and q_in == q_out
+        return "TFLM reference_ops::Mean" if same else "TFLM reference_ops::QuantizedMeanOrSum"
     return f"{name} (not a CMSIS-NN kernel)"
 
 

@@ -7,7 +7,7 @@ those, whereas the default optimized (XNNPACK) kernels may round differently.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -131,11 +131,41 @@ class TfliteModel:
                                           dtype=t.dtype).tobytes())
         return b"".join(parts)
 
+    def quantize(self, x: np.ndarray) -> bytes:
+        """Float values of the (only) input -> the int8 bytes the model takes, by
+        its input quantization; any shape of as many values as the input has."""
+        if len(self.inputs) != 1:
+            raise InvalidModel(f"{self.name}: {len(self.inputs)} inputs; one float window quantizes one")
+        spec = self.inputs[0]
+        x = np.asarray(x, dtype=np.float64)
+        if x.size != int(np.prod(spec.shape)):
+            raise InvalidModel(f"{self.name}: {x.size} values for an input of shape {spec.shape}")
+        if spec.scale <= 0:
+            raise InvalidModel(f"{self.name}: input {spec.name!r} has no quantization scale")
+        info = np.iinfo(spec.dtype)
+        q = np.clip(np.round(x / spec.scale) + spec.zero_point, info.min, info.max)
+        return q.astype(spec.dtype).tobytes()
+
     def reference_output(self, input_bytes: bytes) -> bytes:
         """The host interpreter's outputs (concatenated) for the same input bytes."""
+        interpreter = self._invoked(input_bytes)
+        return b"".join(
+            np.ascontiguousarray(interpreter.get_tensor(d["index"])).tobytes()
+            for d in interpreter.get_output_details()
+        )
+
+    def reference_tensors(self, input_bytes: bytes) -> dict[int, bytes]:
+        """Every tensor the host interpreter computed for these input bytes
+        (graph inputs and each op's outputs; it keeps them all), by tensor index."""
+        interpreter = self._invoked(input_bytes, preserve_all_tensors=True)
+        graph = model_graph(self)
+        wanted = {*graph.inputs, *(t for op in graph.ops for t in op.outputs)}
+        return {t: np.ascontiguousarray(interpreter.get_tensor(t)).tobytes() for t in sorted(wanted)}
+
+    def _invoked(self, input_bytes: bytes, preserve_all_tensors: bool = False):
         if len(input_bytes) != self.input_bytes:
             raise ValueError(f"input of {len(input_bytes)} bytes, model wants {self.input_bytes}")
-        interpreter = _interpreter(self.flatbuffer)
+        interpreter = _interpreter(self.flatbuffer, preserve_all_tensors)
         interpreter.allocate_tensors()
         offset = 0
         for detail, spec in zip(interpreter.get_input_details(), self.inputs):
@@ -144,10 +174,7 @@ class TfliteModel:
             interpreter.set_tensor(detail["index"], data)
             offset += spec.nbytes
         interpreter.invoke()
-        return b"".join(
-            np.ascontiguousarray(interpreter.get_tensor(d["index"])).tobytes()
-            for d in interpreter.get_output_details()
-        )
+        return interpreter
 
 
 @dataclass(frozen=True)
@@ -167,6 +194,7 @@ class Graph:
     tensor_shapes: dict[int, tuple[int, ...]]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    tensor_dtypes: dict[int, str] = field(default_factory=dict)  # numpy names: "int8", "int32"
 
     def activations(self) -> list[int]:
         """Tensors the arena holds: graph inputs and op outputs (not constants)."""
@@ -185,6 +213,7 @@ def model_graph(model: TfliteModel) -> Graph:
         tensor_shapes={i: tuple(int(x) for x in d["shape"]) for i, d in details.items()},
         inputs=tuple(d["index"] for d in interpreter.get_input_details()),
         outputs=tuple(d["index"] for d in interpreter.get_output_details()),
+        tensor_dtypes={i: np.dtype(d["dtype"]).name for i, d in details.items()},
     )
 
 
@@ -225,7 +254,7 @@ def _spec(detail: dict) -> TensorSpec:
     )
 
 
-def _interpreter(flatbuffer: bytes):
+def _interpreter(flatbuffer: bytes, preserve_all_tensors: bool = False):
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:  # older stacks: the interpreter inside TensorFlow
@@ -235,4 +264,5 @@ def _interpreter(flatbuffer: bytes):
     return Interpreter(
         model_content=flatbuffer,
         experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=preserve_all_tensors,
     )

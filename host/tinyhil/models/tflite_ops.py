@@ -17,7 +17,8 @@ def _activation(code: int) -> str | None:
 def op_configs(flatbuffer: bytes) -> list[OpConfig | None]:
     """One entry per operator in execution order: its op config, or None where
     the op is none tinyhil has (or has options tinyhil does not build)."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    # the interpreter package's schema: the same generated reader as TensorFlow's, without importing TensorFlow
+    from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(flatbuffer), 0))
     graph = model.subgraphs[0]

@@ -15,11 +15,15 @@ from pathlib import Path
 
 from tinyhil.files import atomic_write
 from tinyhil.report import archdraw
+from tinyhil.report.compare_layers import compared_data
 from tinyhil.report.confusion import confusion_figure, read_predictions
 from tinyhil.report.curves import CurveMarks, curves_figure, read_history
 from tinyhil.report.layers import Layer, layer_figure, layers, lifetime_figure, share, short_name
 from tinyhil.report.render import number, render, svg
 from tinyhil.spaces.arch import Architecture
+
+MODEL_FILE = "model_int8.tflite"  # deploy's int8 model in the run directory
+WINDOWS_LISTED = 50  # differing windows the HTML report lists (all are in predictions.csv)
 
 
 def _fmt(value, unit: str = "", digits: int = 0) -> str:
@@ -71,6 +75,23 @@ def summary_rows(deployments) -> list[dict]:
                      "same classes": f"{d.predictions_equal}/{d.test_windows}",
                      "same outputs": f"{d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)"})
     return rows
+
+
+def _value(x: float, regression: bool) -> str:
+    return f"{x:.4g}" if regression else f"{x:.0f}"
+
+
+def differing_rows(d) -> list[tuple[str, str, str, str, str]]:
+    """(window, label, host, device, outputs differing) of the windows whose outputs differ."""
+    regression = d.scores["int8_host"].is_regression
+    return [(str(w.window), _value(w.label, regression), _value(w.host, regression), _value(w.device, regression),
+             f"{w.differing} output(s), up to {w.max_steps} step(s)") for w in d.differing_windows]
+
+
+def rerun_command(d, window: int) -> str:
+    """The command that compares one window of the deployment layer by layer."""
+    return (f"tinyhil run {Path(d.run_dir) / MODEL_FILE} --board {d.board} --compare-layers "
+            f"--data {d.run_dir} --window {window}")
 
 
 @dataclass
@@ -165,6 +186,15 @@ def sections(d, number_: int = 1, prediction=None) -> list[Section]:
                                     "no drawing"}))
     out.append(Section("accuracy", "Accuracy on the held-out test windows", "accuracy.html.j2",
                        accuracy_data(d, record)))
+    windows = getattr(d, "differing_windows", ())
+    if windows:
+        listed = differing_rows(d)[:WINDOWS_LISTED]
+        out.append(Section("differing", f"Test windows whose outputs differ ({len(windows)})", "differing.html.j2",
+                           {"rows": listed, "more": len(windows) - len(listed),
+                            "command": rerun_command(d, windows[0].window)}))
+    if getattr(d, "layers_compared", None) is not None:
+        out.append(Section("compared", "Layer by layer: board against host", "compared.html.j2",
+                           compared_data(d.layers_compared)))
     curves = Path(d.run_dir) / "curves.csv"
     if d.engine == "micronas" and curves.is_file():
         history = read_history(curves)
