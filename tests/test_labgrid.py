@@ -17,7 +17,7 @@ import yaml
 from conftest import ROOT
 from tinyhil.board_catalog import get_board
 from tinyhil.device.qemu import QemuProcess, wait_for_pty
-from tinyhil.regress.inventory import parse_inventory
+from tinyhil.execute.inventory import parse_inventory
 from tinyhil.regress.nightly import pinned_images, regress
 from tinyhil.regress.suite import parse_suite
 from tinyhil.report.junit import validate_junit

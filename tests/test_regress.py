@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from conftest import ROOT, make_int8_model
 from tinyhil.benchmarks.faults import regress_killed_after
 from tinyhil.cli import app
+from tinyhil.execute.inventory import InventoryError, parse_inventory
 from tinyhil.measure.runner import Item, Measurement
 from tinyhil.regress.history import History, Row
-from tinyhil.regress.inventory import InventoryError, parse_inventory
 from tinyhil.regress.nightly import judge
 from tinyhil.regress.suite import Baseline, Case, SuiteError, parse_suite
 from tinyhil.report.junit import JunitError, validate_junit
@@ -49,7 +49,7 @@ def test_inventory_kinds():
 
 
 def test_shipped_inventory_and_suite_load():
-    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory
     from tinyhil.regress.suite import load_suite
 
     assert len(load_inventory(ROOT / "boards/lab.yaml")) >= 2
@@ -245,7 +245,7 @@ def test_one_writer_per_history(tmp_path):
 def test_a_worker_that_breaks_loses_nothing(tmp_path, baseline_dir, tiny_model):
     """A board whose opening raises something unforeseen: its job is skipped
     and reported, the others go on, and the next run measures the rest."""
-    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory
     from tinyhil.regress.nightly import regress
     from tinyhil.regress.suite import load_suite
 

@@ -29,7 +29,7 @@ def regress(
     with the baselines, write JUnit XML and the trend page; exit 1 on a regression."""
     from dataclasses import replace
 
-    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory
     from tinyhil.regress.nightly import pinned_images as images_of
     from tinyhil.regress.nightly import regress as run_regress
     from tinyhil.regress.suite import load_suite as load_suite_file

@@ -30,7 +30,7 @@ def bench_faults(
     import tempfile
 
     from tinyhil.benchmarks.faults import campaign
-    from tinyhil.regress.inventory import emulated_farm
+    from tinyhil.execute.inventory import emulated_farm
     from tinyhil.regress.suite import Suite
 
     suite = Suite("faults", repeats=2, per_image=3, lut_sample=sample, seed=seed, deployments="")

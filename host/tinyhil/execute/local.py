@@ -1,0 +1,93 @@
+"""The local backend: a thread per board of this host, a work queue per lane.
+
+Boards of one lane are interchangeable and share its queue: two emulated
+qemu-m4 boards take jobs from it in turn and finish about twice as fast.
+Measurements are handed to the caller's thread as they arrive (`measure` is
+a generator), so the caller stays the only writer of what is measured.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from tinyhil.errors import TinyhilError
+from tinyhil.execute.inventory import FarmBoard
+from tinyhil.execute.jobs import ExecStats, Job, JobReport, Result, run_job
+
+_END = object()
+
+
+class LocalExecutor:
+    def __init__(self, boards: list[FarmBoard], timeout: float = 30.0,
+                 open_device: Callable[[FarmBoard], object] | None = None):
+        self.boards = boards
+        self.timeout = timeout
+        self.open_device = open_device or (lambda board: board.open(self.timeout))
+        self.stats = ExecStats()
+        self._lock = threading.Lock()  # the stats, added to by every board's thread
+
+    def lanes(self) -> set[str]:
+        return {b.lane for b in self.boards}
+
+    def measure(self, jobs: Iterable[Job]) -> Iterator[Result]:
+        """Runs every job on a board of its lane; yields each measurement as it
+        arrives. Closing the generator (the caller could not keep a result)
+        stops the boards after the measurement they are making."""
+        jobs = list(jobs)
+        self.stats = ExecStats()
+        missing = sorted({j.lane for j in jobs} - self.lanes())
+        if missing:
+            raise TinyhilError(f"no board in the inventory for {', '.join(missing)}")
+        queues: dict[str, queue.Queue] = {lane: queue.Queue() for lane in {j.lane for j in jobs}}
+        for job in jobs:
+            queues[job.lane].put(job)
+        results: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        workers = [threading.Thread(target=self._work, args=(board, queues[board.lane], results, stop),
+                                    name=f"farm-{board.name}", daemon=True)
+                   for board in self.boards if board.lane in queues]
+        started = time.monotonic()
+        for worker in workers:
+            worker.start()
+        running = len(workers)
+        try:
+            while running:
+                entry = results.get()
+                if entry is _END:
+                    running -= 1
+                elif isinstance(entry, BaseException):
+                    raise entry
+                else:
+                    self.stats.cases_by_board[entry.board] += 1
+                    yield entry
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()
+            self.stats.wall_s = time.monotonic() - started
+
+    def _work(self, board: FarmBoard, jobs: queue.Queue, results: queue.Queue,
+              stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    job = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                report = JobReport(board.name)
+                measurements = run_job(job, board.config, lambda: self.open_device(board), report)
+                try:
+                    for measurement in measurements:
+                        results.put(Result(board.name, job.lane, measurement))
+                        if stop.is_set():
+                            break
+                finally:
+                    measurements.close()
+                    with self._lock:
+                        self.stats.add(report)
+        except BaseException as error:  # noqa: BLE001 - a bug in a worker: the caller hears of it
+            results.put(error)
+        finally:
+            results.put(_END)
