@@ -82,6 +82,24 @@ def emulated_farm(board: str, n: int) -> list[FarmBoard]:
     return [FarmBoard(f"{board}-{i}", config, "qemu") for i in range(n)]
 
 
+def board_counts(text: str) -> list[FarmBoard]:
+    """Emulated boards from `qemu-m4=2,qemu-m33=1` (a worker's boards, as Dask
+    resources are written); a physical board needs an inventory entry (its port)."""
+    boards = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        env, _, count = part.partition("=")
+        if not count.strip().isdigit() or int(count) < 1:
+            raise InventoryError(f"--boards {text!r}: expected ENV=COUNT[,ENV=COUNT], e.g. qemu-m4=2")
+        config = get_board(env.strip())
+        if not config.emulated:
+            raise InventoryError(f"--boards: {env} is a physical board: list it in an inventory "
+                                 "(--inventory lab.yaml) with its port")
+        boards += [FarmBoard(f"{config.name}-{i}", config, "qemu") for i in range(int(count))]
+    if not boards:
+        raise InventoryError(f"--boards {text!r}: no boards")
+    return boards
+
+
 def read_yaml(path: Path, error: type[TinyhilError]):
     """A YAML file's data, loaded safely; a file that is no YAML (or not UTF-8)
     raises `error` naming it."""

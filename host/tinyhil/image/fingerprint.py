@@ -52,7 +52,13 @@ def environment_options(board: BoardConfig) -> dict[str, object]:
     from platformio.project.config import ProjectConfig
 
     root = str(project_dir())
-    config = ProjectConfig(str(project_dir() / "platformio.ini"), parse_extra=False)
+
+    class AtTheProject(ProjectConfig):
+        # PlatformIO reads ${PROJECT_DIR} as the working directory: here it is the
+        # project's, wherever tinyhil runs from (a cluster worker runs elsewhere)
+        BUILTIN_VARS = {**ProjectConfig.BUILTIN_VARS, "PROJECT_DIR": lambda: root}
+
+    config = AtTheProject(str(project_dir() / "platformio.ini"), parse_extra=False)
     options = dict(config.items(env=board.name, as_dict=True))
     # ${PROJECT_DIR} resolved is this checkout's path: put the name back
     return {k: json.loads(json.dumps(options[k]).replace(root, "${PROJECT_DIR}"))

@@ -51,6 +51,7 @@ class BuiltImage:
     cached: bool
     repaired: str = ""  # why a cached copy was thrown away and the image built again
     firmware: str = ""  # the board's firmware fingerprint (image/fingerprint.py)
+    compiler: str = ""  # the ELF's compiler, set where the ELF is not at hand (a cluster worker's image)
 
 
 def tflm_dir() -> Path:
