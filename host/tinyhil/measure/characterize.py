@@ -367,14 +367,16 @@ def _same_table(path: Path, lut: Lut) -> bool:
 
 
 def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, classes: int,
-              luts_dir: Path, progress=None):
+              luts_dir: Path, progress=None, executor=None):
     """The space's LUT for this board: read if complete, else the missing ops
-    are characterized first (what every search and deployment starts with)."""
+    are characterized first (what every search and deployment starts with;
+    on `executor`'s boards if given: a cluster)."""
     path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
     if path.exists():  # a calibrated LUT stands for measurements the board never made
         lut = Lut.load(path, board=board.name)
         ops = make_space(space_name, window, channels, classes).op_configs()
         if lut.meta.extra.get("calibration") and all(op in lut for op in ops):
             return lut
-    result = Characterizer(board, luts_dir, progress=progress).run(space_name, window, channels, classes)
+    result = Characterizer(board, luts_dir, progress=progress, executor=executor).run(
+        space_name, window, channels, classes)
     return Lut.load(result.lut_path, board=board.name)
