@@ -27,6 +27,8 @@ def run(
                                 "board from its LUT, per op and in total with its bound"),
     latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
     luts: Path = typer.Option(Path("luts"), help="directory of lookup tables (for --predict)"),
+    image: Path = typer.Option(None, help="boot this image made by `tinyhil build --out` (on another "
+                               "host) instead of building; refused unless this host builds the same"),
 ) -> None:
     """Build firmware for MODEL, run it on BOARD, print cycles, per-op profile,
     memory, and whether the device output equals the host interpreter's."""
@@ -45,7 +47,7 @@ def run(
         prediction = predict_latency(op_configs(model.read_bytes()), predict, luts, latency_at)
     with waiting(f"building and measuring {model.name} on {board} ...") as on_stage:
         report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed,
-                           port=port, timeout=timeout, log=console.log, on_stage=on_stage)
+                           port=port, timeout=timeout, log=console.log, on_stage=on_stage, image_path=image)
     _print_report(report)
     if prediction:
         print_prediction(prediction, [(op.index, op.op, op.cycles) for op in report.ops],
@@ -54,6 +56,23 @@ def run(
         atomic_write(json_out, json.dumps(report.to_dict(), indent=2))
     if not usable(report.output_status):
         raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def build(
+    model: Path = typer.Argument(..., help="int8 .tflite model"),
+    board: str = typer.Option(..., help="board name (see `tinyhil boards`)"),
+    out: Path = typer.Option(..., help="where to put the image (ELF; its sidecar OUT.json beside it)"),
+) -> None:
+    """Build the firmware image `tinyhil run` would boot, without a board: build on
+    one host, run it on the host with the board (`tinyhil run MODEL --image OUT`)."""
+    from tinyhil.measure.model import build_model_image
+
+    with waiting(f"building {model.name} for {board} ...") as on_stage:
+        image = build_model_image(model, get_board(board), out, log=console.log, on_stage=on_stage)
+    console.print(f"{out}: image {image.image_id} for {board}, firmware {image.firmware}, "
+                  f"flash {image.size.flash:,} B, RAM {image.size.ram:,} B", highlight=False)
 
 
 def _print_report(r) -> None:

@@ -122,6 +122,7 @@ class DaskExecutor:
                     if job.lane not in self._firmware:
                         self.check_lane(job.lane)
                     image = self._build_here(job) if self.build_here else None
+                    self.stats.submitted[job.key] = time.time()
                     future = self.client.submit(run_on_worker, job, image, key=job.key,
                                                 resources={job.lane: 1}, priority=-n, retries=0)
                     futures[job.key] = (job, future)

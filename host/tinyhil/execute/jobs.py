@@ -9,6 +9,7 @@ pinned board (env@name). Both backends (local.py, cluster.py) run a job with
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class JobReport:
     recoveries: Counter = field(default_factory=Counter)  # recovery step -> count
     error: str = ""  # what broke the job, if anything (its items are then errors or skips)
     firmware: str = ""  # the firmware fingerprint its image was built with
+    started: float = 0.0  # wall clock (time.time) when the board began the job, and ended it
+    ended: float = 0.0
 
 
 @dataclass
@@ -71,7 +74,11 @@ class ExecStats:
     errors: list[str] = field(default_factory=list)
     seconds: Counter = field(default_factory=Counter)  # build, boot, measure
 
-    def add(self, report: JobReport) -> None:
+    reports: list = field(default_factory=list)  # (JobReport, when its results reached the caller)
+    submitted: dict = field(default_factory=dict)  # job key -> when it was handed to the executor
+
+    def add(self, report: JobReport, received: float = 0.0) -> None:
+        self.reports.append((report, received or time.time()))
         self.jobs_by_board[report.board] += 1
         self.seconds.update(build=report.build_s, boot=report.boot_s, measure=report.measure_s)
         for step, n in report.recoveries.items():
@@ -110,6 +117,7 @@ def run_job(job: Job, config: BoardConfig, open_device: Callable[[], object],
     runner = ImageRunner(config, job.repeats, max_per_image=len(job.items), open_device=opened,
                          warmup=job.warmup)
     done = set()
+    report.started = time.time()
     try:
         for measurement in runner.run(list(job.items)):
             done.add(measurement.item.name)
@@ -125,6 +133,7 @@ def run_job(job: Job, config: BoardConfig, open_device: Callable[[], object],
             if item.name not in done:
                 yield Measurement(item, status)
     finally:
+        report.ended = time.time()
         report.job = job.key
         report.build_s += runner.timing.build_s
         report.boot_s += runner.timing.boot_s

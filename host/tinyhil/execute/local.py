@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from tinyhil.errors import TinyhilError
 from tinyhil.execute.inventory import FarmBoard
-from tinyhil.execute.jobs import ExecStats, Job, JobReport, Result, run_job
+from tinyhil.execute.jobs import ExecStats, Job, JobReport, Result, make_job, run_job
 
 _END = object()
 
@@ -30,6 +30,11 @@ class LocalExecutor:
 
     def lanes(self) -> set[str]:
         return {b.lane for b in self.boards}
+
+    def measure_images(self, board, images, repeats: int, warmup: int) -> Iterator:
+        """Measurements of items packed into images, one job per image, on this host's boards of the lane."""
+        for result in self.measure(make_job(board.name, image, repeats, warmup) for image in images):
+            yield result.measurement
 
     def measure(self, jobs: Iterable[Job]) -> Iterator[Result]:
         """Runs every job on a board of its lane; yields each measurement as it

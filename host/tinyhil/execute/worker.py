@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import signal
 import socket
@@ -77,24 +76,6 @@ def describe_worker() -> dict | None:
     return None if _POOL is None else _POOL.describe()
 
 
-def install_image(board: FarmBoard, image: ShippedImage, firmware: str) -> None:
-    """Puts a client-built image into this host's cache, where build_image finds it:
-    only if this host would build the same firmware (else its image id differs)."""
-    from tinyhil.files import write_checksum
-    from tinyhil.project import cache_dir
-
-    if image.firmware != firmware:
-        raise ClusterError(f"the image {image.image_id} for {board.environment} was built with firmware "
-                           f"{image.firmware}, this worker's is {firmware}: build it here, or bring the "
-                           "hosts to the same checkout and TFLM tree")
-    elf = cache_dir() / "images" / board.environment / image.image_id / "firmware.elf"
-    elf.parent.mkdir(parents=True, exist_ok=True)
-    tmp = elf.with_suffix(".tmp")
-    tmp.write_bytes(image.elf)
-    write_checksum(elf, image.elf)
-    os.replace(tmp, elf)
-
-
 def run_on_worker(job: Job, image: ShippedImage | None = None) -> tuple[JobReport, list]:
     """The task the client submits: a job measured on one of this worker's boards.
     Measurements go back without their models and image spec (the client has them)."""
@@ -104,8 +85,10 @@ def run_on_worker(job: Job, image: ShippedImage | None = None) -> tuple[JobRepor
         raise ClusterError("this Dask worker has no tinyhil boards: start workers with `tinyhil worker`")
     with _POOL.take(job.lane) as board:
         report = JobReport(f"{_POOL.name}/{board.name}")
-        if image is not None:
-            install_image(board, image, _POOL.firmware[board.environment])
+        if image is not None:  # built by the client: taken only if this host builds the same
+            from tinyhil.image.shipped import install
+
+            install(board.config, image.image_id, image.firmware, image.elf)
         measurements = list(run_job(job, board.config, lambda: board.open(_POOL.timeout), report))
     compilers: dict[Path, str] = {}
     out = []
