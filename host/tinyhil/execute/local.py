@@ -37,23 +37,36 @@ class LocalExecutor:
             yield result.measurement
 
     def measure(self, jobs: Iterable[Job]) -> Iterator[Result]:
-        """Runs every job on a board of its lane; yields each measurement as it
+        """Runs every job on a board of its lane (jobs may still be coming: each
+        goes to its lane's queue as it comes); yields each measurement as it
         arrives. Closing the generator (the caller could not keep a result)
         stops the boards after the measurement they are making."""
-        jobs = list(jobs)
         self.stats = ExecStats()
-        missing = sorted({j.lane for j in jobs} - self.lanes())
-        if missing:
-            raise TinyhilError(f"no board in the inventory for {', '.join(missing)}")
-        queues: dict[str, queue.Queue] = {lane: queue.Queue() for lane in {j.lane for j in jobs}}
-        for job in jobs:
-            queues[job.lane].put(job)
+        if isinstance(jobs, (list, tuple)):  # known up front: a lane without boards is refused first
+            self._check_lanes({j.lane for j in jobs})
+        queues: dict[str, queue.Queue] = {lane: queue.Queue() for lane in self.lanes()}
         results: queue.Queue = queue.Queue()
         stop = threading.Event()
         workers = [threading.Thread(target=self._work, args=(board, queues[board.lane], results, stop),
-                                    name=f"farm-{board.name}", daemon=True)
-                   for board in self.boards if board.lane in queues]
+                                    name=f"farm-{board.name}", daemon=True) for board in self.boards]
+
+        def feed() -> None:
+            try:
+                for job in jobs:
+                    if stop.is_set():
+                        break
+                    self._check_lanes({job.lane})
+                    self.stats.submitted[job.key] = time.time()
+                    queues[job.lane].put(job)
+            except BaseException as error:  # noqa: BLE001 - raised in the caller's thread
+                results.put(error)
+            finally:
+                for board in self.boards:  # each board's thread ends when its lane's queue is done
+                    queues[board.lane].put(_END)
+
         started = time.monotonic()
+        feeder = threading.Thread(target=feed, name="farm-feed", daemon=True)
+        feeder.start()
         for worker in workers:
             worker.start()
         running = len(workers)
@@ -69,17 +82,22 @@ class LocalExecutor:
                     yield entry
         finally:
             stop.set()
+            feeder.join()
             for worker in workers:
                 worker.join()
             self.stats.wall_s = time.monotonic() - started
+
+    def _check_lanes(self, lanes: set[str]) -> None:
+        missing = sorted(lanes - self.lanes())
+        if missing:
+            raise TinyhilError(f"no board in the inventory for {', '.join(missing)}")
 
     def _work(self, board: FarmBoard, jobs: queue.Queue, results: queue.Queue,
               stop: threading.Event) -> None:
         try:
             while not stop.is_set():
-                try:
-                    job = jobs.get_nowait()
-                except queue.Empty:
+                job = jobs.get()
+                if job is _END:
                     return
                 report = JobReport(board.name)
                 measurements = run_job(job, board.config, lambda: self.open_device(board), report)
