@@ -281,8 +281,10 @@ def test_jobs_cut_the_work_evenly_longest_first():
     assert all(len(job.cases) <= 4 for job in jobs)
     assert [c.case_id for c in jobs[0].cases] == ["lut/t/0"]  # the heaviest alone, first
     assert jobs[1].cases[0].case_id == "lut/t/10"
-    pinned = make_jobs({"qemu-m4@r": cases}, per_image=4, pinned=frozenset({"qemu-m4@r"}))
-    assert len(pinned["qemu-m4@r"]) == 1
+    pinned = make_jobs({"qemu-m4@r": cases}, per_image=4, pinned={"qemu-m4@r": 1})
+    assert len(pinned["qemu-m4@r"]) == 1  # one place: its whole suite in one job
+    shared = make_jobs({"qemu-m4@board=qemu-m4": cases}, per_image=4, pinned={"qemu-m4@board=qemu-m4": 2})
+    assert len(shared["qemu-m4@board=qemu-m4"]) == len(jobs)  # two places of one reservation share the work
 
 
 # ---- impossible baselines and corrupt histories: errors naming file and line ------

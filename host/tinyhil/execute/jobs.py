@@ -27,24 +27,26 @@ class Job:
     repeats: int = 3
     warmup: int = 1
     key: str = ""  # names the job: the same items, the same key (see job_key)
+    image_items: tuple[Item, ...] = ()  # a pinned lane's whole image, of which `items` are measured
 
     @property
     def environment(self) -> str:
         return self.lane.split("@", 1)[0]
 
 
-def job_key(lane: str, items: tuple[Item, ...], repeats: int, warmup: int, run: str = "") -> str:
+def job_key(lane: str, items: tuple[Item, ...], repeats: int, warmup: int, run: str = "",
+            image_items: tuple[Item, ...] = ()) -> str:
     """A stable name for a job (Dask's task key; the same work, the same name)."""
-    digest = hashlib.sha256(f"{lane}\0{repeats}\0{warmup}\0{run}".encode())
-    for item in items:
+    digest = hashlib.sha256(f"{lane}\0{repeats}\0{warmup}\0{run}\0{len(image_items)}".encode())
+    for item in (*items, *image_items):
         digest.update(f"{item.name}\0{item.seed}\0".encode())
         digest.update(hashlib.sha256(item.model.flatbuffer).digest())
     return f"tinyhil-job-{lane}-{digest.hexdigest()[:20]}"
 
 
-def make_job(lane: str, items, repeats: int, warmup: int, run: str = "") -> Job:
-    items = tuple(items)
-    return Job(lane, items, repeats, warmup, job_key(lane, items, repeats, warmup, run))
+def make_job(lane: str, items, repeats: int, warmup: int, run: str = "", image_items=()) -> Job:
+    items, image_items = tuple(items), tuple(image_items)
+    return Job(lane, items, repeats, warmup, job_key(lane, items, repeats, warmup, run, image_items), image_items)
 
 
 @dataclass
@@ -119,7 +121,9 @@ def run_job(job: Job, config: BoardConfig, open_device: Callable[[], object],
     done = set()
     report.started = time.time()
     try:
-        for measurement in runner.run(list(job.items)):
+        measurements = (runner.run_in_image(list(job.image_items), list(job.items)) if job.image_items
+                        else runner.run(list(job.items)))
+        for measurement in measurements:
             done.add(measurement.item.name)
             if measurement.image is not None:
                 report.firmware = measurement.image.firmware

@@ -23,16 +23,18 @@ class Job:
 
 
 def make_jobs(cases_by_lane: dict[str, list[Case]], per_image: int,
-              pinned: frozenset[str] = frozenset()) -> dict[str, list[Job]]:
+              pinned: dict[str, int] | None = None) -> dict[str, list[Job]]:
     """Jobs of at most `per_image` cases and about an eighth of the lane's
     work each (by the baselines' cycles), longest first, so that the boards
     finish together rather than one waiting out another's heavy last job.
     They do not depend on how many boards take them, so a job's image is the
-    same, and cached, whichever board runs it. A pinned lane has one job."""
-    jobs = {}
+    same, and cached, whichever board runs it. A pinned lane of one board
+    has one job; the jobs of a pinned lane of several (places of one tag
+    reservation) all run in the lane's one image (lane_items)."""
+    jobs, pinned = {}, pinned or {}
     for lane, cases in cases_by_lane.items():
         cases = longest_first(cases)
-        if lane in pinned:
+        if pinned.get(lane, 0) == 1:
             jobs[lane] = [Job(lane, tuple(cases))] if cases else []
             continue
         cost = {c.case_id: _cost(c, cases) for c in cases}
@@ -65,13 +67,18 @@ def longest_first(cases: list[Case]) -> list[Case]:
     return sorted(cases, key=lambda c: -_cost(c, cases))
 
 
+def lane_items(cases: list[Case]) -> list:
+    """A pinned lane's image: every case of its suite, longest first."""
+    return [case.item for case in longest_first(cases)]
+
+
 def lane_image(board: FarmBoard, cases: list[Case]):
     """The one image a pinned board must run for its lane's suite (built, cached)."""
     from tinyhil.errors import TinyhilError
     from tinyhil.image.firmware import build_image
     from tinyhil.measure.runner import pack
 
-    items = [case.item for case in longest_first(cases)]  # the order make_jobs gives
+    items = lane_items(cases)
     if len(pack(items, board.config, len(items))) > 1:
         raise TinyhilError(f"the suite of lane {board.lane} does not fit one image of "
                            f"{board.environment}: sample fewer LUT rows for a pinned board")

@@ -22,7 +22,7 @@ from tinyhil.execute.jobs import ExecStats, Result, make_job
 from tinyhil.execute.local import LocalExecutor
 from tinyhil.files import writable_file
 from tinyhil.measure.runner import Measurement
-from tinyhil.regress.farm import lane_image, make_jobs
+from tinyhil.regress.farm import lane_image, lane_items, make_jobs
 from tinyhil.regress.history import ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row
 from tinyhil.regress.suite import Baseline, Case, Suite, baseline_problem, collect_cases
 from tinyhil.verdict import skipped, usable
@@ -186,8 +186,11 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
                 print_(row)
 
         executor = executor or LocalExecutor(boards, timeout, open_device)
-        case_jobs = make_jobs(todo, suite.per_image, frozenset(b.lane for b in boards if b.pinned))
-        jobs = [make_job(lane, [c.item for c in job.cases], suite.repeats, 1)
+        pinned = Counter(b.lane for b in boards if b.pinned)  # lane -> its boards
+        case_jobs = make_jobs(todo, suite.per_image, dict(pinned))
+        # a pinned lane's jobs run in the image its places run: the whole suite's, even when resumed
+        jobs = [make_job(lane, [c.item for c in job.cases], suite.repeats, 1,
+                         image_items=lane_items(cases[lane]) if lane in pinned else ())
                 for lane, lane_jobs in case_jobs.items() for job in lane_jobs]
         with contextlib.closing(executor.measure(jobs)) as results:
             for result in results:
