@@ -22,8 +22,9 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 # openocd: flashes and resets the Nucleo boards (board/st_nucleo_f4.cfg, st_nucleo_l5.cfg)
 # ser2net: labgrid-exporter serves a board's serial port with it (tinyhil regress, remote boards)
 # gcc, g++: the tests compile the firmware's C framing and C arrays for the host
+# openssh-server: labgrid runs openocd on an exporter host over SSH; tests start their own sshd on 127.0.0.1
 APT_PACKAGES=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi
-              libstdc++-arm-none-eabi-newlib openocd ser2net gcc g++)
+              libstdc++-arm-none-eabi-newlib openocd ser2net gcc g++ openssh-server)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

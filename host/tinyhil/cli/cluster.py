@@ -50,12 +50,14 @@ def worker(
                                 "--no-probe --no-tflm` for them)"),
     timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply of a board"),
     local_directory: Path = typer.Option(None, help="Dask's scratch directory [default: Dask's]"),
+    wait: float = typer.Option(None, min=0, help="seconds to wait for a labgrid place another user holds "
+                               "[default: the inventory's `wait:`, else 0]"),
 ) -> None:
     """Join a Dask cluster as a worker that owns this host's boards (one Dask
     resource per board: qemu-m4=2, nucleo_f446re=1) and measures the jobs sent to it."""
     import os
 
-    from tinyhil.execute.inventory import board_counts, load_inventory
+    from tinyhil.execute.inventory import board_counts, load_inventory, with_wait
     from tinyhil.execute.security import check_address, security, tls_files
     from tinyhil.execute.worker import serve
 
@@ -63,7 +65,7 @@ def worker(
         raise typer.BadParameter("give either --inventory lab.yaml or --boards ENV=COUNT")
     tls = tls_files(tls_ca_file, tls_cert, tls_key)
     address = check_address(scheduler, tls, insecure)
-    farm = load_inventory(inventory) if inventory else board_counts(boards)
+    farm = with_wait(load_inventory(inventory), wait) if inventory else board_counts(boards)
     if checks:
         from tinyhil.doctor import failed, run_checks
 

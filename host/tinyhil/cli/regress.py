@@ -26,6 +26,8 @@ def regress(
                                      "suite's (may lie outside the project)"),
     models: list[Path] = typer.Option([], "--model", help="a .tflite to re-measure besides the "
                                       "suite's (may lie outside the project; repeatable)"),
+    wait: float = typer.Option(None, min=0, help="seconds to wait for a labgrid place another user holds "
+                               "[default: the inventory's `wait:`, else 0]"),
     cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
     insecure: bool = INSECURE, build_here: bool = BUILD_HERE,
 ) -> None:
@@ -33,7 +35,7 @@ def regress(
     with the baselines, write JUnit XML and the trend page; exit 1 on a regression."""
     from dataclasses import replace
 
-    from tinyhil.execute.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory, with_wait
     from tinyhil.regress.nightly import pinned_images as images_of
     from tinyhil.regress.nightly import regress as run_regress
     from tinyhil.regress.suite import load_suite as load_suite_file
@@ -57,7 +59,7 @@ def regress(
 
     with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure, build_here) as executor:
         # on a cluster the boards are its workers' (their lanes), not --boards
-        inventory = executor.farm_boards() if executor else load_inventory(boards_file)
+        inventory = executor.farm_boards() if executor else with_wait(load_inventory(boards_file), wait)
         result = run_regress(inventory, load_suite(suite), baseline, out,
                              junit or out / "junit.xml", timeout, on_row=show, executor=executor)
     _print_regression(result)

@@ -17,29 +17,26 @@ exports:
   inventory gives the place (`drivers:`), else reconnecting.
 
 A place another user holds is waited for, up to `wait_s`, in labgrid's own
-reservation queue. labgrid's library keeps one coordinator session per
-process, so every call into it runs on one thread (`_LABGRID`).
+reservation queue. Each action on the place runs labgrid's environment API in
+a short process of its own (labgrid_env.py): labgrid's library keeps one
+coordinator session per process, whose view of the lab goes stale.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device.boards import Board
 from tinyhil.device.driver import DeviceInfo
 from tinyhil.errors import BoardNotResponding, TinyhilError
 
-_LABGRID = ThreadPoolExecutor(1, thread_name_prefix="tinyhil-labgrid")
 DEBUGGERS = ("NetworkUSBDebugger",)  # what labgrid's OpenOCDDriver flashes through
 
 
@@ -133,90 +130,40 @@ class LabgridClient:
 
 
 class LabgridTarget:
-    """The acquired place as a labgrid target (labgrid's Environment and drivers)."""
+    """The acquired place as a labgrid target: each action (serial port, flash,
+    reset, power) runs labgrid's environment API in a short process of its own
+    (device/labgrid_env.py), which sees the lab as it is now."""
 
-    def __init__(self, coordinator: str, place: str, drivers: tuple):
-        self.directory = tempfile.mkdtemp(prefix="tinyhil-labgrid-")
-        config = {"options": {"coordinator_address": coordinator},
-                  "targets": {"main": {"resources": [{"RemotePlace": {"name": place}}]}}}
-        path = Path(self.directory) / "env.yaml"
-        path.write_text(yaml.safe_dump(config))
+    def __init__(self, coordinator: str, place: str, drivers: tuple, openocd_board: str = ""):
+        self.request = {"coordinator": coordinator, "place": place, "openocd_board": openocd_board,
+                        "drivers": [[name, [list(a) for a in args]] for name, args in drivers]}
         self.place = place
-        self.drivers = drivers
-        self.env = _LABGRID.submit(self._environment, path).result()
-        self.target = self.env.get_target("main")
 
-    @staticmethod
-    def _environment(path: Path):
-        from labgrid import Environment
-
-        return Environment(str(path))
-
-    def call(self, fn, *args):
-        return _LABGRID.submit(fn, *args).result()
-
-    def resource_classes(self) -> list[str]:
-        return sorted({type(r).__name__ for r in self.target.resources})
+    def act(self, action: str, timeout: float = 120.0, **extra):
+        command = [sys.executable, "-m", "tinyhil.device.labgrid_env",
+                   json.dumps({**self.request, "action": action, **extra})]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))}
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise LabgridError(f"labgrid place {self.place}: {action} took over {timeout:g} s") from None
+        lines = done.stdout.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise LabgridError(f"labgrid place {self.place}: {action} failed: {tail}") from None
+        if "error" in answer:
+            raise LabgridError(f"labgrid place {self.place}: {answer['error']}")
+        return answer["ok"]
 
     def serial_url(self, wait_s: float) -> str:
-        def find():
-            ports = [r for r in self.target.resources if type(r).__name__ == "NetworkSerialPort"]
-            if not ports:
-                return None
-            deadline = time.monotonic() + wait_s
-            while not ports[0].avail and time.monotonic() < deadline:
-                self.target.update_resources()
-                time.sleep(0.2)
-            return ports[0]
-
-        port = self.call(find)
-        if port is None:
-            raise LabgridError(f"labgrid place {self.place} has no NetworkSerialPort (it exports "
-                               f"{', '.join(self.resource_classes()) or 'nothing'}): export the board's serial "
-                               "port as RawSerialPort or USBSerialPort")
-        if not port.avail or not port.port:
-            raise LabgridError(f"labgrid place {self.place}: its serial port is not available")
-        if getattr(port, "protocol", "rfc2217") == "raw":
-            return f"socket://{port.host}:{port.port}"
-        # ser2net cannot set DTR on every port; labgrid's SerialDriver ignores it too
-        return f"rfc2217://{port.host}:{port.port}?ign_set_control&timeout=5"
-
-    def driver(self, protocol: str, board: BoardConfig):
-        """The active driver of a labgrid protocol (BootstrapProtocol, ResetProtocol,
-        PowerProtocol) the place has, or None."""
-        def make():
-            from labgrid import driver as drivers
-            from labgrid.exceptions import NoDriverFoundError
-
-            try:
-                found = self.target.get_driver(protocol, activate=False)
-            except NoDriverFoundError:
-                found = self._add(protocol, board, drivers)
-                if found is None:
-                    return None
-            self.target.activate(found)
-            return found
-        return self.call(make)
-
-    def _add(self, protocol: str, board: BoardConfig, drivers):
-        """The inventory's drivers of the place, and OpenOCD on its debugger."""
-        for name, args in self.drivers:
-            cls = getattr(drivers, name, None)
-            if cls is None:
-                raise LabgridError(f"labgrid has no driver {name} (place {self.place})")
-            if protocol in {base.__name__ for base in cls.__mro__}:
-                return cls(self.target, name=None, **dict(args))
-        has_debugger = any(type(r).__name__ in DEBUGGERS for r in self.target.resources)
-        if protocol == "BootstrapProtocol" and has_debugger and board.openocd_board:
-            return drivers.OpenOCDDriver(self.target, name=None,
-                                         board_config=board.openocd_board.removeprefix("board/"))
-        return None
+        return self.act("serial", timeout=wait_s + 60, wait_s=wait_s)
 
     def close(self) -> None:
-        try:
-            self.call(self.target.cleanup)
-        finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        pass
 
 
 class LabgridBoard(Board):
@@ -237,13 +184,7 @@ class LabgridBoard(Board):
         if self.lg is not None:
             return
         self.token, self.place = self.client.reserve(self.spec)
-        try:
-            self.lg = LabgridTarget(self.coordinator, self.place, self.spec.drivers)
-        except Exception as error:
-            self.client.release(self.place, self.token)
-            if isinstance(error, TinyhilError):
-                raise
-            raise LabgridError(f"labgrid place {self.place}: {type(error).__name__}: {error}") from error
+        self.lg = LabgridTarget(self.coordinator, self.place, self.spec.drivers, self.config.openocd_board)
 
     # ---- Board strategy -----------------------------------------------------------
     def _power_on(self) -> str:
@@ -254,23 +195,16 @@ class LabgridBoard(Board):
         return self.url
 
     def _flash(self) -> None:
-        bootstrap = self.lg.driver("BootstrapProtocol", self.config)
-        if bootstrap is None:
+        try:
+            done = self.lg.act("flash", elf=str(self.image.elf))
+        except LabgridError as error:  # the driver's tool said why (openocd's own lines)
+            raise LabgridError(f"{error} (flashing image {self.image.image_id})") from None
+        if isinstance(done, dict) and done.get("missing"):
             raise LabgridError(
-                f"labgrid place {self.place} cannot flash {self.image.elf}: it has no debugger (no "
-                f"{' or '.join(DEBUGGERS)} among its resources: {', '.join(self.lg.resource_classes())}) and no "
+                f"labgrid place {self.place} cannot flash image {self.image.image_id}: it has no debugger (no "
+                f"{' or '.join(DEBUGGERS)} among its resources: {', '.join(done['resources'])}) and no "
                 "BootstrapProtocol driver in the inventory; export the board's ST-LINK as a USBDebugger, "
                 "or drop `flash:` to run a pinned image")
-        try:
-            self.lg.call(bootstrap.load, str(self.image.elf))
-        except Exception as error:  # labgrid's ExecutionError, CalledProcessError: openocd's own words
-            output = getattr(error, "stdout", None) or getattr(error, "output", None) or ""
-            if isinstance(output, (bytes, bytearray)):
-                output = output.decode(errors="replace")
-            lines = [line for line in str(output or error).splitlines() if line.strip()]
-            said = " | ".join(line for line in lines if "rror" in line) or " | ".join(lines[-3:])
-            raise LabgridError(f"labgrid place {self.place}: {type(bootstrap).__name__} could not flash "
-                               f"{self.image.elf.name} (image {self.image.image_id}): {said}") from error
         self.flashed = self.image.image_id
 
     def flash_hint(self) -> str:
@@ -284,21 +218,18 @@ class LabgridBoard(Board):
 
     def reset(self) -> DeviceInfo:
         """labgrid's ResetProtocol where the place has one; else reconnecting."""
-        if self.lg is not None:
-            driver = self.lg.driver("ResetProtocol", self.config)
-            if driver is not None:
-                self._disconnect()
-                self.lg.call(driver.reset)
+        if self.lg is not None and self.spec.drivers:
+            self._disconnect()
+            done = self.lg.act("reset")
+            if not (isinstance(done, dict) and done.get("missing")):
                 return self._bring_up()
         return self.power_cycle()
 
     def power_cycle(self) -> DeviceInfo:
         """labgrid's PowerProtocol where the place has one; else reconnecting."""
         self._disconnect()
-        if self.lg is not None:
-            driver = self.lg.driver("PowerProtocol", self.config)
-            if driver is not None:
-                self.lg.call(driver.cycle)
+        if self.lg is not None and self.spec.drivers:
+            self.lg.act("power_cycle")
         return self._bring_up()
 
     def reflash(self) -> DeviceInfo:

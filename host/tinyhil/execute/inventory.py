@@ -28,7 +28,7 @@ QEMU instance, i.e. one more worker.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -82,6 +82,13 @@ class FarmBoard:
 
     def open(self, timeout: float = 30.0, retries: int = 2) -> Board:
         return open_board(self.config, self.port, timeout, retries, reset=self.reset, labgrid=self.labgrid)
+
+
+def with_wait(boards: list[FarmBoard], seconds: float | None) -> list[FarmBoard]:
+    """The boards, each labgrid place waited for up to `seconds` when another user holds it."""
+    if seconds is None:
+        return boards
+    return [replace(b, labgrid=replace(b.labgrid, wait_s=float(seconds))) if b.labgrid else b for b in boards]
 
 
 def emulated_farm(board: str, n: int) -> list[FarmBoard]:

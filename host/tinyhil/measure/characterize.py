@@ -93,6 +93,7 @@ class Characterizer:
         this process still writes every row."""
         self.board = board
         self.executor = executor
+        self.open_device = open_device
         self.model_maker = check_model_maker(model_maker)  # how single-op models are made
         self.luts_dir = Path(luts_dir)
         self.store_path = self.luts_dir / board.name / "ops.csv"
@@ -152,8 +153,9 @@ class Characterizer:
 
     def check_port(self) -> None:
         """A physical board needs a serial port: say so before any model is made
-        (on a cluster the workers own the boards and their ports)."""
-        if self.executor is not None:
+        (on a cluster the workers own the boards and their ports; a board given
+        by open_device, e.g. a labgrid place, brings its own)."""
+        if self.executor is not None or self.open_device is not None:
             return
         if self.board.openocd_board and not (self.runner.port or self.board.upload_port):
             from tinyhil.device.stlink import find_port
