@@ -323,3 +323,41 @@ def test_a_tls_cluster_measures_and_refuses_clients_without_the_labs_certificate
             result = characterize(tmp_path / "luts", executor, limit=6)
     assert result.measured_now == 6
     assert sorted(store_keys(tmp_path / "luts")) == sorted(op.key for op in make_space(*SPACE).op_configs()[:6])
+
+
+@pytest.mark.device
+@pytest.mark.slow
+def test_the_commands_run_on_the_cluster(tmp_path, local_lut, cluster):
+    """characterize, regress and validate with --cluster: the local figures, written here."""
+    import pandas as pd
+    import yaml
+    from typer.testing import CliRunner
+
+    from tinyhil.cli import app
+
+    lab, _ = cluster
+    run = CliRunner().invoke
+    space = ["--space", "micronas", "--input", "29x12"]
+    result = run(app, ["characterize", *space, "--classes", "9", "--luts", str(tmp_path / "luts"),
+                       "--limit", "40", "--per-image", "10", "--cluster", lab.address])
+    assert result.exit_code == 0, result.output
+    lut = tmp_path / "luts" / "qemu-m4" / "micronas-29x12-c9.csv"
+    assert len(table_lines(lut)) == 41 and set(table_lines(lut)) <= set(table_lines(local_lut))
+
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({"name": "cli", "repeats": 1, "per_image": 2,
+                                                         "lut_sample": 4, "deployments": ""}))
+    result = run(app, ["regress", "--suite", str(tmp_path / "suite.yaml"), "--baseline", str(local_lut.parent.parent),
+                       "--out", str(tmp_path / "regress"), "--cluster", lab.address])
+    assert result.exit_code == 0, result.output
+    history = pd.read_csv(tmp_path / "regress" / "history.csv")
+    assert set(history["verdict"]) == {"pass"} and len(history) == 8
+    assert set(history["farm_board"]) <= {"w1/qemu-m4-0", "w2/qemu-m4-0"}
+
+    tables = {}
+    for where, extra in (("local", []), ("cluster", ["--cluster", lab.address])):
+        result = run(app, ["validate", *space, "--classes", "9", "--n", "2", "--luts", str(local_lut.parent.parent),
+                           "--report", str(tmp_path / where), *extra])
+        assert result.exit_code == 0, result.output
+        tables[where] = pd.read_csv(tmp_path / where / "validation-micronas-qemu-m4.csv")
+    columns = ["arch_id", "status", "measured_cycles", "arena_used", "est_lut_cycles"]
+    assert tables["cluster"][columns].equals(tables["local"][columns])
