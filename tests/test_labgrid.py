@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -156,14 +157,21 @@ def test_nightly_on_two_local_boards_and_a_labgrid_place(tmp_path, coordinator):
         try:
             client(coordinator, "create")
             client(coordinator, "add-match", f"tinyhil-test/{PLACE}/*")
-            listening = set()  # where the place's ser2net listens while the remote board works
+            listening = set()  # where the place's ser2net listens while the suite runs
+            running = threading.Event()
 
-            def on_row(row):
-                if row.farm_board == "remote-m4":
+            def watch():  # rows reach the caller after the board let go: look while it works
+                while not running.wait(0.05):
                     listening.update(listening_addresses(exporter.pid))
 
-            result = regress(boards, suite, baseline, tmp_path / "out", tmp_path / "out/junit.xml",
-                             timeout=10.0, on_row=on_row, trend=False)
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            try:
+                result = regress(boards, suite, baseline, tmp_path / "out", tmp_path / "out/junit.xml",
+                                 timeout=10.0, trend=False)
+            finally:
+                running.set()
+                watcher.join()
         finally:
             stop(exporter)
         assert listening == {"127.0.0.1"}  # the board's serial port is reachable from this host only
@@ -423,3 +431,36 @@ def test_inventory_places_by_name_or_tags_and_their_lanes():
                          ({"coordinator": lab, "place": "p", "colour": 1}, "unknown labgrid key")):
         with pytest.raises(InventoryError, match=message):
             parse_inventory({"boards": [{"name": "x", "board": "qemu-m4", "labgrid": bad}]})
+
+
+RESETTER = "tinyhil-reset-m4"
+
+
+def test_reset_and_power_cycle_go_through_the_places_labgrid_drivers(tmp_path, coordinator):
+    """The inventory gives the place labgrid drivers: a DigitalOutputResetDriver on a
+    (file) digital output for ResetProtocol, an ExternalPowerDriver for PowerProtocol;
+    the board's recovery steps use them, and the board answers again after each."""
+    output, power_log = tmp_path / "reset-line", tmp_path / "power.log"
+    drivers = {"FileDigitalOutputDriver": {"filepath": str(output), "false_repr": "released\n",
+                                           "true_repr": "pressed\n"},
+               "DigitalOutputResetDriver": {"delay": 0.0},
+               "ExternalPowerDriver": {"cmd_on": "true", "cmd_off": "true",
+                                       "cmd_cycle": f"sh -c 'echo cycled >> {power_log}'"}}
+    boards = parse_inventory({"boards": [{"name": "remote-m4", "board": "qemu-m4", "labgrid": {
+        "coordinator": coordinator, "place": RESETTER, "drivers": drivers}}]})
+    output.write_text("idle\n")  # the reset line, as a file the output driver writes
+    config = get_board("qemu-m4")
+    image = _any_image(config)
+    with QemuProcess(config.qemu_machine, image.elf, config.icount_shift) as qemu:
+        wait_for_pty(qemu.pty)
+        with Exporter(coordinator, tmp_path, {RESETTER: {"console": {"cls": "RawSerialPort", "port": qemu.pty,
+                                                                     "speed": 115200}}}):
+            with boards[0].open(timeout=10.0) as board:
+                assert board.boot(image).build_id == image.image_id
+                assert output.read_text() == "idle\n" and not power_log.exists()
+                assert board.recover("reset").build_id == image.image_id
+                assert output.read_text() == "released\n"  # pressed, then let go, by labgrid's reset driver
+                assert board.recover("power_cycle").build_id == image.image_id
+                assert power_log.read_text() == "cycled\n"
+            lab_client(coordinator, RESETTER, "acquire", user="someone-else")  # given back on close: free
+            lab_client(coordinator, RESETTER, "release", user="someone-else")

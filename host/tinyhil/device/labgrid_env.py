@@ -65,17 +65,21 @@ def _serial(target, request: dict) -> str:
 
 
 def _driver(target, protocol: str, request: dict):
-    """The place's driver of a labgrid protocol: the inventory's, else OpenOCD on its debugger."""
+    """The place's active driver of a labgrid protocol: of the inventory's drivers
+    (made in order, so one binds to those before it, as a DigitalOutputResetDriver
+    to its output), else OpenOCD on the place's debugger; None if it has none."""
     from labgrid import driver as drivers
+    from labgrid.exceptions import NoDriverFoundError
 
     for name, args in request.get("drivers", []):
         cls = getattr(drivers, name, None)
         if cls is None:
             raise LookupError(f"labgrid has no driver {name} (place {request['place']})")
-        if protocol in {base.__name__ for base in cls.__mro__}:
-            found = cls(target, name=None, **dict(args))
-            target.activate(found)
-            return found
+        cls(target, name=None, **dict(args))
+    try:
+        return target.get_driver(protocol)
+    except NoDriverFoundError:
+        pass
     debugger = any(type(r).__name__ in DEBUGGERS for r in target.resources)
     if protocol == "BootstrapProtocol" and debugger and request.get("openocd_board"):
         found = drivers.OpenOCDDriver(target, name=None, board_config=request["openocd_board"].removeprefix("board/"))
