@@ -361,3 +361,21 @@ def test_the_commands_run_on_the_cluster(tmp_path, local_lut, cluster):
         tables[where] = pd.read_csv(tmp_path / where / "validation-micronas-qemu-m4.csv")
     columns = ["arch_id", "status", "measured_cycles", "arena_used", "est_lut_cycles"]
     assert tables["cluster"][columns].equals(tables["local"][columns])
+
+
+@pytest.mark.device
+def test_images_built_by_the_client_run_on_the_workers(tmp_path, local_lut, cluster):
+    """--build-here: the client builds each image and ships it; a worker whose firmware
+    is the same installs it and boots it, building nothing."""
+    from tinyhil.execute.cluster import DaskExecutor
+
+    lab, _ = cluster
+    started = time.time()
+    with DaskExecutor(lab.address, build_here=True) as executor:
+        result = characterize(tmp_path / "luts", executor, limit=12, per_image=5)
+        jobs = len(executor.stats.reports)
+    assert result.measured_now == 12 and set(table_lines(result.lut_path)) <= set(table_lines(local_lut))
+    arrived = [elf.parent for w in ("w1", "w2") for elf in (lab.work_dir / w / "cache" / "images").rglob("firmware.elf")
+               if elf.stat().st_mtime >= started]
+    assert len(arrived) == jobs  # one shipped image per job (the chains' and three of ops) ...
+    assert not [d for d in arrived if (d / "build.log").exists()]  # ... none of them built by a worker
