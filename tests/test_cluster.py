@@ -378,4 +378,36 @@ def test_images_built_by_the_client_run_on_the_workers(tmp_path, local_lut, clus
     arrived = [elf.parent for w in ("w1", "w2") for elf in (lab.work_dir / w / "cache" / "images").rglob("firmware.elf")
                if elf.stat().st_mtime >= started]
     assert len(arrived) == jobs  # one shipped image per job (the chains' and three of ops) ...
-    assert not [d for d in arrived if (d / "build.log").exists()]  # ... none of them built by a worker
+    built = [d for d in arrived if (d / "build.log").exists() and (d / "build.log").stat().st_mtime >= started]
+    assert not built  # ... none of them built by a worker (an image built by an earlier test keeps its log)
+
+
+@pytest.mark.device
+@pytest.mark.slow
+def test_a_lane_whose_last_worker_died_ends_the_run_keeping_what_was_measured(tmp_path, local_lut):
+    from tinyhil.execute.cluster import DaskExecutor
+    from tinyhil.execute.loopback import LoopbackCluster
+
+    with LoopbackCluster(tmp_path / "lab") as lab:
+        lab.start_scheduler()
+        lab.add_worker("only")
+        with DaskExecutor(lab.address, workers_wait_s=5) as executor:
+            def kill_it() -> None:
+                store = tmp_path / "luts" / "qemu-m4" / "ops.csv"
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    if store.is_file() and len(store.read_text().splitlines()) > 2:
+                        lab.kill_worker("only")
+                        return
+                    time.sleep(0.1)
+
+            watcher = threading.Thread(target=kill_it)
+            watcher.start()
+            with pytest.raises(ClusterError, match="no worker with a board of qemu-m4 is left in the cluster at "
+                                                   "tcp://127.0.0.1:\\d+ \\(none joined within 5 s\\).*kept"):
+                characterize(tmp_path / "luts", executor, limit=120, per_image=20)
+            watcher.join()
+    kept = store_keys(tmp_path / "luts")
+    assert 0 < len(kept) < 120 and len(kept) == len(set(kept))
+    assert set(table_lines(characterize(tmp_path / "luts", limit=120, per_image=20).lut_path)) <= set(
+        table_lines(local_lut))  # and a local run completes it

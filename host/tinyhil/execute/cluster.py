@@ -136,11 +136,13 @@ class DaskExecutor:
         feeder.start()
         delivered: set[tuple[str, str]] = set()
         received, total = 0, None
+        watch = _LaneWatch(self)
         try:
             while total is None or received < total:
                 try:
                     entry = done.get(timeout=1.0)
                 except queue.Empty:
+                    watch.check({job.lane for job, f in list(futures.values()) if not f.done()})
                     continue
                 if isinstance(entry, tuple):
                     if entry[0] == "error":
@@ -214,6 +216,37 @@ class DaskExecutor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _LaneWatch:
+    """A job whose lane has no worker left waits for one to join, up to the
+    executor's workers_wait_s; then the run ends saying so."""
+
+    def __init__(self, executor: DaskExecutor, every_s: float = 2.0):
+        self.executor = executor
+        self.every_s = every_s
+        self.last = time.monotonic()
+        self.lost_since: dict[str, float] = {}
+
+    def check(self, lanes: set[str]) -> None:
+        now = time.monotonic()
+        if not lanes or now - self.last < self.every_s:
+            return
+        self.last = now
+        try:
+            workers = self.executor.client.scheduler_info()["workers"].values()
+        except Exception:  # noqa: BLE001 - the scheduler gone: its futures say so
+            return
+        having = {lane for w in workers for lane, n in (w.get("resources") or {}).items() if n > 0}
+        for lane in lanes:
+            if lane in having:
+                self.lost_since.pop(lane, None)
+                continue
+            since = self.lost_since.setdefault(lane, now)
+            if now - since > self.executor.workers_wait_s:
+                raise ClusterError(f"no worker with a board of {lane} is left in the cluster at "
+                                   f"{self.executor.address} (none joined within {self.executor.workers_wait_s:g} s); "
+                                   f"{RESUME_HINT}")
 
 
 def _with_item(measurement, item):
