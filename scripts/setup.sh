@@ -23,8 +23,9 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 # ser2net: labgrid-exporter serves a board's serial port with it (tinyhil regress, remote boards)
 # gcc, g++: the tests compile the firmware's C framing and C arrays for the host
 # chromium, chromium-driver: the report tests open the HTML reports in headless Chromium (selenium)
+# openssh-server: labgrid runs openocd on an exporter host over SSH; tests start their own sshd on 127.0.0.1
 APT_PACKAGES=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi
-              libstdc++-arm-none-eabi-newlib openocd ser2net gcc g++ chromium chromium-driver)
+              libstdc++-arm-none-eabi-newlib openocd ser2net gcc g++ chromium chromium-driver openssh-server)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -10,8 +10,8 @@ import pytest
 from tinyhil.benchmarks.faults import campaign
 from tinyhil.board_catalog import get_board
 from tinyhil.device.fault_proxy import FaultPlan, FaultProxy, _Framer
+from tinyhil.execute.inventory import emulated_farm
 from tinyhil.protocol import SYNC, Frame, Kind
-from tinyhil.regress.inventory import emulated_farm
 from tinyhil.regress.suite import Suite
 
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from conftest import ROOT, make_int8_model
 from tinyhil.benchmarks.faults import regress_killed_after
 from tinyhil.cli import app
+from tinyhil.execute.inventory import InventoryError, parse_inventory
 from tinyhil.measure.runner import Item, Measurement
 from tinyhil.regress.history import History, Row
-from tinyhil.regress.inventory import InventoryError, parse_inventory
 from tinyhil.regress.nightly import judge
 from tinyhil.regress.suite import Baseline, Case, SuiteError, parse_suite
 from tinyhil.report.junit import JunitError, validate_junit
@@ -49,7 +49,7 @@ def test_inventory_kinds():
 
 
 def test_shipped_inventory_and_suite_load():
-    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory
     from tinyhil.regress.suite import load_suite
 
     assert len(load_inventory(ROOT / "boards/lab.yaml")) >= 2
@@ -246,7 +246,7 @@ def test_one_writer_per_history(tmp_path):
 def test_a_worker_that_breaks_loses_nothing(tmp_path, baseline_dir, tiny_model):
     """A board whose opening raises something unforeseen: its job is skipped
     and reported, the others go on, and the next run measures the rest."""
-    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory
     from tinyhil.regress.nightly import regress
     from tinyhil.regress.suite import load_suite
 
@@ -282,8 +282,10 @@ def test_jobs_cut_the_work_evenly_longest_first():
     assert all(len(job.cases) <= 4 for job in jobs)
     assert [c.case_id for c in jobs[0].cases] == ["lut/t/0"]  # the heaviest alone, first
     assert jobs[1].cases[0].case_id == "lut/t/10"
-    pinned = make_jobs({"qemu-m4@r": cases}, per_image=4, pinned=frozenset({"qemu-m4@r"}))
-    assert len(pinned["qemu-m4@r"]) == 1
+    pinned = make_jobs({"qemu-m4@r": cases}, per_image=4, pinned={"qemu-m4@r": 1})
+    assert len(pinned["qemu-m4@r"]) == 1  # one place: its whole suite in one job
+    shared = make_jobs({"qemu-m4@board=qemu-m4": cases}, per_image=4, pinned={"qemu-m4@board=qemu-m4": 2})
+    assert len(shared["qemu-m4@board=qemu-m4"]) == len(jobs)  # two places of one reservation share the work
 
 
 # ---- impossible baselines and corrupt histories: errors naming file and line ------

@@ -199,7 +199,7 @@ def test_the_twin_has_no_probe():
 
 
 def test_a_nucleo_in_the_lab_inventory_resets_through_openocd():
-    from tinyhil.regress.inventory import parse_inventory
+    from tinyhil.execute.inventory import parse_inventory
 
     (nucleo, other) = parse_inventory({"boards": [
         {"name": "f446-1", "board": "nucleo_f446re", "port": "/dev/ttyACM7"},

@@ -77,7 +77,7 @@ def test_a_damaged_run_state_is_named(tmp_path):
     not tinyhil's is an error naming it, never a traceback."""
     import json
 
-    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory
     from tinyhil.regress.nightly import fingerprint
     from tinyhil.regress.suite import load_suite
 

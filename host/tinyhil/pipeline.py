@@ -89,9 +89,10 @@ def run_search(config: PipelineConfig, board: BoardConfig, splits: Splits, lut: 
 
 def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Path | None = None,
              progress=None, log=lambda _m: None, splits: Splits | None = None,
-             lut: Lut | None = None, on_stage=None) -> PipelineResult:
+             lut: Lut | None = None, on_stage=None, executor=None) -> PipelineResult:
     """`splits` and `lut` (the data and the board's LUT of the engine's space)
-    are loaded here unless a caller running many pipelines already has them."""
+    are loaded here unless a caller running many pipelines already has them.
+    `executor`: where the characterize step's images run (a cluster), if not here."""
     seconds = {}
     t0 = time.monotonic()
     writable_dir(config.out, "the pipeline's run")  # before anything is searched or measured
@@ -102,7 +103,7 @@ def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Pat
         if splits.report:
             log(splits.report)
     if lut is None:
-        lut = search_lut(board, config.engine, splits, luts, progress)
+        lut = search_lut(board, config.engine, splits, luts, progress, executor)
     run = run_search(config, board, splits, lut, log, luts)
     if config.engine != "micronas":  # ops the search measured on demand, for the deployment's estimate
         lut = covering_lut(board.name, lut, luts, [run.architecture], log)
@@ -116,9 +117,11 @@ def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Pat
     return PipelineResult(run, deployment, report_path, seconds)
 
 
-def search_lut(board: BoardConfig, engine: str, splits: Splits, luts: Path, progress=None) -> Lut | None:
+def search_lut(board: BoardConfig, engine: str, splits: Splits, luts: Path, progress=None,
+               executor=None) -> Lut | None:
     """MicroNAS needs its whole space measured (it weighs every op at once); TinyTNAS
     and Tiny-TimeNAS start from what the board has and measure the rest on demand."""
     if engine == "micronas":
-        return space_lut(board, engine, splits.window, splits.channels, splits.classes, luts, progress)
+        return space_lut(board, engine, splits.window, splits.channels, splits.classes, luts, progress,
+                         executor)
     return engine_lut(board.name, engine, splits.window, splits.channels, splits.classes, luts)

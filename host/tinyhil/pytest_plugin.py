@@ -117,7 +117,7 @@ def board(request, board_name) -> BoardUnderTest:
     options = request.config.option
     farm_board = None
     if options.inventory:
-        from tinyhil.regress.inventory import load_inventory
+        from tinyhil.execute.inventory import load_inventory
 
         farm_board = {b.name: b for b in load_inventory(Path(options.inventory))}.get(board_name)
     catalog = load_boards()

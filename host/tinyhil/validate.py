@@ -20,7 +20,7 @@ from tinyhil.estimate import MacsProxy, appendix_a_peak, arena_estimate, lut_lat
 from tinyhil.estimate.latency import check_covered
 from tinyhil.files import atomic_write, writable_dir
 from tinyhil.lut.table import Lut, LutError, space_lut_path
-from tinyhil.measure.runner import ImageRunner, Item, Timing
+from tinyhil.measure.runner import ImageRunner, Item, Timing, pack
 from tinyhil.models.single_op import BUILTIN
 from tinyhil.models.tflite_model import TfliteModel, model_graph
 from tinyhil.models.whole_model import generate_architecture_models
@@ -72,7 +72,9 @@ def sample_architectures(space, n: int, seed: int) -> list[Architecture]:
 
 def validate(space_name: str, window: int, channels: int, classes: int, board: BoardConfig,
              n: int, luts_dir: Path, report_dir: Path, seed: int = 0, port: str = "",
-             progress=None) -> ValidationResult:
+             progress=None, executor=None) -> ValidationResult:
+    """`executor`: where the architectures run when not on this host's board (a
+    cluster: tinyhil.execute.cluster.DaskExecutor); the table is the same."""
     started = time.monotonic()
     report_dir = writable_dir(report_dir, "the validation report")  # before anything is measured
     lut_path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
@@ -101,7 +103,14 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
         est_arena_from_arch_bytes=arena_estimate(i.subject, lut)) for i in items}
 
     rows, per_type = [], defaultdict(lambda: [0.0, 0.0])
-    for m in runner.run(items):
+    if executor is None:
+        measurements = runner.run(items)
+    else:  # back in the order the jobs finish: put in the items' order below
+        measurements = executor.measure_images(board, pack(items, board, runner.max_per_image),
+                                               runner.repeats, runner.warmup)
+        order = {item.name: n for n, item in enumerate(items)}
+        measurements = sorted(measurements, key=lambda m: order[m.item.name])
+    for m in measurements:
         arch: Architecture = m.item.subject
         est = estimates[arch.id]
         converted = sorted(m.item.model.ops)

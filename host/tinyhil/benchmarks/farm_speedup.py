@@ -5,7 +5,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyhil.regress.inventory import emulated_farm
+from tinyhil.execute.inventory import emulated_farm
 from tinyhil.regress.nightly import regress
 from tinyhil.regress.suite import Suite
 

@@ -36,8 +36,8 @@ from pathlib import Path
 import yaml
 
 from tinyhil.device.fault_proxy import FaultPlan, FaultProxy
+from tinyhil.execute.inventory import FarmBoard
 from tinyhil.regress.history import History
-from tinyhil.regress.inventory import FarmBoard
 from tinyhil.regress.nightly import regress
 from tinyhil.regress.suite import Suite, Tolerance
 
@@ -211,7 +211,7 @@ def _host_kill_round(boards, suite, baseline_dir, out, report, log) -> None:
     if not regress_killed_after(args, out / "history.csv"):
         report.problems.append(f"host-kill round {out.name}: the run ended before it could be killed")
         return
-    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory
     from tinyhil.regress.suite import load_suite
 
     result = regress(load_inventory(inventory), load_suite(str(suite_file)), baseline_dir, out,

@@ -78,5 +78,5 @@ def waiting(message: str):
 
 # The commands, registered in the order of the data path (`tinyhil --help` lists them so).
 # isort: off
-from tinyhil.cli import boards, run, space, characterize, lut, validate, search, data, deploy, regress, bench  # noqa: E402, F401
+from tinyhil.cli import boards, run, space, characterize, lut, validate, search, data, deploy, regress, cluster, bench  # noqa: E402, F401
 # isort: on

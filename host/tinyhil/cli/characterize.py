@@ -8,6 +8,7 @@ from rich.table import Table
 
 from tinyhil.board_catalog import get_board
 from tinyhil.cli import app, console, progress_bars, reports_errors
+from tinyhil.cli.cluster import BUILD_HERE, CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 
 
 @app.command()
@@ -29,6 +30,8 @@ def characterize(
     seed: int = typer.Option(0, help="seed of --sample"),
     model_maker: str = typer.Option("direct", help="how single-op models are made: direct "
                                     "(flatbuffer written from the op) | converter (Keras + TFLite converter)"),
+    cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
+    insecure: bool = INSECURE, build_here: bool = BUILD_HERE,
 ) -> None:
     """Measure every op of a search space on a board into a lookup table (resumable)."""
     from tinyhil.measure.characterize import Characterizer
@@ -36,8 +39,10 @@ def characterize(
 
     window, channels = parse_input(input)
     config = get_board(board)
-    with progress_bars() as progress:
-        characterizer = Characterizer(config, luts, repeats, per_image, port, progress, model_maker=model_maker)
+    with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure, build_here) as executor, \
+            progress_bars() as progress:
+        characterizer = Characterizer(config, luts, repeats, per_image, port, progress, model_maker=model_maker,
+                                      executor=executor)
         characterizer.check_port()  # before any model is made
         result = characterizer.run(space, window, channels, classes, limit, sample, seed)
     print_characterization(result)

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from tinyhil.board_catalog import get_board
 from tinyhil.cli import app, console, progress_bars, reports_errors, waiting
+from tinyhil.cli.cluster import CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 from tinyhil.cli.layers import print_layers
 from tinyhil.cli.run import print_prediction
 from tinyhil.cli.search import DATA_HELP, timenas_bytes
@@ -144,8 +145,10 @@ def pipeline(
     port: str = typer.Option(""),
     luts: Path = typer.Option(Path("luts")),
     seed: int = typer.Option(0),
+    cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
+    insecure: bool = INSECURE,
 ) -> None:
-    """characterize (cached) -> search -> deploy -> report."""
+    """characterize (cached; on a cluster with --cluster) -> search -> deploy -> report."""
     import dataclasses
 
     from tinyhil.nas.engines import ENGINES, DataSpec, Targets
@@ -175,9 +178,10 @@ def pipeline(
                        n_archs=candidates),
         deploy_options(epochs, qat_epochs, 10, seed, port))
     board_config = get_board(board)
-    with progress_bars() as progress:
+    with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure) as executor, \
+            progress_bars() as progress:
         result = run_pipeline(config, board_config, luts, report, progress,
                               log=lambda m: progress.console.print(m, highlight=False),
-                              on_stage=progress_bar_stage(progress))
+                              on_stage=progress_bar_stage(progress), executor=executor)
     console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
     _print_deployment(result.deployment, result.report)

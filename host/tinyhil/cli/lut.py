@@ -7,6 +7,7 @@ import typer
 from rich.table import Table
 
 from tinyhil.cli import app, console, err_console, progress_bars, reports_errors
+from tinyhil.cli.cluster import CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 from tinyhil.lut.summary import diff_luts, per_op_type
 from tinyhil.lut.table import Lut
 
@@ -89,6 +90,8 @@ def calibrate(
                                     "board's configured one (e.g. 80 for the L552ZE-Q rows)"),
     store_wait: float = typer.Option(600, min=0, help="seconds to wait for another tinyhil process writing "
                                      "the emulated board's store, if reference ops must be measured"),
+    cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
+    insecure: bool = INSECURE,
 ) -> None:
     """Fit emulated counts (+ op features) to a physical board's cycles from a few
     reference rows; report cross-validated errors; write the board's LUT."""
@@ -96,10 +99,11 @@ def calibrate(
     from tinyhil.measure.calibrate_board import calibrate as run_calibration
 
     out = out or emulated.parent.parent / board / emulated.name
-    with progress_bars() as progress:
+    with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure) as executor, \
+            progress_bars() as progress:
         told = lambda message: progress.console.print(f"[yellow]waiting:[/] {message}", highlight=False)  # noqa: E731
         result = run_calibration(emulated, reference, board, out, progress, strict,
-                                 int(clock_mhz * 1e6) if clock_mhz else None, store_wait, told)
+                                 int(clock_mhz * 1e6) if clock_mhz else None, store_wait, told, executor)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     c = result.calibration

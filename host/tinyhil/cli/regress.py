@@ -7,12 +7,14 @@ import typer
 from rich.table import Table
 
 from tinyhil.cli import app, console, reports_errors
+from tinyhil.cli.cluster import BUILD_HERE, CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 
 
 @app.command()
 @reports_errors
 def regress(
-    boards_file: Path = typer.Option(Path("boards/lab.yaml"), "--boards", help="board inventory (YAML)"),
+    boards_file: Path = typer.Option(Path("boards/lab.yaml"), "--boards",
+                                     help="board inventory (YAML); with --cluster, the workers' boards"),
     suite: str = typer.Option("nightly", help="suite name (suites/NAME.yaml) or a YAML path"),
     baseline: Path = typer.Option(Path("luts"), help="LUT directory the sampled rows come from"),
     out: Path = typer.Option(Path("out/regress"), help="history, trend page (and default JUnit)"),
@@ -24,12 +26,16 @@ def regress(
                                      "suite's (may lie outside the project)"),
     models: list[Path] = typer.Option([], "--model", help="a .tflite to re-measure besides the "
                                       "suite's (may lie outside the project; repeatable)"),
+    wait: float = typer.Option(None, min=0, help="seconds to wait for a labgrid place another user holds "
+                               "[default: the inventory's `wait:`, else 0]"),
+    cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
+    insecure: bool = INSECURE, build_here: bool = BUILD_HERE,
 ) -> None:
     """Re-measure a suite on every board of an inventory (in parallel), compare
     with the baselines, write JUnit XML and the trend page; exit 1 on a regression."""
     from dataclasses import replace
 
-    from tinyhil.regress.inventory import load_inventory
+    from tinyhil.execute.inventory import load_inventory, with_wait
     from tinyhil.regress.nightly import pinned_images as images_of
     from tinyhil.regress.nightly import regress as run_regress
     from tinyhil.regress.suite import load_suite as load_suite_file
@@ -51,9 +57,11 @@ def regress(
         console.print(f"[{colour}]{row.verdict:<10}[/] {row.farm_board:<8} {row.case} "
                       f"{row.metric}: {row.detail}", highlight=False, soft_wrap=True)
 
-    inventory = load_inventory(boards_file)
-    result = run_regress(inventory, load_suite(suite), baseline, out,
-                         junit or out / "junit.xml", timeout, on_row=show)
+    with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure, build_here) as executor:
+        # on a cluster the boards are its workers' (their lanes), not --boards
+        inventory = executor.farm_boards() if executor else with_wait(load_inventory(boards_file), wait)
+        result = run_regress(inventory, load_suite(suite), baseline, out,
+                             junit or out / "junit.xml", timeout, on_row=show, executor=executor)
     _print_regression(result)
     if result.failed:
         raise typer.Exit(1)

@@ -36,6 +36,8 @@ def run(
     window: int = typer.Option(None, min=0, help=WINDOW_HELP),
     data: str = typer.Option(None, help=DATA_HELP),
     report_out: Path = typer.Option(None, "--report", help="with --compare-layers: an HTML report of it"),
+    image: Path = typer.Option(None, help="boot this image made by `tinyhil build --out` (on another "
+                               "host) instead of building; refused unless this host builds the same"),
 ) -> None:
     """Build firmware for MODEL, run it on BOARD, print cycles, per-op profile,
     memory, and whether the device output equals the host interpreter's."""
@@ -66,7 +68,8 @@ def run(
                                              timeout, log=console.log, on_stage=on_stage)
         else:
             report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed, port=port,
-                               timeout=timeout, log=console.log, on_stage=on_stage, input_bytes=input_bytes)
+                               timeout=timeout, log=console.log, on_stage=on_stage, input_bytes=input_bytes,
+                               image_path=image)
     console.print(f"input: {input_name}", highlight=False)
     _print_report(report)
     if prediction:
@@ -83,6 +86,23 @@ def run(
                                            **({"layers": layers.to_dict()} if layers else {})}, indent=2))
     if not usable(report.output_status):
         raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def build(
+    model: Path = typer.Argument(..., help="int8 .tflite model"),
+    board: str = typer.Option(..., help="board name (see `tinyhil boards`)"),
+    out: Path = typer.Option(..., help="where to put the image (ELF; its sidecar OUT.json beside it)"),
+) -> None:
+    """Build the firmware image `tinyhil run` would boot, without a board: build on
+    one host, run it on the host with the board (`tinyhil run MODEL --image OUT`)."""
+    from tinyhil.measure.model import build_model_image
+
+    with waiting(f"building {model.name} for {board} ...") as on_stage:
+        image = build_model_image(model, get_board(board), out, log=console.log, on_stage=on_stage)
+    console.print(f"{out}: image {image.image_id} for {board}, firmware {image.firmware}, "
+                  f"flash {image.size.flash:,} B, RAM {image.size.ram:,} B", highlight=False)
 
 
 def _print_report(r) -> None:

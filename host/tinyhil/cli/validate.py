@@ -8,6 +8,7 @@ from rich.table import Table
 
 from tinyhil.board_catalog import get_board
 from tinyhil.cli import app, console, progress_bars, reports_errors
+from tinyhil.cli.cluster import BUILD_HERE, CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 from tinyhil.lut.table import space_lut_classes
 
 
@@ -23,6 +24,8 @@ def validate(
     luts: Path = typer.Option(Path("luts"), help="directory of lookup tables"),
     seed: int = typer.Option(0, help="seed of the architecture sampler"),
     port: str = typer.Option("", help="serial port of a physical board"),
+    cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
+    insecure: bool = INSECURE, build_here: bool = BUILD_HERE,
 ) -> None:
     """Estimate random architectures (LUT, MACs proxy, memory), measure them
     on the board, and report how far each estimator is from the device."""
@@ -32,9 +35,10 @@ def validate(
     window, channels = parse_input(input)
     config = get_board(board)
     classes = classes or space_lut_classes(luts, board, space, input)
-    with progress_bars() as progress:
+    with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure, build_here) as executor, \
+            progress_bars() as progress:
         result = run_validation(space, window, channels, classes, config, n, luts, report,
-                                seed, port, progress)
+                                seed, port, progress, executor)
     table = Table("estimator", "R²", "MAE (ms)", "MAPE", "max error",
                   title=f"{space} {input} on {board}: {len(result.table)} architectures")
     for name, m in (("LUT latency", result.lut_metrics), ("MACs proxy", result.proxy_metrics)):

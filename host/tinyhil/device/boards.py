@@ -282,14 +282,14 @@ class SerialBoard(Board):
 
 
 def open_board(config: BoardConfig, port: str = "", timeout: float = 30.0, retries: int = 2, *,
-               reset: str = "", labgrid: tuple[str, str] | None = None) -> Board:
+               reset: str = "", labgrid=None) -> Board:
     """The one place a board connection is made: QEMU for an emulated board, a
     serial port for a physical one (`reset`: "" its own method), or a labgrid
-    place given as (coordinator, place)."""
+    place (a device.labgrid_board.LabgridPlace)."""
     if labgrid:
         from tinyhil.device.labgrid_board import LabgridBoard
 
-        return LabgridBoard(config, *labgrid, timeout, retries)
+        return LabgridBoard(config, labgrid, timeout, retries)
     if config.emulated:
         return QemuBoard(config, timeout, retries)
     return SerialBoard(config, port, timeout, retries, reset_method=reset)

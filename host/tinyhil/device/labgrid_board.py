@@ -1,111 +1,239 @@
-"""A board on another host, reached through labgrid: the place is acquired
-from the coordinator, its serial port (exported by labgrid-exporter through
-ser2net as a NetworkSerialPort) is opened over RFC 2217, and the place is
-released when the board is closed.
+"""A board on another host, reached through labgrid, the lab's inventory and lock.
 
-Flashing stays with the place's host: the board must already run the image
-a job needs (INFO's build id says so); tinyhil names the image otherwise.
-For an emulated board exported this way that image is the one `tinyhil
-regress` packs for its lane (`regress.farm.lane_image`).
+Through labgrid's public interfaces only: its command-line client for the
+coordinator (`labgrid-client reserve --wait` by tags or by name, then
+`acquire` of the place the reservation got, `release`), and its library's
+environment (a target with the `RemotePlace`, its drivers) for what the place
+exports:
+
+- the serial port: the place's NetworkSerialPort (ser2net on the exporter),
+  opened by tinyhil's driver over RFC 2217;
+- flashing: where the place exports a debugger (a NetworkUSBDebugger, the
+  exporter host's ST-LINK) labgrid's OpenOCDDriver loads the image through it
+  (openocd runs on the exporter host, over SSH); a place without one runs a
+  pinned image (INFO's build id must be the job's), and asking it to flash is
+  an error naming what it lacks;
+- reset and power: labgrid's ResetProtocol / PowerProtocol drivers the
+  inventory gives the place (`drivers:`), else reconnecting.
+
+A place another user holds is waited for, up to `wait_s`, in labgrid's own
+reservation queue. Each action on the place runs labgrid's environment API in
+a short process of its own (labgrid_env.py): labgrid's library keeps one
+coordinator session per process, whose view of the lab goes stale.
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
-import time
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device.boards import Board
 from tinyhil.device.driver import DeviceInfo
 from tinyhil.errors import BoardNotResponding, TinyhilError
 
+DEBUGGERS = ("NetworkUSBDebugger",)  # what labgrid's OpenOCDDriver flashes through
+
 
 class LabgridError(TinyhilError):
-    """The coordinator, the place or its serial port could not be used."""
+    """The coordinator, the place, its serial port or its debugger could not be used."""
+
+
+@dataclass(frozen=True)
+class LabgridPlace:
+    """Which place a board is: a named one, or any place with these tags."""
+
+    coordinator: str  # host:port of labgrid-coordinator
+    place: str = ""
+    tags: tuple[tuple[str, str], ...] = ()  # reserve --wait k=v ...: any free place with them
+    wait_s: float = 0.0  # how long to wait for a place another user holds
+    flash: bool = False  # load each job's image through the place's debugger (else: pinned image)
+    drivers: tuple[tuple[str, tuple], ...] = field(default=())  # labgrid drivers: (class, ((arg, value), ...))
+
+    @property
+    def selector(self) -> str:
+        return self.place or ",".join(f"{k}={v}" for k, v in self.tags)
+
+    @property
+    def filters(self) -> list[str]:
+        return [f"name={self.place}"] if self.place else [f"{k}={v}" for k, v in self.tags]
+
+
+def _tool(name: str) -> str:
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise LabgridError(f"{name} not found (pip: labgrid)")
+    return found
+
+
+class LabgridClient:
+    """The coordinator, through `labgrid-client` (labgrid's public command line)."""
+
+    def __init__(self, coordinator: str):
+        self.coordinator = coordinator
+
+    def run(self, *args: str, timeout: float = 60.0, check: bool = True) -> str:
+        command = [_tool("labgrid-client"), "-x", self.coordinator, *args]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise
+        if check and done.returncode != 0:
+            said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+            raise LabgridError(f"labgrid-client {' '.join(args)} (coordinator {self.coordinator}): "
+                               + (said[-1] if said else f"exit status {done.returncode}"))
+        return done.stdout
+
+    def reserve(self, place: LabgridPlace) -> tuple[str, str]:
+        """(token, place name): a place matching the filters, waited for up to
+        place.wait_s if others hold them all, then acquired."""
+        out = self.run("reserve", "--shell", *place.filters)
+        match = re.search(r"LG_TOKEN=(\w+)", out)
+        if not match:
+            raise LabgridError(f"labgrid-client reserve {' '.join(place.filters)} gave no token: {out.strip()}")
+        token = match.group(1)
+        try:
+            try:
+                self.run("wait", token, timeout=max(place.wait_s, 2.0))
+            except subprocess.TimeoutExpired:
+                held = self._holders(place)
+                raise LabgridError(f"no labgrid place with {' '.join(place.filters)} became free within "
+                                   f"{place.wait_s:g} s" + (f" (held: {held})" if held else "")
+                                   + "; wait longer (--wait) or release it") from None
+            self.run("-p", f"+{token}", "acquire")
+            shown = self.run("-p", f"+{token}", "show")
+            name = re.search(r"Place '([^']+)'", shown)
+            if not name:
+                raise LabgridError(f"labgrid-client show of reservation {token}: no place in {shown[:200]!r}")
+            return token, name.group(1)
+        except BaseException:
+            self.run("cancel-reservation", token, check=False)
+            raise
+
+    def _holders(self, place: LabgridPlace) -> str:
+        if not place.place:
+            return ""
+        out = self.run("-p", place.place, "show", check=False)
+        found = re.search(r"acquired:\s*(\S+)", out)
+        return f"{place.place} by {found.group(1)}" if found else ""
+
+    def release(self, name: str, token: str) -> None:
+        self.run("-p", name, "release", check=False)
+        self.run("cancel-reservation", token, check=False)
+
+
+class LabgridTarget:
+    """The acquired place as a labgrid target: each action (serial port, flash,
+    reset, power) runs labgrid's environment API in a short process of its own
+    (device/labgrid_env.py), which sees the lab as it is now."""
+
+    def __init__(self, coordinator: str, place: str, drivers: tuple, openocd_board: str = ""):
+        self.request = {"coordinator": coordinator, "place": place, "openocd_board": openocd_board,
+                        "drivers": [[name, [list(a) for a in args]] for name, args in drivers]}
+        self.place = place
+
+    def act(self, action: str, timeout: float = 120.0, **extra):
+        command = [sys.executable, "-m", "tinyhil.device.labgrid_env",
+                   json.dumps({**self.request, "action": action, **extra})]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))}
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise LabgridError(f"labgrid place {self.place}: {action} took over {timeout:g} s") from None
+        lines = done.stdout.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise LabgridError(f"labgrid place {self.place}: {action} failed: {tail}") from None
+        if "error" in answer:
+            raise LabgridError(f"labgrid place {self.place}: {answer['error']}")
+        return answer["ok"]
+
+    def serial_url(self, wait_s: float) -> str:
+        return self.act("serial", timeout=wait_s + 60, wait_s=wait_s)
+
+    def close(self) -> None:
+        pass
 
 
 class LabgridBoard(Board):
-    def __init__(self, config: BoardConfig, coordinator: str, place: str, timeout: float = 30.0,
+    def __init__(self, config: BoardConfig, place: LabgridPlace, timeout: float = 30.0,
                  retries: int = 2, port_wait_s: float = 15.0):
         super().__init__(config, timeout, retries)
-        self.coordinator = coordinator
-        self.place = place
+        self.spec = place
+        self.coordinator = place.coordinator
+        self.place = place.place or ""  # the place acquired (a reservation by tags names it then)
         self.port_wait_s = port_wait_s
-        self._session = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.client = LabgridClient(place.coordinator)
+        self.token = ""
+        self.lg: LabgridTarget | None = None
+        self.flashed = ""  # image id last loaded through the debugger
         self.url = ""
 
-    # ---- labgrid client --------------------------------------------------------
-    def _client(self):
-        from labgrid.remote.client import Error as ClientError
-        from labgrid.remote.client import start_session
-
-        if self._session is None:
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)  # grpc.aio binds to this thread's loop
-            try:
-                self._session = start_session(self.coordinator, loop=self._loop)
-            except Exception as error:  # grpc raises its own kinds; all mean "cannot reach"
-                self._loop.close()
-                self._loop = None
-                raise LabgridError(f"labgrid coordinator {self.coordinator} for board "
-                                   f"{self.config.name} (place {self.place}): {error}") from error
-            self._session.args = argparse.Namespace(place=self.place, allow_unmatched=False,
-                                                    kick=False)
-        return self._session, ClientError
-
-    def _run(self, coroutine):
-        return self._loop.run_until_complete(coroutine)
-
     def _acquire(self) -> None:
-        session, ClientError = self._client()
-        try:
-            place = session.get_place(self.place)
-            mine = f"{session.gethostname()}/{session.getuser()}"
-            if place.acquired != mine:
-                self._run(session.acquire())
-        except ClientError as error:
-            raise LabgridError(f"labgrid place {self.place}: {error}") from error
-
-    def _serial_url(self) -> str:
-        """The place's NetworkSerialPort, once its exporter has started ser2net."""
-        session, ClientError = self._client()
-        deadline = time.monotonic() + self.port_wait_s
-        while True:
-            try:
-                resources = session.get_target_resources(session.get_place(self.place))
-            except ClientError as error:
-                raise LabgridError(f"labgrid place {self.place}: {error}") from error
-            ports = [r for (_, cls), r in sorted(resources.items()) if cls == "NetworkSerialPort"]
-            if not ports:
-                raise LabgridError(f"labgrid place {self.place} has no NetworkSerialPort "
-                                   "(export the board's serial port as RawSerialPort or USBSerialPort)")
-            args = ports[0].args
-            if ports[0].avail and args.get("port"):
-                host = args.get("host", "127.0.0.1")
-                if args.get("protocol", "rfc2217") == "raw":
-                    return f"socket://{host}:{args['port']}"
-                # ser2net cannot set DTR on every port; labgrid's SerialDriver ignores it too
-                return f"rfc2217://{host}:{args['port']}?ign_set_control&timeout=5"
-            if time.monotonic() > deadline:
-                raise LabgridError(f"labgrid place {self.place}: its serial port is not available")
-            self._run(asyncio.sleep(0.2))
+        if self.lg is not None:
+            return
+        self.token, self.place = self.client.reserve(self.spec)
+        self.lg = LabgridTarget(self.coordinator, self.place, self.spec.drivers, self.config.openocd_board)
 
     # ---- Board strategy -----------------------------------------------------------
     def _power_on(self) -> str:
         self._acquire()
-        self.url = self._serial_url()
+        if self.spec.flash and self.flashed != self.image.image_id:
+            self._flash()
+        self.url = self.lg.serial_url(self.port_wait_s)
         return self.url
 
+    def _flash(self) -> None:
+        try:
+            done = self.lg.act("flash", elf=str(self.image.elf))
+        except LabgridError as error:  # the driver's tool said why (openocd's own lines)
+            raise LabgridError(f"{error} (flashing image {self.image.image_id})") from None
+        if isinstance(done, dict) and done.get("missing"):
+            raise LabgridError(
+                f"labgrid place {self.place} cannot flash image {self.image.image_id}: it has no debugger (no "
+                f"{' or '.join(DEBUGGERS)} among its resources: {', '.join(done['resources'])}) and no "
+                "BootstrapProtocol driver in the inventory; export the board's ST-LINK as a USBDebugger, "
+                "or drop `flash:` to run a pinned image")
+        self.flashed = self.image.image_id
+
     def flash_hint(self) -> str:
-        return (f"labgrid place {self.place} must run {self.image.elf} "
-                "(flash it on the place's host; tinyhil does not flash remote boards)")
+        if self.spec.flash:
+            return f"labgrid place {self.place} was flashed with it, but runs another image"
+        return (f"labgrid place {self.place} must run {self.image.elf} (a pinned image: the place is not flashed "
+                "by tinyhil unless its inventory entry says `flash: true` and it exports a debugger)")
 
     def _power_off(self) -> None:
         pass  # the place stays acquired until close(): a reset must not hand it to others
 
     def reset(self) -> DeviceInfo:
-        """Reconnects (ser2net keeps the board running); heavier steps need the place's host."""
+        """labgrid's ResetProtocol where the place has one; else reconnecting."""
+        if self.lg is not None and self.spec.drivers:
+            self._disconnect()
+            done = self.lg.act("reset")
+            if not (isinstance(done, dict) and done.get("missing")):
+                return self._bring_up()
+        return self.power_cycle()
+
+    def power_cycle(self) -> DeviceInfo:
+        """labgrid's PowerProtocol where the place has one; else reconnecting."""
+        self._disconnect()
+        if self.lg is not None and self.spec.drivers:
+            self.lg.act("power_cycle")
+        return self._bring_up()
+
+    def reflash(self) -> DeviceInfo:
+        self.flashed = ""
         return self.power_cycle()
 
     def _bring_up(self) -> DeviceInfo:
@@ -125,20 +253,12 @@ class LabgridBoard(Board):
 
     def close(self) -> None:
         super().close()
-        if self._session is not None:
-            session, ClientError = self._client()
+        if self.lg is not None:
             try:
-                place = session.get_place(self.place)
-                if place.acquired == f"{session.gethostname()}/{session.getuser()}":
-                    self._run(session.release())
-            except ClientError:
-                pass  # released by someone else meanwhile
+                self.lg.close()
             finally:
-                try:
-                    self._run(session.stop())
-                    self._run(session.close())
-                except Exception:  # noqa: BLE001 - closing a dead channel
-                    pass
-                self._loop.close()
-                self._session = None
-                self._loop = None
+                self.lg = None
+                self.client.release(self.place, self.token)
+
+
+__all__ = ["LabgridBoard", "LabgridClient", "LabgridError", "LabgridPlace"]

@@ -51,6 +51,7 @@ class BuiltImage:
     cached: bool
     repaired: str = ""  # why a cached copy was thrown away and the image built again
     firmware: str = ""  # the board's firmware fingerprint (image/fingerprint.py)
+    compiler: str = ""  # the ELF's compiler, set where the ELF is not at hand (a cluster worker's image)
 
 
 def tflm_dir() -> Path:
@@ -170,8 +171,13 @@ def cached_image_problem(elf: Path) -> str | None:
 
 @contextmanager
 def build_lock():
-    """One `pio run` at a time in a checkout (builds, and uploads, which build too)."""
-    with open(cache_dir() / "build.lock", "w") as lock:
+    """One `pio run` at a time in a checkout (builds, and uploads, which build too).
+    The lock sits in the checkout's .pio/, beside the build directories it
+    guards: two processes with caches of their own (two workers of a cluster
+    on one host, $TINYHIL_CACHE_DIR) still build in the same .pio/build."""
+    lock_dir = project_dir() / ".pio"
+    lock_dir.mkdir(exist_ok=True)
+    with open(lock_dir / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

@@ -39,15 +39,16 @@ def emulated_store(lut: Lut) -> Path:
 
 def reference_frame(reference: ReferenceSet, emulated: BoardConfig, store: Path,
                     progress=None, port: str = "", flash_cache_bytes: int = 0, wait_s: float = 0.0,
-                    on_wait=None) -> tuple[pd.DataFrame, int]:
+                    on_wait=None, executor=None) -> tuple[pd.DataFrame, int]:
     """The reference ops measured on the emulated board (the missing ones
     first, through the same micro-benchmark path as `characterize`), with
     the physical board's flash cache in their features. Measuring waits up
     to `wait_s` for another process writing the store (`on_wait(message)`
-    says so); with nothing to measure the store is only read."""
+    says so); with nothing to measure the store is only read. `executor`: where
+    they are measured if not here (a cluster); this process writes the store."""
     from tinyhil.measure.characterize import Characterizer
 
-    characterizer = Characterizer(emulated, store.parent.parent, progress=progress, port=port)
+    characterizer = Characterizer(emulated, store.parent.parent, progress=progress, port=port, executor=executor)
     before = characterizer.done_keys()
     missing = [op for op in reference.ops if op.key not in before]
     if missing:
@@ -73,7 +74,7 @@ def core_warnings(lut: Lut, board: BoardConfig, reference: ReferenceSet) -> list
 
 def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Path,
               progress=None, strict: bool = False, clock_hz: int | None = None, wait_s: float = 0.0,
-              on_wait=None) -> CalibrationResult:
+              on_wait=None, executor=None) -> CalibrationResult:
     """`clock_hz`: the clock the reference was measured at, when not the
     board's configured one (cycles depend on it through flash wait states:
     the table is then for that clock, its ms too). `wait_s`, `on_wait`: see reference_frame."""
@@ -103,7 +104,8 @@ def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Pa
                      "instructions, not a physical board's cycles")
     store = emulated_store(lut)
     frame, measured_now = reference_frame(reference, emulated, store, progress,
-                                          flash_cache_bytes=board.flash_cache_bytes, wait_s=wait_s, on_wait=on_wait)
+                                          flash_cache_bytes=board.flash_cache_bytes, wait_s=wait_s, on_wait=on_wait,
+                                          executor=executor)
     missing = len(reference.rows) - len(frame)
     if missing:
         found.append(f"{missing} reference op(s) have no good measurement on {emulated.name} "

@@ -36,7 +36,7 @@ from tinyhil.lut.table import (
     scan_rows,
     space_lut_path,
 )
-from tinyhil.measure.runner import ImageRunner, Item, Measurement, Timing, skipped
+from tinyhil.measure.runner import ImageRunner, Item, Measurement, Packer, Timing, skipped
 from tinyhil.models.single_op import (
     DIRECT,
     check_model_maker,
@@ -48,6 +48,7 @@ from tinyhil.models.single_op import (
 from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.spaces import make_space
 from tinyhil.spaces.ops import OpConfig
+from tinyhil.verdict import OK
 
 CHAIN_LENGTHS = (1, 2, 4, 8)
 
@@ -76,7 +77,7 @@ def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
     info = measurement.info
     return LutMeta(
         board=board.name, core=info.core, clock_hz=info.clock_hz, counter=info.counter,
-        tflm=info.tflm, compiler=compiler_of(measurement.image.elf),
+        tflm=info.tflm, compiler=measurement.image.compiler or compiler_of(measurement.image.elf),
         flags=f"{board.core}; platformio.ini build_flags of env:{board.name}",
         tinyhil=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         firmware=measurement.image.firmware,
@@ -86,8 +87,13 @@ def store_meta(measurement: Measurement, board: BoardConfig) -> LutMeta:
 class Characterizer:
     def __init__(self, board: BoardConfig, luts_dir: Path, repeats: int | None = None,
                  max_per_image: int = 100, port: str = "", progress=None, open_device=None,
-                 model_maker: str = DIRECT):
+                 model_maker: str = DIRECT, executor=None):
+        """`executor`: where the images run when not on this host's board (a cluster:
+        tinyhil.execute.cluster.DaskExecutor, anything with its `measure_images`);
+        this process still writes every row."""
         self.board = board
+        self.executor = executor
+        self.open_device = open_device
         self.model_maker = check_model_maker(model_maker)  # how single-op models are made
         self.luts_dir = Path(luts_dir)
         self.store_path = self.luts_dir / board.name / "ops.csv"
@@ -97,6 +103,7 @@ class Characterizer:
                                   open_device=open_device, warmup=warmup)
         self.timing = self.runner.timing
         self.appended = 0  # op rows added to the store by this characterizer
+        self._recorded: set[str] = set()  # op keys written by this characterizer (an op delivered twice: once)
 
     def _scan(self) -> ScannedRows:
         """The store, checked: every row and its metadata must be this board's."""
@@ -145,7 +152,11 @@ class Characterizer:
         return not (meta.invoke_cycles or meta.dispatch_cycles) or "chain_arena_bytes" not in meta.extra
 
     def check_port(self) -> None:
-        """A physical board needs a serial port: say so before any model is made."""
+        """A physical board needs a serial port: say so before any model is made
+        (on a cluster the workers own the boards and their ports; a board given
+        by open_device, e.g. a labgrid place, brings its own)."""
+        if self.executor is not None or self.open_device is not None:
+            return
         if self.board.openocd_board and not (self.runner.port or self.board.upload_port):
             from tinyhil.device.stlink import find_port
 
@@ -233,7 +244,9 @@ class Characterizer:
     def measure_items(self, items: Iterable[Item], n_items: int | None = None) -> None:
         """Measures the items (a list, or an iterator of `n_items` still being made)."""
         chains: dict[int, Measurement] = {}
-        if isinstance(items, list):
+        if self.executor is not None:
+            measurements = self._on_executor(items)
+        elif isinstance(items, list):
             measurements = self.runner.run(items)
         else:
             measurements = self.runner.run_stream(items, n_items)
@@ -250,7 +263,49 @@ class Characterizer:
             else:
                 self._record(m)
 
+    def _on_executor(self, items: Iterable[Item]) -> Iterator[Measurement]:
+        """The items packed into images as here, each image a job of the executor;
+        the overhead chains are one job of their own, so one board measures them all."""
+        task = self.runner.task("measure", None)
+
+        def images() -> Iterator[list[Item]]:
+            packer = Packer(self.board, self.runner.max_per_image)
+            chain_items = []
+            for item in items:
+                if isinstance(item.subject, Chain):
+                    chain_items.append(item)
+                    if len(chain_items) == len(CHAIN_LENGTHS):
+                        yield chain_items
+                    continue
+                full = packer.add(item)
+                if full:
+                    yield full
+            if packer.current:
+                yield packer.current
+
+        try:
+            for m in self.executor.measure_images(self.board, images(), self.runner.repeats, self.runner.warmup):
+                name = getattr(m.item.subject, "key", m.item.name)
+                if skipped(m.status):
+                    self.timing.skipped.append(f"{name}: {m.status}")
+                else:
+                    self.timing.measured += 1
+                    if m.status != OK:
+                        self.timing.flagged.append(f"{name}: {m.status}")
+                self.runner.advance(task)
+                yield m
+        finally:
+            stats = self.executor.stats
+            self.timing.images += sum(stats.jobs_by_board.values())
+            self.timing.build_s += stats.seconds["build"]
+            self.timing.boot_s += stats.seconds["boot"]
+            self.timing.measure_s += stats.seconds["measure"]
+
     def _record(self, m: Measurement) -> None:
+        key = m.item.subject.key
+        if key in self._recorded or (key in self.store and not failed(str(self.store.rows[key]["status"]))):
+            return  # delivered twice (a job run again elsewhere): recorded once
+        self._recorded.add(key)
         row = op_columns(m.item.subject)
         row["status"] = m.status
         if m.cycles:
@@ -314,14 +369,16 @@ def _same_table(path: Path, lut: Lut) -> bool:
 
 
 def space_lut(board: BoardConfig, space_name: str, window: int, channels: int, classes: int,
-              luts_dir: Path, progress=None):
+              luts_dir: Path, progress=None, executor=None):
     """The space's LUT for this board: read if complete, else the missing ops
-    are characterized first (what every search and deployment starts with)."""
+    are characterized first (what every search and deployment starts with;
+    on `executor`'s boards if given: a cluster)."""
     path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
     if path.exists():  # a calibrated LUT stands for measurements the board never made
         lut = Lut.load(path, board=board.name)
         ops = make_space(space_name, window, channels, classes).op_configs()
         if lut.meta.extra.get("calibration") and all(op in lut for op in ops):
             return lut
-    result = Characterizer(board, luts_dir, progress=progress).run(space_name, window, channels, classes)
+    result = Characterizer(board, luts_dir, progress=progress, executor=executor).run(
+        space_name, window, channels, classes)
     return Lut.load(result.lut_path, board=board.name)

@@ -107,14 +107,33 @@ def measure(image: BuiltImage, info: DeviceInfo, board, model: TfliteModel, inpu
 
 def run_model(path: Path, board: BoardConfig, repeats: int = 20, warmup: int = 1,
               seed: int = 0, port: str = "", timeout: float = 30.0, log=None,
-              open_device=None, on_stage=None, input_bytes: bytes | None = None) -> RunReport:
+              open_device=None, on_stage=None, input_bytes: bytes | None = None,
+              image_path: Path | None = None) -> RunReport:
     """`open_device()`, if given, supplies the board (a farm's, one behind a test proxy);
     `on_stage` hears of a long build (stage_progress.StageProgress). The input is
-    `input_bytes`, else random bytes from `seed`."""
+    `input_bytes`, else random bytes from `seed`. `image_path`: the image built
+    elsewhere by `tinyhil build` (refused unless this host would build the same
+    firmware and image)."""
     model = TfliteModel.load(path)
-    image = build_image(model_image(model, board), board, log=log, on_stage=on_stage)
+    if image_path is not None:
+        from tinyhil.image.shipped import import_image
+
+        image = import_image(image_path, model_image(model, board), board)
+    else:
+        image = build_image(model_image(model, board), board, log=log, on_stage=on_stage)
     input_bytes = model.random_input(seed) if input_bytes is None else input_bytes
     device = open_device() if open_device else open_board(board, port=port, timeout=timeout)
     with device:
         info = boot_with_recovery(device, image)
         return measure(image, info, device, model, input_bytes, repeats, warmup)
+
+
+def build_model_image(path: Path, board: BoardConfig, out: Path, log=None, on_stage=None) -> BuiltImage:
+    """`tinyhil build`: the image `tinyhil run` would boot, built without a board,
+    copied to `out` with its sidecar (image/shipped.py)."""
+    from tinyhil.image.shipped import export_image
+
+    model = TfliteModel.load(path)
+    image = build_image(model_image(model, board), board, log=log, on_stage=on_stage)
+    export_image(image, out)
+    return image

@@ -145,6 +145,19 @@ class ImageRunner:
         images = pack(items, self.board, self.max_per_image)
         yield from self._run_images(images, len(images), len(items))
 
+    def run_in_image(self, image_items: list[Item], items: list[Item]) -> Iterator[Measurement]:
+        """Yields a measurement of each of `items`, run in the one image of
+        `image_items` (a pinned board's: it runs that image whatever it measures)."""
+        index = {item.name: n for n, item in enumerate(image_items)}
+        missing = [item.name for item in items if item.name not in index]
+        if missing:
+            raise ValueError(f"not in the image: {', '.join(missing[:5])}")
+        built = build_image(self.image_spec(image_items), self.board)
+        self.timing.build_s += built.build_seconds
+        self.timing.images += 1
+        yield from self._run_image(built, items, self.task("measure", len(items)),
+                                   [index[item.name] for item in items])
+
     def run_stream(self, items: Iterable[Item], n_items: int) -> Iterator[Measurement]:
         """As run, for items still being made: a thread takes them as they
         come, packs them in order and hands each image to the builder as soon
@@ -221,7 +234,9 @@ class ImageRunner:
                 for f in futures:
                     f.cancel()
 
-    def _run_image(self, image: BuiltImage, items: list[Item], task) -> Iterator[Measurement]:
+    def _run_image(self, image: BuiltImage, items: list[Item], task,
+                   indices: list[int] | None = None) -> Iterator[Measurement]:
+        """Measures `items`, the benchmarks of `image` at `indices` (default: all, in order)."""
         with self.open_device() as board:
             t0 = time.monotonic()
             try:
@@ -233,7 +248,7 @@ class ImageRunner:
                     yield Measurement(item, f"{SKIPPED}: {error}", image=image)
                 return
             self.timing.boot_s += time.monotonic() - t0
-            for index, item in enumerate(items):
+            for index, item in zip(indices or range(len(items)), items):
                 t0 = time.monotonic()
                 measurement = self._run_one(board, index, item, image, info)
                 measurement = replace(measurement, seconds=time.monotonic() - t0)

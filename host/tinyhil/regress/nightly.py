@@ -7,6 +7,7 @@ the trend page; a run that was killed is resumed by the next one.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections import Counter
@@ -16,12 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from tinyhil.execute.inventory import FarmBoard
+from tinyhil.execute.jobs import ExecStats, Result, make_job
+from tinyhil.execute.local import LocalExecutor
 from tinyhil.files import writable_file
 from tinyhil.measure.runner import Measurement
 from tinyhil.provenance import git_commit
-from tinyhil.regress.farm import Farm, FarmStats, lane_image, make_jobs
+from tinyhil.regress.farm import lane_image, lane_items, make_jobs
 from tinyhil.regress.history import ERROR, FAILING, IMPROVED, NEW, PASS, REGRESSION, SKIPPED, History, Row
-from tinyhil.regress.inventory import FarmBoard
 from tinyhil.regress.suite import Baseline, Case, Suite, baseline_problem, collect_cases
 from tinyhil.verdict import skipped, usable
 
@@ -33,7 +36,7 @@ class RegressResult:
     rows: pd.DataFrame  # every row of this run (resumed parts included)
     measured_now: int  # cases measured by this invocation
     already: int  # cases found in the history of this run (resumed)
-    stats: FarmStats
+    stats: ExecStats
     history_path: Path
     expected: frozenset[str] = frozenset()  # "case@environment" of every case of the suite
     junit_path: Path | None = None
@@ -150,14 +153,18 @@ def pinned_images(boards: list[FarmBoard], suite: Suite, baseline_dir: Path) -> 
 
 
 def fingerprint(suite: Suite, boards: list[FarmBoard], baseline_dir: Path) -> str:
+    """The run's identity: suite, lanes and baselines, not which boards (or which
+    cluster's workers) measure it, so a killed run is resumed on any of them."""
     text = json.dumps([Path(suite.source).read_text() if Path(suite.source).is_file() else suite.name,
-                       [(b.name, b.environment, b.kind) for b in boards], str(baseline_dir)])
+                       sorted({(b.lane, b.environment) for b in boards}), str(baseline_dir)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: Path,
             junit_path: Path | None = None, timeout: float = 30.0, on_row=None,
-            open_device=None, trend: bool = True) -> RegressResult:
+            open_device=None, trend: bool = True, executor=None) -> RegressResult:
+    """`executor`: where the jobs run (tinyhil.execute: a cluster's workers);
+    by default a thread per board of `boards` (for a cluster: its lanes' boards)."""
     # outputs checked before any case is measured
     writable_file(Path(out_dir) / "history.csv", "the regression history")
     if junit_path is not None:
@@ -182,24 +189,38 @@ def regress(boards: list[FarmBoard], suite: Suite, baseline_dir: Path, out_dir: 
         recorded = set(done)
         commit = git_commit()
 
-        def record(board: FarmBoard, case: Case, m: Measurement) -> None:
+        configs = {b.lane: b.config for b in boards}
+        by_item = {(c.lane, c.item.name): c for cs in todo.values() for c in cs}
+
+        def record(result: Result) -> None:
+            case, m = by_item[(result.lane, result.measurement.item.name)], result.measurement
             if case.key in recorded:  # delivered again by a retried job: its rows are in
                 return
+            config = configs[case.lane]
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
             firmware = m.image.firmware if m.image is not None else ""
-            rows = [Row(run_id, now, suite.name, case.lane, board.name, case.case_id,
+            rows = [Row(run_id, now, suite.name, case.lane, result.board, case.case_id,
                         case.kind, metric, base, measured, tol, verdict, detail, round(m.seconds, 4),
                         firmware, commit)
                     for metric, base, measured, tol, verdict, detail
-                    in judge(case, m, suite, board.config.emulated, board.config.clock_hz)]
+                    in judge(case, m, suite, config.emulated, config.clock_hz)]
             history.append(rows)
             if not skipped(m.status):
                 recorded.add(case.key)
             for row in rows:
                 print_(row)
 
-        farm = Farm(boards, suite.repeats, timeout, record, open_device)
-        stats = farm.run(make_jobs(todo, suite.per_image, frozenset(b.lane for b in boards if b.pinned)))
+        executor = executor or LocalExecutor(boards, timeout, open_device)
+        pinned = Counter(b.lane for b in boards if b.pinned)  # lane -> its boards
+        case_jobs = make_jobs(todo, suite.per_image, dict(pinned))
+        # a pinned lane's jobs run in the image its places run: the whole suite's, even when resumed
+        jobs = [make_job(lane, [c.item for c in job.cases], suite.repeats, 1,
+                         image_items=lane_items(cases[lane]) if lane in pinned else ())
+                for lane, lane_jobs in case_jobs.items() for job in lane_jobs]
+        with contextlib.closing(executor.measure(jobs)) as results:
+            for result in results:
+                record(result)
+        stats = executor.stats
         rows = history.frame()
         rows = rows[rows["run_id"] == run_id]
         # the latest row per (case, environment, metric): a resumed skip is superseded

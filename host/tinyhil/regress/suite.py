@@ -28,6 +28,7 @@ import numpy as np
 
 from tinyhil.board_catalog import load_boards
 from tinyhil.errors import TinyhilError
+from tinyhil.execute.inventory import read_yaml
 from tinyhil.files import read_text
 from tinyhil.lut.numbers import problem
 from tinyhil.lut.table import Lut, LutError
@@ -36,7 +37,6 @@ from tinyhil.measure.verify import staleness
 from tinyhil.models.single_op import generate_models, op_seed
 from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.project import project_dir
-from tinyhil.regress.inventory import read_yaml
 from tinyhil.spaces import make_space
 from tinyhil.verdict import usable
 

@@ -30,7 +30,7 @@ def bench_faults(
     import tempfile
 
     from tinyhil.benchmarks.faults import campaign
-    from tinyhil.regress.inventory import emulated_farm
+    from tinyhil.execute.inventory import emulated_farm
     from tinyhil.regress.suite import Suite
 
     suite = Suite("faults", repeats=2, per_image=3, lut_sample=sample, seed=seed, deployments="")
@@ -79,3 +79,38 @@ def bench_farm(
     console.print(f"measuring, summed over boards: 1 board {result.measure_seconds[1]:.1f} s, "
                   f"2 boards {result.measure_seconds[2]:.1f} s (more than 1 board's when other "
                   "work shares the cores)")
+
+
+@bench_app.command("cluster")
+@reports_errors
+def bench_cluster(
+    space: str = typer.Option("micronas"),
+    input: str = typer.Option("29x12", "--input", help="window x channels"),
+    classes: int = typer.Option(9, min=1),
+    board: str = typer.Option("qemu-m4"),
+    per_image: int = typer.Option(50, min=1, help="ops per job (firmware image)"),
+    rounds: int = typer.Option(2, min=1, help="timings per way (the best is kept)"),
+) -> None:
+    """One LUT on 1 local board, 2 local boards and 2 workers of a loopback Dask
+    cluster: wall times, scaling efficiency, and the overhead per job the cluster adds."""
+    import tempfile
+
+    from tinyhil.benchmarks.cluster import OVERHEAD_TARGET
+    from tinyhil.benchmarks.cluster import bench_cluster as run_bench
+    from tinyhil.spaces import parse_input
+
+    window, channels = parse_input(input)
+    with tempfile.TemporaryDirectory(prefix="tinyhil-cluster-") as scratch:
+        r = run_bench(space, window, channels, classes, Path(scratch), board, per_image, rounds,
+                      log=lambda m: console.print(m, highlight=False))
+    ways = "; ".join(f"{way} {s:.1f} s" + ("" if way == "1 local board" else f" (efficiency {r.efficiency(way):.0%})")
+                     for way, s in r.seconds.items())
+    console.print(f"BENCH cluster: {space} {input} c{classes} on {board}, {r.ops} ops in {r.jobs} jobs: {ways}; "
+                  f"tables {'byte-identical' if r.identical else 'DIFFER'} (best of {rounds}; {os.cpu_count()} cores, "
+                  f"load average {os.getloadavg()[0]:.1f})", highlight=False)
+    console.print(f"cluster overhead per job: dispatch {r.dispatch_s * 1e3:.0f} ms + results back "
+                  f"{r.return_s * 1e3:.0f} ms against a job's {r.job_seconds:.2f} s = {r.overhead:.1%} "
+                  f"(target under {OVERHEAD_TARGET:.0%}); jobs by board: "
+                  + ", ".join(f"{b} {n}" for b, n in sorted(r.boards_used.items())), highlight=False)
+    if not r.identical or r.overhead >= OVERHEAD_TARGET:
+        raise typer.Exit(1)
