@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,15 +185,20 @@ def read_reference(path: Path, strict: bool = False) -> ReferenceSet:
         raise ReferenceError(f"{path}: no such reference file")
     try:
         text = path.read_text()
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise ReferenceError(f"{path}: not a CSV file ({error})") from error
+    except UnicodeDecodeError:
+        raise ReferenceError(not_reference(path, "not text")) from None
     if is_lut_header(text.split("\n", 1)[0].strip()):
         return _read_lut(path)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as error:
+        fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        why = (f"line {fields[2]} has {fields[3]} comma-separated fields, the header {fields[1]}" if fields
+               else "not comma-separated values")
+        raise ReferenceError(not_reference(path, why)) from error
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise ReferenceError(f"{path}: missing column(s) {', '.join(missing)}; a reference file has "
-                             f"{','.join(REQUIRED)} and the op's kernel, strides, filters, padding, activation")
+        raise ReferenceError(not_reference(path, f"no column{'s' * (len(missing) > 1)} {', '.join(missing)}"))
     rows, problems, seen = [], [], {}
     for index, record in enumerate(frame.to_dict("records")):
         line = index + 2
@@ -221,6 +227,14 @@ def read_reference(path: Path, strict: bool = False) -> ReferenceSet:
     if not rows:
         raise ReferenceError(f"{path}: no reference rows")
     return ReferenceSet(path, tuple(rows), skipped=tuple(problems))
+
+
+def not_reference(path: Path, why: str) -> str:
+    """Why `path` is no reference file, and what one looks like."""
+    return (f"{path} is not a reference CSV ({why}). A reference file is either a CSV of ops measured on "
+            f"the board, one a row, with the columns {','.join(REQUIRED)} and the op's "
+            "kernel,strides,filters,padding,activation (as ../shared/data/nucleo_f446re-reference.csv), or "
+            "the board's own tinyhil LUT (luts/BOARD/ops.csv: `tinyhil characterize --board BOARD --sample 5%`)")
 
 
 def _read_lut(path: Path) -> ReferenceSet:

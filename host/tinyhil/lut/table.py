@@ -465,7 +465,16 @@ def space_lut_path(luts_dir: Path, board: str, space: str, input_shape: tuple[in
 def space_lut_classes(luts_dir: Path, board: str, space: str, input_text: str) -> int:
     """The class count of the one LUT of `space` and input `input_text` (e.g. 128x9)
     for `board`: `space_lut_path`'s naming read backwards."""
-    found = sorted((Path(luts_dir) / board).glob(f"{space}-{input_text}-c*.csv"))
-    if len(found) != 1:
-        raise LutError(f"give --classes: {len(found)} LUTs match {luts_dir}/{board}/{space}-{input_text}-c*.csv")
-    return int(re.search(r"-c(\d+)\.csv$", found[0].name).group(1))
+    directory = Path(luts_dir) / board
+    found = sorted(directory.glob(f"{space}-{input_text}-c*.csv"))
+    if len(found) == 1:
+        return int(re.search(r"-c(\d+)\.csv$", found[0].name).group(1))
+    if found:
+        counts = ", ".join(re.search(r"-c(\d+)\.csv$", p.name).group(1) for p in found)
+        raise LutError(f"{len(found)} LUTs of {space} {input_text} for {board} in {directory} (classes {counts}): "
+                       f"say which with --classes")
+    others = sorted(p.name for p in directory.glob(f"{space}-*-c*.csv"))
+    raise LutError(f"no LUT of {space} for input {input_text} on {board} ({directory}/{space}-{input_text}-c*.csv); "
+                   f"measure it first: tinyhil characterize --space {space} --input {input_text} --classes N "
+                   f"--board {board} (N: the data's classes)"
+                   + (f"; {directory} has {', '.join(others)}" if others else ""))

@@ -157,8 +157,10 @@ def load_aeon(name: str, task: str = "classification", split: str | None = None
         x, y = loader(name, split=split, extract_path=None, return_metadata=False)
     except Exception as error:  # aeon raises many kinds; all mean "not available here" or wrong task
         other = "regression" if task == "classification" else "classification"
-        if other in str(error).lower():
+        if f"load a {other} problem" in str(error).lower() or name in AEON_OFFLINE[other]:
             raise DataError(f"{name} is a {other} data set, not {task}: use task {other}") from error
+        if "not in the list of valid files" in str(error):
+            raise DataError(unknown_data(name)) from error
         raise DataError(f"aeon has no local copy of {name!r} ({error}); the sets it ships offline: "
                         f"{', '.join(AEON_OFFLINE['classification'])} (classification), "
                         f"{', '.join(AEON_OFFLINE['regression'])} (regression)") from error
@@ -185,6 +187,48 @@ AEON_NAMES = {"basic_motions": "BasicMotions", "japanese_vowels": "JapaneseVowel
               "covid3month": "Covid3Month", "covid_3_month": "Covid3Month",
               "cardano_sentiment": "CardanoSentiment"}
 SYNTHETIC = re.compile(r"^synthetic(\d+)x(\d+)(?:c(\d+))?(?:n(\d+))?$")  # synthetic128x9c6n600
+FORMS = ("synthetic<T>x<S>[c<classes>][n<windows>] (e.g. synthetic128x9c6)", "FILE.npz", "FILE.csv",
+         "uci_har:DIR", "skodar:FILE")
+
+
+def aeon_archive() -> list[str]:
+    """The names aeon downloads (online) from its archives: UCR/UEA classification, TSER regression."""
+    try:
+        from aeon.datasets.tsc_datasets import tsc_zenodo
+        from aeon.datasets.tser_datasets import tsr_zenodo
+    except ImportError:
+        return []
+    return sorted(set(tsc_zenodo) | set(tsr_zenodo))
+
+
+def unknown_data(spec: str) -> str:
+    """What to say of a data name tinyhil and aeon do not know: the closest known
+    names first, then every name tinyhil itself offers."""
+    import difflib
+
+    own = sorted(set(AEON_NAMES) | {"uci_har"})
+    offline = [n for names in AEON_OFFLINE.values() for n in names]
+    aliased = set(AEON_NAMES.values())  # suggested by tinyhil's spelling only
+    candidates = {n.lower(): n for n in [*aeon_archive(), *offline] if n not in aliased}
+    candidates.update((n, n) for n in own)
+    close = [candidates[c] for c in difflib.get_close_matches(spec.lower(), list(candidates), n=3, cutoff=0.6)]
+    return (f"unknown data set {spec!r}" + (f": did you mean {' or '.join(close)}?" if close else "")
+            + f" Known: {', '.join(own)}; aeon's offline sets {', '.join(offline)}; {', '.join(FORMS)};"
+            " or a name of aeon's UCR/UEA/TSER archives (downloaded, online)")
+
+
+def aeon_name(spec: str) -> str:
+    """`spec` as aeon names the set (tinyhil's spellings, any case); a name nobody
+    knows is refused here, naming the closest, rather than by aeon's download."""
+    name = AEON_NAMES.get(spec.lower(), spec)
+    archive = aeon_archive()
+    if not archive:  # an aeon without its lists: let it say
+        return name
+    by_lower = {n.lower(): n for names in (AEON_OFFLINE["classification"], AEON_OFFLINE["regression"], archive)
+                for n in names}
+    if name.lower() not in by_lower:
+        raise DataError(unknown_data(spec))
+    return by_lower[name.lower()]
 
 
 def load(spec: str, window: int | None = None, seed: int = 0,
@@ -221,8 +265,11 @@ def load(spec: str, window: int | None = None, seed: int = 0,
         if not window:
             raise DataError("a CSV data set needs --window")
         x, y = load_csv(path, window, task)
+    elif path.suffix or "/" in spec or path.exists():
+        raise DataError(f"{spec}: a data file is FILE.npz or FILE.csv (or uci_har:DIR, skodar:FILE)"
+                        + ("" if path.exists() else "; no such file"))
     else:
-        x, y = load_aeon(AEON_NAMES.get(spec.lower(), spec), task)
+        x, y = load_aeon(aeon_name(spec), task)
     name = path.stem if path.suffix else spec
     if task == "regression":
         return split_regression(x, y, name, seed, fractions)
