@@ -10,25 +10,50 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable
 from typing import NoReturn
 
+import rich.table
 import typer
 from rich.console import Console
 
+from tinyhil.cli.commands import App
 from tinyhil.errors import TinyhilError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Hardware-in-the-loop benchmarking for TinyML time-series NAS.")
+app = App(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]},
+          help="Hardware-in-the-loop benchmarking for TinyML time-series NAS.")
 console = Console()
 err_console = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from tinyhil import __version__
+
+        console.print(f"tinyhil {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _quiet_tensorflow() -> None:
-    # Before any command imports TensorFlow: its C++ INFO/WARNING lines would bury the figures.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _global_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print tinyhil's version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's and absl's log lines "
+                                 "(hidden by default: CUDA probes, absl notices)."),
+) -> None:
+    # before any command imports TensorFlow: its log lines would bury the figures
+    from tinyhil.cli.quiet import quiet
+
+    quiet(not verbose)
+
+
+class Table(rich.table.Table):
+    """A rich Table whose cells wrap instead of being cut at a narrow terminal:
+    names users type (boards, LUT keys) and paths stay whole."""
+
+    def add_column(self, *args, **kwargs) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(*args, **kwargs)
 
 
 def fail(error: Exception) -> NoReturn:
@@ -51,7 +76,8 @@ def reports_errors(command: Callable) -> Callable:
 
 
 def progress_bars():
-    """The progress bars long stages report to (passed to them, never patched in)."""
+    """The progress bars long stages report to (passed to them, never patched in);
+    in a log (CI, nohup), where bars would print nothing until the end, plain lines."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -61,6 +87,10 @@ def progress_bars():
         TimeRemainingColumn,
     )
 
+    if not console.is_terminal:
+        from tinyhil.stage_progress import progress_lines
+
+        return progress_lines(console)
     return Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                     console=console, transient=False)
@@ -72,6 +102,8 @@ def waiting(message: str):
     the stages' on_stage (stage_progress.StageProgress)."""
     from tinyhil.stage_progress import StageLines
 
+    if not console.is_terminal:  # a spinner prints nothing in a log
+        console.print(message, highlight=False, markup=False)
     with console.status(message) as status:
         yield StageLines(console, status)
 
