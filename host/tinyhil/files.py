@@ -3,6 +3,7 @@ and output places checked before anything is measured into them; text read back
 as UTF-8, a byte that is not named by its line."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -41,6 +42,24 @@ def writable_dir(directory: Path, what: str) -> Path:
     except OSError as error:
         raise OutputError(f"{directory}: cannot write {what} there ({_why(error, directory)})") from None
     return directory
+
+
+@contextlib.contextmanager
+def output_dir(directory: Path, what: str):
+    """`writable_dir` for a run that may yet be refused: the directories made for it
+    are removed again, if still empty, when the block raises (no empty run left)."""
+    directory = Path(directory)
+    made = [d for d in (directory, *directory.parents) if not d.exists()]  # innermost first
+    writable_dir(directory, what)
+    try:
+        yield directory
+    except BaseException:
+        for made_dir in made:
+            try:
+                made_dir.rmdir()  # only an empty one
+            except OSError:
+                break
+        raise
 
 
 def writable_file(path: Path, what: str) -> Path:

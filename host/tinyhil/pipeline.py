@@ -15,7 +15,7 @@ from pathlib import Path
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.deploy.deployment import Deployment, DeployOptions, deploy
 from tinyhil.errors import TinyhilError
-from tinyhil.files import writable_dir, writable_file
+from tinyhil.files import output_dir, writable_file
 from tinyhil.lut.table import Lut
 from tinyhil.measure.characterize import space_lut
 from tinyhil.nas import engines as search
@@ -95,26 +95,26 @@ def pipeline(config: PipelineConfig, board: BoardConfig, luts: Path, report: Pat
     `executor`: where the characterize step's images run (a cluster), if not here."""
     seconds = {}
     t0 = time.monotonic()
-    writable_dir(config.out, "the pipeline's run")  # before anything is searched or measured
-    writable_file(report or config.out / "report.html", "the HTML report")
-    log(f"characterize + search ({config.engine}) ...")
-    if splits is None:
-        splits = config.data.load()
-        if splits.report:
-            log(splits.report)
-    if lut is None:
-        lut = search_lut(board, config.engine, splits, luts, progress, executor)
-    run = run_search(config, board, splits, lut, log, luts)
-    if config.engine != "micronas":  # ops the search measured on demand, for the deployment's estimate
-        lut = covering_lut(board.name, lut, luts, [run.architecture], log)
-    seconds["search"] = time.monotonic() - t0
-    log(f"found {run.architecture.id}: estimated {run.estimate.latency_ms:.2f} ms, arena {run.estimate.ram:,} B")
-    t0 = time.monotonic()
-    deployment = deploy(config.out, board, lut, config.deploy, log, on_stage)
-    seconds["deploy"] = time.monotonic() - t0
-    report_path = write_report([deployment], report or config.out / "report.html",
-                               f"tinyhil pipeline: {config.engine} on {board.name}")
-    return PipelineResult(run, deployment, report_path, seconds)
+    with output_dir(config.out, "the pipeline's run"):  # before anything is searched; a refused one leaves none
+        writable_file(report or config.out / "report.html", "the HTML report")
+        log(f"characterize + search ({config.engine}) ...")
+        if splits is None:
+            splits = config.data.load()
+            if splits.report:
+                log(splits.report)
+        if lut is None:
+            lut = search_lut(board, config.engine, splits, luts, progress, executor)
+        run = run_search(config, board, splits, lut, log, luts)
+        if config.engine != "micronas":  # ops the search measured on demand, for the deployment's estimate
+            lut = covering_lut(board.name, lut, luts, [run.architecture], log)
+        seconds["search"] = time.monotonic() - t0
+        log(f"found {run.architecture.id}: estimated {run.estimate.latency_ms:.2f} ms, arena {run.estimate.ram:,} B")
+        t0 = time.monotonic()
+        deployment = deploy(config.out, board, lut, config.deploy, log, on_stage)
+        seconds["deploy"] = time.monotonic() - t0
+        report_path = write_report([deployment], report or config.out / "report.html",
+                                   f"tinyhil pipeline: {config.engine} on {board.name}")
+        return PipelineResult(run, deployment, report_path, seconds)
 
 
 def search_lut(board: BoardConfig, engine: str, splits: Splits, luts: Path, progress=None,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tinyhil import __version__
 from tinyhil.errors import TinyhilError
-from tinyhil.files import atomic_write, writable_dir
+from tinyhil.files import atomic_write, output_dir
 from tinyhil.lut.table import Lut
 from tinyhil.nas.constraints import Profile, profile
 from tinyhil.nas.data import Splits, load
@@ -148,18 +148,18 @@ def micronas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     from tinyhil.spaces import make_space
 
     space = make_space("micronas", splits.window, splits.channels, splits.classes)
-    writable_dir(out, "the search run")  # before the search, not after it
-    config = SearchConfig(lat_target_ms=targets.latency_ms, mem_target_bytes=targets.ram_bytes,
-                          epochs=epochs, batch_size=batch_size, seed=data.seed)
-    result = search(splits, space, lut, config, on_epoch=on_epoch)
-    write_curves(result, out)
-    details = {**asdict(config), "seconds": result.seconds, "val_accuracy": result.val_accuracy,
-               "appendix_a_bytes": result.appendix_a_bytes, "note": result.note,
-               "chosen_epoch": result.chosen_epoch, "warmup": result.warmup_epochs}
-    run = searched("micronas", board, data, splits, splits.classes, result.architecture, targets,
-                   lut, details)
-    run.write(out)
-    return run
+    with output_dir(out, "the search run"):  # before the search, not after it; a refused search leaves none
+        config = SearchConfig(lat_target_ms=targets.latency_ms, mem_target_bytes=targets.ram_bytes,
+                              epochs=epochs, batch_size=batch_size, seed=data.seed)
+        result = search(splits, space, lut, config, on_epoch=on_epoch)
+        write_curves(result, out)
+        details = {**asdict(config), "seconds": result.seconds, "val_accuracy": result.val_accuracy,
+                   "appendix_a_bytes": result.appendix_a_bytes, "note": result.note,
+                   "chosen_epoch": result.chosen_epoch, "warmup": result.warmup_epochs}
+        run = searched("micronas", board, data, splits, splits.classes, result.architecture, targets,
+                       lut, details)
+        run.write(out)
+        return run
 
 
 def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targets,
@@ -168,24 +168,24 @@ def tinytnas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targ
     """Time-bound search: the best feasible candidate the budget reached."""
     from tinyhil.nas.tinytnas import Found, TinyTNAS
 
-    writable_dir(out, "the search run")
-    specs = {"ram": targets.ram_bytes, "flash": targets.flash_bytes, "macc": targets.macs,
-             "latency": targets.latency_ms}
-    engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
-                      (splits.window, splits.channels), splits.classes, learning_rate, specs,
-                      board=board, lut=lut, luts=luts, log=lambda _m: None)
-    best = Found(*engine.search(epochs, 1, budget_s / 60))
-    if best.accuracy < 0:
-        raise TinyhilError(f"TinyTNAS: no feasible candidate among {len(engine.explored_model_configs) + len(engine.infeasible_configarations)} "
-                           f"explored; infeasible [k, c, -1, ram, flash, macs]: {engine.infeasible_configarations[:3]}")
-    details = {"best": best, "latency_ms": engine.LATENCY, "seconds": engine.elapsed_seconds,
-               "budget_s": budget_s, "explored": engine.explored_model_configs,
-               "search_path": engine.feasible_solutions, "infeasible": engine.infeasible_configarations,
-               "measured_ops": engine.pricer.measured_ops, "val_accuracy": best.accuracy}
-    arch = engine.architecture(best.k, best.c)
-    run = searched("tinytnas", board, data, splits, splits.classes, arch, targets, engine.pricer.lut, details)
-    run.write(out)
-    return run
+    with output_dir(out, "the search run"):  # before the search, not after it; a refused search leaves none
+        specs = {"ram": targets.ram_bytes, "flash": targets.flash_bytes, "macc": targets.macs,
+                 "latency": targets.latency_ms}
+        engine = TinyTNAS((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
+                          (splits.window, splits.channels), splits.classes, learning_rate, specs,
+                          board=board, lut=lut, luts=luts, log=lambda _m: None)
+        best = Found(*engine.search(epochs, 1, budget_s / 60))
+        if best.accuracy < 0:
+            raise TinyhilError(f"TinyTNAS: no feasible candidate among {len(engine.explored_model_configs) + len(engine.infeasible_configarations)} "
+                               f"explored; infeasible [k, c, -1, ram, flash, macs]: {engine.infeasible_configarations[:3]}")
+        details = {"best": best, "latency_ms": engine.LATENCY, "seconds": engine.elapsed_seconds,
+                   "budget_s": budget_s, "explored": engine.explored_model_configs,
+                   "search_path": engine.feasible_solutions, "infeasible": engine.infeasible_configarations,
+                   "measured_ops": engine.pricer.measured_ops, "val_accuracy": best.accuracy}
+        arch = engine.architecture(best.k, best.c)
+        run = searched("tinytnas", board, data, splits, splits.classes, arch, targets, engine.pricer.lut, details)
+        run.write(out)
+        return run
 
 
 def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targets, task: str,
@@ -195,21 +195,21 @@ def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targe
     The targets are bytes of the int8 model (tinyhil's estimate), hence limits='int8'."""
     from tinyhil.nas.timenas import KB, Searcher
 
-    writable_dir(out, "the search run")
-    if task != splits.task:
-        raise TinyhilError(f"task {task} but the data were loaded for {splits.task}")
-    classes = splits.classes if task == "classification" else 1
-    searcher = Searcher(targets.ram_bytes / KB if targets.ram_bytes else None,
-                        targets.flash_bytes / KB if targets.flash_bytes else None, task,
-                        splits.x_train, splits.y_train, max_latency=targets.latency_ms,
-                        max_macs=targets.macs, limits="int8", board=board, lut=lut, luts=luts, seed=data.seed,
-                        log=lambda _m: None)
-    found = searcher.run_search(n_archs, top_k, proxy)
-    details = {"task": task, "proxy": proxy, "limits": "int8", "rejected": len(searcher.rejected),
-               "measured_ops": searcher.pricer.measured_ops,
-               "candidates": [{"architecture": f["architecture"].to_dict(), "score": f["score"],
-                               "profile": f["profile"]} for f in found]}
-    run = searched("timenas", board, data, splits, classes, found[0]["architecture"], targets,
-                   searcher.lut, details)
-    run.write(out)
-    return run, found
+    with output_dir(out, "the search run"):  # before the search, not after it; a refused search leaves none
+        if task != splits.task:
+            raise TinyhilError(f"task {task} but the data were loaded for {splits.task}")
+        classes = splits.classes if task == "classification" else 1
+        searcher = Searcher(targets.ram_bytes / KB if targets.ram_bytes else None,
+                            targets.flash_bytes / KB if targets.flash_bytes else None, task,
+                            splits.x_train, splits.y_train, max_latency=targets.latency_ms,
+                            max_macs=targets.macs, limits="int8", board=board, lut=lut, luts=luts, seed=data.seed,
+                            log=lambda _m: None)
+        found = searcher.run_search(n_archs, top_k, proxy)
+        details = {"task": task, "proxy": proxy, "limits": "int8", "rejected": len(searcher.rejected),
+                   "measured_ops": searcher.pricer.measured_ops,
+                   "candidates": [{"architecture": f["architecture"].to_dict(), "score": f["score"],
+                                   "profile": f["profile"]} for f in found]}
+        run = searched("timenas", board, data, splits, classes, found[0]["architecture"], targets,
+                       searcher.lut, details)
+        run.write(out)
+        return run, found
