@@ -15,7 +15,7 @@ example: setup $(EXAMPLE)
 
 demo: setup              ## install everything, then search -> deploy -> measure on the emulated Cortex-M4
 	$(BIN)/tinyhil pipeline --engine micronas --data japanese_vowels --board qemu-m4 \
-	    --lat-target 110ms --mem-target 32KB --search-epochs 20 --epochs 30 --qat-epochs 5
+	    --latency 110ms --memory 32KB --search-epochs 20 --epochs 30 --qat-epochs 5
 
 test: setup               ## the whole test suite (device tests boot QEMU)
 	$(BIN)/python -m pytest -q

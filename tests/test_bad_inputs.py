@@ -104,8 +104,8 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     assert "unknown board 'nope'" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["run", str(bad), "--board", "qemu-m4"])
     assert result.exit_code == 2 and "not a TFLite model" in result.output
-    result = runner.invoke(app, ["run", str(bad), "--repeat", "0"])
-    assert result.exit_code == 2 and "repeat" in result.output.lower()
+    result = runner.invoke(app, ["run", str(bad), "--repeats", "0"])
+    assert result.exit_code == 2 and "repeats" in result.output.lower()
 
 
 def test_model_that_aborts_the_interpreter_is_an_error_not_a_crash(tmp_path):
@@ -237,7 +237,7 @@ def test_a_full_disk_is_named_and_leaves_no_temporary(tmp_path):
     if not reference.is_file():
         pytest.skip(f"{reference} is not there")
     result = _cli_in_a_child(["calibrate", "--emulated", ROOT / "luts/qemu-m4/micronas-128x9-c6.csv",
-                              "--reference", reference, "--board", "nucleo_f446re", "--out", out],
+                              "--reference", reference, "--board", "nucleo_f446re", "--lut", out],
                              file_size_limit=16 * 1024)
     text = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 2 and "Traceback" not in text, text
@@ -276,14 +276,14 @@ def test_read_only_outputs_are_refused_before_measuring(tmp_path, monkeypatch):
     report.mkdir()
     with read_only(report):
         fails_clearly(["validate", "--space", "micronas", "--input", "128x9", "--classes", "6",
-                       "--n", "2", "--luts", ROOT / "luts", "--report", report],
+                       "--n", "2", "--luts", ROOT / "luts", "--out", report],
                       f"{report}: cannot write the validation report there")
 
         inventory = tmp_path / "lab.yaml"
         inventory.write_text(yaml.safe_dump({"boards": [{"name": "m4", "board": "qemu-m4"}]}))
         suite = tmp_path / "suite.yaml"
         suite.write_text(yaml.safe_dump({"name": "s", "deployments": "", "lut_sample": 1}))
-        fails_clearly(["regress", "--boards", inventory, "--suite", suite, "--baseline", tmp_path,
+        fails_clearly(["regress", "--inventory", inventory, "--suite", suite, "--baseline", tmp_path,
                        "--out", report], f"{report / 'history.csv'}: cannot write the regression history")
 
 
@@ -462,7 +462,7 @@ def test_suite_paths_stay_inside_the_project(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({"name": "s", "deployments": "", "lut_sample": 0,
                                      "models": ["../../../../../../../../etc/passwd"]}))
-    args = ["regress", "--boards", inventory, "--baseline", tmp_path / "luts", "--out", tmp_path / "out"]
+    args = ["regress", "--inventory", inventory, "--baseline", tmp_path / "luts", "--out", tmp_path / "out"]
     fails_clearly([*args, "--suite", suite], f"{suite}: models: '../../../../../../../../etc/passwd' "
                   "leads outside the project")
     # a path outside, given on the command line, is the user's choice: it is read

@@ -28,7 +28,7 @@ def two_models(tmp_path):
 def test_an_image_built_here_runs_on_another_host_with_the_same_firmware(tmp_path, two_models, monkeypatch):
     model, other_model = two_models
     monkeypatch.setenv("TINYHIL_CACHE_DIR", str(tmp_path / "build-host"))
-    result = CliRunner().invoke(app, ["build", str(model), "--board", "qemu-m4", "--out", str(tmp_path / "image.elf")])
+    result = CliRunner().invoke(app, ["build", str(model), "--board", "qemu-m4", "--image", str(tmp_path / "image.elf")])
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "image.elf.json").read_text())
     assert meta["board"] == "qemu-m4" and len(meta["firmware"]) == 16

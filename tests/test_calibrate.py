@@ -114,7 +114,7 @@ def test_calibrate_names_the_rows_it_left_out(calibrated, f446re, tmp_path):
     broken = tmp_path / "broken.csv"
     broken.write_text("\n".join(text) + "\n")
     cli = ["calibrate", "--emulated", str(emulated.path), "--reference", str(broken), "--board", "nucleo_f446re",
-           "--out", str(tmp_path / "b.csv")]
+           "--lut", str(tmp_path / "b.csv")]
     result = CliRunner().invoke(app, cli, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "left out" in result.output and f"{broken}:6: column activation: 'gelu'" in result.output
@@ -781,7 +781,7 @@ def test_calibrate_cli_prints_each_model(calibrated, f446re, tmp_path):
     _, emulated = calibrated
     out = tmp_path / "cli.csv"
     result = CliRunner().invoke(app, ["calibrate", "--emulated", str(emulated.path), "--reference",
-                                      str(f446re), "--board", "nucleo_f446re", "--out", str(out)],
+                                      str(f446re), "--board", "nucleo_f446re", "--lut", str(out)],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for name in ("line", "per-op-type", "shared-features", "features", "features+geometry", "(chosen)",
@@ -1033,7 +1033,7 @@ def test_run_predicts_board_latency_beside_the_emulated_measurement(calibrated, 
     arch, flatbuffer = converted
     model = tmp_path / "arch.tflite"
     model.write_bytes(flatbuffer)
-    out = CliRunner().invoke(app, ["run", str(model), "--board", "qemu-m4", "--repeat", "3", "--predict",
+    out = CliRunner().invoke(app, ["run", str(model), "--board", "qemu-m4", "--repeats", "3", "--predict",
                                    "nucleo_f446re", "--luts", str(result.out.parent.parent)],
                              env={"COLUMNS": "250"})
     assert out.exit_code == 0, out.output

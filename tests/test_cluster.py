@@ -356,9 +356,9 @@ def test_the_commands_run_on_the_cluster(tmp_path, local_lut, cluster):
     tables = {}
     for where, extra in (("local", []), ("cluster", ["--cluster", lab.address])):
         result = run(app, ["validate", *space, "--classes", "9", "--n", "2", "--luts", str(local_lut.parent.parent),
-                           "--report", str(tmp_path / where), *extra])
+                           "--out", str(tmp_path / where), *extra])
         assert result.exit_code == 0, result.output
-        tables[where] = pd.read_csv(tmp_path / where / "validation-micronas-qemu-m4.csv")
+        tables[where] = pd.read_csv(tmp_path / where / "validation-micronas-29x12-c9-qemu-m4.csv")
     columns = ["arch_id", "status", "measured_cycles", "arena_used", "est_lut_cycles"]
     assert tables["cluster"][columns].equals(tables["local"][columns])
 

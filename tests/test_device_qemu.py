@@ -183,7 +183,7 @@ def test_noise_while_measuring_changes_no_count(har_conv):
 
 
 def test_run_resent_while_measuring_changes_no_count(har_conv, monkeypatch):
-    """`tinyhil run --repeat 1000 --timeout 0.3`: the driver resends RUN while the
+    """`tinyhil run --repeats 1000 --timeout 0.3s`: the driver resends RUN while the
     board is still measuring; the resent bytes arrive in timed windows."""
     config = get_board("qemu-m4")
     clean = run_model(har_conv, config, repeats=1000)

@@ -172,7 +172,7 @@ def _regress(tmp_path, baseline, suite=None):
     inventory.write_text(yaml.safe_dump({"boards": [{"name": "m4-a", "board": "qemu-m4"}]}))
     suite_file.write_text(yaml.safe_dump(suite or {"name": "t", "lut_sample": 2, "deployments": "",
                                                    "models": []}))
-    return ["regress", "--boards", inventory, "--suite", suite_file, "--baseline", baseline,
+    return ["regress", "--inventory", inventory, "--suite", suite_file, "--baseline", baseline,
             "--out", tmp_path / "out"]
 
 

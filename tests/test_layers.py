@@ -123,7 +123,7 @@ def test_the_deploy_report_lists_the_windows_that_differ_and_the_layers(tmp_path
     page = write_report([d], tmp_path / "report.html").read_text()
     assert "Test windows whose outputs differ (2)" in page
     assert f"tinyhil run {tmp_path}/model_int8.tflite --board qemu-m4 --compare-layers --data {tmp_path} " \
-           "--window 1" in page
+           "--test-window 1" in page
     assert page.count('<tr class="first">') == 1 and page.count('<tr class="differs">') == 1
     assert "first diverging op: 1 MEAN, 1 step(s), 1/2 (50.0%) differ" in page and "kernel difference" in page
     saved = json.loads(json.dumps(d.to_dict()))
@@ -137,14 +137,14 @@ def test_the_cli_refuses_an_input_it_cannot_choose(pooled_cnn, tmp_path):
 
     (tmp_path / "short.bin").write_bytes(bytes(100))
     for args, message in (
-            (["--window", "3"], "--window and --data go together"),
-            (["--input", str(tmp_path / "short.bin"), "--window", "1", "--data", "uci_har"], "not both"),
+            (["--test-window", "3"], "--test-window and --data go together"),
+            (["--input", str(tmp_path / "short.bin"), "--test-window", "1", "--data", "uci_har"], "not both"),
             (["--input", str(tmp_path / "short.bin")], "100 bytes, layers_pooled_cnn takes 1152"),
             (["--input", str(tmp_path / "none.npy")], "no such file"),
             (["--report", str(tmp_path / "r.html")], "--report is the --compare-layers report")):
         result = CliRunner().invoke(app, ["run", str(pooled_cnn), *args], env={"COLUMNS": "300"})
         assert result.exit_code == 2 and message in result.output, (args, result.output)
-    result = CliRunner().invoke(app, ["deploy", str(tmp_path), "--window", "2"], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(app, ["deploy", str(tmp_path), "--test-window", "2"], env={"COLUMNS": "300"})
     assert result.exit_code == 2 and "give both" in result.output
 
 
@@ -172,7 +172,7 @@ def test_every_layer_equal_then_the_cli_report(pooled_cnn, tmp_path):
     window = np.random.default_rng(5).standard_normal((128, 9)).astype(np.float32)
     np.save(tmp_path / "window.npy", window)
     report, js = tmp_path / "layers.html", tmp_path / "layers.json"
-    result = CliRunner().invoke(app, ["run", str(pooled_cnn), "--repeat", "2", "--compare-layers", "--input",
+    result = CliRunner().invoke(app, ["run", str(pooled_cnn), "--repeats", "2", "--compare-layers", "--input",
                                       str(tmp_path / "window.npy"), "--report", str(report), "--json", str(js)],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -176,7 +176,7 @@ FARM = [{"name": "m4-a", "board": "qemu-m4"}, {"name": "m4-b", "board": "qemu-m4
 def test_nightly_on_three_emulated_boards(tmp_path, baseline_dir, tiny_model):
     inventory, suite, paths = write_farm(tmp_path, baseline_dir, tiny_model, FARM)
     out = tmp_path / "out"
-    args = ["regress", "--boards", str(inventory), "--suite", str(suite), *paths,
+    args = ["regress", "--inventory", str(inventory), "--suite", str(suite), *paths,
             "--baseline", str(baseline_dir), "--out", str(out), "--junit", str(out / "junit.xml")]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 1, first.output  # the bad deployment is a regression
@@ -217,7 +217,7 @@ def test_nightly_on_three_emulated_boards(tmp_path, baseline_dir, tiny_model):
 def test_host_killed_mid_run_then_resumed(tmp_path, baseline_dir, tiny_model):
     inventory, suite, paths = write_farm(tmp_path, baseline_dir, tiny_model, FARM[:1])
     out = tmp_path / "out"
-    args = ["--boards", str(inventory), "--suite", str(suite), *paths, "--baseline", str(baseline_dir),
+    args = ["--inventory", str(inventory), "--suite", str(suite), *paths, "--baseline", str(baseline_dir),
             "--out", str(out)]
     assert regress_killed_after(args, out / "history.csv", timeout=300), \
         "the run ended before it could be killed"
@@ -397,7 +397,7 @@ def test_regress_refuses_a_corrupt_history_before_measuring_and_appends_nothing(
     inventory.write_text(yaml.safe_dump({"boards": [{"name": "m4-a", "board": "qemu-m4"}]}))
     suite.write_text(yaml.safe_dump({"name": "t", "lut_sample": 0, "deployments": "", "models": []}))
     for _retry in range(2):
-        result = CliRunner().invoke(app, ["regress", "--boards", str(inventory), "--suite", str(suite),
+        result = CliRunner().invoke(app, ["regress", "--inventory", str(inventory), "--suite", str(suite),
                                           "--baseline", str(tmp_path), "--out", str(out)])
         assert result.exit_code == 2, result.output
         assert "history.csv: line 2: 17 fields, expected 16" in " ".join(result.output.split())

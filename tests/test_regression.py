@@ -61,11 +61,12 @@ def test_seed_metrics_by_hand():
     assert (s.mae, s.rmse) == pytest.approx((1.0, np.sqrt(5 / 3))) and s.accuracy is None
 
 
-def test_cli_names_the_unit_it_assumed_and_a_task_that_does_not_fit(tmp_path):
-    runner = CliRunner()
-    result = runner.invoke(app, ["search", "timenas", "--data", "basic_motions", "--ram", "0.001",
-                                 "--n-archs", "2", "--out", str(tmp_path / "r")])
-    assert "--ram 0.001 has no unit: read as 0.001 kB = 1 B (Tiny-TimeNAS's unit" in result.output
+def test_cli_wants_a_memory_unit_and_a_task_that_fits(tmp_path):
+    runner = CliRunner()  # Tiny-TimeNAS's kB is no default here: every command wants the unit
+    result = runner.invoke(app, ["search", "timenas", "--data", "basic_motions", "--memory", "128",
+                                 "--candidates", "2", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--memory '128': a bare number is refused" in " ".join(result.output.split())
+    assert not (tmp_path / "r").exists()
     result = runner.invoke(app, ["search", "timenas", "--data", "Covid3Month", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "Covid3Month is a regression data set" in result.output
     result = runner.invoke(app, ["pipeline", "--engine", "tinytnas", "--data", "Covid3Month",

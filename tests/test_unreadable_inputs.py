@@ -23,7 +23,7 @@ def _regress_files(tmp_path, inventory=None, suite=None):
         {"boards": [{"name": "m4-a", "board": "qemu-m4"}]}).encode())
     suite_file.write_bytes(suite or yaml.safe_dump(
         {"name": "t", "lut_sample": 0, "deployments": "", "models": []}).encode())
-    return ["regress", "--boards", inventory_file, "--suite", suite_file, "--baseline", tmp_path,
+    return ["regress", "--inventory", inventory_file, "--suite", suite_file, "--baseline", tmp_path,
             "--out", tmp_path / "out"], inventory_file, suite_file
 
 

@@ -1,11 +1,12 @@
 """Quantities given as text (command-line options): a latency, a memory size,
 a count, a time budget. Each takes only units of its own kind, so that
-`--lat-target 40m` or a memory of `40ms` is refused instead of being read as
-another quantity's unit. Latencies, memory sizes and time budgets need their
-unit; a bare number is taken only for counts (e.g. MACs).
+`--latency 40m` or a memory of `40ms` is refused instead of being read as
+another quantity's unit. Latencies, memory sizes and durations (budgets,
+timeouts, waits) need their unit, on every command; a bare number is taken
+only for counts (e.g. MACs).
 
-    parse_latency_ms("40ms", "--lat-target")   -> 40.0
-    parse_memory_bytes("32KB", "--mem-target") -> 32768
+    parse_latency_ms("40ms", "--latency")      -> 40.0
+    parse_memory_bytes("32KB", "--memory")    -> 32768
     parse_count("60k", "--macs")               -> 60000.0
     parse_duration_s("10m", "--time-budget")   -> 600.0
 """
@@ -44,9 +45,10 @@ SPELLING = {"us": "us", "ms": "ms", "s": "s", "b": "B", "kb": "KB", "kib": "KiB"
 NUMBER = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*")
 
 
-def parse(text: str, quantity: Quantity, option: str) -> float:
+def parse(text: str, quantity: Quantity, option: str, allow_zero: bool = False) -> float:
     """`text` as a number in `quantity`'s result unit; `option` names where it
-    came from in every error. Only positive, finite values are targets."""
+    came from in every error. Only positive, finite values are targets
+    (`allow_zero`: 0 too, e.g. a wait of 0s)."""
     match = NUMBER.fullmatch(str(text or ""))
     spelled = ", ".join(SPELLING[u] for u in quantity.units if u)
     if not match:
@@ -63,8 +65,8 @@ def parse(text: str, quantity: Quantity, option: str) -> float:
         raise UnitError(f"{option} {text!r}: {match.group(2)!r}{kind}; accepted units: "
                         f"{spelled}, e.g. {quantity.example}")
     result = value * quantity.units[unit]
-    if not (math.isfinite(result) and result > 0):
-        raise UnitError(f"{option} {text!r}: must be more than 0")
+    if not (math.isfinite(result) and (result > 0 or allow_zero and result == 0)):
+        raise UnitError(f"{option} {text!r}: must be {'0 or ' if allow_zero else ''}more than 0")
     return result
 
 
@@ -83,16 +85,7 @@ def parse_count(text: str, option: str = "count") -> float:
     return parse(text, COUNT, option)
 
 
-def parse_duration_s(text: str, option: str = "duration") -> float:
-    return parse(text, DURATION, option)
+def parse_duration_s(text: str, option: str = "duration", allow_zero: bool = False) -> float:
+    return parse(text, DURATION, option, allow_zero)
 
 
-def parse_memory_bytes_seed_kb(text: str, option: str) -> tuple[float, str]:
-    """A Tiny-TimeNAS memory limit: a bare number is read in that seed's unit,
-    kB of 1000 B (tinyhil's other options refuse it), with a note saying so;
-    with a unit, as `parse_memory_bytes`. Returns (bytes, note or "")."""
-    if re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*", text):
-        value = float(text) * 1000
-        return value, (f"note: {option} {text.strip()} has no unit: read as {text.strip()} kB = {value:,.0f} B "
-                       "(Tiny-TimeNAS's unit, kB of 1000 B); write e.g. 128KB or 131072B to say so")
-    return parse_memory_bytes(text, option), ""

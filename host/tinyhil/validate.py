@@ -76,12 +76,12 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
     """`executor`: where the architectures run when not on this host's board (a
     cluster: tinyhil.execute.cluster.DaskExecutor); the table is the same."""
     started = time.monotonic()
-    report_dir = writable_dir(report_dir, "the validation report")  # before anything is measured
     lut_path = space_lut_path(luts_dir, board.name, space_name, (window, channels), classes)
     if not lut_path.exists():
         raise LutError(f"no LUT at {lut_path}: make it with `tinyhil characterize --space "
                        f"{space_name} --input {window}x{channels} --classes {classes} "
                        f"--board {board.name}`")
+    report_dir = writable_dir(report_dir, "the validation report")  # before anything is measured
     lut = Lut.load(lut_path, board=board.name)
     space = make_space(space_name, window, channels, classes)
     archs = sample_architectures(space, n, seed)
@@ -142,12 +142,11 @@ def validate(space_name: str, window: int, channels: int, classes: int, board: B
                                 error_pct=(v[0] / v[1] - 1) * 100 if v[1] else np.nan)
                            for k, v in sorted(per_type.items())])
 
-    csv_path = atomic_write(report_dir / f"validation-{space_name}-{board.name}.csv",
-                            table.to_csv(index=False))
+    name = f"validation-{space_name}-{window}x{channels}-c{classes}-{board.name}"  # runs of other inputs kept
+    csv_path = atomic_write(report_dir / f"{name}.csv", table.to_csv(index=False))
     runner.timing.wall_s = time.monotonic() - started
     result = ValidationResult(table, per_op, lut_metrics, proxy_metrics, memory_error,
-                              appendix_ratio, csv_path, report_dir / f"validation-{space_name}-{board.name}.html",
-                              runner.timing)
+                              appendix_ratio, csv_path, report_dir / f"{name}.html", runner.timing)
     from tinyhil.report.validation import write_report
 
     write_report(result, lut, board)

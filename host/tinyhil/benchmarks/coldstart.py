@@ -26,9 +26,25 @@ from tinyhil.project import project_dir
 BASELINE = "e5310ae"  # the last commit that compiled TFLM inside PlatformIO, per checkout
 EXAMPLE = "examples/conv1d_har.tflite"
 DEMO = ["pipeline", "--engine", "micronas", "--data", "japanese_vowels", "--board", "qemu-m4",
-        "--lat-target", "110ms", "--mem-target", "32KB", "--search-epochs", "20", "--epochs", "30",
-        "--qat-epochs", "5"]  # the Makefile's demo
+        "--latency", "110ms", "--memory", "32KB", "--search-epochs", "20", "--epochs", "30",
+        "--qat-epochs", "5"]  # the Makefile's demo (a checkout's own Makefile says its spelling: demo_command)
 TIMENAS = ["characterize", "--space", "timenas", "--input", "100x6", "--classes", "4", "--board", "qemu-m4"]
+
+
+def demo_command(checkout: Path) -> list[str]:
+    """The `tinyhil ...` arguments of the checkout's `make demo` (a baseline revision spells
+    its options as it did then, e.g. --lat-target); DEMO when its Makefile has none."""
+    import re
+    import shlex
+
+    try:
+        text = (checkout / "Makefile").read_text().replace("\\\n", " ")
+    except OSError:
+        return DEMO
+    found = re.search(r"^demo:.*\n\t\$\(BIN\)/tinyhil ([^\n]+)", text, re.M)
+    return shlex.split(found.group(1)) if found else DEMO
+
+
 STEPS = ("first-run", "warm-checkout", "second-board", "demo", "timenas", "ci")
 TARGETS_S = {"first-run": 180, "warm-checkout": 10, "second-board": 10, "demo": 300, "timenas": 180,
              "ci": 1200}
@@ -142,7 +158,7 @@ def run_side(revision: str, steps: tuple[str, ...], work: Path, label: str,
                 result.note = (result.note or "") + ("TFLM compiled: " + ", ".join(sorted(compiled))
                                                      if compiled else "no TFLM compiled")
         elif step == "demo":
-            result = _timed(step, [python, "-m", "tinyhil", *DEMO, "--out", str(work / f"{label}-demo")],
+            result = _timed(step, [python, "-m", "tinyhil", *demo_command(first), "--out", str(work / f"{label}-demo")],
                             first, _environment(first, machine_cache), logs, label)
         elif step == "timenas":
             result = _timed(step, [python, "-m", "tinyhil", *TIMENAS, "--luts", str(work / f"{label}-luts")],

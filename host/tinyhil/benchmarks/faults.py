@@ -206,7 +206,7 @@ def _host_kill_round(boards, suite, baseline_dir, out, report, log) -> None:
         "name": suite.name, "repeats": suite.repeats, "per_image": suite.per_image,
         "lut_sample": suite.lut_sample, "seed": suite.seed, "deployments": "", "models": [],
         "tolerance": {"emulated": 0.0, "physical": 0.0, "arena_bytes": 0}}))
-    args = ["--boards", str(inventory), "--suite", str(suite_file), "--baseline", str(baseline_dir),
+    args = ["--inventory", str(inventory), "--suite", str(suite_file), "--baseline", str(baseline_dir),
             "--out", str(out)]
     if not regress_killed_after(args, out / "history.csv"):
         report.problems.append(f"host-kill round {out.name}: the run ended before it could be killed")

@@ -4,10 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import app, console, progress_bars, reports_errors
+from tinyhil.cli import Table, app, console, options, progress_bars, reports_errors
 from tinyhil.cli.cluster import BUILD_HERE, CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 
 
@@ -17,14 +16,14 @@ def characterize(
     space: str = typer.Option(..., help="micronas | tinytnas | timenas"),
     input: str = typer.Option(..., "--input", help="window x channels, e.g. 128x9"),
     classes: int = typer.Option(..., min=1, help="number of classes (1: regression)"),
-    board: str = typer.Option("qemu-m4", help="board name (see `tinyhil boards`)"),
-    luts: Path = typer.Option(Path("luts"), help="directory of lookup tables"),
+    board: str = options.BOARD,
+    luts: Path = options.LUTS,
     repeats: int = typer.Option(None, min=1, max=1000, show_default=False,
                                 help="timed inferences per op [default: 1 on an emulated board, whose "
                                      "counts repeat exactly; 3 after a warm-up on a physical one]"),
     per_image: int = typer.Option(100, min=1, max=1000, help="most benchmarks per firmware image"),
     limit: int = typer.Option(None, min=1, help="only the space's first N ops (a quick, resumable subset)"),
-    port: str = typer.Option("", help="serial port of a physical board"),
+    port: str = options.PORT,
     sample: str = typer.Option(None, help="only a sample that calibration learns most from, "
                                "e.g. 5% or 40 (ops spread over kernel paths and sizes)"),
     seed: int = typer.Option(0, help="seed of --sample"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tinyhil.cli import app, console, err_console, reports_errors
+from tinyhil.cli import app, console, err_console, options, reports_errors
 
 CLUSTER = typer.Option(None, "--cluster", help="run the jobs on a Dask cluster of `tinyhil worker`s, e.g. "
                        "tls://lab:8786 (tcp:// on loopback only, unless --insecure); default: this host")
@@ -42,16 +42,15 @@ def cluster_executor(address: str | None, ca: Path | None, cert: Path | None, ke
 @reports_errors
 def worker(
     scheduler: str = typer.Option(..., help="the Dask scheduler, e.g. tls://lab:8786 or tcp://127.0.0.1:8786"),
-    inventory: Path = typer.Option(None, help="this host's boards (YAML, as `tinyhil regress --boards`)"),
+    inventory: Path = typer.Option(None, help="this host's boards (YAML, as `tinyhil regress --inventory`)"),
     boards: str = typer.Option(None, help="emulated boards instead of an inventory, e.g. qemu-m4=2,qemu-m33=1"),
     name: str = typer.Option(None, help="the worker's name [default: HOST-PID]"),
     tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY, insecure: bool = INSECURE,
     checks: bool = typer.Option(True, help="check the tools the boards need first (`tinyhil doctor "
                                 "--no-probe --no-tflm` for them)"),
-    timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply of a board"),
+    timeout: str = options.timeout(),
     local_directory: Path = typer.Option(None, help="Dask's scratch directory [default: Dask's]"),
-    wait: float = typer.Option(None, min=0, help="seconds to wait for a labgrid place another user holds "
-                               "[default: the inventory's `wait:`, else 0]"),
+    wait: str = options.wait(),
 ) -> None:
     """Join a Dask cluster as a worker that owns this host's boards (one Dask
     resource per board: qemu-m4=2, nucleo_f446re=1) and measures the jobs sent to it."""
@@ -65,7 +64,9 @@ def worker(
         raise typer.BadParameter("give either --inventory lab.yaml or --boards ENV=COUNT")
     tls = tls_files(tls_ca_file, tls_cert, tls_key)
     address = check_address(scheduler, tls, insecure)
-    farm = with_wait(load_inventory(inventory), wait) if inventory else board_counts(boards)
+    timeout_s = options.seconds(timeout, "--timeout")
+    wait_s = options.seconds(wait, "--wait", allow_zero=True)
+    farm = with_wait(load_inventory(inventory), wait_s) if inventory else board_counts(boards)
     if checks:
         from tinyhil.doctor import failed, run_checks
 
@@ -86,4 +87,4 @@ def worker(
                       + "; firmware " + ", ".join(f"{env} {fp}" for env, fp in sorted(description["firmware"].items())),
                       highlight=False)
 
-    serve(address, farm, name, security(tls, "worker"), local_directory, timeout, ready)
+    serve(address, farm, name, security(tls, "worker"), local_directory, timeout_s, ready)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from tinyhil.cli import app, console, reports_errors
+from tinyhil.cli import app, console, options, reports_errors, waiting
 from tinyhil.cli.search import DATA_HELP
 
 
@@ -12,14 +12,14 @@ from tinyhil.cli.search import DATA_HELP
 def data_info(
     spec: str = typer.Argument(..., help=DATA_HELP),
     task: str = typer.Option("classification", help="classification | regression"),
-    window: int = typer.Option(None, help="window length, for CSV data"),
+    window: int = options.WINDOW,
     seed: int = typer.Option(0, help="the split's seed (sets without their own split)"),
 ) -> None:
     """Loads a data set as `tinyhil search --data` does (building and caching what needs
     it, e.g. `uci_har`) and prints its windows per split, classes and shape."""
     from tinyhil.nas.engines import DataSpec
 
-    with console.status(f"loading {spec} ..."):
+    with waiting(f"loading {spec} ..."):
         splits = DataSpec(spec, window, seed, task).load()
     if splits.report:
         console.print(splits.report, highlight=False, soft_wrap=True)

@@ -4,16 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import app, console, progress_bars, reports_errors, waiting
+from tinyhil.cli import Table, app, console, options, progress_bars, reports_errors, waiting
 from tinyhil.cli.cluster import CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 from tinyhil.cli.layers import print_layers
 from tinyhil.cli.run import print_prediction
-from tinyhil.cli.search import DATA_HELP, timenas_bytes
+from tinyhil.cli.search import DATA_HELP
 from tinyhil.errors import TinyhilError
-from tinyhil.units import parse_duration_s
 
 
 def _print_deployment(d, report: Path) -> None:
@@ -56,25 +54,25 @@ def deploy_options(epochs: int, qat_epochs: int, repeats: int, seed: int, port: 
                          compare_layers=compare_layers, compare_window=window)
 
 
-@app.command()
+@app.command(renamed={"--window": "--test-window N"})
 @reports_errors
 def deploy(
     run_dir: Path = typer.Argument(..., help="a search run directory (run.json)"),
-    board: str = typer.Option(None, help="default: the board the search used"),
+    board: str = typer.Option(None, help="board name (see `tinyhil boards`) [default: the board the search used]"),
     epochs: int = typer.Option(50, min=1, help="float training from scratch"),
     qat_epochs: int = typer.Option(20, min=0, help="quantization-aware training"),
     repeats: int = typer.Option(10, min=1, help="timed inferences"),
-    report: Path = typer.Option(None, help="HTML report (default RUN_DIR/report.html)"),
-    port: str = typer.Option("", help="serial port (physical boards)"),
-    luts: Path = typer.Option(Path("luts")),
-    seed: int = typer.Option(0),
+    report: Path = typer.Option(None, help="the HTML report [default: RUN_DIR/report.html]"),
+    port: str = options.PORT,
+    luts: Path = options.LUTS,
+    seed: int = options.SEED,
     predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
                                 "board from its LUT, per op and in total with its bound"),
     latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
     compare_layers: bool = typer.Option(False, "--compare-layers", help="also compare one test window's every "
                                         "op with the host interpreter's, and run the first op that differs alone"),
-    window: int = typer.Option(None, min=0, help="with --compare-layers: this test window (default: the "
-                               "first whose output differs, else 0)"),
+    test_window: int = typer.Option(None, min=0, help="with --compare-layers: this test window [default: the "
+                                    "first whose output differs, else 0]"),
 ) -> None:
     """Retrain a found model with QAT, convert to int8, build it into firmware,
     measure it and its test windows on the board, and report estimate vs measured."""
@@ -84,8 +82,8 @@ def deploy(
     from tinyhil.nas.engines import SearchRun
     from tinyhil.report.deployment import write_report
 
-    if window is not None and not compare_layers:
-        raise TinyhilError("--window picks the window --compare-layers compares: give both")
+    if test_window is not None and not compare_layers:
+        raise TinyhilError("--test-window picks the window --compare-layers compares: give both")
     found = SearchRun.load(run_dir)
     report = writable_file(report or run_dir / "report.html", "the HTML report")  # before deploying
     config = get_board(board or found.board)
@@ -106,7 +104,7 @@ def deploy(
                            log=lambda m: console.print(m, highlight=False))
     with waiting("deploying ...") as on_stage:
         result = deploy_run(run_dir, config, lut, deploy_options(epochs, qat_epochs, repeats, seed, port,
-                                                                 compare_layers, window),
+                                                                 compare_layers, test_window),
                             log=lambda m: console.print(m, highlight=False), on_stage=on_stage)
     path = write_report([result], report, f"tinyhil deploy: {run_dir}", prediction=prediction)
     _print_deployment(result, path)
@@ -129,32 +127,31 @@ def pipeline(
     engine: str = typer.Option(..., help="micronas | tinytnas | timenas"),
     data: str = typer.Option(..., help=DATA_HELP),
     task: str = typer.Option("classification", help="classification | regression (timenas)"),
-    board: str = typer.Option("qemu-m4"),
-    lat_target: str = typer.Option(None, help="e.g. 40ms (unit us, ms or s)"),
-    mem_target: str = typer.Option(None, help="peak memory (arena), e.g. 32KB (unit B, KB, KiB, MB or MiB)"),
-    flash_target: str = typer.Option(None, help="int8 model size, e.g. 64KB (unit B, KB, KiB, MB or MiB)"),
-    macs_target: str = typer.Option(None, help="e.g. 60k (bare, or k, M, G), TinyTNAS"),
+    board: str = options.BOARD,
+    latency: str = options.LATENCY,
+    memory: str = options.MEMORY,
+    flash: str = options.FLASH,
+    macs: str = options.MACS,
     search_epochs: int = typer.Option(30, min=1, help="MicroNAS search epochs"),
-    budget: str = typer.Option("2m", help="TinyTNAS time budget (unit s, m, min or h)"),
-    candidates: int = typer.Option(100, min=1, help="Tiny-TimeNAS candidates"),
-    epochs: int = typer.Option(50, min=1, help="deployment: float training"),
-    qat_epochs: int = typer.Option(20, min=0, help="deployment: QAT"),
-    window: int = typer.Option(None, help="window length, for CSV data"),
-    out: Path = typer.Option(None, help="run directory (default runs/ENGINE-DATA-BOARD)"),
-    report: Path = typer.Option(None, help="default OUT/report.html"),
-    port: str = typer.Option(""),
-    luts: Path = typer.Option(Path("luts")),
-    seed: int = typer.Option(0),
+    time_budget: str = options.time_budget("2m"),
+    candidates: int = options.candidates(100),
+    epochs: int = typer.Option(50, min=1, help="deployment: float training epochs"),
+    qat_epochs: int = typer.Option(20, min=0, help="deployment: quantization-aware training epochs"),
+    window: int = options.WINDOW,
+    out: Path = typer.Option(None, help="the run's directory [default: runs/ENGINE-DATA-BOARD]"),
+    report: Path = typer.Option(None, help="the HTML report [default: OUT/report.html]"),
+    port: str = options.PORT,
+    luts: Path = options.LUTS,
+    seed: int = options.SEED,
     cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
     insecure: bool = INSECURE,
 ) -> None:
     """characterize (cached; on a cluster with --cluster) -> search -> deploy -> report."""
-    import dataclasses
-
-    from tinyhil.nas.engines import ENGINES, DataSpec, Targets
+    from tinyhil.nas.engines import ENGINES, DataSpec, Targets, default_run_dir
     from tinyhil.pipeline import EngineSettings, PipelineConfig
     from tinyhil.pipeline import pipeline as run_pipeline
     from tinyhil.stage_progress import progress_bar_stage
+    from tinyhil.units import parse_duration_s
 
     if engine not in ENGINES:
         raise TinyhilError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -163,18 +160,10 @@ def pipeline(
     if task == "regression" and engine != "timenas":
         raise TinyhilError(f"--task regression: only timenas searches regression models "
                            f"({engine}'s space ends in a softmax classifier)")
-    options = ("--lat-target", "--mem-target", "--flash-target", "--macs-target")
-    targets = Targets.parse(latency=lat_target, macs=macs_target, options=options)
-    if engine == "timenas":
-        targets = dataclasses.replace(targets, ram_bytes=timenas_bytes(mem_target, "--mem-target"),
-                                      flash_bytes=timenas_bytes(flash_target, "--flash-target"))
-    else:
-        targets = Targets.parse(latency=lat_target, ram=mem_target, flash=flash_target, macs=macs_target,
-                           options=options)
     config = PipelineConfig(
-        engine, DataSpec(data, window, seed, task), targets,
-        out or Path("runs") / f"{engine}-{Path(data).stem}-{board}",
-        EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(budget, "--budget"),
+        engine, DataSpec(data, window, seed, task), Targets.parse(latency, memory, flash, macs),
+        out or default_run_dir(engine, data, board),
+        EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(time_budget, "--time-budget"),
                        n_archs=candidates),
         deploy_options(epochs, qat_epochs, 10, seed, port))
     board_config = get_board(board)

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.table import Table
-
-from tinyhil.cli import console
+from tinyhil.cli import Table, console
 from tinyhil.errors import TinyhilError
 
 INPUT_HELP = ("the input: a .npy array (int8 as is, float quantized with the model's input scale) or a "
               "raw file of the model's input bytes")
 WINDOW_HELP = "the input: this held-out test window of --data (0-based, as the deploy report numbers them)"
-DATA_HELP = "with --window: a data set (as `tinyhil search --data`) or a search run directory (its data)"
+DATA_HELP = "with --test-window: a data set (as `tinyhil search --data`) or a search run directory (its data)"
 
 
 def chosen_input(model, input_file: Path | None, window: int | None, data: str | None,
                  seed: int) -> tuple[bytes, str]:
-    """(input bytes, what they are) for `tinyhil run`: --input, --window of --data, or random."""
+    """(input bytes, what they are) for `tinyhil run`: --input, --test-window of --data, or random."""
     import numpy as np
 
     if input_file is not None and window is not None:
-        raise TinyhilError("give --input or --window, not both")
+        raise TinyhilError("give --input or --test-window, not both")
     if (window is None) != (data is None):
-        raise TinyhilError("--window and --data go together: which test window of which data set")
+        raise TinyhilError("--test-window and --data go together: which test window of which data set")
     if input_file is not None:
         if not input_file.is_file():
             raise TinyhilError(f"--input {input_file}: no such file")
@@ -37,7 +35,7 @@ def chosen_input(model, input_file: Path | None, window: int | None, data: str |
     elif window is not None:
         x = held_out_windows(data)
         if not 0 <= window < len(x):
-            raise TinyhilError(f"--window {window}: {data} has {len(x)} test windows (0..{len(x) - 1})")
+            raise TinyhilError(f"--test-window {window}: {data} has {len(x)} test windows (0..{len(x) - 1})")
         data_bytes, name = model.quantize(x[window]), f"test window {window} of {data}"
     else:
         data_bytes, name = model.random_input(seed), f"random input, seed {seed}"

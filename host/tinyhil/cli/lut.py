@@ -4,21 +4,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from tinyhil.cli import app, console, err_console, progress_bars, reports_errors
+from tinyhil.cli import App, Table, app, console, err_console, options, progress_bars, reports_errors
 from tinyhil.cli.cluster import CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 from tinyhil.lut.summary import diff_luts, per_op_type
 from tinyhil.lut.table import Lut
 
-lut_app = typer.Typer(help="Look at lookup tables.", no_args_is_help=True)
+lut_app = App(help="Look at lookup tables.")
 app.add_typer(lut_app, name="lut")
 
 
 @lut_app.command("show")
 @reports_errors
 def lut_show(
-    path: Path,
+    path: Path = typer.Argument(..., help="a LUT file, e.g. luts/qemu-m4/micronas-128x9-c6.csv"),
     op: str = typer.Option(None, help="only this op type, e.g. conv2d"),
     rows: int = typer.Option(20, min=0, help="rows to print (0: none)"),
 ) -> None:
@@ -58,7 +57,11 @@ def lut_show(
 
 @lut_app.command("diff")
 @reports_errors
-def lut_diff(a: Path, b: Path, rows: int = typer.Option(10, min=0)) -> None:
+def lut_diff(
+    a: Path = typer.Argument(..., help="the first LUT file (A)"),
+    b: Path = typer.Argument(..., help="the second LUT file (B), e.g. the same space on another board"),
+    rows: int = typer.Option(10, min=0, help="ops furthest from the median ratio to print (0: none)"),
+) -> None:
     """Compare two LUTs (e.g. two boards) op by op: ratio of cycles B/A."""
     diff = diff_luts(Lut.load(a), Lut.load(b))
     for name, (va, vb) in diff.meta.items():
@@ -77,19 +80,19 @@ def lut_diff(a: Path, b: Path, rows: int = typer.Option(10, min=0)) -> None:
         console.print(table)
 
 
-@app.command()
+@app.command(renamed={"--out": "--lut FILE.csv"})
 @reports_errors
 def calibrate(
     emulated: Path = typer.Option(..., help="LUT measured on an emulated board, e.g. luts/qemu-m4/ops.csv"),
     reference: Path = typer.Option(..., help="CSV of ops measured on the physical board"),
     board: str = typer.Option(..., help="the physical board (see `tinyhil boards`)"),
-    out: Path = typer.Option(None, help="calibrated LUT (default: luts/<board>/<emulated LUT's name>)"),
+    lut: Path = typer.Option(None, help="the calibrated LUT to write [default: luts/BOARD/<the emulated LUT's "
+                             "file name>]"),
     strict: bool = typer.Option(False, "--strict", help="refuse a reference file with any bad row "
                                 "(default: name each bad row and leave it out)"),
     clock_mhz: float = typer.Option(None, min=1, help="the clock the reference was measured at, if not the "
                                     "board's configured one (e.g. 80 for the L552ZE-Q rows)"),
-    store_wait: float = typer.Option(600, min=0, help="seconds to wait for another tinyhil process writing "
-                                     "the emulated board's store, if reference ops must be measured"),
+    store_wait: str = options.store_wait(),
     cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
     insecure: bool = INSECURE,
 ) -> None:
@@ -98,12 +101,13 @@ def calibrate(
     from tinyhil.lut.calibration.cross_validation import FOLDS
     from tinyhil.measure.calibrate_board import calibrate as run_calibration
 
-    out = out or emulated.parent.parent / board / emulated.name
+    out = lut or emulated.parent.parent / board / emulated.name
     with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure) as executor, \
             progress_bars() as progress:
         told = lambda message: progress.console.print(f"[yellow]waiting:[/] {message}", highlight=False)  # noqa: E731
         result = run_calibration(emulated, reference, board, out, progress, strict,
-                                 int(clock_mhz * 1e6) if clock_mhz else None, store_wait, told, executor)
+                                 int(clock_mhz * 1e6) if clock_mhz else None,
+                                 options.seconds(store_wait, "--store-wait", allow_zero=True), told, executor)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     c = result.calibration
@@ -143,7 +147,7 @@ def lut_verify(
     sample: int = typer.Option(24, min=1, help="rows re-measured per table, seeded, over every kernel path"),
     seed: int = typer.Option(0, help="seed of the sample"),
     board: str = typer.Option(None, help="only the tables of this board"),
-    port: str = typer.Option("", help="serial port of a physical board"),
+    port: str = options.PORT,
     update: bool = typer.Option(False, "--update", help="write today's measurements into the tables "
                                 "(emulated boards, with --all)"),
     rows: int = typer.Option(10, min=0, help="differing rows printed per table"),

@@ -4,30 +4,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from tinyhil.cli import app, console, reports_errors
+from tinyhil.cli import Table, app, console, options, reports_errors
 from tinyhil.cli.cluster import BUILD_HERE, CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 
 
-@app.command()
+@app.command(renamed={"--boards": "--inventory boards/lab.yaml"})
 @reports_errors
 def regress(
-    boards_file: Path = typer.Option(Path("boards/lab.yaml"), "--boards",
-                                     help="board inventory (YAML); with --cluster, the workers' boards"),
+    inventory: Path = typer.Option(Path("boards/lab.yaml"), "--inventory",
+                                   help="the board inventory (YAML); with --cluster, the workers' boards instead"),
     suite: str = typer.Option("nightly", help="suite name (suites/NAME.yaml) or a YAML path"),
     baseline: Path = typer.Option(Path("luts"), help="LUT directory the sampled rows come from"),
-    out: Path = typer.Option(Path("out/regress"), help="history, trend page (and default JUnit)"),
-    junit: Path = typer.Option(None, help="JUnit XML to write (default OUT/junit.xml)"),
-    timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
+    out: Path = typer.Option(Path("out/regress"), help="directory of the history, the trend page (and JUnit)"),
+    junit: Path = typer.Option(None, help="the JUnit XML file to write [default: OUT/junit.xml]"),
+    timeout: str = options.timeout(),
     pinned_images: bool = typer.Option(False, "--pinned-images",
                                        help="only print the image each labgrid board must run"),
     deployments: Path = typer.Option(None, help="deployed runs to re-measure, instead of the "
                                      "suite's (may lie outside the project)"),
     models: list[Path] = typer.Option([], "--model", help="a .tflite to re-measure besides the "
                                       "suite's (may lie outside the project; repeatable)"),
-    wait: float = typer.Option(None, min=0, help="seconds to wait for a labgrid place another user holds "
-                               "[default: the inventory's `wait:`, else 0]"),
+    wait: str = options.wait(),
     cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
     insecure: bool = INSECURE, build_here: bool = BUILD_HERE,
 ) -> None:
@@ -46,8 +44,10 @@ def regress(
         return replace(loaded, deployments=str(deployments.resolve()) if deployments else loaded.deployments,
                        models=loaded.models + tuple(str(m.resolve()) for m in models))
 
+    timeout_s = options.seconds(timeout, "--timeout")
+    wait_s = options.seconds(wait, "--wait", allow_zero=True)
     if pinned_images:
-        for name, image in images_of(load_inventory(boards_file), load_suite(suite),
+        for name, image in images_of(load_inventory(inventory), load_suite(suite),
                                      baseline).items():
             console.print(f"{name}: {image.elf} (image {image.image_id})", highlight=False)
         return
@@ -59,9 +59,9 @@ def regress(
 
     with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure, build_here) as executor:
         # on a cluster the boards are its workers' (their lanes), not --boards
-        inventory = executor.farm_boards() if executor else with_wait(load_inventory(boards_file), wait)
-        result = run_regress(inventory, load_suite(suite), baseline, out,
-                             junit or out / "junit.xml", timeout, on_row=show, executor=executor)
+        farm = executor.farm_boards() if executor else with_wait(load_inventory(inventory), wait_s)
+        result = run_regress(farm, load_suite(suite), baseline, out,
+                             junit or out / "junit.xml", timeout_s, on_row=show, executor=executor)
     _print_regression(result)
     if result.failed:
         raise typer.Exit(1)

@@ -5,38 +5,38 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import app, console, err_console, reports_errors, waiting
+from tinyhil.cli import Table, app, console, err_console, options, reports_errors, waiting
 from tinyhil.cli.layers import DATA_HELP, INPUT_HELP, WINDOW_HELP, chosen_input, print_layers
 from tinyhil.errors import TinyhilError
+from tinyhil.units import parse_duration_s
 from tinyhil.verdict import usable
 
 
-@app.command()
+@app.command(renamed={"--window": "--test-window N", "--repeat": "--repeats 20"})
 @reports_errors
 def run(
     model: Path = typer.Argument(..., help="int8 .tflite model"),
-    board: str = typer.Option("qemu-m4", help="board name (see `tinyhil boards`)"),
-    repeat: int = typer.Option(20, min=1, max=1000, help="timed inferences"),
+    board: str = options.BOARD,
+    repeats: int = typer.Option(20, min=1, max=1000, help="timed inferences"),
     warmup: int = typer.Option(1, min=0, max=1000, help="untimed inferences first"),
     seed: int = typer.Option(0, help="seed of the random int8 input"),
-    port: str = typer.Option("", help="serial port of a physical board"),
-    timeout: float = typer.Option(30.0, min=0.1, help="seconds to wait for each reply"),
-    json_out: Path = typer.Option(None, "--json", help="also write the report as JSON"),
+    port: str = options.PORT,
+    timeout: str = options.timeout(),
+    json_out: Path = typer.Option(None, "--json", help="also write the report to this JSON file"),
     predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
                                 "board from its LUT, per op and in total with its bound"),
     latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
-    luts: Path = typer.Option(Path("luts"), help="directory of lookup tables (for --predict)"),
+    luts: Path = options.LUTS,
     compare_layers: bool = typer.Option(False, "--compare-layers", help="also compare every op's output "
                                         "with the host interpreter's (streamed op by op, untimed) and run "
                                         "the first op that differs alone"),
     input_file: Path = typer.Option(None, "--input", help=INPUT_HELP),
-    window: int = typer.Option(None, min=0, help=WINDOW_HELP),
+    test_window: int = typer.Option(None, min=0, help=WINDOW_HELP),
     data: str = typer.Option(None, help=DATA_HELP),
-    report_out: Path = typer.Option(None, "--report", help="with --compare-layers: an HTML report of it"),
-    image: Path = typer.Option(None, help="boot this image made by `tinyhil build --out` (on another "
+    report_out: Path = typer.Option(None, "--report", help="with --compare-layers: its HTML report, this file"),
+    image: Path = typer.Option(None, help="boot this image made by `tinyhil build --image` (on another "
                                "host) instead of building; refused unless this host builds the same"),
 ) -> None:
     """Build firmware for MODEL, run it on BOARD, print cycles, per-op profile,
@@ -46,12 +46,13 @@ def run(
     from tinyhil.models.tflite_model import TfliteModel
 
     config = get_board(board)
+    timeout_s = parse_duration_s(timeout, "--timeout")
     if report_out and not compare_layers:
         raise TinyhilError("--report is the --compare-layers report: give both")
     for path, what in ((json_out, "the JSON report"), (report_out, "the HTML report")):
         if path:  # before measuring: a report that cannot be kept is refused first
             writable_file(path, what)
-    input_bytes, input_name = chosen_input(TfliteModel.load(model), input_file, window, data, seed)
+    input_bytes, input_name = chosen_input(TfliteModel.load(model), input_file, test_window, data, seed)
     prediction = None
     if predict:  # before any build: a model no LUT of the board prices is refused first
         from tinyhil.estimate.predict import predict as predict_latency
@@ -64,11 +65,11 @@ def run(
         if compare_layers:
             from tinyhil.measure.layers import run_and_compare
 
-            report, layers = run_and_compare(model, config, input_bytes, input_name, repeat, warmup, port,
-                                             timeout, log=console.log, on_stage=on_stage)
+            report, layers = run_and_compare(model, config, input_bytes, input_name, repeats, warmup, port,
+                                             timeout_s, log=console.log, on_stage=on_stage)
         else:
-            report = run_model(model, config, repeats=repeat, warmup=warmup, seed=seed, port=port,
-                               timeout=timeout, log=console.log, on_stage=on_stage, input_bytes=input_bytes,
+            report = run_model(model, config, repeats=repeats, warmup=warmup, seed=seed, port=port,
+                               timeout=timeout_s, log=console.log, on_stage=on_stage, input_bytes=input_bytes,
                                image_path=image)
     console.print(f"input: {input_name}", highlight=False)
     _print_report(report)
@@ -88,21 +89,21 @@ def run(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(renamed={"--out": "--image FILE.elf"})
 @reports_errors
 def build(
     model: Path = typer.Argument(..., help="int8 .tflite model"),
     board: str = typer.Option(..., help="board name (see `tinyhil boards`)"),
-    out: Path = typer.Option(..., help="where to put the image (ELF; its sidecar OUT.json beside it)"),
+    image: Path = typer.Option(..., help="the image file to write (ELF; its sidecar IMAGE.json beside it)"),
 ) -> None:
     """Build the firmware image `tinyhil run` would boot, without a board: build on
-    one host, run it on the host with the board (`tinyhil run MODEL --image OUT`)."""
+    one host, run it on the host with the board (`tinyhil run MODEL --image IMAGE`)."""
     from tinyhil.measure.model import build_model_image
 
     with waiting(f"building {model.name} for {board} ...") as on_stage:
-        image = build_model_image(model, get_board(board), out, log=console.log, on_stage=on_stage)
-    console.print(f"{out}: image {image.image_id} for {board}, firmware {image.firmware}, "
-                  f"flash {image.size.flash:,} B, RAM {image.size.ram:,} B", highlight=False)
+        built = build_model_image(model, get_board(board), image, log=console.log, on_stage=on_stage)
+    console.print(f"{image}: image {built.image_id} for {board}, firmware {built.firmware}, "
+                  f"flash {built.size.flash:,} B, RAM {built.size.ram:,} B", highlight=False)
 
 
 def _print_report(r) -> None:

@@ -4,26 +4,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import app, console, progress_bars, reports_errors
+from tinyhil.cli import Table, app, console, options, progress_bars, reports_errors
 from tinyhil.cli.cluster import BUILD_HERE, CLUSTER, INSECURE, TLS_CA, TLS_CERT, TLS_KEY, cluster_executor
 from tinyhil.lut.table import space_lut_classes
 
 
-@app.command()
+@app.command(renamed={"--report": "--out DIR"})
 @reports_errors
 def validate(
     space: str = typer.Option(..., help="micronas | tinytnas | timenas"),
     input: str = typer.Option(..., "--input", help="window x channels, e.g. 128x9"),
-    board: str = typer.Option("qemu-m4", help="board name (see `tinyhil boards`)"),
+    board: str = options.BOARD,
     classes: int = typer.Option(None, min=1, help="classes (default: the LUT's, if only one)"),
     n: int = typer.Option(100, "--n", min=2, max=5000, help="random architectures"),
-    report: Path = typer.Option(Path("out"), help="directory for the HTML report and CSV"),
-    luts: Path = typer.Option(Path("luts"), help="directory of lookup tables"),
+    out: Path = typer.Option(Path("out"), help="directory for the HTML report and the CSV (named with the "
+                             "space, input and board)"),
+    luts: Path = options.LUTS,
     seed: int = typer.Option(0, help="seed of the architecture sampler"),
-    port: str = typer.Option("", help="serial port of a physical board"),
+    port: str = options.PORT,
     cluster: str = CLUSTER, tls_ca_file: Path = TLS_CA, tls_cert: Path = TLS_CERT, tls_key: Path = TLS_KEY,
     insecure: bool = INSECURE, build_here: bool = BUILD_HERE,
 ) -> None:
@@ -34,10 +34,10 @@ def validate(
 
     window, channels = parse_input(input)
     config = get_board(board)
-    classes = classes or space_lut_classes(luts, board, space, input)
+    classes = classes or space_lut_classes(luts, config.name, space, f"{window}x{channels}")
     with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure, build_here) as executor, \
             progress_bars() as progress:
-        result = run_validation(space, window, channels, classes, config, n, luts, report,
+        result = run_validation(space, window, channels, classes, config, n, luts, out,
                                 seed, port, progress, executor)
     table = Table("estimator", "R²", "MAE (ms)", "MAPE", "max error",
                   title=f"{space} {input} on {board}: {len(result.table)} architectures")

@@ -203,7 +203,7 @@ def compare_window(asked: int | None, same_output: list[bool]) -> int:
     whose output differs, else the first."""
     if asked is not None:
         if not 0 <= asked < len(same_output):
-            raise DeployError(f"--window {asked}: there are {len(same_output)} test windows")
+            raise DeployError(f"--test-window {asked}: there are {len(same_output)} test windows")
         return asked
     return next((i for i, same in enumerate(same_output) if not same), 0)
 

@@ -1,4 +1,4 @@
-"""Images built on one host and run on another (`tinyhil build --out`, a
+"""Images built on one host and run on another (`tinyhil build --image`, a
 cluster's client building for its workers).
 
 An image travels as its ELF plus a sidecar (`image.elf.json`) naming the board,
@@ -67,7 +67,7 @@ def import_image(path: Path, spec: ImageSpec, board: BoardConfig) -> BuiltImage:
         meta = json.loads(sidecar(path).read_text())
     except (OSError, ValueError) as error:
         raise ImageMismatch(f"{path}: no readable {sidecar(path).name} beside it (made by `tinyhil build "
-                            f"--out`): {error}") from error
+                            f"--image`): {error}") from error
     if meta.get("board") != board.name:
         raise ImageMismatch(f"{path} was built for {meta.get('board')}, not {board.name}")
     firmware = firmware_fingerprint(board, tflm_dir())

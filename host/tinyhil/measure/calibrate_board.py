@@ -79,7 +79,7 @@ def calibrate(emulated_lut: Path, reference_path: Path, board_name: str, out: Pa
     board's configured one (cycles depend on it through flash wait states:
     the table is then for that clock, its ms too). `wait_s`, `on_wait`: see reference_frame."""
     if Path(out).name == "ops.csv":
-        raise CalibrationError(f"--out {out}: ops.csv is the name of a board's measured store; "
+        raise CalibrationError(f"--lut {out}: ops.csv is the name of a board's measured store; "
                                "give the calibrated table another name")
     reference = read_reference(reference_path, strict)  # every bad row named before any work
     writable_file(Path(out), "the calibrated LUT")

@@ -8,6 +8,7 @@ the targets it searched under, and the estimate it made with the LUT.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,13 +50,29 @@ class Targets:
     macs: float | None = None
 
     @classmethod
-    def parse(cls, latency: str | None = None, ram: str | None = None, flash: str | None = None,
-              macs: str | None = None, options=("--latency", "--ram", "--flash", "--macs")) -> Targets:
-        """Targets given as text, each with a unit of its kind; `options` name them in errors."""
-        return cls(latency_ms=parse_latency_ms(latency, options[0]) if latency else None,
-                   ram_bytes=parse_memory_bytes(ram, options[1]) if ram else None,
-                   flash_bytes=parse_memory_bytes(flash, options[2]) if flash else None,
-                   macs=parse_count(macs, options[3]) if macs else None)
+    def parse(cls, latency: str | None = None, memory: str | None = None, flash: str | None = None,
+              macs: str | None = None) -> Targets:
+        """Targets as the command line gives them (`--latency 40ms --memory 32KB --flash 64KB
+        --macs 60k`), each with a unit of its kind (a MACs count may be bare)."""
+        return cls(latency_ms=parse_latency_ms(latency, "--latency") if latency else None,
+                   ram_bytes=parse_memory_bytes(memory, "--memory") if memory else None,
+                   flash_bytes=parse_memory_bytes(flash, "--flash") if flash else None,
+                   macs=parse_count(macs, "--macs") if macs else None)
+
+
+def data_name(spec: str) -> str:
+    """A data spec as a file-name part: basic_motions, the stem of a .npz/.csv
+    path, uci_har or skodar for their folder/file forms."""
+    prefix, colon, _ = spec.partition(":")
+    name = prefix.lower() if colon and prefix.lower() in ("uci_har", "skodar", "skodar-no-null") else \
+        (Path(spec).stem or spec)
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_") or "data"
+
+
+def default_run_dir(engine: str, data: str, board: str, shape: tuple[int, int] | None = None) -> Path:
+    """runs/ENGINE-DATA-BOARD[-WINDOWxCHANNELS]: what distinguishes one run from another."""
+    parts = [engine, data_name(data), board] + ([f"{shape[0]}x{shape[1]}"] if shape else [])
+    return Path("runs") / "-".join(parts)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def differing_rows(d) -> list[tuple[str, str, str, str, str]]:
 def rerun_command(d, window: int) -> str:
     """The command that compares one window of the deployment layer by layer."""
     return (f"tinyhil run {Path(d.run_dir) / MODEL_FILE} --board {d.board} --compare-layers "
-            f"--data {d.run_dir} --window {window}")
+            f"--data {d.run_dir} --test-window {window}")
 
 
 @dataclass

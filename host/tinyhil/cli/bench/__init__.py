@@ -2,11 +2,9 @@
 each benchmark's own figures and verdicts live in `tinyhil.benchmarks`."""
 from __future__ import annotations
 
-import typer
+from tinyhil.cli import App, app
 
-from tinyhil.cli import app
-
-bench_app = typer.Typer(help="Benchmarks of tinyhil itself (print their figures).", no_args_is_help=True)
+bench_app = App(help="Benchmarks of tinyhil itself (print their figures).")
 app.add_typer(bench_app, name="bench")
 
 from tinyhil.cli.bench import calibrate, characterize, coldstart, farm, paper, search  # noqa: E402, F401

@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from tinyhil.cli import console, err_console, progress_bars, reports_errors
+from tinyhil.cli import Table, console, err_console, options, progress_bars, reports_errors
 from tinyhil.cli.bench import bench_app
 
 
@@ -17,8 +16,8 @@ def bench_calibrate(
                                    help="ops measured on the physical board"),
     emulated_board: str = typer.Option(None, help="emulated board of the same core (default: the board's "
                                        "emulated twin, e.g. qemu-m4 for the F446RE)"),
-    luts: Path = typer.Option(Path("luts")),
-    seeds: int = typer.Option(5, min=1, help="splits per fraction and sampler"),
+    luts: Path = options.LUTS,
+    seeds: int = typer.Option(5, min=1, help="splits per fraction and sampler (seeds 0..SEEDS-1)"),
     csv: Path = typer.Option(None, help="also write every split's errors here"),
     second_reference: Path = typer.Option(Path("../shared/data/nucleo_l552ze_q-reference.csv"),
                                           help="a second board's few reference rows (none: skip)"),
@@ -26,8 +25,7 @@ def bench_calibrate(
     board: str = typer.Option(None, help="the board the reference was measured on (default: the one its "
                               "LUT or file name names, e.g. nucleo_l552ze_q-reference.csv)"),
     second_board: str = typer.Option(None, help="the board the second reference was measured on"),
-    store_wait: float = typer.Option(600, min=0, help="seconds to wait for another tinyhil process writing "
-                                     "the emulated board's store (luts/<board>/ops.csv), if ops must be measured"),
+    store_wait: str = options.store_wait("the emulated board's store (luts/BOARD/ops.csv)"),
 ) -> None:
     """Fit on 10 % and 5 % of the reference rows (sampler-chosen and random),
     predict the rest: MAPE / max / R² per model, the FLOPs baseline, and the
@@ -50,10 +48,11 @@ def bench_calibrate(
         writable_file(csv, "the errors of every split")  # before measuring
     with progress_bars() as progress:
         told = lambda message: progress.console.print(f"[yellow]waiting:[/] {message}", highlight=False)  # noqa: E731
-        boards = [load_bench_frame(reference, emulated_board, luts, progress, board, store_wait, told)]
+        wait_s = options.seconds(store_wait, "--store-wait", allow_zero=True)
+        boards = [load_bench_frame(reference, emulated_board, luts, progress, board, wait_s, told)]
         if second_reference and second_reference.name != "none":
             boards.append(load_bench_frame(second_reference, second_emulated_board, luts, progress, second_board,
-                                           store_wait, told))
+                                           wait_s, told))
     first = boards[0]
     data = errors_frame(benchmark(first.frame, first.reference, seeds=range(seeds)))
     if csv:

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import console, progress_bars, reports_errors
+from tinyhil.cli import Table, console, options, progress_bars, reports_errors
 from tinyhil.cli.bench import bench_app
 from tinyhil.cli.characterize import print_characterization
 from tinyhil.errors import TinyhilError
@@ -14,10 +13,10 @@ from tinyhil.errors import TinyhilError
 @bench_app.command("characterize")
 @reports_errors
 def bench_characterize(
-    space: str = typer.Option("micronas"),
-    input: str = typer.Option("128x9", "--input"),
-    classes: int = typer.Option(6),
-    board: str = typer.Option("qemu-m4"),
+    space: str = typer.Option("micronas", help="micronas | tinytnas | timenas"),
+    input: str = typer.Option("128x9", "--input", help="window x channels"),
+    classes: int = typer.Option(6, min=1, help="number of classes"),
+    board: str = options.BOARD,
     flows: str = typer.Option("converter,direct,per-image",
                               help="flows to run, in order: converter | direct | per-image"),
     per_image_ops: int = typer.Option(10, min=1, help="ops the one-op-per-image flow measures "

@@ -5,9 +5,8 @@ import tempfile
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from tinyhil.cli import console, reports_errors
+from tinyhil.cli import Table, console, reports_errors
 from tinyhil.cli.bench import bench_app
 
 

@@ -5,9 +5,8 @@ import os
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from tinyhil.cli import console, reports_errors
+from tinyhil.cli import Table, console, options, reports_errors
 from tinyhil.cli.bench import bench_app
 
 
@@ -16,12 +15,12 @@ from tinyhil.cli.bench import bench_app
 def bench_faults(
     faults: int = typer.Option(200, min=1, help="inject at least this many faults"),
     boards: int = typer.Option(2, min=1, max=16, help="emulated boards in the farm"),
-    board: str = typer.Option("qemu-m4"),
+    board: str = typer.Option("qemu-m4", help="the emulated board of the farm"),
     baseline: Path = typer.Option(Path("luts"), help="LUTs the cases (and exact baselines) come from"),
     sample: int = typer.Option(3, min=1, help="rows per space LUT in each round"),
     host_kills: int = typer.Option(3, min=0, help="rounds where tinyhil itself is killed and resumed"),
-    seed: int = typer.Option(0),
-    timeout: float = typer.Option(1.0, min=0.1, help="seconds to wait for each reply"),
+    seed: int = typer.Option(0, help="seed of the faults and of the sampled rows"),
+    timeout: str = options.timeout("1s"),
 ) -> None:
     """Regression rounds through a fault-injecting serial proxy (garble, drop,
     duplicate, stall, noise while measuring), with board resets, QEMU kills,
@@ -33,10 +32,11 @@ def bench_faults(
     from tinyhil.execute.inventory import emulated_farm
     from tinyhil.regress.suite import Suite
 
+    timeout_s = options.seconds(timeout, "--timeout")
     suite = Suite("faults", repeats=2, per_image=3, lut_sample=sample, seed=seed, deployments="")
     with tempfile.TemporaryDirectory(prefix="tinyhil-faults-") as scratch:
         report = campaign(emulated_farm(board, boards), suite, baseline, Path(scratch), faults,
-                          host_kills, seed, timeout, log=lambda line: console.print(line, highlight=False))
+                          host_kills, seed, timeout_s, log=lambda line: console.print(line, highlight=False))
     table = Table("fault", "injected", "survived", title=f"fault campaign: {report.rounds} rounds, "
                   f"{report.cases} cases, {report.wall_s:.0f} s")
     for kind in sorted(report.injected):
@@ -56,7 +56,7 @@ def bench_faults(
 @bench_app.command("farm")
 @reports_errors
 def bench_farm(
-    board: str = typer.Option("qemu-m4"),
+    board: str = typer.Option("qemu-m4", help="the emulated board of the farm"),
     baseline: Path = typer.Option(Path("luts"), help="LUTs the cases come from"),
     sample: int = typer.Option(8, min=1, help="rows per space LUT"),
     repeats: int = typer.Option(200, min=1, help="timed inferences per case"),
@@ -84,10 +84,10 @@ def bench_farm(
 @bench_app.command("cluster")
 @reports_errors
 def bench_cluster(
-    space: str = typer.Option("micronas"),
+    space: str = typer.Option("micronas", help="micronas | tinytnas | timenas"),
     input: str = typer.Option("29x12", "--input", help="window x channels"),
-    classes: int = typer.Option(9, min=1),
-    board: str = typer.Option("qemu-m4"),
+    classes: int = typer.Option(9, min=1, help="number of classes"),
+    board: str = typer.Option("qemu-m4", help="the emulated board of each worker"),
     per_image: int = typer.Option(50, min=1, help="ops per job (firmware image)"),
     rounds: int = typer.Option(2, min=1, help="timings per way (the best is kept)"),
 ) -> None:

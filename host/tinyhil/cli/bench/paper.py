@@ -4,10 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import console, reports_errors
+from tinyhil.cli import Table, console, reports_errors
 from tinyhil.cli.bench import bench_app
 from tinyhil.cli.search import DATA_HELP, _search_inputs
 from tinyhil.errors import TinyhilError
@@ -18,16 +17,16 @@ from tinyhil.errors import TinyhilError
 def bench_micronas_paper(
     data: str = typer.Option(..., help=DATA_HELP),
     board: str = typer.Option("qemu-m4", help="any board with a MicroNAS LUT, calibrated ones too"),
-    seeds: int = typer.Option(3, min=1),
+    seeds: int = typer.Option(3, min=1, help="seeds per method and target (0..SEEDS-1)"),
     epochs: int = typer.Option(30, min=2, help="search epochs: every method's budget"),
     warmup: int = typer.Option(10, min=0, help="weight-only epochs before the first alpha update"),
     targets: int = typer.Option(3, min=1, help="targets of each trade-off (Figs. 8 and 10)"),
-    retrain_epochs: int = typer.Option(40, min=1),
-    qat_epochs: int = typer.Option(10, min=0),
+    retrain_epochs: int = typer.Option(40, min=1, help="float training of each found network"),
+    qat_epochs: int = typer.Option(10, min=0, help="quantization-aware training of each found network"),
     experiments: str = typer.Option("table,fig8,fig10", help="which of table, fig8, fig10 to run"),
     window: int = typer.Option(None, help="window length, for CSV data"),
-    luts: Path = typer.Option(Path("luts")),
-    out: Path = typer.Option(Path("runs/micronas-paper")),
+    luts: Path = typer.Option(Path("luts"), help="directory of lookup tables (LUTS/BOARD/*.csv)"),
+    out: Path = typer.Option(Path("runs/micronas-paper"), help="directory of paper.csv, the plots and the runs"),
     device: bool = typer.Option(True, help="run every found int8 network on BOARD (QEMU for the emulated "
                                 "boards) and judge it by the measured latency and arena too"),
     port: str = typer.Option("", help="serial port of a physical BOARD (with --device)"),

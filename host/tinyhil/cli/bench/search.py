@@ -4,10 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tinyhil.board_catalog import get_board
-from tinyhil.cli import console, progress_bars, reports_errors
+from tinyhil.cli import Table, console, options, progress_bars, reports_errors, waiting
 from tinyhil.cli.bench import bench_app
 from tinyhil.cli.deploy import deploy_options
 from tinyhil.cli.search import DATA_HELP
@@ -18,13 +17,13 @@ from tinyhil.units import parse_duration_s, parse_memory_bytes
 @bench_app.command("micronas-sweep")
 @reports_errors
 def bench_micronas_sweep(
-    board: str = typer.Option("qemu-m4"),
+    board: str = options.BOARD,
     targets: int = typer.Option(4, min=2, help="latency targets per data set"),
-    epochs: int = typer.Option(30, min=1),
+    epochs: int = typer.Option(30, min=1, help="search epochs"),
     retrain_epochs: int = typer.Option(40, min=1, help="float training of each found network"),
-    mem_target: str = typer.Option("64KB", help="memory target (unit B, KB, KiB, MB or MiB)"),
-    luts: Path = typer.Option(Path("luts")),
-    out: Path = typer.Option(Path("runs/micronas-sweep")),
+    memory: str = typer.Option("64KB", "--memory", help=f"the memory target of every run ({options.MEMORY_UNITS})"),
+    luts: Path = options.LUTS,
+    out: Path = typer.Option(Path("runs/micronas-sweep"), help="directory of the runs and sweep.csv"),
 ) -> None:
     """MicroNAS over a sweep of latency targets on BasicMotions and a synthetic
     128x9 six-class set: estimate against target, and accuracy per target."""
@@ -33,7 +32,7 @@ def bench_micronas_sweep(
 
     config = get_board(board)
     with progress_bars() as progress:
-        rows = sweep_micronas(config, targets, epochs, retrain_epochs, parse_memory_bytes(mem_target, "--mem-target"),
+        rows = sweep_micronas(config, targets, epochs, retrain_epochs, parse_memory_bytes(memory, "--memory"),
                      luts, out, progress, space_lut)
     table = Table("data", "Lat_t (ms)", "est. (ms)", "Mem_t (B)", "est. arena (B)", "under both",
                   "test acc.", title=f"MicroNAS sweep on {board}")
@@ -50,17 +49,17 @@ def bench_micronas_sweep(
 @bench_app.command("deploy-sweep")
 @reports_errors
 def bench_deploy_sweep(
-    board: str = typer.Option("qemu-m4"),
+    board: str = options.BOARD,
     data: str = typer.Option("basic_motions", help=DATA_HELP),
-    engines: str = typer.Option("micronas,tinytnas,timenas"),
+    engines: str = typer.Option("micronas,tinytnas,timenas", help="engines to sweep, comma-separated"),
     targets: int = typer.Option(4, min=1, help="latency targets per engine"),
-    search_epochs: int = typer.Option(30, min=1),
-    budget: str = typer.Option("60s", help="TinyTNAS time budget (unit s, m, min or h)"),
-    candidates: int = typer.Option(50, min=1, help="Tiny-TimeNAS candidates"),
-    epochs: int = typer.Option(40, min=1),
-    qat_epochs: int = typer.Option(10, min=0),
-    luts: Path = typer.Option(Path("luts")),
-    out: Path = typer.Option(Path("runs/deploy-sweep")),
+    search_epochs: int = typer.Option(30, min=1, help="MicroNAS search epochs"),
+    time_budget: str = options.time_budget("60s"),
+    candidates: int = options.candidates(50),
+    epochs: int = typer.Option(40, min=1, help="deployment: float training epochs"),
+    qat_epochs: int = typer.Option(10, min=0, help="deployment: quantization-aware training epochs"),
+    luts: Path = options.LUTS,
+    out: Path = typer.Option(Path("runs/deploy-sweep"), help="directory of the runs, sweep.csv and the report"),
 ) -> None:
     """Every engine over a sweep of latency targets, each found model deployed
     and measured: under the targets? estimate within 3 %? device = host?"""
@@ -75,7 +74,7 @@ def bench_deploy_sweep(
     with progress_bars() as progress:
         deployments, report = sweep_engines(
             names, DataSpec(data), get_board(board), targets,
-            EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(budget, "--budget"),
+            EngineSettings(search_epochs=search_epochs, budget_s=parse_duration_s(time_budget, "--time-budget"),
                            n_archs=candidates), deploy_options(epochs, qat_epochs, 10, 0, ""),
             luts, out, progress, log=lambda m: progress.console.print(m, highlight=False))
     shown = ("engine", "target ms", "est. ms", "measured ms", "error", "target B", "arena used",
@@ -96,11 +95,11 @@ def bench_deploy_sweep(
 @reports_errors
 def bench_engines(
     runs: int = typer.Option(5, min=1, help="TinyTNAS runs for the time bound"),
-    budget: str = typer.Option("60s", help="TinyTNAS time budget per run (unit s, m, min or h)"),
+    time_budget: str = options.time_budget("60s", "TinyTNAS's wall-clock budget per run"),
     epochs: int = typer.Option(3, min=1, help="TinyTNAS training epochs per candidate"),
-    candidates: int = typer.Option(30, min=5, help="Tiny-TimeNAS candidates to rank"),
+    candidates: int = typer.Option(30, "--candidates", min=5, help="Tiny-TimeNAS candidates to rank"),
     rank_epochs: int = typer.Option(20, min=1, help="short training of each ranked candidate"),
-    luts: Path = typer.Option(Path("luts")),
+    luts: Path = options.LUTS,
 ) -> None:
     """TinyTNAS time bound (synthetic 187x1, qemu-m33 LUT) and Tiny-TimeNAS proxy
     ranking on BasicMotions (qemu-m4 LUT): Kendall tau of ZiCo, FLOPs, random."""
@@ -109,9 +108,10 @@ def bench_engines(
 
     tt_lut = Lut.load(space_lut_path(luts, "qemu-m33", "tinytnas", (187, 1), 5), board="qemu-m33")
     tn_lut = Lut.load(space_lut_path(luts, "qemu-m4", "timenas", (100, 6), 4), board="qemu-m4")
-    with console.status("TinyTNAS time-bound runs ..."):
-        rows = time_bound_runs(tt_lut, runs, parse_duration_s(budget, "--budget"), epochs)
-    with console.status("ranking Tiny-TimeNAS candidates ..."):
+    budget_s = parse_duration_s(time_budget, "--time-budget")
+    with waiting("TinyTNAS time-bound runs ..."):
+        rows = time_bound_runs(tt_lut, runs, budget_s, epochs)
+    with waiting("ranking Tiny-TimeNAS candidates ..."):
         ranking = proxy_ranking(tn_lut, candidates, rank_epochs)
     table = Table("run", "budget (s)", "wall (s)", "longest candidate (s)", "within bound", "explored",
                   "best", "meets limits", title="TinyTNAS: 20 KB RAM, 64 KB flash, 60k MACs, 15 ms on qemu-m33")
