@@ -18,7 +18,7 @@ from tinyhil import __version__
 from tinyhil.board_catalog import load_boards
 from tinyhil.cli import app
 from tinyhil.cli.commands import reflow
-from tinyhil.cli.quiet import LOG_LINE, quiet, stderr_filtered
+from tinyhil.quiet import LOG_LINE, converter_output, quiet, stderr_filtered
 from tinyhil.stage_progress import progress_lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,10 +179,31 @@ def test_quiet_sets_and_verbose_takes_back(monkeypatch):
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
 
 
+def test_the_converters_printouts_follow_tensorflows_quiet(capfd, monkeypatch):
+    def convert(fail=False):
+        with converter_output():
+            print("Saved artifact at '/tmp/x'. The following endpoints are available:")
+            os.write(2, b"fully_quantize: 0, inference_type: 6\n")
+            if fail:
+                raise RuntimeError("conversion failed")
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    convert()
+    assert capfd.readouterr() == ("", "")
+    with pytest.raises(RuntimeError):
+        convert(fail=True)  # what it printed is the diagnosis
+    out, err = capfd.readouterr()
+    assert "Saved artifact" in out and "fully_quantize" in err
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # --verbose
+    convert()
+    out, err = capfd.readouterr()
+    assert "Saved artifact" in out and "fully_quantize" in err
+
+
 def test_importing_tensorflow_prints_no_log_lines():
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
     env["PYTHONPATH"] = str(ROOT / "host")
-    code = ("from tinyhil.cli.quiet import quiet; quiet()\n"
+    code = ("from tinyhil.quiet import quiet; quiet()\n"
             "import tensorflow as tf\nprint(tf.constant(2).numpy() * 21)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "42", done.stderr

@@ -42,7 +42,7 @@ def _global_options(
                                  "(hidden by default: CUDA probes, absl notices)."),
 ) -> None:
     # before any command imports TensorFlow: its log lines would bury the figures
-    from tinyhil.cli.quiet import quiet
+    from tinyhil.quiet import quiet
 
     quiet(not verbose)
 

@@ -5,6 +5,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from tinyhil.quiet import converter_output
+
 
 def to_int8_tflite(model, representative: Iterable, io: str = "int8") -> bytes:
     """Converts with full-integer quantization: int8 weights, activations, input and output
@@ -36,4 +38,5 @@ def to_int8_tflite(model, representative: Iterable, io: str = "int8") -> bytes:
     # build (2023) runs FULLY_CONNECTED per tensor only and would silently
     # compute something else. Per-tensor Dense is what that TFLM supports.
     converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-    return converter.convert()
+    with converter_output():  # its printouts are TensorFlow's noise (--verbose shows them)
+        return converter.convert()

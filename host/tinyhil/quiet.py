@@ -1,4 +1,6 @@
-"""TensorFlow's and absl's log lines kept off the console unless `--verbose`.
+"""TensorFlow's and absl's log lines kept off the console unless `--verbose`
+(the CLI's callback calls `quiet`; a leaf, so that stages may keep their own
+TensorFlow calls quiet by the same rule: `converter_output`).
 
 TensorFlow writes C++ log lines to the process's stderr: while it is imported,
 before absl's logging is initialized, whatever TF_CPP_MIN_LOG_LEVEL says
@@ -8,18 +10,22 @@ cuInit: ... UNKNOWN ERROR (303)` is an ERROR: level 3 hides it). So, before any
 command imports it: TF_CPP_MIN_LOG_LEVEL=3, Python's `absl` and `tensorflow`
 loggers at ERROR, and TensorFlow's import run with file descriptor 2 caught,
 its log-format lines dropped and anything else written on (a failing import
-keeps its every line).
+keeps its every line). While TensorFlow is so quiet the TFLite converter's
+own printouts (a SavedModel's endpoints, "fully_quantize: 0, ...", a
+UserWarning on input statistics) are dropped too.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib.abc
 import importlib.util
+import io
 import logging
 import os
 import re
 import sys
 import tempfile
+import warnings
 
 NOISY_IMPORTS = ("tensorflow",)
 ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -31,28 +37,60 @@ _set_here: dict[str, str] = {}  # what quiet() put into os.environ, taken back b
 
 
 @contextlib.contextmanager
-def stderr_filtered():
-    """File descriptor 2 caught while the block runs; its log-format lines dropped
-    and the rest written on after it (all of it if the block raises)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+def caught(fd: int, keep):
+    """File descriptor `fd` caught while the block runs, and the lines `keep(line,
+    failed)` takes written on after it (`failed`: the block raised)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = os.dup(fd)
     failed = False
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
+    with tempfile.TemporaryFile() as file:
+        os.dup2(file.fileno(), fd)
         try:
             yield
         except BaseException:
             failed = True
             raise
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os.dup2(saved, fd)
             os.close(saved)
-            caught.seek(0)
-            kept = [line for line in caught.read().splitlines(keepends=True)
-                    if failed or not LOG_LINE.match(line)]
+            file.seek(0)
+            kept = [line for line in file.read().splitlines(keepends=True) if keep(line, failed)]
             if kept:
-                os.write(2, b"".join(kept))
+                os.write(fd, b"".join(kept))
+
+
+def stderr_filtered():
+    """File descriptor 2 caught while the block runs; its log-format lines dropped
+    and the rest written on after it (all of it if the block raises)."""
+    return caught(2, lambda line, failed: failed or not LOG_LINE.match(line))
+
+
+def tensorflow_quiet() -> bool:
+    """TensorFlow's C++ logging at its quietest (the CLI's default, or the user's own setting)."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"
+
+
+@contextlib.contextmanager
+def converter_output():
+    """The TFLite converter's printouts dropped while TensorFlow is quiet (written
+    out all the same if it fails); as they are otherwise."""
+    if not tensorflow_quiet():
+        yield
+        return
+    python_out, python_err = io.StringIO(), io.StringIO()
+    keep = lambda line, failed: failed  # noqa: E731
+    try:
+        with caught(1, keep), caught(2, keep), contextlib.redirect_stdout(python_out), \
+                contextlib.redirect_stderr(python_err), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            yield
+    except BaseException:
+        sys.stdout.write(python_out.getvalue())
+        sys.stderr.write(python_err.getvalue())
+        raise
 
 
 class _QuietLoader(importlib.abc.Loader):
