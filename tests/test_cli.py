@@ -61,6 +61,14 @@ def test_arguments_are_named_in_capitals():
     assert "lut diff [OPTIONS] A B" in text
 
 
+def test_square_brackets_in_help_are_text():
+    """`[default: ...]` in a help text is no rich markup (it used to vanish)."""
+    _, text = invoke(["pipeline", "-h"], columns=200)
+    assert "the run's directory [default: runs/ENGINE-DATA-BOARD]" in text
+    _, text = invoke(["characterize", "-h"], columns=200)
+    assert "[default: 1 on an emulated board" in text
+
+
 def test_version():
     result, text = invoke(["--version"])
     assert result.exit_code == 0 and text == f"tinyhil {__version__}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 
 import typer
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 # Old spelling -> the one every command uses now, with an example of its value.
@@ -24,17 +25,21 @@ RENAMED = {
 
 def reflow(text: str | None) -> str | None:
     """Each paragraph of `text` (blank-line separated) on one line; a paragraph
-    starting with click's \\b marker keeps its lines."""
+    starting with click's \\b marker keeps its lines. Square brackets are text,
+    not rich markup (`[default: ...]` would vanish)."""
     if not text:
         return text
     paragraphs = inspect.cleandoc(text).split("\n\n")
-    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
-                       for p in paragraphs)
+    return escape("\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+                              for p in paragraphs))
 
 
 def shown_plainly(params) -> None:
-    """Flags without a value's type (typer would show `<bool>`), arguments by their name in capitals."""
+    """Flags without a value's type (typer would show `<bool>`), arguments by their name in capitals,
+    help as text (`[default: ...]` is no rich markup)."""
     for param in params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
         if param.param_type_name == "argument" and param.metavar is None:
             param.metavar = param.name.upper()
         elif getattr(param, "is_flag", False) and param.metavar is None:
