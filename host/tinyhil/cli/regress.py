@@ -58,7 +58,7 @@ def regress(
                       f"{row.metric}: {row.detail}", highlight=False, soft_wrap=True)
 
     with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure, build_here) as executor:
-        # on a cluster the boards are its workers' (their lanes), not --boards
+        # on a cluster the boards are its workers' (their lanes), not --inventory
         farm = executor.farm_boards() if executor else with_wait(load_inventory(inventory), wait_s)
         result = run_regress(farm, load_suite(suite), baseline, out,
                              junit or out / "junit.xml", timeout_s, on_row=show, executor=executor)
