@@ -55,7 +55,8 @@ def deploy(
     luts: Path = typer.Option(Path("luts")),
     seed: int = typer.Option(0),
     predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
-                                "board from its LUT, per op and in total with its bound"),
+                                "board from its LUT, per op and in total with its bound; the latency "
+                                "target is then judged by that board's bound"),
     latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
 ) -> None:
     """Retrain a found model with QAT, convert to int8, build it into firmware,
@@ -86,7 +87,8 @@ def deploy(
                            log=lambda m: console.print(m, highlight=False))
     with waiting("deploying ...") as on_stage:
         result = deploy_run(run_dir, config, lut, deploy_options(epochs, qat_epochs, repeats, seed, port),
-                            log=lambda m: console.print(m, highlight=False), on_stage=on_stage)
+                            log=lambda m: console.print(m, highlight=False), on_stage=on_stage,
+                            predicted=prediction.latency() if prediction else None)
     path = write_report([result], report, f"tinyhil deploy: {run_dir}")
     _print_deployment(result, path)
     if prediction:
