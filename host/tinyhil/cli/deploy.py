@@ -24,10 +24,13 @@ def _print_deployment(d, report: Path) -> None:
     console.print(table)
     s = d.scores
     regression = s["int8_host"].is_regression
+    sampled = d.host_windows is not None and d.host_windows != d.test_windows
     console.print(f"latency estimate error {d.latency_error_pct:+.2f} % ({d.counter}); "
-                  f"{'MAE / RMSE' if regression else 'accuracy / F1'} on {d.test_windows} test windows: "
+                  f"{'MAE / RMSE' if regression else 'accuracy / F1'} on "
+                  f"{d.host_windows if sampled else d.test_windows} test windows: "
                   f"float {s['float'].text()}, QAT {s['qat'].text()}, int8 host {s['int8_host'].text()}, "
-                  f"int8 device {s['int8_device'].text()}; device = host int8: "
+                  f"int8 device {s['int8_device'].text()}"
+                  + (f" (on {d.test_windows} of them)" if sampled else "") + "; device = host int8: "
                   f"{'values' if regression else 'classes'} {d.predictions_equal}/{d.test_windows}, "
                   f"outputs {d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)",
                   highlight=False)

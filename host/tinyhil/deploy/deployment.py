@@ -54,6 +54,9 @@ class DeployOptions:
     repeats: int = 10  # timed inferences for the latency
     seed: int = 0
     port: str = ""  # physical boards
+    # None: every test window runs on the device; N: N of them, evenly spaced over the
+    # test split (a slow emulated board's smoke runs); the host interpreter scores all
+    device_windows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class Deployment:
     image_flash_bytes: int
     image_ram_bytes: int
     scores: dict[str, Scores]  # float, qat, int8_host, int8_device (held-out test windows)
-    test_windows: int
+    test_windows: int  # run on the device and compared with the host (all, unless DeployOptions.device_windows)
     outputs_equal: int  # windows whose device output bytes equal the host interpreter's
     max_output_steps: int  # largest |device - host| over all outputs, in int8 steps (CMSIS-NN
     # fully connected layers may round one step off TFLite's reference kernels)
@@ -95,6 +98,7 @@ class Deployment:
     seconds: dict[str, float] = field(default_factory=dict)
     # the model's latency predicted on a physical board (deploy --predict): the latency verdict is its bound's
     predicted: BoardLatency | None = None
+    host_windows: int | None = None  # test windows the host interpreter scored (None: test_windows)
 
     @property
     def cycles(self) -> float:
@@ -186,6 +190,13 @@ def layer_rows(report: RunReport, model: TfliteModel, found: SearchRun, lut: Lut
     return tuple(rows)
 
 
+def device_sample(windows: int, wanted: int | None) -> np.ndarray:
+    """Indices of the test windows the device runs: all, or `wanted` of them evenly spaced."""
+    if wanted is None or wanted >= windows:
+        return np.arange(windows)
+    return np.unique(np.linspace(0, windows - 1, max(1, wanted)).round().astype(int))
+
+
 def lut_differences(lut: Lut, board: BoardConfig, info, searched_on: str) -> list[str]:
     """What differs between where the LUT was measured and where we deploy."""
     m, out = lut.meta, []
@@ -224,6 +235,7 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
     # Host int8 interpreter on every test window (the bytes the device gets too).
     inputs = quantize(windows(splits.x_test, found.architecture), model)
     host_outputs = [model.reference_output(x) for x in inputs]
+    on_device = device_sample(len(inputs), options.device_windows)
 
     t0 = time.monotonic()
     write_c_array(model, run_dir / "firmware", ARRAY_NAME)
@@ -246,43 +258,44 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
         if report.arena_used > report.arena_bytes:
             raise DeployError(f"{model.name} needs {report.arena_used:,} B of arena, the board has "
                               f"{report.arena_bytes:,} B")
-        for x in inputs:
-            reply = run_with_recovery(device, RunRequest(0, x, warmup=0, repeats=1, profile=False))
+        for i in on_device:
+            reply = run_with_recovery(device, RunRequest(0, inputs[i], warmup=0, repeats=1, profile=False))
             device_outputs.append(reply.output)
     seconds["device"] = time.monotonic() - t0
 
-    comparisons = [compare_output(d, h) for d, h in zip(device_outputs, host_outputs)]
+    comparisons = [compare_output(d, host_outputs[i]) for d, i in zip(device_outputs, on_device)]
     same_output = [c.kind == EXACT for c in comparisons]
     labels = splits.y_test
     if regression:  # the int8 output, dequantized with the model's output scale
         out = model.outputs[0]
         value = lambda o: (float(np.frombuffer(o, np.int8)[0]) - out.zero_point) * out.scale if o else np.nan  # noqa: E731
-        host_classes = np.array([value(o) for o in host_outputs])
+        every_host = np.array([value(o) for o in host_outputs])
         device_classes = np.array([value(o) for o in device_outputs])
         scores = {"float": trained.float_scores, "qat": trained.qat_scores,
-                  "int8_host": Scores.regression(host_classes, labels),
-                  "int8_device": Scores.regression(device_classes, labels)}
+                  "int8_host": Scores.regression(every_host, labels),
+                  "int8_device": Scores.regression(device_classes, labels[on_device])}
     else:
-        host_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) for o in host_outputs])
+        every_host = np.array([np.argmax(np.frombuffer(o, np.int8)) for o in host_outputs])
         device_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) if o else -1 for o in device_outputs])
         scores = {"float": trained.float_scores, "qat": trained.qat_scores,
-                  "int8_host": Scores.of(host_classes, labels, found.classes),
-                  "int8_device": Scores.of(device_classes, labels, found.classes)}
+                  "int8_host": Scores.of(every_host, labels, found.classes),
+                  "int8_device": Scores.of(device_classes, labels[on_device], found.classes)}
+    host_classes = every_host[on_device]
     deployment = Deployment(
         run_dir=str(run_dir), engine=found.engine, board=board.name, data=found.data.spec,
         architecture_id=found.architecture.id, targets=found.targets, estimate=estimate,
         estimated_cycles=estimated_cycles, measured_cycles=report.cycles, clock_hz=report.clock_hz,
         counter=report.counter, arena_used=report.arena_used, model_bytes=len(model.flatbuffer),
         image_flash_bytes=report.flash_bytes, image_ram_bytes=report.ram_bytes, scores=scores,
-        test_windows=len(inputs),
+        test_windows=len(on_device),
         outputs_equal=sum(same_output),
         max_output_steps=largest_steps(comparisons),
         predictions_equal=int(np.sum(device_classes == host_classes)),
         layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds,
-        predicted=predicted)
-    pd.DataFrame({"label": labels, "host_int8": host_classes, "device_int8": device_classes,
+        predicted=predicted, host_windows=len(inputs))
+    pd.DataFrame({"label": labels[on_device], "host_int8": host_classes, "device_int8": device_classes,
                   "outputs_equal": same_output,
-                  "device_output": [o.hex() if o else "" for o in device_outputs]}
+                  "device_output": [o.hex() if o else "" for o in device_outputs]}, index=on_device
                  ).to_csv(run_dir / PREDICTIONS_FILE, index_label="window")
     atomic_write(run_dir / DEPLOYMENT_FILE, json.dumps(deployment.to_dict(), indent=2, default=float).encode())
     return deployment

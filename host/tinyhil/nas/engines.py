@@ -192,9 +192,12 @@ def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targe
             luts: Path | None = None) -> tuple[SearchRun, list[dict]]:
     """Zero-cost proxies over sampled candidates within the limits; the best first.
     The targets are bytes of the int8 model (tinyhil's estimate), hence limits='int8'."""
+    import time
+
     from tinyhil.nas.timenas import KB, Searcher
 
     writable_dir(out, "the search run")
+    started = time.monotonic()
     if task != splits.task:
         raise TinyhilError(f"task {task} but the data were loaded for {splits.task}")
     classes = splits.classes if task == "classification" else 1
@@ -205,6 +208,7 @@ def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targe
                         log=lambda _m: None)
     found = searcher.run_search(n_archs, top_k, proxy)
     details = {"task": task, "proxy": proxy, "limits": "int8", "rejected": len(searcher.rejected),
+               "seconds": time.monotonic() - started,
                "measured_ops": searcher.pricer.measured_ops,
                "candidates": [{"architecture": f["architecture"].to_dict(), "score": f["score"],
                                "profile": f["profile"]} for f in found]}
