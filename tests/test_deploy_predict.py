@@ -61,6 +61,7 @@ def test_deploy_cli_hands_the_prediction_to_the_verdict(tmp_path, monkeypatch):
     """The CLI predicts before deploying and the deployment it prints is judged by
     that prediction (the deployment itself, training and QEMU, replaced here)."""
     import tinyhil.deploy.deployment as deployment_module
+    from tinyhil.cli import console
     from tinyhil.estimate import lut_latency
     from tinyhil.lut.table import Lut
     from tinyhil.project import project_dir
@@ -80,6 +81,7 @@ def test_deploy_cli_hands_the_prediction_to_the_verdict(tmp_path, monkeypatch):
         return deployment(found.targets, predicted, measured_ms=bound_ms * 4)
 
     monkeypatch.setattr(deployment_module, "deploy", deploy)
+    monkeypatch.setattr(console, "_width", 250)  # one line per table row, whatever width a test left
     out = CliRunner().invoke(app, ["deploy", str(tmp_path), "--board", "qemu-m4", "--predict", "nucleo_f446re",
                                    "--luts", str(luts)], env={"COLUMNS": "250"})
     assert out.exit_code == 0, out.output
