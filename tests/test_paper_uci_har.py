@@ -233,7 +233,8 @@ def test_fig8_plots_and_the_printed_table(tmp_path, capsys, monkeypatch):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
     table = [outcome(seed=s, acc=0.93) for s in (0, 1)] + [outcome(method="random", acc=0.9)]
-    results = Results(outcomes=table + fig8, plots=paths, seconds=120.0, ledger_seconds=7200.0, kept=3)
+    results = Results(outcomes=table + fig8, plots=paths, seconds=120.0, ledger_seconds=7200.0, kept=3,
+                      stale=["table2-MicroNAS 1-micronas-seed0"])
     z = np.zeros((1, 128, 9), np.float32)
     splits = Splits(z, np.zeros(5910), z, np.zeros(1505), z, np.zeros(2996), 6, "uci_har")
     paper_uci.print_results(results, splits, tmp_path, quick=True)
@@ -245,6 +246,10 @@ def test_fig8_plots_and_the_printed_table(tmp_path, capsys, monkeypatch):
     assert "met UCI-HAR train windows within 2 % of the published: 7,415 against 7,352" in text
     assert "not run TinyTNAS within its README's constraints" in text
     assert "this run 2.0 min (3 pieces kept from earlier parts); the whole run's pieces took 2.00 h" in text
+    assert "1 row(s) kept from an earlier part were searched on another version of their board's LUT" in text
+    summary = (tmp_path / "summary.md").read_text()  # the same tables as markdown, for a README
+    assert "| MicroNAS 1 | paper | nucleo_f446re | 14.45 / 11,520 |" in summary
+    assert "|  | micronas (2) | qemu-m4 |" in summary and "- met: UCI-HAR train windows" in summary
 
 
 def test_groups_and_stride():

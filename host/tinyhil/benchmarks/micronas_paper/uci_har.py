@@ -81,6 +81,7 @@ class Results:
     failures: list[str] = field(default_factory=list)  # pieces that could not be run, why
     plots: list[Path] = field(default_factory=list)
     kept: int = 0  # pieces taken from the ledger (an earlier part of the run)
+    stale: list[str] = field(default_factory=list)  # rows searched on an earlier version of their board's LUT
     seconds: float = 0.0  # this invocation's wall time
     ledger_seconds: float = 0.0  # every kept piece's own time: the full run's wall time, however many parts
 
@@ -138,6 +139,8 @@ def run_uci_har(data_spec: str, splits: Splits, options: UciHarOptions, luts: Pa
         outcome, kept = evaluate(planned, bench)
         results.outcomes.append(outcome)
         results.kept += kept
+        if outcome.lut_digest != bench.digests[outcome.board]:  # kept from before the LUT was measured again
+            results.stale.append(planned.name)
         progress(f"{index}/{len(runs)}", outcome, kept)
         write_rows(results.outcomes, out / "table2.csv")
     if any(o.experiment == "fig8" for o in results.outcomes):
