@@ -116,6 +116,8 @@ def test_rows_resume_and_darts_is_searched_and_trained_once(tmp_path, setting, m
                for name, board in (("MicroNAS 1", "nucleo_f446re"), ("MicroNAS 2", "nucleo_f446re"),
                                    ("MicroNAS 3", "nucleo_l552ze_q"))]
     planned.append(rows.Planned("table2", "MicroNAS 1", "nucleo_f446re", "micronas", 0, small_ms * 3, 650))
+    assert rows.evaluate(planned[0], b, run=False) == (None, False)  # --kept-only: nothing run
+    assert searches == [] and boards == []
     first = [rows.evaluate(p, b) for p in planned]
     assert [kept for _, kept in first] == [False] * 4
     assert searches == ["darts-gumbel", "micronas"]
@@ -134,6 +136,7 @@ def test_rows_resume_and_darts_is_searched_and_trained_once(tmp_path, setting, m
 
     again = [rows.evaluate(p, b) for p in planned]
     assert [kept for _, kept in again] == [True] * 4 and [o for o, _ in again] == [o for o, _ in first]
+    assert rows.evaluate(planned[0], b, run=False) == (first[0][0], True)
     assert searches == ["darts-gumbel", "micronas"] and len(boards) == 2  # nothing searched or run again
     # another seed count or experiment list keeps the records; other training settings do not
     other = dataclasses.replace(b, ledger=Ledger(tmp_path / "ledger", {"test": 2}))

@@ -89,16 +89,20 @@ def work_luts(luts: Path, out: Path, board: str = ENGINE_BOARD) -> Path:
 
 
 def run_engine(name: str, engine: str, targets: Targets, settings, deploy, data: DataSpec, search_splits: Splits,
-               luts: Path, out: Path, ledger: Ledger, log=lambda _m: None) -> tuple[EngineOutcome, bool]:
+               luts: Path, out: Path, ledger: Ledger, log=lambda _m: None,
+               run: bool = True) -> tuple[EngineOutcome | None, bool]:
     """The engine's search, its network deployed on ENGINE_BOARD (resumed where a
     run stopped: pipeline.py), and its F446RE latency predicted where a calibrated
-    LUT prices it. (outcome, whether it came from the ledger)."""
+    LUT prices it. (outcome, whether it came from the ledger); `run` False:
+    (None, False) unless the ledger has it."""
     from tinyhil.board_catalog import get_board
     from tinyhil.pipeline import PipelineConfig, pipeline
 
     kept = ledger.get("engines", name)
     if kept is not None:
         return EngineOutcome(**kept), True
+    if not run:
+        return None, False
     config = PipelineConfig(engine, data, targets, out / name, settings, deploy)
     started = time.monotonic()
     result = pipeline(config, get_board(ENGINE_BOARD), work_luts(luts, out), log=log, splits=search_splits)

@@ -184,11 +184,14 @@ class Bench:
     devices: dict | None = None  # twin -> OnDevice (None: --no-device)
 
 
-def evaluate(p: Planned, bench: Bench) -> tuple[BoardOutcome, bool]:
-    """(the outcome, whether it came from the ledger)."""
+def evaluate(p: Planned, bench: Bench, run: bool = True) -> tuple[BoardOutcome | None, bool]:
+    """(the outcome, whether it came from the ledger); `run` False: (None, False)
+    unless the ledger has it."""
     kept = bench.ledger.get("runs", p.name)
     if kept is not None:
         return BoardOutcome(**kept), True
+    if not run:
+        return None, False
     arch, search_seconds = search(p, bench)
     flatbuffer, scores, train_seconds = trained(arch, p.seed, bench)
     lut = bench.luts[p.board]

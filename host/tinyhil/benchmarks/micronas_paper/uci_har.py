@@ -81,6 +81,7 @@ class Results:
     failures: list[str] = field(default_factory=list)  # pieces that could not be run, why
     plots: list[Path] = field(default_factory=list)
     kept: int = 0  # pieces taken from the ledger (an earlier part of the run)
+    missing: list[str] = field(default_factory=list)  # --kept-only: planned pieces the ledger lacks
     stale: list[str] = field(default_factory=list)  # rows searched on an earlier version of their board's LUT
     seconds: float = 0.0  # this invocation's wall time
     ledger_seconds: float = 0.0  # every kept piece's own time: the full run's wall time, however many parts
@@ -108,7 +109,9 @@ def board_luts(luts: Path, boards, splits: Splits) -> dict:
 
 
 def run_uci_har(data_spec: str, splits: Splits, options: UciHarOptions, luts: Path, out: Path,
-                device: bool = True, log=lambda _m: None, progress=lambda _text, _o, _kept: None) -> Results:
+                device: bool = True, log=lambda _m: None, progress=lambda _text, _o, _kept: None,
+                kept_only: bool = False) -> Results:
+    """`kept_only`: the rows the ledger holds, nothing searched or measured."""
     from tinyhil.benchmarks.calibrate import emulated_twin
     from tinyhil.board_catalog import get_board
     from tinyhil.spaces import make_space
@@ -122,7 +125,7 @@ def run_uci_har(data_spec: str, splits: Splits, options: UciHarOptions, luts: Pa
     luts_by_board = board_luts(luts, boards, splits)
     twins = {board: emulated_twin(board) for board in boards}
     devices = None
-    if device:
+    if device and not kept_only:
         devices = {twin: OnDevice(get_board(twin), log=log) for twin in sorted(set(twins.values()))}
         for on_device in devices.values():
             on_device.check()
@@ -136,7 +139,10 @@ def run_uci_har(data_spec: str, splits: Splits, options: UciHarOptions, luts: Pa
     fig8 = {board: fig8_targets(space, luts_by_board[board], options.fig8_targets) for board in FIG8_BOARDS}
     runs = plan(options.seeds, fig8, options.experiments)
     for index, planned in enumerate(runs, 1):
-        outcome, kept = evaluate(planned, bench)
+        outcome, kept = evaluate(planned, bench, run=not kept_only)
+        if outcome is None:
+            results.missing.append(planned.name)
+            continue
         results.outcomes.append(outcome)
         results.kept += kept
         if outcome.lut_digest != bench.digests[outcome.board]:  # kept from before the LUT was measured again
@@ -147,13 +153,14 @@ def run_uci_har(data_spec: str, splits: Splits, options: UciHarOptions, luts: Pa
         from tinyhil.benchmarks.micronas_paper.fig8 import plot_fig8
 
         results.plots = plot_fig8(results.outcomes, out)
-    run_engines(data_spec, bench.data, options, Path(luts), out, ledger, results, log, progress)
+    run_engines(data_spec, bench.data, options, Path(luts), out, ledger, results, log, progress, kept_only)
     results.seconds = time.monotonic() - started
     results.ledger_seconds = ledger_seconds(ledger)
     return results
 
 
-def run_engines(data_spec, search_splits, options, luts, out, ledger, results, log, progress) -> None:
+def run_engines(data_spec, search_splits, options, luts, out, ledger, results, log, progress,
+                kept_only=False) -> None:
     from tinyhil.deploy.deployment import DeployOptions
     from tinyhil.nas.engines import DataSpec
     from tinyhil.pipeline import EngineSettings
@@ -168,10 +175,13 @@ def run_engines(data_spec, search_splits, options, luts, out, ledger, results, l
     for index, (name, engine, targets) in enumerate(todo, 1):
         try:
             outcome, kept = run_engine(name, engine, targets, settings, deploy, DataSpec(data_spec),
-                                       search_splits, luts, out / "engines", ledger, log)
+                                       search_splits, luts, out / "engines", ledger, log, run=not kept_only)
         except TinyhilError as error:  # the others still run; the benchmark exits 1
             results.failures.append(f"{name}: {type(error).__name__}: {error}")
             log(f"{name} failed: {error}")
+            continue
+        if outcome is None:
+            results.missing.append(name)
             continue
         results.engines.append(outcome)
         results.kept += kept

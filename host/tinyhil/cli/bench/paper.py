@@ -43,6 +43,8 @@ def bench_micronas_paper(
                                 "by side; resumes after every finished (method, row, seed)"),
     quick: bool = typer.Option(False, "--quick", help="with --table2: one seed, a few epochs, searches and "
                                "retraining on a quarter of the training windows (under 30 min on two cores)"),
+    kept_only: bool = typer.Option(False, "--kept-only", help="with --table2: print what the ledger holds "
+                                   "(the parts run so far), searching and measuring nothing"),
 ) -> None:
     """The MicroNAS paper's Tables 1-2 (MicroNAS, DARTS-Softmax, DARTS-Gumbel,
     random search) and the trade-offs of Figs. 8 and 10, over seeds; each found
@@ -52,15 +54,15 @@ def bench_micronas_paper(
 
     given = {"seeds": seeds, "epochs": epochs, "warmup_epochs": warmup, "retrain_epochs": retrain_epochs,
              "qat_epochs": qat_epochs}
-    if table2 or quick:
+    if table2 or quick or kept_only:
         from tinyhil.cli.bench.paper_uci import bench_table2
 
         if not table2:
-            raise TinyhilError("--quick is the preset of --table2: give both")
+            raise TinyhilError("--quick and --kept-only go with --table2")
         if board != "qemu-m4" or port:
             raise TinyhilError("--table2 runs on the paper's boards (NUCLEO-F446RE, NUCLEO-L552ZE-Q), each "
                                "measured on its emulated twin (qemu-m4, qemu-m33): no --board or --port")
-        bench_table2(data, {**given, "fig8_targets": targets}, experiments, quick, luts, out, device)
+        bench_table2(data, {**given, "fig8_targets": targets}, experiments, quick, luts, out, device, kept_only)
         return
     defaults = PaperOptions()
     chosen = tuple(e.strip() for e in (experiments or "table,fig8,fig10").split(",") if e.strip())

@@ -14,7 +14,7 @@ from tinyhil.errors import TinyhilError
 
 
 def bench_table2(data: str, given: dict, experiments: str | None, quick: bool, luts: Path, out: Path | None,
-                 device: bool) -> None:
+                 device: bool, kept_only: bool = False) -> None:
     from tinyhil.benchmarks.micronas_paper.uci_har import EXPERIMENTS, FULL, QUICK, run_uci_har
     from tinyhil.nas.engines import DataSpec
 
@@ -35,8 +35,14 @@ def bench_table2(data: str, given: dict, experiments: str | None, quick: bool, l
     console.print(f"{'--quick' if quick else 'full run'}: {options}; kept in {out}/ledger (a rerun resumes)",
                   highlight=False)
     results = run_uci_har(data, splits, options, luts, out, device,
-                          log=lambda m: console.print(m, highlight=False), progress=_progress)
+                          log=lambda m: console.print(m, highlight=False), progress=_progress, kept_only=kept_only)
     print_results(results, splits, out, quick)
+    if results.missing:
+        shown = ", ".join(results.missing[:3]) + (f" and {len(results.missing) - 3} more" if len(results.missing) > 3
+                                                  else "")
+        console.print(f"--kept-only: {len(results.missing)} planned piece(s) not run yet: {shown}", highlight=False)
+    if kept_only:
+        return
     if results.failures or any(o.device_error for o in results.outcomes):
         raise typer.Exit(1)
 
