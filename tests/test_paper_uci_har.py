@@ -274,3 +274,21 @@ def test_device_sample_spreads_over_the_test_split():
     picked = device_sample(2996, 300)
     assert len(picked) == 300 and picked[0] == 0 and picked[-1] == 2995 and np.all(np.diff(picked) > 0)
     assert np.ptp(np.diff(picked)) <= 1  # evenly spaced: every class's stretch of windows is reached
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "uci_har", "--quick"], "--quick and --kept-only go with --table2"),
+    (["--data", "uci_har", "--table2", "--board", "qemu-m33"], "runs on the paper's boards"),
+    (["--data", "basic_motions", "--table2"], "--data uci_har (or uci_har:DIR), not 'basic_motions'"),
+    (["--data", "uci_har", "--table2", "--experiments", "table,fig10"], "takes table2, fig8, tinytnas, engines"),
+    (["--data", "uci_har", "--table2", "--quick", "--epochs", "2", "--warmup", "2"], "give --warmup below --epochs"),
+])
+def test_table2_refuses_what_it_cannot_run_before_any_work(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from tinyhil.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "micronas-paper", *args, "--out", str(tmp_path / "out")],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out").exists()
