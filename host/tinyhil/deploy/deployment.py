@@ -25,6 +25,7 @@ from tinyhil.deploy.qat import QAT_RECIPE, Scores, TrainedModel, train_int8, win
 from tinyhil.device.boards import open_board
 from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
 from tinyhil.errors import ImageTooLarge, TinyhilError
+from tinyhil.estimate.predict import BoardLatency
 from tinyhil.files import atomic_write, writable_dir
 from tinyhil.image.c_array import write_c_array
 from tinyhil.image.elf import compiler_of
@@ -58,6 +59,9 @@ class DeployOptions:
     port: str = ""  # physical boards
     compare_layers: bool = False  # also compare one test window layer by layer
     compare_window: int | None = None  # that window (default: the first whose output differs, else 0)
+    # None: every test window runs on the device; N: N of them, evenly spaced over the
+    # test split (a slow emulated board's smoke runs); the host interpreter scores all
+    device_windows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class Deployment:
     image_flash_bytes: int
     image_ram_bytes: int
     scores: dict[str, Scores]  # float, qat, int8_host, int8_device (held-out test windows)
-    test_windows: int
+    test_windows: int  # run on the device and compared with the host (all, unless DeployOptions.device_windows)
     outputs_equal: int  # windows whose device output bytes equal the host interpreter's
     max_output_steps: int  # largest |device - host| over all outputs, in int8 steps (CMSIS-NN
     # fully connected layers may round one step off TFLite's reference kernels)
@@ -112,6 +116,9 @@ class Deployment:
     provenance: Provenance | None = None  # tinyhil, commit, command, date; TFLM, compiler, firmware, image
     differing_windows: tuple[DifferingWindow, ...] = ()
     layers_compared: LayerComparison | None = None  # --compare-layers: one window, op by op
+    # the model's latency predicted on a physical board (deploy --predict): the latency verdict is its bound's
+    predicted: BoardLatency | None = None
+    host_windows: int | None = None  # test windows the host interpreter scored (None: test_windows)
 
     @property
     def cycles(self) -> float:
@@ -125,10 +132,17 @@ class Deployment:
     def latency_error_pct(self) -> float:
         return (self.estimated_cycles / self.cycles - 1) * 100
 
+    @property
+    def judged_latency_ms(self) -> float:
+        """The latency the target judges: the predicted board's at its bound
+        (the target is that board's), else the one measured here."""
+        return self.predicted.ms_bound if self.predicted is not None else self.measured_ms
+
     def checks(self) -> dict[str, bool | None]:
-        """Measured figure under its target (None: no target)."""
+        """Figure under its target (None: no target): measured here, the latency
+        predicted on the board at its bound when there is a prediction."""
         t = self.targets
-        return {"latency": None if t.latency_ms is None else self.measured_ms <= t.latency_ms,
+        return {"latency": None if t.latency_ms is None else self.judged_latency_ms <= t.latency_ms,
                 "ram": None if t.ram_bytes is None else self.arena_used <= t.ram_bytes,
                 "flash": None if t.flash_bytes is None else self.model_bytes <= t.flash_bytes}
 
@@ -208,10 +222,18 @@ def compare_window(asked: int | None, same_output: list[bool]) -> int:
     return next((i for i, same in enumerate(same_output) if not same), 0)
 
 
-def differing_windows(comparisons, labels, host, device) -> tuple[DifferingWindow, ...]:
-    return tuple(DifferingWindow(i, float(labels[i]), float(host[i]), float(device[i]),
+def differing_windows(comparisons, labels, host, device, windows) -> tuple[DifferingWindow, ...]:
+    """The device-run windows whose output differs; `windows` their test-window indices."""
+    return tuple(DifferingWindow(int(w), float(labels[k]), float(host[k]), float(device[k]),
                                  255 if c.max_steps is None else c.max_steps, c.steps_off)
-                 for i, c in enumerate(comparisons) if c.kind != EXACT)
+                 for k, (w, c) in enumerate(zip(windows, comparisons)) if c.kind != EXACT)
+
+
+def device_sample(windows: int, wanted: int | None) -> np.ndarray:
+    """Indices of the test windows the device runs: all, or `wanted` of them evenly spaced."""
+    if wanted is None or wanted >= windows:
+        return np.arange(windows)
+    return np.unique(np.linspace(0, windows - 1, max(1, wanted)).round().astype(int))
 
 
 def lut_differences(lut: Lut, board: BoardConfig, info, searched_on: str) -> list[str]:
@@ -227,8 +249,11 @@ def lut_differences(lut: Lut, board: BoardConfig, info, searched_on: str) -> lis
 
 
 def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions = DeployOptions(),
-           log: Callable[[str], None] = lambda _m: None, on_stage=None) -> Deployment:
-    """`on_stage` hears of a long build (stage_progress.StageProgress)."""
+           log: Callable[[str], None] = lambda _m: None, on_stage=None,
+           predicted: BoardLatency | None = None) -> Deployment:
+    """`on_stage` hears of a long build (stage_progress.StageProgress);
+    `predicted`: the model's latency on the physical board the targets are
+    for (deploy --predict), which then judges the latency target."""
     run_dir = Path(run_dir)
     found = SearchRun.load(run_dir)
     writable_dir(run_dir, "the deployment")  # before training and measuring
@@ -251,6 +276,7 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
     if options.compare_window is not None:  # before any device time
         compare_window(options.compare_window, [True] * len(inputs))
     host_outputs = [model.reference_output(x) for x in inputs]
+    on_device = device_sample(len(inputs), options.device_windows)
 
     t0 = time.monotonic()
     write_c_array(model, run_dir / "firmware", ARRAY_NAME)
@@ -273,14 +299,17 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
         if report.arena_used > report.arena_bytes:
             raise DeployError(f"{model.name} needs {report.arena_used:,} B of arena, the board has "
                               f"{report.arena_bytes:,} B")
-        for x in inputs:
-            reply = run_with_recovery(device, RunRequest(0, x, warmup=0, repeats=1, profile=False))
+        for i in on_device:
+            reply = run_with_recovery(device, RunRequest(0, inputs[i], warmup=0, repeats=1, profile=False))
             device_outputs.append(reply.output)
-        comparisons = [compare_output(d, h) for d, h in zip(device_outputs, host_outputs)]
+        comparisons = [compare_output(d, host_outputs[i]) for d, i in zip(device_outputs, on_device)]
         same_output = [c.kind == EXACT for c in comparisons]
         layers_compared = tensors = None
         if options.compare_layers:
-            window = compare_window(options.compare_window, same_output)
+            same_by_window = [True] * len(inputs)  # windows not run on the device count as equal
+            for k, w in enumerate(on_device):
+                same_by_window[w] = same_output[k]
+            window = compare_window(options.compare_window, same_by_window)
             log(f"comparing test window {window} layer by layer")
             layers_compared, tensors = compare_on_board(device, model, inputs[window],
                                                         f"test window {window} of {found.data.spec}")
@@ -293,34 +322,36 @@ def deploy(run_dir: Path, board: BoardConfig, lut: Lut, options: DeployOptions =
     if regression:  # the int8 output, dequantized with the model's output scale
         out = model.outputs[0]
         value = lambda o: (float(np.frombuffer(o, np.int8)[0]) - out.zero_point) * out.scale if o else np.nan  # noqa: E731
-        host_classes = np.array([value(o) for o in host_outputs])
+        every_host = np.array([value(o) for o in host_outputs])
         device_classes = np.array([value(o) for o in device_outputs])
         scores = {"float": trained.float_scores, "qat": trained.qat_scores,
-                  "int8_host": Scores.regression(host_classes, labels),
-                  "int8_device": Scores.regression(device_classes, labels)}
+                  "int8_host": Scores.regression(every_host, labels),
+                  "int8_device": Scores.regression(device_classes, labels[on_device])}
     else:
-        host_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) for o in host_outputs])
+        every_host = np.array([np.argmax(np.frombuffer(o, np.int8)) for o in host_outputs])
         device_classes = np.array([np.argmax(np.frombuffer(o, np.int8)) if o else -1 for o in device_outputs])
         scores = {"float": trained.float_scores, "qat": trained.qat_scores,
-                  "int8_host": Scores.of(host_classes, labels, found.classes),
-                  "int8_device": Scores.of(device_classes, labels, found.classes)}
+                  "int8_host": Scores.of(every_host, labels, found.classes),
+                  "int8_device": Scores.of(device_classes, labels[on_device], found.classes)}
+    host_classes = every_host[on_device]
     deployment = Deployment(
         run_dir=str(run_dir), engine=found.engine, board=board.name, data=found.data.spec,
         architecture_id=found.architecture.id, targets=found.targets, estimate=estimate,
         estimated_cycles=estimated_cycles, measured_cycles=report.cycles, clock_hz=report.clock_hz,
         counter=report.counter, arena_used=report.arena_used, model_bytes=len(model.flatbuffer),
         image_flash_bytes=report.flash_bytes, image_ram_bytes=report.ram_bytes, scores=scores,
-        test_windows=len(inputs),
+        test_windows=len(on_device),
         outputs_equal=sum(same_output),
         max_output_steps=largest_steps(comparisons),
         predictions_equal=int(np.sum(device_classes == host_classes)),
         layers=layer_rows(report, model, found, lut), warnings=tuple(warnings), seconds=seconds,
         provenance=collect(info.tflm, compiler_of(image.elf), image.firmware, image.image_id),
-        differing_windows=differing_windows(comparisons, labels, host_classes, device_classes),
-        layers_compared=layers_compared)
-    pd.DataFrame({"label": labels, "host_int8": host_classes, "device_int8": device_classes,
+        differing_windows=differing_windows(comparisons, labels[on_device], host_classes, device_classes,
+                                            on_device),
+        layers_compared=layers_compared, predicted=predicted, host_windows=len(inputs))
+    pd.DataFrame({"label": labels[on_device], "host_int8": host_classes, "device_int8": device_classes,
                   "outputs_equal": same_output,
-                  "device_output": [o.hex() if o else "" for o in device_outputs]}
+                  "device_output": [o.hex() if o else "" for o in device_outputs]}, index=on_device
                  ).to_csv(run_dir / PREDICTIONS_FILE, index_label="window")
     atomic_write(run_dir / DEPLOYMENT_FILE, json.dumps(deployment.to_dict(), indent=2, default=float).encode())
     return deployment

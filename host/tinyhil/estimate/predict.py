@@ -53,6 +53,24 @@ class Prediction:
     def ms(self, cycles: float) -> float:
         return cycles / self.clock_hz * 1e3
 
+    def latency(self) -> BoardLatency:
+        return BoardLatency(self.board, self.bound, self.ms(self.total), self.ms(self.total_bound), str(self.lut),
+                            self.calibrated)
+
+
+@dataclass(frozen=True)
+class BoardLatency:
+    """A whole model's latency predicted on a (physical) board: the point
+    estimate and its bound. With one, a deployment's latency verdict is the
+    bound's against the target, not what the emulated board measured."""
+
+    board: str
+    bound: str  # p50, p90, p95, p99 (a measured LUT: the point itself)
+    ms: float
+    ms_bound: float
+    lut: str
+    calibrated: bool = True
+
 
 def covering_lut(board: str, op_list: list[OpConfig], luts: Path) -> Lut:
     """The board's LUT (luts/<board>/*.csv, calibrated tables first) that holds

@@ -210,8 +210,11 @@ def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targe
             luts: Path | None = None) -> tuple[SearchRun, list[dict]]:
     """Zero-cost proxies over sampled candidates within the limits; the best first.
     The targets are bytes of the int8 model (tinyhil's estimate), hence limits='int8'."""
+    import time
+
     from tinyhil.nas.timenas import KB, Searcher
 
+    started = time.monotonic()
     with output_dir(out, "the search run"):  # before the search, not after it; a refused search leaves none
         if task != splits.task:
             raise TinyhilError(f"task {task} but the data were loaded for {splits.task}")
@@ -223,6 +226,7 @@ def timenas(data: DataSpec, splits: Splits, lut: Lut, board: str, targets: Targe
                             log=lambda _m: None)
         found = searcher.run_search(n_archs, top_k, proxy)
         details = {"task": task, "proxy": proxy, "limits": "int8", "rejected": len(searcher.rejected),
+                   "seconds": time.monotonic() - started,
                    "measured_ops": searcher.pricer.measured_ops,
                    "candidates": [{"architecture": f["architecture"].to_dict(), "score": f["score"],
                                    "profile": f["profile"]} for f in found]}

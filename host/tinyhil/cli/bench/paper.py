@@ -1,6 +1,7 @@
 """`tinyhil bench micronas-paper`: the MicroNAS paper's tables and trade-offs."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -16,20 +17,33 @@ from tinyhil.errors import TinyhilError
 @reports_errors
 def bench_micronas_paper(
     data: str = typer.Option(..., help=DATA_HELP),
-    board: str = typer.Option("qemu-m4", help="any board with a MicroNAS LUT, calibrated ones too"),
-    seeds: int = typer.Option(3, min=1, help="seeds per method and target (0..SEEDS-1)"),
-    epochs: int = typer.Option(30, min=2, help="search epochs: every method's budget"),
-    warmup: int = typer.Option(10, min=0, help="weight-only epochs before the first alpha update"),
-    targets: int = typer.Option(3, min=1, help="targets of each trade-off (Figs. 8 and 10)"),
-    retrain_epochs: int = typer.Option(40, min=1, help="float training of each found network"),
-    qat_epochs: int = typer.Option(10, min=0, help="quantization-aware training of each found network"),
-    experiments: str = typer.Option("table,fig8,fig10", help="which of table, fig8, fig10 to run"),
+    board: str = typer.Option("qemu-m4", help="any board with a MicroNAS LUT, calibrated ones too "
+                              "(--table2: the paper's boards, each measured on its emulated twin)"),
+    seeds: int = typer.Option(None, min=1, help="default 3 (--quick: 1)"),
+    epochs: int = typer.Option(None, min=2, help="search epochs: every method's budget (default 30; "
+                               "--table2 20, --quick 2)"),
+    warmup: int = typer.Option(None, min=0, help="weight-only epochs before the first alpha update "
+                               "(default 10; --table2 7, --quick 1)"),
+    targets: int = typer.Option(None, min=1, help="targets of each trade-off (Figs. 8 and 10; default 3, "
+                                "--quick 2)"),
+    retrain_epochs: int = typer.Option(None, min=1, help="default 40 (--table2 30, --quick 3)"),
+    qat_epochs: int = typer.Option(None, min=0, help="default 10 (--table2 5, --quick 1)"),
+    experiments: str = typer.Option(None, help="which of table, fig8, fig10 to run (default all; --table2: "
+                                    "of table2, fig8, tinytnas, engines)"),
     window: int = typer.Option(None, help="window length, for CSV data"),
     luts: Path = typer.Option(Path("luts"), help="directory of lookup tables (LUTS/BOARD/*.csv)"),
-    out: Path = typer.Option(Path("runs/micronas-paper"), help="directory of paper.csv, the plots and the runs"),
+    out: Path = typer.Option(None, help="default runs/micronas-paper (--table2: runs/micronas-paper-uci_har, "
+                             "-quick with --quick)"),
     device: bool = typer.Option(True, help="run every found int8 network on BOARD (QEMU for the emulated "
                                 "boards) and judge it by the measured latency and arena too"),
     port: str = typer.Option("", help="serial port of a physical BOARD (with --device)"),
+    table2: bool = typer.Option(False, "--table2", help="UCI-HAR only: the paper's Table 2 at its own targets and "
+                                "boards, Fig. 8 on both boards, TinyTNAS's README row and the three engines side "
+                                "by side; resumes after every finished (method, row, seed)"),
+    quick: bool = typer.Option(False, "--quick", help="with --table2: one seed, a few epochs, searches and "
+                               "retraining on a quarter of the training windows (under 30 min on two cores)"),
+    kept_only: bool = typer.Option(False, "--kept-only", help="with --table2: print what the ledger holds "
+                                   "(the parts run so far), searching and measuring nothing"),
 ) -> None:
     """The MicroNAS paper's Tables 1-2 (MicroNAS, DARTS-Softmax, DARTS-Gumbel,
     random search) and the trade-offs of Figs. 8 and 10, over seeds; each found
@@ -37,10 +51,25 @@ def bench_micronas_paper(
     from tinyhil.benchmarks.micronas_paper import OnDevice, PaperOptions, run_paper
     from tinyhil.spaces import make_space
 
-    chosen = tuple(e.strip() for e in experiments.split(",") if e.strip())
+    given = {"seeds": seeds, "epochs": epochs, "warmup_epochs": warmup, "retrain_epochs": retrain_epochs,
+             "qat_epochs": qat_epochs}
+    if table2 or quick or kept_only:
+        from tinyhil.cli.bench.paper_uci import bench_table2
+
+        if not table2:
+            raise TinyhilError("--quick and --kept-only go with --table2")
+        if board != "qemu-m4" or port:
+            raise TinyhilError("--table2 runs on the paper's boards (NUCLEO-F446RE, NUCLEO-L552ZE-Q), each "
+                               "measured on its emulated twin (qemu-m4, qemu-m33): no --board or --port")
+        bench_table2(data, {**given, "fig8_targets": targets}, experiments, quick, luts, out, device, kept_only)
+        return
+    defaults = PaperOptions()
+    chosen = tuple(e.strip() for e in (experiments or "table,fig8,fig10").split(",") if e.strip())
     if not chosen or set(chosen) - {"table", "fig8", "fig10"}:
         raise TinyhilError(f"--experiments takes table, fig8 and fig10, not {experiments!r}")
-    options = PaperOptions(seeds, epochs, warmup, 32, retrain_epochs, qat_epochs, targets, chosen)
+    options = PaperOptions(**{**asdict(defaults), **{k: v for k, v in given.items() if v is not None},
+                              "targets": targets or defaults.targets, "experiments": chosen})
+    out = out or Path("runs/micronas-paper")
     on_device = None
     if device:  # checked before the data, the LUT and hours of searching
         on_device = OnDevice(get_board(board), port, log=lambda m: console.print(m, highlight=False))
