@@ -280,3 +280,34 @@ def test_layer_capture_refuses_chunks_the_model_cannot_have():
         protocol.TensorChunk.decode(protocol.TENSOR_HEADER.pack(1, 0, 1, 3, 9, 4, 2, 0) + b"abc")  # past its end
     with pytest.raises(ValueError):
         protocol.LayersReply.decode(protocol.LAYERS_REPLY.pack(1, 3, 0, 0))  # status not ok
+
+
+def sent(frame: Frame) -> RunRequest:
+    benchmark, warmup, repeats, flags = protocol.RUN_HEADER.unpack_from(frame.payload)
+    return RunRequest(benchmark, warmup=warmup, repeats=repeats, profile=bool(flags & 1))
+
+
+def test_a_short_run_of_unknown_cost_is_sent_alone():
+    """A characterization's RUN (one profiled and one timed inference) of a
+    benchmark not seen yet goes out alone: a one-inference RUN before it would
+    double the requests. It is waited for one timeout per inference."""
+    from tinyhil.device.driver import BenchDriver
+
+    port = ScriptedBoard([run_reply, run_reply])
+    driver = BenchDriver(port, "qemu-m4", timeout=5.0, ticks_per_second=1e6)
+    request = RunRequest(3, warmup=0, repeats=1, profile=True)
+    assert driver.run_timeout(request) == 10.0
+    driver.run(request)
+    assert [sent(f) for f in port.requests] == [request]
+    # its cost is known now: the next RUN of it waits for its work (3x) beyond the timeout
+    assert driver.run_timeout(request) == pytest.approx(5.0 + 3 * 2 * 1000 / 1e6)
+
+
+def test_a_long_run_of_unknown_cost_is_sized_by_one_inference_first():
+    from tinyhil.device.driver import BenchDriver
+
+    port = ScriptedBoard([run_reply, run_reply])
+    driver = BenchDriver(port, "qemu-m4", timeout=5.0, ticks_per_second=1e6)
+    driver.run(RunRequest(3, warmup=1, repeats=2, profile=True))
+    assert [sent(f) for f in port.requests] == [
+        RunRequest(3, warmup=0, repeats=1, profile=False), RunRequest(3, warmup=1, repeats=2, profile=True)]

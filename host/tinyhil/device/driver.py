@@ -36,6 +36,12 @@ RUN_FLOOR_SECONDS = 2.0
 # A RUN waits for its expected device time this many times over, on top of the
 # caller's timeout: a slow board is not a dead board.
 RUN_WORK_MARGIN = 3.0
+# A RUN of unknown cost asking for at most this many inferences is sent as it
+# is, waited for one timeout per inference. Learning the cost first (a
+# one-inference RUN, itself given one timeout) would accept no slower board
+# and, for the one or two inferences per op of a characterization, double the
+# requests and add half the board's work again.
+UNPROBED_INFERENCES = 2
 # What a serial link that went away raises: pyserial's own errors, the OS's,
 # and termios.error (not an OSError) from tcflush/tcgetattr on a pty whose
 # other end (QEMU) has gone.
@@ -96,7 +102,9 @@ class BenchDriver:
     A RUN's timeout scales with the work it asks for: `timeout` plus the
     inferences it asks for times one inference's counter ticks (learnt from
     an earlier reply of the same benchmark, or from a one-inference RUN sent
-    first), at the slowest speed the board may run (`ticks_per_second`).
+    first), at the slowest speed the board may run (`ticks_per_second`). A RUN
+    of unknown cost and at most UNPROBED_INFERENCES inferences gets `timeout`
+    per inference instead, without the one-inference RUN.
     """
 
     def __init__(self, port, board_name: str, timeout: float = 10.0, retries: int = 2,
@@ -123,8 +131,8 @@ class BenchDriver:
         return entries
 
     def run(self, request: RunRequest, timeout: float | None = None) -> RunReply:
-        if (timeout is None and self.ticks_per_second
-                and request.benchmark not in self.inference_ticks and self._inferences(request) > 1):
+        if (timeout is None and self.ticks_per_second and request.benchmark not in self.inference_ticks
+                and self._inferences(request) > UNPROBED_INFERENCES):
             # Unknown cost: one inference first, so the real RUN's timeout fits its work.
             self.run(RunRequest(request.benchmark, request.input, warmup=0, repeats=1,
                                 profile=False, output_crc_only=True, seed=request.seed))
@@ -146,7 +154,8 @@ class BenchDriver:
         base = max(self.timeout, RUN_FLOOR_SECONDS)
         ticks = self.inference_ticks.get(request.benchmark)
         if not ticks or not self.ticks_per_second:
-            return base
+            inferences = self._inferences(request)
+            return base * inferences if inferences <= UNPROBED_INFERENCES else base
         return base + RUN_WORK_MARGIN * self._inferences(request) * ticks / self.ticks_per_second
 
     @staticmethod
