@@ -65,6 +65,20 @@ def test_oversized_length_is_not_waited_for():
     assert out == [Frame(2, 9, b"ok")]
 
 
+def test_decoder_tells_what_a_begun_frame_still_needs():
+    frame = Frame(Kind.RUN | protocol.REPLY, 5, bytes(range(200))).encode()
+    decoder = FrameDecoder()
+    assert decoder.wanted() == 1
+    assert decoder.feed(b"noise" + frame[:4]) == [] and decoder.wanted() == 1  # header not whole yet
+    decoder.feed(frame[4:10])
+    assert decoder.wanted() == len(frame) - 10
+    assert decoder.feed(frame[10:]) == [Frame(Kind.RUN | protocol.REPLY, 5, bytes(range(200)))]
+    assert decoder.wanted() == 1
+    small = FrameDecoder(max_payload=100)
+    small.buffer.extend(protocol.SYNC + bytes([1, 2, 0xFF, 0xFF]))
+    assert small.wanted() == 1  # a length over the limit is not waited for
+
+
 def test_payload_limit():
     with pytest.raises(ValueError):
         Frame(1, 1, bytes(protocol.MAX_PAYLOAD + 1)).encode()
@@ -280,6 +294,36 @@ def test_layer_capture_refuses_chunks_the_model_cannot_have():
         protocol.TensorChunk.decode(protocol.TENSOR_HEADER.pack(1, 0, 1, 3, 9, 4, 2, 0) + b"abc")  # past its end
     with pytest.raises(ValueError):
         protocol.LayersReply.decode(protocol.LAYERS_REPLY.pack(1, 3, 0, 0))  # status not ok
+
+
+class TricklingBoard(ScriptedBoard):
+    """Says one byte is waiting at a time, as a pty fed byte by byte by QEMU's
+    UART does, while read(n) waits for n bytes as pyserial's does."""
+
+    reads = 0
+
+    @property
+    def in_waiting(self) -> int:
+        return min(1, len(self.pending))
+
+    def read(self, n: int) -> bytes:
+        self.reads += 1
+        return super().read(n)
+
+
+def big_reply(request: Frame) -> Frame:
+    payload = struct.pack("<BIH", 0, 512, 1) + struct.pack("<Q", 1000) + struct.pack("<H", 0)
+    payload += struct.pack("<BI", 0, 2000) + bytes(2000)
+    return Frame(Kind.RUN | protocol.REPLY, request.seq, payload)
+
+
+def test_a_reply_is_read_in_a_few_reads_not_one_a_byte():
+    from tinyhil.device.driver import BenchDriver
+
+    port = TricklingBoard([big_reply])
+    reply = BenchDriver(port, "qemu-m4", timeout=5.0).run(RunRequest(0, warmup=0, repeats=1))
+    assert reply.output == bytes(2000)
+    assert port.reads <= 8  # the header byte by byte, then the rest at once
 
 
 def sent(frame: Frame) -> RunRequest:

@@ -79,6 +79,15 @@ class FrameDecoder:
                 return frames
             frames.append(frame)
 
+    def wanted(self) -> int:
+        """Bytes still to come for the frame the buffer starts with, as far as its
+        header tells (at least 1): what a reader may wait for in one read."""
+        buf = self.buffer
+        if len(buf) < HEADER.size or buf[:2] != SYNC:
+            return 1
+        _, _, _, length = HEADER.unpack_from(buf)
+        return max(1, HEADER.size + length + CRC.size - len(buf)) if length <= self.max_payload else 1
+
     def _next(self) -> Frame | None:
         buf = self.buffer
         while True:

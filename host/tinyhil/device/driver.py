@@ -279,7 +279,8 @@ class BenchDriver:
         deadline = time.monotonic() + timeout
         bad_frames = self.decoder.bad_frames
         while time.monotonic() < deadline:
-            chunk = self.port.read(max(1, getattr(self.port, "in_waiting", 0) or 1))
+            # what is there, or the rest of the frame begun: one read a reply, not one a byte
+            chunk = self.port.read(max(self.decoder.wanted(), getattr(self.port, "in_waiting", 0) or 1))
             if not chunk:
                 if self.decoder.bad_frames > bad_frames and not self.decoder.buffer:
                     # A reply came and failed its CRC, and the line is quiet
