@@ -106,5 +106,19 @@ def test_output_differing_from_the_host_is_flagged_not_recorded(tmp_path):
     characterizer = Characterizer(get_board("qemu-m4"), tmp_path)
     characterizer.measure_items([Item("per-channel-fc", per_channel, 7, op)])
     row = read_rows(tmp_path / "qemu-m4" / "ops.csv").loc[op.key]
-    assert row["status"].startswith("mismatch")
+    # the CRCs differ, so the output's bytes were asked for: how far off is said
+    assert re.match(r"mismatch: outputs differ from the host TFLite interpreter by up to \d+ steps",
+                    row["status"]), row["status"]
     assert characterizer.timing.flagged
+
+
+def test_output_one_step_off_is_graded_from_its_bytes(tmp_path):
+    """The board's output comes back as a CRC; one that differs from the host's
+    is asked for again as bytes, so a rounding step (usable) is told apart from
+    a mismatch, as when every output came back as bytes."""
+    op = ops.dense(16, 256, "relu")  # one of its 256 outputs rounds one step off the host's
+    characterizer = Characterizer(get_board("qemu-m4"), tmp_path)
+    characterizer.measure_ops([op])
+    row = read_rows(tmp_path / "qemu-m4" / "ops.csv").loc[op.key]
+    assert row["status"].startswith("lsb1: 1 of 256 outputs one step off"), row["status"]
+    assert row["cycles"] > 0 and row["kernel_cycles"] > 0
