@@ -33,6 +33,30 @@ def test_store_appends_and_resumes(tmp_path):
         again.append(row(conv(4, 8)))
 
 
+def test_store_rows_are_written_at_once_and_synced_in_groups(tmp_path, monkeypatch):
+    """Every row is in the file as soon as it is appended (a killed run keeps
+    it); fsync runs at most twice a second and at sync(), not once a row."""
+    import os
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    path = tmp_path / "ops.csv"
+    store = OpStore(path, META)
+    for cout in range(1, 41):
+        store.append(row(conv(4, cout)))
+        assert len(read_rows(path)) == cout  # whole, and there for any reader
+    assert len(synced) <= 2
+    before = len(synced)
+    store.sync()
+    assert len(synced) == before + 1
+    store.sync()  # nothing new: no fsync
+    assert len(synced) == before + 1
+    store.SYNC_SECONDS = 0.0  # a row appended after the interval is synced with its write
+    store.append(row(conv(8, 8)))
+    assert len(synced) == before + 2 and not store._unsynced
+
+
 def test_store_drops_a_torn_last_line_and_keeps_the_rest(tmp_path):
     path = tmp_path / "ops.csv"
     store = OpStore(path, META)

@@ -170,10 +170,22 @@ def checksum_problem(path: Path) -> str | None:
     return None
 
 
-def append_durably(path: Path, text: str) -> None:
-    """Appends `text` in one write and waits until it is on disk (append-only
-    result files: a row is either whole and kept, or not there). Raises OSError."""
+def append_durably(path: Path, text: str, sync: bool = True) -> None:
+    """Appends `text` in one write (append-only result files: a row is either
+    whole and kept, or not there) and, with `sync`, waits until it is on disk.
+    Without it the row survives the process (killed, Ctrl-C) but not the
+    machine until a later sync_file. Raises OSError."""
     with open(path, "a") as f:
         f.write(text)
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
+
+
+def sync_file(path: Path) -> None:
+    """Waits until what was written to `path` is on disk. Raises OSError."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,8 +2,9 @@
 
 Two kinds, one format:
   luts/<board>/ops.csv             every op measured on that board, appended
-                                   row by row (fsync'd) as measurements arrive:
-                                   a killed run loses nothing it measured, and
+                                   row by row as measurements arrive (fsync'd
+                                   twice a second and at the end): a killed
+                                   run loses nothing it measured, and
                                    an op shared by several spaces is measured once
   luts/<board>/<space>-<input>.csv one search space's view of it, rewritten
                                    atomically after each characterization
@@ -29,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from tinyhil.errors import TinyhilError
-from tinyhil.files import append_durably, atomic_write, not_utf8, read_text, writable_file
+from tinyhil.files import append_durably, atomic_write, not_utf8, read_text, sync_file, writable_file
 from tinyhil.lut.numbers import row_problem
 from tinyhil.spaces.ops import OpConfig
 from tinyhil.verdict import OK, usable  # noqa: F401  (OK: re-exported for the LUT readers)
@@ -348,11 +349,21 @@ def exclusive(store_path: Path, wait_s: float = 0.0, on_wait=None):
 
 
 class OpStore:
-    """Append-only table of every op measured on one board."""
+    """Append-only table of every op measured on one board.
+
+    A row is written (whole, in one write) as soon as it is appended: a killed
+    or interrupted run keeps it. It reaches the disk with the next sync, at
+    most SYNC_SECONDS later or at `sync()`: one fsync per row cost more than
+    the measuring of a small op, and a machine that loses power loses at most
+    the last moments' rows (a torn last line is set aside and measured again)."""
+
+    SYNC_SECONDS = 0.5
 
     def __init__(self, path: Path, meta: LutMeta):
         self.path = path
         self.meta = meta
+        self._synced_at = time.monotonic()
+        self._unsynced = False
         self.rows: dict[str, dict] = {}
         self.attempts: dict[str, int] = {}  # op key -> failed attempts recorded
         self.malformed: list[Malformed] = []  # lines left out when it was opened
@@ -397,15 +408,30 @@ class OpStore:
         row = {**row, "board": self.meta.board, "status": " | ".join(str(row["status"]).splitlines())}
         buffer = io.StringIO()
         csv.DictWriter(buffer, COLUMNS, lineterminator="\n").writerow(row)
+        sync = time.monotonic() - self._synced_at >= self.SYNC_SECONDS
         try:
-            append_durably(self.path, buffer.getvalue())
+            append_durably(self.path, buffer.getvalue(), sync=sync)
         except OSError as error:
             raise LutError(f"{self.path}: cannot append the row of {key} ({error.strerror}); "
                            f"the {len(self.rows)} rows before it are kept, and this op is measured "
                            "again on the next run") from None
+        if sync:
+            self._synced_at, self._unsynced = time.monotonic(), False
+        else:
+            self._unsynced = True
         self.rows[key] = row
         if failed(row["status"]):
             self.attempts[key] = self.attempts.get(key, 0) + 1
+
+    def sync(self) -> None:
+        """Waits until every row appended so far is on disk."""
+        if not self._unsynced:
+            return
+        try:
+            sync_file(self.path)
+        except OSError as error:
+            raise LutError(f"{self.path}: cannot write its rows to disk ({error.strerror})") from None
+        self._synced_at, self._unsynced = time.monotonic(), False
 
     def update_meta(self, **changes) -> None:
         self.meta = LutMeta(**{**asdict(self.meta), **changes})

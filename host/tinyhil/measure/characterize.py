@@ -250,18 +250,22 @@ class Characterizer:
             measurements = self.runner.run(items)
         else:
             measurements = self.runner.run_stream(items, n_items)
-        for m in measurements:
-            if skipped(m.status):
-                continue  # the board failed, not the op: reported, measured next run
-            if self.store is None:  # the first answer tells the board's set-up
-                self.store = OpStore(self.store_path, store_meta(m, self.board))
-            if isinstance(m.item.subject, Chain):
-                if m.cycles:
-                    chains[m.item.subject.length] = m
-                if len(chains) == len(CHAIN_LENGTHS):
-                    self._record_overheads(chains)
-            else:
-                self._record(m)
+        try:
+            for m in measurements:
+                if skipped(m.status):
+                    continue  # the board failed, not the op: reported, measured next run
+                if self.store is None:  # the first answer tells the board's set-up
+                    self.store = OpStore(self.store_path, store_meta(m, self.board))
+                if isinstance(m.item.subject, Chain):
+                    if m.cycles:
+                        chains[m.item.subject.length] = m
+                    if len(chains) == len(CHAIN_LENGTHS):
+                        self._record_overheads(chains)
+                else:
+                    self._record(m)
+        finally:
+            if self.store is not None:
+                self.store.sync()  # the rows appended since the last sync: on disk now
 
     def _on_executor(self, items: Iterable[Item]) -> Iterator[Measurement]:
         """The items packed into images as here, each image a job of the executor;
