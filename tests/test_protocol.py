@@ -153,9 +153,18 @@ def test_firmware_receiver_and_sender_interoperate(c_echo):
 def test_seeded_inputs_match_the_firmware_generator(root, tmp_path, seed):
     exe = compile_host_c([root / "firmware/runner/protocol.c", root / "tests/c/seeded_input.c"],
                          tmp_path / "seeded_input", root / "firmware/include")
-    out = subprocess.run([str(exe), str(seed), "1001"], capture_output=True, check=True).stdout
-    assert out == protocol.seeded_bytes(seed, 1001)
-    assert len(set(out)) > 200  # covers the byte range
+    for length in (1001, 20000):  # 20000: across the table's chunks (seeded_bytes)
+        out = subprocess.run([str(exe), str(seed), str(length)], capture_output=True, check=True).stdout
+        assert out == protocol.seeded_bytes(seed, length)
+        assert len(set(out)) > 200  # covers the byte range
+
+
+def test_seeded_bytes_from_the_table_equal_the_step_by_step_generator():
+    rng = random.Random(5)
+    seeds = [0, 1, 0x80000000, 0xFFFFFFFF, 0x9E3779B9, *(rng.getrandbits(32) for _ in range(40))]
+    for seed in seeds:
+        for length in (0, 1, 2, 33, 4095, 8192, 8193, 17000):
+            assert protocol.seeded_bytes(seed, length) == protocol.seeded_bytes_loop(seed, length), (seed, length)
 
 
 def test_seeded_run_request_carries_only_the_seed():
