@@ -321,3 +321,34 @@ def test_direct_models_run_on_the_board_as_the_converters(tmp_path):
     assert metas[DIRECT].invoke_cycles == pytest.approx(metas[CONVERTER].invoke_cycles, rel=0.005)
     assert metas[DIRECT].dispatch_cycles == pytest.approx(metas[CONVERTER].dispatch_cycles, rel=0.005)
     assert metas[DIRECT].extra["chain_arena_bytes"] == metas[CONVERTER].extra["chain_arena_bytes"]
+
+
+def test_models_prepared_by_workers_come_in_order_with_the_hosts_outputs(tmp_path, monkeypatch):
+    """prepare_direct_models: made, read and run on the host in worker
+    processes, in the ops' order, equal to what this process makes; a caller
+    that stops taking them leaves no worker behind."""
+    import multiprocessing
+    import time
+
+    from tinyhil.models.single_op import CHUNK_OPS, prepare_direct_models, prepare_model
+    from tinyhil.protocol import seeded_bytes
+
+    monkeypatch.setenv("TINYHIL_CACHE_DIR", str(tmp_path))
+    every = make_space("timenas", 100, 6, 4).op_configs()
+    op_list = every[:3 * CHUNK_OPS] + [op for op in every if op.op != ops.CONV][:2 * CHUNK_OPS]
+    seconds = []
+    prepared = list(prepare_direct_models(op_list, workers=2, on_seconds=seconds.append))
+    assert [p.op for p in prepared] == op_list
+    assert len(seconds) == -(-len(op_list) // CHUNK_OPS) and all(s > 0 for s in seconds)
+    for p in prepared[::5]:
+        here = prepare_model(p.op)
+        assert p.model == here.model and p.path == here.path
+        assert p.reference == here.reference == here.model.reference_output(
+            seeded_bytes(single_op.op_seed(p.op), here.model.input_bytes))
+    stream = prepare_direct_models(every[100:400], workers=2)
+    next(stream)
+    stream.close()
+    deadline = time.monotonic() + 30
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not multiprocessing.active_children()

@@ -43,7 +43,7 @@ from tinyhil.models.single_op import (
     generate_chain_models,
     generate_models,
     op_seed,
-    stream_direct_models,
+    prepare_direct_models,
 )
 from tinyhil.models.tflite_model import TfliteModel
 from tinyhil.spaces import make_space
@@ -233,13 +233,16 @@ class Characterizer:
                 self.timing.generate_s += time.monotonic() - t0
                 yield item
                 t0 = time.monotonic()
-        for n, (op, path) in enumerate(stream_direct_models(todo)):
-            item = Item(f"op-{zlib.crc32(op.key.encode()):08x}-{n}",
-                        TfliteModel.from_bytes(path.read_bytes(), op.key), op_seed(op), op)
+        # Made, read and run on the host by worker processes (the seconds they took are counted)
+        self.timing.generate_s += time.monotonic() - t0
+        for n, prepared in enumerate(prepare_direct_models(todo, on_seconds=self._add_generate_s)):
+            op = prepared.op
             self.runner.advance(task)
-            self.timing.generate_s += time.monotonic() - t0  # the making only, not the waits between
-            yield item
-            t0 = time.monotonic()
+            yield Item(f"op-{zlib.crc32(op.key.encode()):08x}-{n}", prepared.model, op_seed(op), op,
+                       reference=prepared.reference)
+
+    def _add_generate_s(self, seconds: float) -> None:
+        self.timing.generate_s += seconds
 
     def measure_items(self, items: Iterable[Item], n_items: int | None = None) -> None:
         """Measures the items (a list, or an iterator of `n_items` still being made)."""

@@ -17,7 +17,9 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +29,9 @@ from tinyhil.files import atomic_write, checksum_problem, write_checksum
 from tinyhil.project import cache_dir
 from tinyhil.spaces import ops
 from tinyhil.spaces.ops import OpConfig
+
+if TYPE_CHECKING:
+    from tinyhil.models.tflite_model import TfliteModel
 
 # The builtin op each op type must convert to, alone.
 BUILTIN = {
@@ -229,16 +234,95 @@ def model_maker_for(op: OpConfig, maker: str) -> str:
     return DIRECT if maker == DIRECT and op.op in WRITTEN_OPS else CONVERTER
 
 
-def stream_direct_models(op_list: Iterable[OpConfig]) -> Iterator[tuple[OpConfig, Path]]:
-    """Directly written models one at a time (cached as generate_models caches
-    them), for a caller that starts on the first while the rest are written."""
+@dataclass(frozen=True)
+class PreparedModel:
+    """An op's model, read and checked, with the host interpreter's output for
+    the op's seeded input: all a measurement needs from the host beforehand."""
+
+    op: OpConfig
+    path: Path
+    model: TfliteModel
+    reference: bytes  # the host interpreter's output for seeded_bytes(op_seed(op), ...)
+
+
+def prepare_model(op: OpConfig, maker: str = DIRECT) -> PreparedModel:
+    """The op's model made (or found cached), read, and run on the host."""
+    from tinyhil.models.tflite_model import TfliteModel
+    from tinyhil.protocol import seeded_bytes
+
+    used = model_maker_for(op, maker)
+    make = write_op if used == DIRECT else convert_op
+    path = Path(_generate(_cache_key(op.key, used), make, op)[1])
+    model = TfliteModel.from_bytes(path.read_bytes(), op.key)
+    return PreparedModel(op, path, model, model.reference_output(seeded_bytes(op_seed(op), model.input_bytes)))
+
+
+def _prepare_chunk(op_list: list[OpConfig]) -> tuple[list[PreparedModel], float]:
+    """In a worker: the chunk's models prepared, and the seconds it took."""
+    import time
+
+    started = time.monotonic()
+    return [prepare_model(op) for op in op_list], time.monotonic() - started
+
+
+def _preparing_worker(parent_pid: int) -> None:
+    """A worker that makes direct models: dies with tinyhil, one BLAS thread
+    (small matrices: more threads cost more in hand-over than they save)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):  # see _run_jobs
-        for op in op_list:
-            used = model_maker_for(op, DIRECT)
-            make = write_op if used == DIRECT else convert_op
-            yield op, Path(_generate(_cache_key(op.key, used), make, op)[1])
+    die_with_parent(parent_pid)
+    global _blas_limit
+    _blas_limit = threadpool_limits(limits=1, user_api="blas")
+
+
+_blas_limit = None  # a worker's BLAS limit, held for its life
+
+
+PREPARE_WORKERS = 2  # processes; each keeps the models of CHUNK_OPS ops a task
+CHUNK_OPS = 8
+
+
+def prepare_direct_models(op_list: Iterable[OpConfig], workers: int = PREPARE_WORKERS,
+                          on_seconds: Callable[[float], None] | None = None) -> Iterator[PreparedModel]:
+    """The ops' models prepared (prepare_model) in worker processes, yielded in
+    the ops' order as they come: the making, the reading and the host
+    interpreter's run take no time from the process that measures (nor its
+    GIL). A few chunks per worker are made ahead, no more (a caller that takes
+    them slowly holds few in memory). `on_seconds` hears the seconds each
+    chunk took in its worker. workers=0 prepares them here, one at a time."""
+    op_list = list(op_list)
+    chunks = [op_list[i:i + CHUNK_OPS] for i in range(0, len(op_list), CHUNK_OPS)]
+    if workers <= 0 or len(chunks) <= 1:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            for chunk in chunks:
+                prepared, seconds = _prepare_chunk(chunk)
+                if on_seconds:
+                    on_seconds(seconds)
+                yield from prepared
+        return
+    from collections import deque
+
+    context = multiprocessing.get_context("spawn")  # a converter fallback may import TF: no fork
+    with _script_not_rerun():
+        pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context,
+                                   initializer=_preparing_worker, initargs=(os.getpid(),))
+    try:
+        pending: deque = deque()
+        remaining = iter(chunks)
+        ahead = 3 * workers
+        while True:
+            while len(pending) < ahead and (chunk := next(remaining, None)) is not None:
+                pending.append(pool.submit(_prepare_chunk, chunk))
+            if not pending:
+                return
+            prepared, seconds = pending.popleft().result()
+            if on_seconds:
+                on_seconds(seconds)
+            yield from prepared
+    finally:  # done, failed, or the caller stopped taking them (Ctrl-C): no worker goes on
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def generate_chain_models(lengths: Iterable[int], maker: str = DIRECT,
