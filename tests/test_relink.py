@@ -83,3 +83,28 @@ def test_relinked_image_equals_the_platformio_build(tmp_path, monkeypatch):
     assert RELINKED not in (by_platformio.elf.parent / "build.log").read_text()
     assert loadable(relinked.elf) == loadable(by_platformio.elf)
     assert relinked.size == by_platformio.size
+
+
+@pytest.mark.device
+def test_builds_of_one_run_tell_the_firmware_once(tmp_path, monkeypatch):
+    """Inside one_firmware() (a measuring run) the firmware's fingerprint and
+    TFLM library are told once, not per image; outside, every build tells them."""
+    board = get_board("qemu-m4")
+    monkeypatch.setenv("TINYHIL_CACHE_DIR", str(tmp_path))
+    told = {"firmware": 0, "library": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            told[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(firmware, "firmware_fingerprint", counted("firmware", firmware.firmware_fingerprint))
+    monkeypatch.setattr(firmware, "library_path", counted("library", firmware.library_path))
+    specs = [ImageSpec(board.name, (benchmark(f"s{n}", ops.softmax(n)),), True) for n in (3, 4, 5, 6)]
+    with firmware.one_firmware():
+        inside = [firmware.build_image(spec, board) for spec in specs[:3]]
+    assert told == {"firmware": 1, "library": 1}
+    assert len({image.firmware for image in inside}) == 1 and not any(image.cached for image in inside)
+    firmware.build_image(specs[3], board)
+    assert told == {"firmware": 2, "library": 2}
