@@ -11,9 +11,10 @@ import queue
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device.boards import Board, open_board
@@ -51,7 +52,6 @@ class Measurement:
     arena_used: int = 0
     image: BuiltImage | None = None
     info: DeviceInfo | None = None
-    seconds: float = 0.0  # the board's time for this item: its run request (and any recovery)
 
     @property
     def median(self) -> float:
@@ -114,6 +114,36 @@ class Packer:
         return full
 
 
+@dataclass
+class _Upcoming:
+    """An image handed to the builder, and its boot once started."""
+
+    items: list[Item]
+    build: Future  # -> (BuiltImage, build seconds)
+    boot: Future | None = None  # -> _Booted
+
+
+@dataclass(frozen=True)
+class _Booted:
+    image: BuiltImage
+    build_s: float
+    boot_s: float
+    board: Board | None  # None: the board gave up (error)
+    info: DeviceInfo | None
+    error: BoardGaveUp | None = None
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def _close_booted(future: Future) -> None:
+    if not future.cancelled() and future.exception() is None and future.result().board is not None:
+        future.result().board.close()
+
+
 class ImageRunner:
     def __init__(self, board: BoardConfig, repeats: int = 3, max_per_image: int = 100,
                  port: str = "", progress=None, timing: Timing | None = None,
@@ -127,6 +157,9 @@ class ImageRunner:
         self.timing = timing or Timing()
         # How to get a board (a farm worker's own instance, a proxied one, ...)
         self.open_device = open_device or (lambda: open_board(self.board, port=self.port))
+        # The next image boots while this one is measured: emulated boards only
+        # (each open_device() is a QEMU of its own); a physical board is one board.
+        self.preboot = board.emulated
 
     def task(self, description: str, total: int):
         return self.progress.add_task(description, total=total) if self.progress else None
@@ -145,19 +178,6 @@ class ImageRunner:
         """Yields one measurement per item, image after image."""
         images = pack(items, self.board, self.max_per_image)
         yield from self._run_images(images, len(images), len(items))
-
-    def run_in_image(self, image_items: list[Item], items: list[Item]) -> Iterator[Measurement]:
-        """Yields a measurement of each of `items`, run in the one image of
-        `image_items` (a pinned board's: it runs that image whatever it measures)."""
-        index = {item.name: n for n, item in enumerate(image_items)}
-        missing = [item.name for item in items if item.name not in index]
-        if missing:
-            raise ValueError(f"not in the image: {', '.join(missing[:5])}")
-        built = build_image(self.image_spec(image_items), self.board)
-        self.timing.build_s += built.build_seconds
-        self.timing.images += 1
-        yield from self._run_image(built, items, self.task("measure", len(items)),
-                                   [index[item.name] for item in items])
 
     def run_stream(self, items: Iterable[Item], n_items: int) -> Iterator[Measurement]:
         """As run, for items still being made: a thread takes them as they
@@ -211,20 +231,50 @@ class ImageRunner:
                 ready.put(error)
             ready.put(None)
 
-        with ThreadPoolExecutor(1) as builder, one_firmware():
+        # Taken from `ready`, not measured yet: _Upcoming images (booting ahead, on an
+        # emulated board, while the one before is measured) or the feeder's error.
+        pending: deque = deque()
+        fed_all = False
+
+        def take(wait: bool) -> None:
+            nonlocal fed_all
+            while not fed_all:
+                try:
+                    entry = ready.get(block=wait)
+                except queue.Empty:
+                    return
+                wait = False
+                if entry is None:
+                    fed_all = True
+                else:
+                    pending.append(entry if isinstance(entry, BaseException) else _Upcoming(*entry))
+
+        def boot_next() -> None:
+            """The image after the one being measured boots now (once built),
+            in the booter thread: QEMU's start-up is not waited for between images."""
+            take(wait=False)
+            if self.preboot and pending and isinstance(pending[0], _Upcoming) and pending[0].boot is None:
+                pending[0].boot = booter.submit(self._boot, pending[0].build)
+
+        with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(1) as booter, one_firmware():
             feeder = threading.Thread(target=feed, name="tinyhil-pack", daemon=True)
             feeder.start()
             try:
-                while (entry := ready.get()) is not None:
-                    if isinstance(entry, BaseException):
-                        raise entry
-                    image_items, future = entry
-                    image, seconds = future.result()
+                while True:
+                    take(wait=not pending)
+                    if not pending:
+                        break
+                    upcoming = pending.popleft()
+                    if isinstance(upcoming, BaseException):
+                        raise upcoming
+                    booted = upcoming.boot.result() if upcoming.boot else self._boot(upcoming.build)
+                    image = booted.image
                     if image.repaired:
                         self.timing.repaired.append(image.repaired)
-                    self.timing.build_s += seconds
+                    self.timing.build_s += booted.build_s
+                    self.timing.boot_s += booted.boot_s
                     self.timing.images += 1
-                    yield from self._run_image(image, image_items, measure_task)
+                    yield from self._run_image(image, upcoming.items, measure_task, booted, boot_next)
             except BaseException:
                 stop_builds()  # Ctrl-C: the builder thread's compilers end now, not when done
                 raise
@@ -234,26 +284,47 @@ class ImageRunner:
                 feeder.join()
                 for f in futures:
                     f.cancel()
+                for upcoming in pending:
+                    if isinstance(upcoming, _Upcoming) and upcoming.boot is not None:
+                        upcoming.boot.cancel()
+                        upcoming.boot.add_done_callback(_close_booted)  # booted ahead, never measured
 
-    def _run_image(self, image: BuiltImage, items: list[Item], task,
-                   indices: list[int] | None = None) -> Iterator[Measurement]:
-        """Measures `items`, the benchmarks of `image` at `indices` (default: all, in order)."""
-        with self.open_device() as board:
-            t0 = time.monotonic()
-            try:
-                info = boot_with_recovery(board, image)
-            except BoardGaveUp as error:
-                for item in items:
-                    self.timing.skipped.append(f"{item.model.name}: {error}")
-                    self.advance(task)
-                    yield Measurement(item, f"{SKIPPED}: {error}", image=image)
-                return
-            self.timing.boot_s += time.monotonic() - t0
-            for index, item in zip(indices or range(len(items)), items):
+    def _boot(self, build: Future) -> _Booted:
+        """The image, once built, started on a board that answers (or the error
+        of a board that gave up: its benchmarks are skipped)."""
+        image, build_s = build.result()
+        t0 = time.monotonic()
+        board = self.open_device()
+        try:
+            info = boot_with_recovery(board, image)
+        except BoardGaveUp as error:
+            board.close()
+            return _Booted(image, build_s, time.monotonic() - t0, None, None, error)
+        except BaseException:
+            board.close()
+            raise
+        return _Booted(image, build_s, time.monotonic() - t0, board, info)
+
+    def _run_image(self, image: BuiltImage, items: list[Item], task, booted: _Booted | None = None,
+                   between: Callable[[], None] | None = None) -> Iterator[Measurement]:
+        """The image's items measured, on the board it was `booted` on (booted here
+        if not); `between()` is called after each item."""
+        if booted is None:
+            booted = self._boot(_done((image, 0.0)))
+            self.timing.boot_s += booted.boot_s
+        if booted.error is not None:
+            for item in items:
+                self.timing.skipped.append(f"{item.model.name}: {booted.error}")
+                self.advance(task)
+                yield Measurement(item, f"{SKIPPED}: {booted.error}", image=image)
+            return
+        with booted.board as board:
+            if between is not None:
+                between()
+            for index, item in enumerate(items):
                 t0 = time.monotonic()
-                measurement = self._run_one(board, index, item, image, info)
-                measurement = replace(measurement, seconds=time.monotonic() - t0)
-                self.timing.measure_s += measurement.seconds
+                measurement = self._run_one(board, index, item, image, booted.info)
+                self.timing.measure_s += time.monotonic() - t0
                 if skipped(measurement.status):
                     self.timing.skipped.append(f"{item.model.name}: {measurement.status}")
                 elif measurement.status != OK:
@@ -262,6 +333,8 @@ class ImageRunner:
                     self.timing.measured += 1
                 self.advance(task)
                 yield measurement
+                if between is not None:
+                    between()
 
     def _run_one(self, board: Board, index: int, item: Item, image: BuiltImage,
                  info: DeviceInfo) -> Measurement:
