@@ -352,3 +352,21 @@ def test_models_prepared_by_workers_come_in_order_with_the_hosts_outputs(tmp_pat
     while multiprocessing.active_children() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not multiprocessing.active_children()
+
+
+def test_models_are_prepared_from_a_plain_script(tmp_path):
+    """A script without `if __name__ == "__main__"` (the seeds' walk-throughs
+    are such) may prepare models: the spawned workers do not run it again."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "walk_through.py"
+    script.write_text("from tinyhil.models.single_op import prepare_direct_models\n"
+                      "from tinyhil.spaces import make_space\n"
+                      "ops = make_space('timenas', 100, 6, 4).op_configs()[:40]\n"
+                      "print(len(list(prepare_direct_models(ops, workers=2))))\n")
+    env = dict(os.environ, TINYHIL_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "40"

@@ -305,16 +305,21 @@ def prepare_direct_models(op_list: Iterable[OpConfig], workers: int = PREPARE_WO
     from collections import deque
 
     context = multiprocessing.get_context("spawn")  # a converter fallback may import TF: no fork
-    with _script_not_rerun():
+    pending: deque = deque()
+    remaining = iter(chunks)
+    ahead = 3 * workers
+
+    def submit_ahead() -> None:
+        while len(pending) < ahead and (chunk := next(remaining, None)) is not None:
+            pending.append(pool.submit(_prepare_chunk, chunk))
+
+    with _script_not_rerun():  # the workers start with the first tasks
         pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context,
                                    initializer=_preparing_worker, initargs=(os.getpid(),))
+        submit_ahead()
     try:
-        pending: deque = deque()
-        remaining = iter(chunks)
-        ahead = 3 * workers
         while True:
-            while len(pending) < ahead and (chunk := next(remaining, None)) is not None:
-                pending.append(pool.submit(_prepare_chunk, chunk))
+            submit_ahead()
             if not pending:
                 return
             prepared, seconds = pending.popleft().result()
