@@ -203,3 +203,38 @@ def test_run_resent_while_measuring_changes_no_count(har_conv, monkeypatch):
     relay.close()
     assert relay.frames["to_board"] >= 3  # INFO, RUN and at least one resend
     assert resent.cycles == clean.cycles and resent.ops == clean.ops
+
+
+def test_a_batch_counts_as_its_runs_alone_and_the_board_counts_its_work():
+    """BATCH (one request, a reply per benchmark) gives the replies the same
+    RUNs sent one by one give, noise on the line in the middle of it changes
+    no count, and INFO's busy ticks grow by at least the inferences' ticks."""
+    from tinyhil.measure.runner import ImageRunner, Item
+    from tinyhil.models.single_op import prepare_model
+    from tinyhil.protocol import BatchRequest, RunRequest
+    from tinyhil.spaces import ops
+
+    config = get_board("qemu-m4")
+    op_list = [ops.conv((32, 1, 8), 16, (3, 1)), ops.dense(64, 16, "relu"), ops.softmax(10),
+               ops.conv((16, 1, 16), 8, (5, 1), (2, 1)), ops.dense(16, 256, "relu")]
+    prepared = [prepare_model(op) for op in op_list]
+    items = [Item(f"b{n}", p.model, 1000 + n, p.op) for n, p in enumerate(prepared)]
+    image = build_image(ImageRunner(config).image_spec(items), config)
+    with QemuBoard(config, timeout=5.0) as board:
+        info = board.boot(image)
+        assert info.batch and BatchRequest.capacity(info.max_request) >= len(items)
+        alone = [board.driver.run(RunRequest(i, warmup=0, repeats=1, seed=item.seed, output_crc_only=True))
+                 for i, item in enumerate(items)]
+        before = board.driver.info().busy_ticks
+        batch = BatchRequest(0, tuple(item.seed for item in items))
+        together = []
+        for k, reply in board.driver.run_batch(batch):
+            together.append((k, reply))
+            if k == 1:
+                board.port.write(b"\x00\xff\x13" * 4)  # noise while the board runs the rest
+        after = board.driver.info().busy_ticks
+        assert together == list(enumerate(alone))
+        inferences = sum(2 * reply.repeat_ticks[0] for reply in alone)  # profiled and timed
+        assert inferences < after - before < 4 * inferences
+        assert board.driver.run(RunRequest(2, warmup=0, repeats=1, seed=items[2].seed,
+                                           output_crc_only=True)) == alone[2]  # the board took requests again

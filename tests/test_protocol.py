@@ -174,7 +174,8 @@ def test_seeded_run_request_carries_only_the_seed():
 
 class ScriptedBoard:
     """A pyserial-like port whose 'board' answers each request frame it gets
-    with the next of `answers` (functions of that frame)."""
+    with the next of `answers` (functions of that frame, giving a frame or a
+    list of frames and raw bytes)."""
 
     def __init__(self, answers):
         self.answers = list(answers)
@@ -192,7 +193,9 @@ class ScriptedBoard:
     def write(self, data: bytes) -> None:
         for frame in self.decoder.feed(data):
             self.requests.append(frame)
-            self.pending += self.answers.pop(0)(frame).encode()
+            answer = self.answers.pop(0)(frame)
+            for part in answer if isinstance(answer, list) else [answer]:
+                self.pending += part.encode() if isinstance(part, Frame) else part
 
     def flush(self) -> None:
         pass
@@ -364,3 +367,73 @@ def test_a_long_run_of_unknown_cost_is_sized_by_one_inference_first():
     driver.run(RunRequest(3, warmup=1, repeats=2, profile=True))
     assert [sent(f) for f in port.requests] == [
         RunRequest(3, warmup=0, repeats=1, profile=False), RunRequest(3, warmup=1, repeats=2, profile=True)]
+
+
+def ticks_reply(seq: int, ticks: int, crc: int = 0x1234) -> Frame:
+    payload = struct.pack("<BIH", 0, 512, 1) + struct.pack("<Q", ticks) + struct.pack("<H", 0)
+    return Frame(Kind.RUN | protocol.REPLY, seq, payload + struct.pack("<BII", 1, 4, crc))
+
+
+def test_batch_request_layout_and_capacity():
+    batch = protocol.BatchRequest(5, (1, 2, 0xFFFFFFFF), warmup=0, repeats=1)
+    flags = protocol.RunFlag.INPUT_SEED | protocol.RunFlag.PROFILE | protocol.RunFlag.OUTPUT_CRC
+    assert batch.encode() == struct.pack("<HHHHBIII", 5, 3, 0, 1, flags, 1, 2, 0xFFFFFFFF)
+    assert batch.run(2) == RunRequest(7, warmup=0, repeats=1, profile=True, output_crc_only=True,
+                                      seed=0xFFFFFFFF)
+    assert protocol.BatchRequest.capacity(64) == 13 and protocol.BatchRequest.capacity(4096) == 255
+    with pytest.raises(ValueError):
+        protocol.BatchRequest(0, ())
+
+
+def test_a_batch_is_answered_reply_by_reply_in_order():
+    from tinyhil.device.driver import BenchDriver
+
+    def board(request):  # one reply per RUN, seq + k; a stale frame of an earlier request first
+        return [ticks_reply(request.seq - 1, 1)] + [ticks_reply(request.seq + k, 100 + k) for k in range(4)]
+
+    port = ScriptedBoard([board, run_reply])
+    driver = BenchDriver(port, "qemu-m4", timeout=5.0)
+    answers = list(driver.run_batch(protocol.BatchRequest(3, (9, 8, 7, 6))))
+    assert [(k, r.repeat_ticks) for k, r in answers] == [(k, (100 + k,)) for k in range(4)]
+    assert port.requests[0].kind == Kind.BATCH
+    assert driver.inference_ticks == {3: 100, 4: 101, 5: 102, 6: 103}  # learnt: later timeouts fit
+    driver.run(RunRequest(0, repeats=2))  # the next request's seq follows the batch's
+    assert port.requests[1].seq == (port.requests[0].seq + 4) & 0xFF
+
+
+def test_a_batch_skips_a_lost_reply_and_says_what_failed():
+    from tinyhil.device.driver import BenchDriver
+    from tinyhil.errors import DeviceError, SampleDisturbed
+
+    def board(request):
+        garbled = bytearray(ticks_reply(request.seq + 1, 101).encode())
+        garbled[12] ^= 0xFF  # fails its CRC: lost
+        return [ticks_reply(request.seq, 100), bytes(garbled),
+                Frame(Kind.ERROR, request.seq + 2, bytes([protocol.ErrorCode.DISTURBED]) + b"stayed disturbed"),
+                Frame(Kind.ERROR, request.seq + 3, bytes([protocol.ErrorCode.INVOKE]) + b"Invoke failed"),
+                ticks_reply(request.seq + 4, 104)]
+
+    driver = BenchDriver(ScriptedBoard([board]), "qemu-m4", timeout=5.0)
+    answers = dict(driver.run_batch(protocol.BatchRequest(0, (1, 2, 3, 4, 5))))
+    assert sorted(answers) == [0, 2, 3, 4]  # 1 lost: the caller runs it again
+    assert isinstance(answers[2], SampleDisturbed) and isinstance(answers[3], DeviceError)
+    assert answers[4].repeat_ticks == (104,)
+
+
+def test_a_batch_ends_at_a_device_fault_or_when_the_board_goes_quiet(monkeypatch):
+    import time as time_module
+
+    from tinyhil.device import driver as driver_module
+    from tinyhil.device.driver import BenchDriver
+
+    def faulting(request):
+        return [ticks_reply(request.seq, 100),
+                Frame(Kind.ERROR, request.seq + 1, bytes([protocol.ErrorCode.INVOKE]) + b"device fault: hard fault")]
+
+    driver = BenchDriver(ScriptedBoard([faulting]), "qemu-m4", timeout=0.2)
+    monkeypatch.setattr(driver_module, "RUN_FLOOR_SECONDS", 0.0)
+    started = time_module.monotonic()
+    assert [k for k, _ in driver.run_batch(protocol.BatchRequest(0, (1, 2, 3)))] == [0, 1]
+    assert time_module.monotonic() - started < 0.2  # not waited for: nothing follows a fault
+    quiet = BenchDriver(ScriptedBoard([lambda request: [ticks_reply(request.seq, 100)]]), "qemu-m4", timeout=0.2)
+    assert [k for k, _ in quiet.run_batch(protocol.BatchRequest(0, (1, 2, 3)))] == [0]

@@ -33,6 +33,7 @@
 //   unit u16 | slot u8 | slots u8 | tensor u16 | type u8 (TfLiteType) |
 //   total u32 | offset u32 | crc32 of the whole tensor u32 | bytes
 #define THP_TENSOR 0x05
+#define THP_BATCH 0x06  // RUNs of consecutive benchmarks (seeded), one reply each, seq + k
 // Replies (device -> host): request | 0x80, or ERROR
 #define THP_REPLY 0x80
 #define THP_ERROR 0x7F

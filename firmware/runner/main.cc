@@ -27,6 +27,8 @@ constexpr uint16_t kMaxRepeats = 1000;
 constexpr int kMaxProfileEvents = 256;
 constexpr size_t kLogBytes = 1024;
 constexpr size_t kRunHeaderBytes = 7;  // id u16, warmup u16, repeats u16, flags u8
+// first u16, count u16, warmup u16, repeats u16, flags u8; then a u32 seed per benchmark
+constexpr size_t kBatchHeaderBytes = 9;
 // A sample during which another interrupt ran or became pending is timed
 // again, this many times at most; one that stays disturbed is reported to the
 // host as such, never sent as a figure.
@@ -75,6 +77,9 @@ class OpProfiler : public tflite::MicroProfilerInterface {
 
 OpProfiler profiler;
 uint8_t current_seq = 0;
+// Counter ticks spent waiting for the host (in bsp_wait_for_input) since
+// bsp_init: INFO reports the others as busy_ticks, the work the core did.
+uint64_t idle_ticks = 0;
 
 void SendError(uint8_t code, const char* fmt, ...) {
   char message[256];
@@ -108,17 +113,30 @@ void SendText(uint8_t kind, const char* text, size_t len) {
 // without it need nothing.
 extern "C" const char* bsp_info_notes(void) __attribute__((weak));
 
+// Decimal digits of v (newlib-nano's printf has no %llu).
+const char* FormatU64(uint64_t v, char (&out)[21]) {
+  char* p = out + sizeof out - 1;
+  *p = '\0';
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  return p;
+}
+
 void HandleInfo() {
   char text[768];
+  char busy[21];
   int n = snprintf(text, sizeof text,
                    "protocol=%d\nboard=%s\ncore=%s\nclock_hz=%lu\ncounter=%s\n"
                    "counter_hz=%lu\ntflm=%s\nbuild_id=%s\narena_bytes=%lu\n"
-                   "benchmarks=%u\nmax_request=%lu\n",
+                   "benchmarks=%u\nmax_request=%lu\nbatch=1\nbusy_ticks=%s\n",
                    THP_VERSION, bsp_board_name(), bsp_core_name(),
                    (unsigned long)bsp_core_clock_hz(), bsp_counter_kind(),
                    (unsigned long)bsp_counter_hz(), TINYHIL_TFLM_VERSION, kTinyhilImageId,
                    (unsigned long)sizeof tensor_arena, (unsigned)kTinyhilBenchmarkCount,
-                   (unsigned long)kTinyhilMaxRequestBytes);
+                   (unsigned long)kTinyhilMaxRequestBytes,
+                   FormatU64(bsp_counter_read() - idle_ticks, busy));
   if (bsp_info_notes != nullptr && n >= 0 && n < (int)sizeof text)
     n += snprintf(text + n, sizeof text - n, "%s", bsp_info_notes());
   if (n > (int)sizeof text - 1) n = sizeof text - 1;
@@ -479,6 +497,45 @@ void HandleLayers(const uint8_t* payload, size_t payload_bytes) {
   thp_send_end(&tx);
 }
 
+// BATCH: the RUNs of benchmarks first .. first + count - 1, one seed each,
+// run one after the other as if each had come alone (HandleRun, the same
+// timed windows), each answered at once with its own RUN reply or ERROR, the
+// k-th with sequence number seq + k. One request instead of `count`: the
+// host's round trip and a request's bytes (QEMU's UART takes one byte per
+// event-loop turn) no longer come between benchmarks.
+void HandleBatch(const uint8_t* payload, size_t payload_bytes) {
+  const uint8_t seq = current_seq;
+  if (payload_bytes < kBatchHeaderBytes) {
+    SendError(THP_ERR_BAD_REQUEST, "BATCH payload of %u bytes is shorter than its header",
+              (unsigned)payload_bytes);
+    return;
+  }
+  const uint16_t first = ReadU16(payload);
+  const uint16_t count = ReadU16(payload + 2);
+  const uint8_t flags = payload[8];
+  if (count == 0 || count > 255 || payload_bytes != kBatchHeaderBytes + 4u * count ||
+      !(flags & THP_RUN_INPUT_SEED)) {
+    SendError(THP_ERR_BAD_REQUEST,
+              "BATCH of %u benchmarks needs 1..255 seeds (4 bytes each, flag INPUT_SEED), "
+              "got %u bytes",
+              (unsigned)count, (unsigned)payload_bytes);
+    return;
+  }
+  uint8_t run[kRunHeaderBytes + 4];
+  for (uint16_t k = 0; k < count; ++k) {
+    current_seq = (uint8_t)(seq + k);
+    log_used = 0;
+    log_text[0] = '\0';
+    const uint16_t id = (uint16_t)(first + k);
+    run[0] = (uint8_t)id;
+    run[1] = (uint8_t)(id >> 8);
+    memcpy(run + 2, payload + 4, 4);  // warm-up, repeats
+    run[6] = flags;
+    memcpy(run + kRunHeaderBytes, payload + kBatchHeaderBytes + 4u * k, 4);
+    HandleRun(run, sizeof run);
+  }
+}
+
 }  // namespace
 
 // ---- hooks TFLM expects from the platform --------------------------------
@@ -506,8 +563,10 @@ extern "C" void tinyhil_run_forever(void) {
   for (;;) {
     int byte = bsp_uart_read();
     if (byte < 0) {
-      if (bsp_counter_read() - last_byte > kQuietTicks) thp_receiver_abandon(&rx);
+      const uint64_t waiting_from = bsp_counter_read();
+      if (waiting_from - last_byte > kQuietTicks) thp_receiver_abandon(&rx);
       bsp_wait_for_input();
+      idle_ticks += bsp_counter_read() - waiting_from;
       continue;
     }
     last_byte = bsp_counter_read();
@@ -520,6 +579,7 @@ extern "C" void tinyhil_run_forever(void) {
       case THP_LIST: HandleList(); break;
       case THP_RUN: HandleRun(rx.payload, rx.length); break;
       case THP_LAYERS: HandleLayers(rx.payload, rx.length); break;
+      case THP_BATCH: HandleBatch(rx.payload, rx.length); break;
       default: SendError(THP_ERR_BAD_REQUEST, "unknown request kind 0x%02x", rx.kind);
     }
   }

@@ -29,6 +29,7 @@ class Kind(IntEnum):
     RUN = 0x03
     LAYERS = 0x04  # one untimed inference, every intermediate tensor streamed back
     TENSOR = 0x05  # never a request: the frames a LAYERS request streams (| REPLY)
+    BATCH = 0x06  # RUNs of consecutive benchmarks, one reply each (BatchRequest)
     ERROR = 0x7F
 
 
@@ -241,6 +242,46 @@ class RunRequest:
         ) | (RunFlag.INPUT_SEED if self.seed is not None else 0)
         data = self.input if self.seed is None else struct.pack("<I", self.seed & 0xFFFFFFFF)
         return RUN_HEADER.pack(self.benchmark, self.warmup, self.repeats, flags) + data
+
+
+BATCH_HEADER = struct.Struct("<HHHHB")
+SEED = struct.Struct("<I")
+MAX_BATCH = 255  # replies are told apart by seq + k, which counts modulo 256
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """The seeded RUNs of benchmarks first, first + 1, ... (one seed each) in
+    one request: the board runs them one after the other as if each had come
+    alone and answers the k-th at once, as its own RUN reply (or ERROR), with
+    the request's sequence number + k."""
+
+    first: int
+    seeds: tuple[int, ...]
+    warmup: int = 0
+    repeats: int = 1
+    profile: bool = True
+    output_crc_only: bool = True
+
+    def __post_init__(self):
+        if not 1 <= len(self.seeds) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1..{MAX_BATCH} benchmarks, not {len(self.seeds)}")
+
+    def run(self, k: int) -> RunRequest:
+        """The RUN the k-th reply answers."""
+        return RunRequest(self.first + k, warmup=self.warmup, repeats=self.repeats, profile=self.profile,
+                          output_crc_only=self.output_crc_only, seed=self.seeds[k])
+
+    def encode(self) -> bytes:
+        flags = RunFlag.INPUT_SEED | (RunFlag.PROFILE if self.profile else 0) | (
+            RunFlag.OUTPUT_CRC if self.output_crc_only else 0)
+        return BATCH_HEADER.pack(self.first, len(self.seeds), self.warmup, self.repeats, flags) + b"".join(
+            SEED.pack(seed & 0xFFFFFFFF) for seed in self.seeds)
+
+    @staticmethod
+    def capacity(max_request: int) -> int:
+        """Benchmarks one batch may hold on a board whose requests hold `max_request` bytes."""
+        return max(0, min(MAX_BATCH, (max_request - BATCH_HEADER.size) // SEED.size))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 import termios
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from serial import SerialException
 
@@ -16,6 +18,7 @@ from tinyhil.errors import BoardNotResponding, DeviceError, ImageTooLarge, Sampl
 from tinyhil.protocol import (
     REPLY,
     VERSION,
+    BatchRequest,
     ErrorCode,
     Frame,
     FrameDecoder,
@@ -47,6 +50,8 @@ UNPROBED_INFERENCES = 2
 # other end (QEMU) has gone.
 LINK_ERRORS = (OSError, SerialException, termios.error)
 
+# How the firmware's fault handler (tinyhil_fatal) begins its ERROR: the board says nothing after it.
+DEVICE_FAULT = "device fault"
 ARENA_MISSING = re.compile(r"missing: (\d+)")
 OP_MISSING = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
 
@@ -65,6 +70,9 @@ class DeviceInfo:
     max_request: int
     clock_source: str = ""  # e.g. "pll-hse-bypass-8MHz"; boards that say so
     warnings: str = ""  # what the board could not set up (a clock that did not lock, ...)
+    batch: bool = False  # the firmware runs BATCH requests
+    # counter ticks the core ran (not waiting for the host) since it started: a reading, not who it is
+    busy_ticks: int | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, payload: bytes) -> DeviceInfo:
@@ -78,6 +86,8 @@ class DeviceInfo:
                 build_id=kv["build_id"], arena_bytes=int(kv["arena_bytes"]),
                 benchmarks=int(kv["benchmarks"]), max_request=int(kv["max_request"]),
                 clock_source=kv.get("clock_source", ""), warnings=kv.get("warning", ""),
+                batch=kv.get("batch") == "1",
+                busy_ticks=int(kv["busy_ticks"]) if "busy_ticks" in kv else None,
             )
         except (KeyError, ValueError) as error:
             raise ValueError(f"malformed INFO reply ({error}): {payload[:200]!r}") from error
@@ -118,6 +128,7 @@ class BenchDriver:
         self.inference_ticks = {} if inference_ticks is None else inference_ticks
         self.resends = 0  # requests sent again after a timeout or a bad frame
         self.decoder = FrameDecoder()
+        self._frames: deque[Frame] = deque()  # decoded, not taken yet (a batch's replies come in runs)
         self._seq = 0
 
     def info(self) -> DeviceInfo:
@@ -143,10 +154,61 @@ class BenchDriver:
             reply = RunReply.decode(payload)
         except ValueError as error:
             raise BoardNotResponding(f"board {self.board_name}: {error} after {what}") from error
-        if reply.repeat_ticks:
-            seen = self.inference_ticks.get(request.benchmark, 0)
-            self.inference_ticks[request.benchmark] = max(seen, *reply.repeat_ticks)
+        self._learn(request.benchmark, reply)
         return reply
+
+    def run_batch(self, batch: BatchRequest) -> Iterator[tuple[int, RunReply | Exception]]:
+        """Sends `batch` and yields (k, reply) as the reply to its k-th RUN comes,
+        or (k, error) for an ERROR (the error that RUN alone would raise), in
+        ascending k. A reply lost on the line is skipped. It ends after the
+        last reply, after a device fault (the board says nothing more), or
+        when the next reply has not come within its RUN's timeout. Nothing is
+        resent: a RUN it did not answer is the caller's to send again, once
+        it has ended (a request sent while the board still runs the batch
+        waits behind it). A link that is gone raises BoardNotResponding."""
+        base = (self._seq + 1) & 0xFF
+        count = len(batch.seeds)
+        self._seq = (base + count - 1) & 0xFF  # the replies take seq .. seq + count - 1
+        frame = Frame(Kind.BATCH, base, batch.encode()).encode()
+        k = 0
+
+        def answers(f: Frame) -> bool:
+            return f.kind in (Kind.RUN | REPLY, Kind.ERROR) and k <= (f.seq - base) & 0xFF < count
+
+        try:
+            self.port.reset_input_buffer()
+            self._clear()
+            self.port.write(frame)
+            self.port.flush()
+            while k < count:
+                got = self._await_frame(answers, self.run_timeout(batch.run(k)), give_up_on_bad=False)
+                if got is None:
+                    return
+                k = (got.seq - base) & 0xFF
+                what = f"RUN benchmark {batch.first + k} (in a batch)"
+                if got.kind == Kind.ERROR:
+                    code, message = decode_error(got.payload)
+                    yield k, (SampleDisturbed(f"board {self.board_name}: {what} came back disturbed ({message})")
+                              if code == ErrorCode.DISTURBED else self._explain(code, message, what))
+                    if message.startswith(DEVICE_FAULT):
+                        return  # the board's fault handler has said its last word
+                else:
+                    try:
+                        reply = RunReply.decode(got.payload)
+                    except ValueError:
+                        reply = None  # whole on the line but not a reply: as if lost
+                    if reply is not None:
+                        self._learn(batch.first + k, reply)
+                        yield k, reply
+                k += 1
+        except LINK_ERRORS as error:
+            raise BoardNotResponding(f"board {self.board_name}: serial link lost during a batch of "
+                                     f"{count} RUNs ({error})") from error
+
+    def _learn(self, benchmark: int, reply: RunReply) -> None:
+        if reply.repeat_ticks:
+            seen = self.inference_ticks.get(benchmark, 0)
+            self.inference_ticks[benchmark] = max(seen, *reply.repeat_ticks)
 
     def run_timeout(self, request: RunRequest) -> float:
         """Seconds to wait for the reply to `request`: never below the floor,
@@ -236,10 +298,11 @@ class BenchDriver:
             self.resends += attempt > 0
             try:
                 self.port.reset_input_buffer()
-                self.decoder.buffer.clear()
+                self._clear()
                 self.port.write(frame)
                 self.port.flush()
-                reply = self._await(kind, timeout)
+                reply = self._await_frame(
+                    lambda f: f.seq == self._seq and f.kind in (kind | REPLY, Kind.ERROR), timeout)
             except LINK_ERRORS as error:
                 # The link itself is gone (QEMU died, cable pulled): no retry
                 # on this port can help; the board's strategy must bring it back.
@@ -275,19 +338,30 @@ class BenchDriver:
             return UnsupportedOp(f"board {self.board_name}'s firmware lacks op {op.group(1)}")
         return DeviceError(code, f"board {self.board_name} refused {what}: {message}")
 
-    def _await(self, kind: Kind, timeout: float) -> Frame | None:
+    def _clear(self) -> None:
+        self.decoder.buffer.clear()
+        self._frames.clear()
+
+    def _await_frame(self, match: Callable[[Frame], bool], timeout: float,
+                     give_up_on_bad: bool = True) -> Frame | None:
+        """The first frame `match` accepts (others are dropped), or None after
+        `timeout` or, with `give_up_on_bad`, once a frame failed its CRC and the
+        line went quiet (the caller asks again rather than wait it out)."""
         deadline = time.monotonic() + timeout
         bad_frames = self.decoder.bad_frames
-        while time.monotonic() < deadline:
+        while True:
+            while self._frames:
+                frame = self._frames.popleft()
+                if match(frame):
+                    return frame
+            if time.monotonic() >= deadline:
+                return None
             # what is there, or the rest of the frame begun: one read a reply, not one a byte
             chunk = self.port.read(max(self.decoder.wanted(), getattr(self.port, "in_waiting", 0) or 1))
             if not chunk:
-                if self.decoder.bad_frames > bad_frames and not self.decoder.buffer:
+                if give_up_on_bad and self.decoder.bad_frames > bad_frames and not self.decoder.buffer:
                     # A reply came and failed its CRC, and the line is quiet
                     # again: ask again now rather than wait out the timeout.
                     return None
                 continue
-            for frame in self.decoder.feed(chunk):
-                if frame.seq == self._seq and frame.kind in (kind | REPLY, Kind.ERROR):
-                    return frame
-        return None
+            self._frames.extend(self.decoder.feed(chunk))

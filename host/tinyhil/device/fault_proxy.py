@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tinyhil.protocol import CRC, HEADER, MAX_PAYLOAD, SYNC
+from tinyhil.protocol import CRC, HEADER, MAX_PAYLOAD, SYNC, Kind
 
 KINDS = ("garble", "drop", "duplicate", "stall")
 # Done to the board itself, just after a RUN request went through: the
@@ -35,7 +35,9 @@ BOARD_KINDS = ("board_reset", "qemu_killed")
 NOISE_KIND = "noise"
 # Done to the board between two requests: just after a reply reached the host.
 IDLE_KINDS = ("qemu_killed_idle",)
-RUN_KIND = 0x03
+RUN_KIND = int(Kind.RUN)
+BATCH_KIND = int(Kind.BATCH)  # RUNs of many benchmarks in one request: measuring too
+MEASURING_KINDS = (RUN_KIND, BATCH_KIND)
 NOISE_BYTES = [b for b in range(256) if b != SYNC[0]]
 
 
@@ -181,7 +183,7 @@ class FaultProxy:
         if to_host:
             self._after_reply()
             return
-        if not self.enabled or not self.board_actions or frame[2] != RUN_KIND:
+        if not self.enabled or not self.board_actions or frame[2] not in MEASURING_KINDS:
             return
         if self.rng.random() < self.plan.board_faults:
             kind = self.rng.choice(sorted(k for k in self.board_actions if k in BOARD_KINDS))
@@ -194,9 +196,9 @@ class FaultProxy:
 
     # ---- noise while the board measures ----------------------------------------
     def _schedule_noise(self, frame: bytes, to_host: bool) -> None:
-        """After a RUN went to the board: one to three bursts of noise, each at a
+        """After a RUN (or BATCH) went to the board: one to three bursts of noise, each at a
         random moment of the next `noise_window_s`, when the board is likely timing."""
-        if to_host or not self.enabled or frame[2] != RUN_KIND or self.plan.noise <= 0 \
+        if to_host or not self.enabled or frame[2] not in MEASURING_KINDS or self.plan.noise <= 0 \
                 or self.rng.random() >= self.plan.noise:
             return
         now = time.monotonic()

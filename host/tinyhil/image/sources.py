@@ -17,7 +17,7 @@ import jinja2
 from tinyhil import __version__
 from tinyhil.errors import TinyhilError, UnsupportedOp
 from tinyhil.image.c_array import check_c_name, write_c_array
-from tinyhil.protocol import LAYERS_HEADER, MAX_PAYLOAD, RUN_HEADER
+from tinyhil.protocol import BATCH_HEADER, LAYERS_HEADER, MAX_BATCH, MAX_PAYLOAD, RUN_HEADER, SEED
 
 TEMPLATES = Path(__file__).with_name("templates")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,63}$")
@@ -98,7 +98,12 @@ class ImageSpec:
 
     @property
     def max_request_bytes(self) -> int:
-        largest = 0 if self.seeded_inputs else max((b.input_bytes for b in self.benchmarks), default=0)
+        """Uploaded inputs: the largest RUN or LAYERS request. Seeded ones: a BATCH
+        of all the image's benchmarks (one seed each), so one request runs them all."""
+        if self.seeded_inputs:
+            batch = BATCH_HEADER.size + SEED.size * min(len(self.benchmarks), MAX_BATCH)
+            return max(64, REQUEST_HEADER_BYTES + SEED.size, batch)
+        largest = max((b.input_bytes for b in self.benchmarks), default=0)
         return max(64, REQUEST_HEADER_BYTES + largest)
 
     def image_id(self, firmware_hash: str) -> str:
