@@ -75,6 +75,8 @@ def test_a_failure_making_items_reaches_the_caller_after_what_was_measured(runne
 class StandInBoard:
     """A board that boots at once and says so; it records being closed."""
 
+    driver = None  # nothing asked of it but to boot
+
     def __init__(self, log):
         self.log = log
         self.config = get_board("qemu-m4")
@@ -113,7 +115,7 @@ def booting_runner(monkeypatch):
             next_booted.set()  # (set on opening; boot follows at once in the same thread)
         return boards[-1]
 
-    def run_one(self, board, index, item, image, info):
+    def run_one(self, board, index, item, image, info, answered=None):
         if item.name == "b9":  # the first image's last item: the next image boots meanwhile
             assert next_booted.wait(30), "the next image did not boot while this one was measured"
         log.append(("measure", item.name))
@@ -139,8 +141,8 @@ def test_a_board_booted_ahead_and_never_measured_is_closed(booting_runner):
     for m in stream:
         if m.item.name == "b9":
             break
-    stream.close()  # the caller stops (Ctrl-C, an error of its own) with the next image booted
-    assert len(boards) == 2 and all(board.closed for board in boards)
+    stream.close()  # the caller stops (Ctrl-C, an error of its own) with the next images booted
+    assert len(boards) >= 2 and all(board.closed for board in boards)
 
 
 def test_a_physical_board_is_not_booted_ahead():

@@ -20,16 +20,21 @@ from tinyhil.board_catalog import BoardConfig
 from tinyhil.device.boards import Board, open_board
 from tinyhil.device.driver import DeviceInfo
 from tinyhil.device.recovery import boot_with_recovery, run_with_recovery
-from tinyhil.errors import BoardGaveUp, DeviceError, ImageTooLarge
+from tinyhil.errors import BoardGaveUp, BoardNotResponding, DeviceError, ImageTooLarge
 from tinyhil.image.firmware import BuiltImage, build_image, one_firmware, stop_builds
 from tinyhil.image.sources import Benchmark, ImageSpec
 from tinyhil.models.tflite_model import TfliteModel
-from tinyhil.protocol import OpTicks, RunRequest, seeded_bytes
+from tinyhil.protocol import BatchRequest, OpTicks, RunReply, RunRequest, seeded_bytes
 from tinyhil.stage_progress import progress_bar_stage
-from tinyhil.verdict import MISMATCH, OK, SKIPPED, compare_output, skipped
+from tinyhil.verdict import EXACT, MISMATCH, OK, SKIPPED, compare_output, skipped
 
 CODE_RESERVE_BYTES = 192 * 1024  # runner + TFLM + CMSIS-NN, with room to spare
 OUTPUT_BYTES_SENT = 16 * 1024  # larger outputs come back as a CRC only
+# Images booted ahead of the one measured, on an emulated board. Two: QEMU's
+# pty takes input only once QEMU has seen it opened, which it checks once a
+# second after start-up unless the host was quicker; so a QEMU may first
+# answer a second after it started, longer than an image of small ops takes.
+PREBOOT_IMAGES = 2
 
 
 @dataclass(frozen=True)
@@ -250,13 +255,14 @@ class ImageRunner:
                     pending.append(entry if isinstance(entry, BaseException) else _Upcoming(*entry))
 
         def boot_next() -> None:
-            """The image after the one being measured boots now (once built),
-            in the booter thread: QEMU's start-up is not waited for between images."""
+            """The images after the one being measured boot now (once built), in
+            booter threads: QEMU's start-up is not waited for between images."""
             take(wait=False)
-            if self.preboot and pending and isinstance(pending[0], _Upcoming) and pending[0].boot is None:
-                pending[0].boot = booter.submit(self._boot, pending[0].build)
+            for upcoming in list(pending)[:PREBOOT_IMAGES] if self.preboot else ():
+                if isinstance(upcoming, _Upcoming) and upcoming.boot is None:
+                    upcoming.boot = booter.submit(self._boot, upcoming.build)
 
-        with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(1) as booter, one_firmware():
+        with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(PREBOOT_IMAGES) as booter, one_firmware():
             feeder = threading.Thread(target=feed, name="tinyhil-pack", daemon=True)
             feeder.start()
             try:
@@ -321,9 +327,8 @@ class ImageRunner:
         with booted.board as board:
             if between is not None:
                 between()
-            for index, item in enumerate(items):
-                t0 = time.monotonic()
-                measurement = self._run_one(board, index, item, image, booted.info)
+            t0 = time.monotonic()
+            for item, measurement in self._measure(board, image, items, booted.info):
                 self.timing.measure_s += time.monotonic() - t0
                 if skipped(measurement.status):
                     self.timing.skipped.append(f"{item.model.name}: {measurement.status}")
@@ -335,25 +340,79 @@ class ImageRunner:
                 yield measurement
                 if between is not None:
                     between()
+                t0 = time.monotonic()
+
+    def _measure(self, board: Board, image: BuiltImage, items: list[Item],
+                 info: DeviceInfo) -> Iterator[tuple[Item, Measurement]]:
+        """The items' measurements, in order: the RUNs of up to a batch of them
+        in one request where the firmware takes BATCH, each as it is answered
+        (the board goes on with the next meanwhile); alone, each with the
+        recovery steps, where it does not, and for what a batch left unsettled
+        (a lost reply, a disturbed sample, an output to look at closer, a
+        board that stopped answering)."""
+        capacity = BatchRequest.capacity(info.max_request) if getattr(info, "batch", False) else 0
+        index = 0
+        while index < len(items):
+            end = min(len(items), index + max(1, capacity))
+            answered: dict[int, object] = {}
+            if end - index >= 2:
+                batch = BatchRequest(index, tuple(item.seed for item in items[index:end]),
+                                     warmup=self.warmup, repeats=self.repeats)
+                try:
+                    for k, result in board.driver.run_batch(batch):
+                        answered[batch.first + k] = result
+                        while index in answered:
+                            settled = self._settled(board, index, items[index], image, info, answered[index])
+                            if settled is None:
+                                break  # looked at once the batch is over
+                            yield items[index], settled
+                            del answered[index]
+                            index += 1
+                except BoardNotResponding:
+                    pass  # the link went: what is left goes alone, with the recovery steps
+            for i in range(index, end):
+                yield items[i], self._run_one(board, i, items[i], image, info, answered.get(i))
+            index = end
+
+    def _settled(self, board: Board, index: int, item: Item, image: BuiltImage, info: DeviceInfo,
+                 result: object) -> Measurement | None:
+        """The measurement a batch's answer settles at once: an output equal to
+        the host's, or an error of the benchmark itself; None for the rest."""
+        if isinstance(result, (DeviceError, ImageTooLarge)):
+            return Measurement(item, f"error: {result}", image=image, info=info)
+        if not isinstance(result, RunReply):
+            return None
+        comparison = compare_output(result.output, self._reference(item), result.output_crc, result.output_size)
+        if comparison.kind != EXACT:
+            return None
+        return self._measurement(board, item, comparison.status, result, image, info)
 
     def _run_one(self, board: Board, index: int, item: Item, image: BuiltImage,
-                 info: DeviceInfo) -> Measurement:
-        model = item.model
+                 info: DeviceInfo, answered: object = None) -> Measurement:
+        """The item measured alone (or from the reply a batch `answered`)."""
         # The firmware makes the input from the seed: nothing to upload. The
         # output comes back as its CRC: equal to the host's, it is the same
         # output; otherwise its bytes are asked for to tell how far it is off.
         request = RunRequest(index, warmup=self.warmup, repeats=self.repeats, profile=True,
                              output_crc_only=True, seed=item.seed)
         try:
-            reply = run_with_recovery(board, request)
-            host = item.reference
-            if host is None:
-                host = model.reference_output(seeded_bytes(item.seed, model.input_bytes))
-            status = self._output_status(board, index, item, reply, host)
+            reply = answered if isinstance(answered, RunReply) else run_with_recovery(board, request)
+            status = self._output_status(board, index, item, reply, self._reference(item))
         except BoardGaveUp as error:
             return Measurement(item, f"{SKIPPED}: {error}", image=image, info=info)
         except (DeviceError, ImageTooLarge) as error:
             return Measurement(item, f"error: {error}", image=image, info=info)
+        return self._measurement(board, item, status, reply, image, info)
+
+    @staticmethod
+    def _reference(item: Item) -> bytes:
+        if item.reference is not None:
+            return item.reference
+        return item.model.reference_output(seeded_bytes(item.seed, item.model.input_bytes))
+
+    @staticmethod
+    def _measurement(board: Board, item: Item, status: str, reply: RunReply, image: BuiltImage,
+                     info: DeviceInfo) -> Measurement:
         return Measurement(
             item, status,
             cycles=tuple(board.ticks_to_cycles(t) for t in reply.repeat_ticks),
