@@ -122,3 +122,22 @@ def test_output_one_step_off_is_graded_from_its_bytes(tmp_path):
     row = read_rows(tmp_path / "qemu-m4" / "ops.csv").loc[op.key]
     assert row["status"].startswith("lsb1: 1 of 256 outputs one step off"), row["status"]
     assert row["cycles"] > 0 and row["kernel_cycles"] > 0
+
+
+def test_the_summary_sets_the_measuring_beside_the_emulators_ceiling(tmp_path):
+    """The instructions the image ran (the firmware's busy ticks), QEMU's pace
+    sampled on the run's largest op, and their quotient: the emulator's limit."""
+    from tinyhil.cli.characterize import emulator_ceiling_rows
+
+    op_list = [ops.conv((64, 1, 16), 32, (5, 1)), ops.conv((32, 1, 8), 16, (3, 1)), ops.dense(256, 64)]
+    characterizer = Characterizer(get_board("qemu-m4"), tmp_path)
+    characterizer.measure_ops(op_list)
+    t = characterizer.timing
+    rows = read_rows(tmp_path / "qemu-m4" / "ops.csv")
+    inferences = 2 * rows["cycles"].sum()  # each op's profiled and timed Invoke
+    assert t.images == 1 and t.guest_images == 1
+    assert inferences < t.guest_instructions < inferences + 10e6  # and the runner's work around them
+    assert t.rate_samples == 1 and 50e6 < t.guest_rate < 5e9
+    assert t.ceiling_s == pytest.approx(t.guest_instructions / t.guest_rate)
+    assert [label for label, _ in emulator_ceiling_rows(t)] == [
+        "guest instructions run", "QEMU's pace", "emulator ceiling"]

@@ -59,8 +59,10 @@ def print_characterization(result) -> None:
     table.add_row("wall time", f"{t.wall_s:.1f} s ({per_minute:.0f} ops/min)")
     table.add_row("model generation", f"{t.generate_s:.1f} s")
     table.add_row("firmware builds", f"{t.build_s:.1f} s (overlaps measuring)")
-    table.add_row("boots", f"{t.boot_s:.1f} s")
+    table.add_row("boots", f"{t.boot_s:.1f} s" + (" (overlap measuring)" if t.images > 1 else ""))
     table.add_row("measuring", f"{t.measure_s:.1f} s")
+    for label, value in emulator_ceiling_rows(t):
+        table.add_row(label, value)
     console.print(table)
     for line in t.flagged[:20]:
         console.print(f"[yellow]flagged[/] {line}", highlight=False)
@@ -68,3 +70,20 @@ def print_characterization(result) -> None:
         console.print(f"[red]skipped[/] {line}", highlight=False)
     for line in result.report:
         console.print(f"[yellow]store[/] {line}", highlight=False)
+
+
+def emulator_ceiling_rows(t) -> list[tuple[str, str]]:
+    """The emulator's own limit beside the measuring: the guest instructions
+    the images ran, at QEMU's pace on this machine (both measured in the run)."""
+    if not t.guest_images:
+        return []
+    rows = [("guest instructions run", f"{t.guest_instructions / 1e9:.2f} G in {t.guest_images} image(s): the "
+             "ops' inferences and the runner's work around them (the firmware's busy ticks)")]
+    if not t.guest_rate:
+        return rows + [("emulator ceiling", "not measured (no op large enough to time QEMU by)")]
+    rows.append(("QEMU's pace", f"{t.guest_rate / 1e6:.0f} M guest instructions/s on this run's ops, sampled "
+                 f"on {t.rate_samples} image(s) ({t.rate_probe_s:.1f} s, not in the figures above)"))
+    ratio = f", {t.measure_s / t.ceiling_s:.2f}x the ceiling" if t.ceiling_s else ""
+    rows.append(("emulator ceiling", f"{t.ceiling_s:.1f} s (guest instructions / QEMU's pace); "
+                 f"measuring took {t.measure_s:.1f} s{ratio}"))
+    return rows

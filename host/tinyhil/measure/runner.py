@@ -30,6 +30,11 @@ from tinyhil.verdict import EXACT, MISMATCH, OK, SKIPPED, compare_output, skippe
 
 CODE_RESERVE_BYTES = 192 * 1024  # runner + TFLM + CMSIS-NN, with room to spare
 OUTPUT_BYTES_SENT = 16 * 1024  # larger outputs come back as a CRC only
+# QEMU's pace is sampled during the run, on every RATE_EVERY-th image that has
+# an op large enough: that op run for about RATE_INSTRUCTIONS guest instructions
+# (50 ms or so), so that the samples see the run's conditions as they change.
+RATE_INSTRUCTIONS = 4e7
+RATE_EVERY = 12
 # Images booted ahead of the one measured, on an emulated board. Two: QEMU's
 # pty takes input only once QEMU has seen it opened, which it checks once a
 # second after start-up unless the host was quicker; so a QEMU may first
@@ -76,6 +81,27 @@ class Timing:
     wall_s: float = 0.0
     images: int = 0
     measured: int = 0
+    # emulated boards: the instructions the images ran, as their firmware counts them
+    # (INFO busy_ticks at the end of each image), and of how many images
+    guest_instructions: float = 0.0
+    guest_images: int = 0
+    # QEMU's own pace on this run's ops (rate_instructions in rate_seconds: a
+    # long RUN of an op less a one-inference RUN of it), and the probe's wall time
+    rate_instructions: float = 0.0
+    rate_seconds: float = 0.0
+    rate_probe_s: float = 0.0
+    rate_samples: int = 0
+    rate_due: int = 0  # images to go before the next sample
+
+    @property
+    def guest_rate(self) -> float:
+        """QEMU's guest instructions per second on this run's ops (0: not measured)."""
+        return self.rate_instructions / self.rate_seconds if self.rate_seconds > 0 else 0.0
+
+    @property
+    def ceiling_s(self) -> float:
+        """The emulator's own limit: the instructions the images ran at QEMU's pace."""
+        return self.guest_instructions / self.guest_rate if self.guest_rate else 0.0
     flagged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)  # cached images/models that failed their check
@@ -328,8 +354,11 @@ class ImageRunner:
             if between is not None:
                 between()
             t0 = time.monotonic()
-            for item, measurement in self._measure(board, image, items, booted.info):
+            largest: tuple[float, int] = (0.0, -1)  # (cycles, index) of the image's largest op
+            for index, (item, measurement) in enumerate(self._measure(board, image, items, booted.info)):
                 self.timing.measure_s += time.monotonic() - t0
+                if measurement.cycles:
+                    largest = max(largest, (measurement.median, index))
                 if skipped(measurement.status):
                     self.timing.skipped.append(f"{item.model.name}: {measurement.status}")
                 elif measurement.status != OK:
@@ -341,6 +370,10 @@ class ImageRunner:
                 if between is not None:
                     between()
                 t0 = time.monotonic()
+            if self._count_guest_work(board):
+                self.timing.rate_due -= 1
+                if self.timing.rate_due <= 0 and self._measure_rate(board, items, *largest):
+                    self.timing.rate_due = RATE_EVERY
 
     def _measure(self, board: Board, image: BuiltImage, items: list[Item],
                  info: DeviceInfo) -> Iterator[tuple[Item, Measurement]]:
@@ -418,6 +451,54 @@ class ImageRunner:
             cycles=tuple(board.ticks_to_cycles(t) for t in reply.repeat_ticks),
             profile=tuple((p.op, board.ticks_to_cycles(p.ticks)) for p in reply.profile),
             arena_used=reply.arena_used, image=image, info=info)
+
+    def _count_guest_work(self, board: Board) -> bool:
+        """On an emulated board: the instructions the image ran (the firmware's
+        busy ticks: all it did but wait for the host), added to the run's.
+        False where there is nothing to count (a physical board, a firmware
+        that does not count, a board that went quiet at the end)."""
+        if not self.board.emulated or board.driver is None:
+            return False
+        try:
+            info = board.driver.info()
+        except (BoardNotResponding, ValueError):
+            return False
+        if info.busy_ticks is None:
+            return False
+        self.timing.guest_instructions += board.ticks_to_cycles(info.busy_ticks)
+        self.timing.guest_images += 1
+        return True
+
+    def _measure_rate(self, board: Board, items: list[Item], cycles: float, index: int) -> bool:
+        """A sample of QEMU's pace on this image's largest op: a RUN of it
+        repeated many times less a RUN of one inference, in guest instructions
+        (busy ticks before and after each) per host second. The fixed parts
+        (the request's bytes, the reply, the host's wake-up) are in both and
+        cancel out. False if the op is too small to time QEMU by."""
+        repeats = min(1000, max(2, math.ceil(RATE_INSTRUCTIONS / max(cycles, 1))))
+        if index < 0 or cycles * (repeats - 1) < RATE_INSTRUCTIONS / 4:
+            return False
+        started = time.monotonic()
+        try:
+            busy = [board.driver.info().busy_ticks]
+            seconds = []
+            for n in (1, repeats):
+                t0 = time.monotonic()
+                board.driver.run(RunRequest(index, warmup=0, repeats=n, profile=False, output_crc_only=True,
+                                            seed=items[index].seed))
+                seconds.append(time.monotonic() - t0)
+                busy.append(board.driver.info().busy_ticks)
+        except (BoardNotResponding, DeviceError, ValueError):
+            return False  # no figure: the next image tries again
+        finally:
+            self.timing.rate_probe_s += time.monotonic() - started
+        extra_instructions = board.ticks_to_cycles((busy[2] - busy[1]) - (busy[1] - busy[0]))
+        if seconds[1] <= seconds[0] or extra_instructions <= 0:
+            return False
+        self.timing.rate_instructions += extra_instructions
+        self.timing.rate_seconds += seconds[1] - seconds[0]
+        self.timing.rate_samples += 1
+        return True
 
     @staticmethod
     def _output_status(board: Board, index: int, item: Item, reply, host: bytes) -> str:
