@@ -252,8 +252,14 @@ def test_a_temporary_left_by_a_dead_writer_is_removed(tmp_path):
                           capture_output=True, text=True, check=True)
     stray = tmp_path / f".t.csv.{int(dead.stdout)}.tmp"
     stray.write_text("half a table")
+    # not this file's, or a writer still alive: left alone
+    others = [f".t.csv.x.{int(dead.stdout)}.tmp", f".t.{int(dead.stdout)}.tmp", f".t.csv.{os.getppid()}.tmp"]
+    for name in others:
+        (tmp_path / name).write_text("another's")
     atomic_write(tmp_path / "t.csv", "whole\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["t.csv", *others])
+    for name in others:
+        (tmp_path / name).unlink()
     with read_only(tmp_path):
         with pytest.raises(OutputError, match="t.csv: cannot write it"):
             atomic_write(tmp_path / "t.csv", "again\n")

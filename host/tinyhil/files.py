@@ -75,17 +75,23 @@ def writable_file(path: Path, what: str) -> Path:
     return path
 
 
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
 def _remove_stale_temporaries(path: Path) -> None:
     """Temporaries of `path` left by processes that died mid-write (their pid is gone)."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp$")
+    prefix = f".{path.name}."
     try:
-        siblings = list(path.parent.iterdir())
+        with os.scandir(path.parent) as entries:  # names only: no stat, no regex, per sibling
+            names = [entry.name for entry in entries if entry.name.startswith(prefix)]
     except OSError:
         return
-    for sibling in siblings:
-        match = pattern.match(sibling.name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            sibling.unlink(missing_ok=True)
+    for name in names:
+        match = TEMPORARY.match(name)
+        if match and match.group("name") == path.name:
+            pid = int(match.group("pid"))
+            if pid != os.getpid() and not _alive(pid):
+                (path.parent / name).unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
