@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ class SideRun:
     side: Side
     round: int
     wall_s: float  # the process's, start to end
+    cpu_s: float  # user + system time of it and every process it started: the work, whatever the load
     rows: dict[str, str]  # its summary table, label -> value as printed
     lut: Path
     load: tuple[float, float]  # the machine's 1-minute load average at start and end
@@ -113,21 +115,29 @@ def revision_name(revision: str) -> str:
     return found.stdout.strip() or revision
 
 
-def characterize(side: Side, scratch: Path, name: str, args: list[str], tflm: Path) -> tuple[float, str, Path]:
+def characterize(side: Side, scratch: Path, name: str, args: list[str],
+                 tflm: Path) -> tuple[float, float, str, Path]:
     """`tinyhil characterize ARGS` by `side` from empty caches under scratch/name:
-    (wall seconds, what it printed, its luts directory)."""
+    (wall seconds, CPU seconds of all its processes, what it printed, its luts directory)."""
     luts = scratch / name / "luts"
     env = dict(os.environ, PYTHONPATH=str(side.host_dir), TINYHIL_PROJECT_DIR=str(side.project),
                TINYHIL_CACHE_DIR=str(scratch / name / "cache"), TINYHIL_TFLM_DIR=str(tflm),
                COLUMNS="400", TERM="dumb", PYTHONUNBUFFERED="1")
-    started = time.monotonic()
+    started, used = time.monotonic(), _children_cpu_s()
     done = subprocess.run([sys.executable, "-m", "tinyhil", "characterize", *args, "--luts", str(luts)],
                           cwd=side.project, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, _children_cpu_s() - used
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
         raise TinyhilError(f"{side.label}: tinyhil characterize failed ({done.returncode}):\n{tail}")
-    return wall, done.stdout, luts
+    return wall, cpu, done.stdout, luts
+
+
+def _children_cpu_s() -> float:
+    """User + system seconds of this process's children that have ended (and theirs:
+    QEMU, the compilers and the model workers are each waited for by their parent)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def summary_rows(printed: str) -> dict[str, str]:
@@ -169,11 +179,12 @@ def bench_before_after(revision: str, board: str, space: str, window: int, chann
                 log(f"round {n + 1}/{rounds}: {side.label} characterizes {space} {window}x{channels} "
                     "from empty caches")
                 load = os.getloadavg()[0]
-                wall, printed, luts = characterize(side, scratch, f"{n}-{side.project.name}", args, tflm)
+                wall, cpu, printed, luts = characterize(side, scratch, f"{n}-{side.project.name}", args, tflm)
                 if keep is not None:
                     luts = Path(shutil.copytree(luts, keep / f"{'after' if side is after else 'before'}-{n + 1}"))
                 lut = space_lut_path(luts, board, space, (window, channels), classes)
-                runs.append(SideRun(side, n + 1, wall, summary_rows(printed), lut, (load, os.getloadavg()[0])))
+                runs.append(SideRun(side, n + 1, wall, cpu, summary_rows(printed), lut,
+                                    (load, os.getloadavg()[0])))
         comparisons = [compare_tables(runs[0].lut, run.lut) for run in runs[1:]]
     return runs, comparisons
 

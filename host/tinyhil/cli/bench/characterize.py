@@ -133,6 +133,7 @@ def _bench_before_after(revision, board, space, input, window, channels, classes
     table = Table("", *(f"{run.side.label}, round {run.round}" for run in runs),
                   title=f"tinyhil characterize {space} {input} -c {classes} on {board}, each from empty caches")
     table.add_row("process wall time", *(f"{run.wall_s:.1f} s ({run.wall_s / 60:.2f} min)" for run in runs))
+    table.add_row("CPU time, all processes", *(f"{run.cpu_s:.1f} s (user + system)" for run in runs))
     for label in SECONDS_ROWS:
         table.add_row(label, *(run.rows.get(label, "-") for run in runs))
     for label in CEILING_ROWS:
@@ -148,8 +149,11 @@ def _bench_before_after(revision, board, space, input, window, channels, classes
         console.print(f"{label}: {walls[label] / 60:.2f} min{' (median)' if rounds > 1 else ''}{target}",
                       highlight=False)
     if len(labels) == 2:
-        console.print(f"{labels[1]} takes {walls[labels[1]] / walls[labels[0]]:.2f}x the time of {labels[0]}",
-                      highlight=False)
+        cpu = {label: sum(r.cpu_s for r in runs if r.side.label == label) /
+               sum(r.side.label == label for r in runs) for label in labels}
+        console.print(f"{labels[1]} takes {walls[labels[1]] / walls[labels[0]]:.2f}x the wall time of "
+                      f"{labels[0]} and {cpu[labels[1]] / cpu[labels[0]]:.2f}x its CPU time (the work done, "
+                      "whatever else the machine runs)", highlight=False)
     first = runs[0]
     for run, comparison in zip(runs[1:], comparisons):
         what = f"{run.side.label} round {run.round} against {first.side.label} round {first.round}"
