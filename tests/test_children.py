@@ -92,6 +92,48 @@ def test_model_generation_workers_die_with_a_killed_host(tmp_path):
                 os.kill(worker, signal.SIGKILL)
 
 
+def test_model_preparing_workers_outlive_the_thread_that_started_them_not_the_host(tmp_path):
+    """prepare_direct_models' workers start from whichever thread takes the
+    first models (the runner's packing thread); they serve on after that
+    thread ends (a kernel parent-death signal would kill them then, possibly
+    holding the pool's result lock: tinyhil hung at exit), and end with a
+    killed tinyhil all the same."""
+    done = tmp_path / "taken"
+    host = _start_host(f"""
+        import threading, time
+        from tinyhil.models.single_op import prepare_direct_models
+        from tinyhil.spaces import make_space
+        ops = make_space("timenas", 100, 6, 4).op_configs()
+
+        def started_elsewhere(op_list):
+            stream = prepare_direct_models(op_list, workers=2)
+            first = []
+            starter = threading.Thread(target=lambda: first.append(next(stream)))
+            starter.start()
+            starter.join()  # the thread that started the workers has ended
+            return first + list(stream)
+
+        taken = len(started_elsewhere(ops[:200]))
+        stream = prepare_direct_models(ops[200:400], workers=2)
+        threading.Thread(target=lambda: next(stream)).start()  # workers waiting, the stream unfinished
+        time.sleep(1)
+        open({str(done)!r}, "w").write(str(taken))
+        time.sleep(600)
+    """, tmp_path)
+    _wait_for(lambda: done.is_file() and done.read_text(), "the models were not all prepared")
+    assert done.read_text() == "200"
+    workers = _spawned_workers(host.pid)
+    assert workers
+    host.kill()
+    host.wait()
+    try:
+        _wait_for(lambda: not any(_alive(w) for w in workers), "a worker outlived the killed tinyhil")
+    finally:
+        for worker in workers:
+            if _alive(worker):
+                os.kill(worker, signal.SIGKILL)
+
+
 def test_qmp_directories_of_a_killed_host_are_removed_at_the_next_start(tmp_path, monkeypatch):
     from tinyhil.device import qemu
 

@@ -267,12 +267,33 @@ def _prepare_chunk(op_list: list[OpConfig]) -> tuple[list[PreparedModel], float]
 
 def _preparing_worker(parent_pid: int) -> None:
     """A worker that makes direct models: dies with tinyhil, one BLAS thread
-    (small matrices: more threads cost more in hand-over than they save)."""
+    (small matrices: more threads cost more in hand-over than they save).
+
+    Not by PR_SET_PDEATHSIG: the kernel sends that signal when the *thread*
+    that started the process ends, and these workers start from whichever
+    thread takes the first models (the runner's packing thread, which ends
+    before tinyhil does). A worker killed so, in the middle of handing back a
+    result or of saying it is done, held the pool's result lock for ever and
+    tinyhil hung at exit. A watcher thread ends the worker once its parent
+    process is gone instead."""
+    import threading
+
     from threadpoolctl import threadpool_limits
 
-    die_with_parent(parent_pid)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_end_with_parent, args=(parent_pid,), name="tinyhil-parent-watch",
+                     daemon=True).start()
     global _blas_limit
     _blas_limit = threadpool_limits(limits=1, user_api="blas")
+
+
+def _end_with_parent(parent_pid: int, every_s: float = 0.2) -> None:
+    import time
+
+    while os.getppid() == parent_pid:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 _blas_limit = None  # a worker's BLAS limit, held for its life
@@ -326,8 +347,10 @@ def prepare_direct_models(op_list: Iterable[OpConfig], workers: int = PREPARE_WO
             if on_seconds:
                 on_seconds(seconds)
             yield from prepared
-    finally:  # done, failed, or the caller stopped taking them (Ctrl-C): no worker goes on
+    except BaseException:  # failed, or the caller stopped taking them (Ctrl-C): no new chunk starts
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)  # all taken: the workers are idle and end at once
 
 
 def generate_chain_models(lengths: Iterable[int], maker: str = DIRECT,
