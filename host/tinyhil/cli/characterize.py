@@ -61,6 +61,7 @@ def print_characterization(result) -> None:
     table.add_row("firmware builds", f"{t.build_s:.1f} s (overlaps measuring)")
     table.add_row("boots", f"{t.boot_s:.1f} s" + (" (overlap measuring)" if t.images > 1 else ""))
     table.add_row("measuring", f"{t.measure_s:.1f} s")
+    table.add_row("waiting for the next image", f"{t.wait_s:.1f} s (made, built and booted: not yet)")
     for label, value in emulator_ceiling_rows(t):
         table.add_row(label, value)
     console.print(table)

@@ -35,11 +35,11 @@ OUTPUT_BYTES_SENT = 16 * 1024  # larger outputs come back as a CRC only
 # (50 ms or so), so that the samples see the run's conditions as they change.
 RATE_INSTRUCTIONS = 4e7
 RATE_EVERY = 12
-# Images booted ahead of the one measured, on an emulated board. Two: QEMU's
+# Images booted ahead of the one measured, on an emulated board. Three: QEMU's
 # pty takes input only once QEMU has seen it opened, which it checks once a
 # second after start-up unless the host was quicker; so a QEMU may first
-# answer a second after it started, longer than an image of small ops takes.
-PREBOOT_IMAGES = 2
+# answer a second after it started, longer than an image takes (0.2-0.6 s).
+PREBOOT_IMAGES = 3
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ class Timing:
     build_s: float = 0.0
     boot_s: float = 0.0
     measure_s: float = 0.0
+    # the measuring's own wait for the next image to be made, built and booted
+    wait_s: float = 0.0
     wall_s: float = 0.0
     images: int = 0
     measured: int = 0
@@ -293,6 +295,7 @@ class ImageRunner:
             feeder.start()
             try:
                 while True:
+                    t0 = time.monotonic()
                     take(wait=not pending)
                     if not pending:
                         break
@@ -300,6 +303,7 @@ class ImageRunner:
                     if isinstance(upcoming, BaseException):
                         raise upcoming
                     booted = upcoming.boot.result() if upcoming.boot else self._boot(upcoming.build)
+                    self.timing.wait_s += time.monotonic() - t0
                     image = booted.image
                     if image.repaired:
                         self.timing.repaired.append(image.repaired)
