@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device.boards import Board, open_board
@@ -62,6 +62,7 @@ class Measurement:
     arena_used: int = 0
     image: BuiltImage | None = None
     info: DeviceInfo | None = None
+    seconds: float = 0.0  # the board's time for this item: its run request (and any recovery)
 
     @property
     def median(self) -> float:
@@ -212,6 +213,19 @@ class ImageRunner:
         images = pack(items, self.board, self.max_per_image)
         yield from self._run_images(images, len(images), len(items))
 
+    def run_in_image(self, image_items: list[Item], items: list[Item]) -> Iterator[Measurement]:
+        """Yields a measurement of each of `items`, run in the one image of
+        `image_items` (a pinned board's: it runs that image whatever it measures)."""
+        index = {item.name: n for n, item in enumerate(image_items)}
+        missing = [item.name for item in items if item.name not in index]
+        if missing:
+            raise ValueError(f"not in the image: {', '.join(missing[:5])}")
+        built = build_image(self.image_spec(image_items), self.board)
+        self.timing.build_s += built.build_seconds
+        self.timing.images += 1
+        yield from self._run_image(built, items, self.task("measure", len(items)),
+                                   indices=[index[item.name] for item in items])
+
     def run_stream(self, items: Iterable[Item], n_items: int) -> Iterator[Measurement]:
         """As run, for items still being made: a thread takes them as they
         come, packs them in order and hands each image to the builder as soon
@@ -342,9 +356,11 @@ class ImageRunner:
         return _Booted(image, build_s, time.monotonic() - t0, board, info)
 
     def _run_image(self, image: BuiltImage, items: list[Item], task, booted: _Booted | None = None,
-                   between: Callable[[], None] | None = None) -> Iterator[Measurement]:
-        """The image's items measured, on the board it was `booted` on (booted here
-        if not); `between()` is called after each item."""
+                   between: Callable[[], None] | None = None,
+                   indices: list[int] | None = None) -> Iterator[Measurement]:
+        """The image's items (its benchmarks at `indices`, default all in order)
+        measured, on the board it was `booted` on (booted here if not);
+        `between()` is called after each item."""
         if booted is None:
             booted = self._boot(_done((image, 0.0)))
             self.timing.boot_s += booted.boot_s
@@ -359,8 +375,9 @@ class ImageRunner:
                 between()
             t0 = time.monotonic()
             largest: tuple[float, int] = (0.0, -1)  # (cycles, index) of the image's largest op
-            for index, (item, measurement) in enumerate(self._measure(board, image, items, booted.info)):
-                self.timing.measure_s += time.monotonic() - t0
+            for index, (item, measurement) in enumerate(self._measure(board, image, items, booted.info, indices)):
+                measurement = replace(measurement, seconds=time.monotonic() - t0)
+                self.timing.measure_s += measurement.seconds
                 if measurement.cycles:
                     largest = max(largest, (measurement.median, index))
                 if skipped(measurement.status):
@@ -376,30 +393,34 @@ class ImageRunner:
                 t0 = time.monotonic()
             if self._count_guest_work(board):
                 self.timing.rate_due -= 1
-                if self.timing.rate_due <= 0 and self._measure_rate(board, items, *largest):
+                # (a pinned image's subset: `largest` is no benchmark number there; the next image samples)
+                if self.timing.rate_due <= 0 and indices is None and self._measure_rate(board, items, *largest):
                     self.timing.rate_due = RATE_EVERY
 
-    def _measure(self, board: Board, image: BuiltImage, items: list[Item],
-                 info: DeviceInfo) -> Iterator[tuple[Item, Measurement]]:
+    def _measure(self, board: Board, image: BuiltImage, items: list[Item], info: DeviceInfo,
+                 indices: list[int] | None = None) -> Iterator[tuple[Item, Measurement]]:
         """The items' measurements, in order: the RUNs of up to a batch of them
         in one request where the firmware takes BATCH, each as it is answered
         (the board goes on with the next meanwhile); alone, each with the
         recovery steps, where it does not, and for what a batch left unsettled
         (a lost reply, a disturbed sample, an output to look at closer, a
         board that stopped answering)."""
-        capacity = BatchRequest.capacity(info.max_request) if getattr(info, "batch", False) else 0
+        at = list(range(len(items))) if indices is None else list(indices)  # benchmark numbers
+        consecutive = at == list(range(at[0], at[0] + len(at))) if at else True  # a BATCH runs a range
+        capacity = BatchRequest.capacity(info.max_request) if getattr(info, "batch", False) and consecutive else 0
         index = 0
         while index < len(items):
             end = min(len(items), index + max(1, capacity))
             answered: dict[int, object] = {}
             if end - index >= 2:
-                batch = BatchRequest(index, tuple(item.seed for item in items[index:end]),
+                start = index
+                batch = BatchRequest(at[start], tuple(item.seed for item in items[index:end]),
                                      warmup=self.warmup, repeats=self.repeats)
                 try:
                     for k, result in board.driver.run_batch(batch):
-                        answered[batch.first + k] = result
+                        answered[start + k] = result
                         while index in answered:
-                            settled = self._settled(board, index, items[index], image, info, answered[index])
+                            settled = self._settled(board, at[index], items[index], image, info, answered[index])
                             if settled is None:
                                 break  # looked at once the batch is over
                             yield items[index], settled
@@ -408,7 +429,7 @@ class ImageRunner:
                 except BoardNotResponding:
                     pass  # the link went: what is left goes alone, with the recovery steps
             for i in range(index, end):
-                yield items[i], self._run_one(board, i, items[i], image, info, answered.get(i))
+                yield items[i], self._run_one(board, at[i], items[i], image, info, answered.get(i))
             index = end
 
     def _settled(self, board: Board, index: int, item: Item, image: BuiltImage, info: DeviceInfo,
