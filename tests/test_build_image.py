@@ -9,7 +9,7 @@ from tinyhil.board_catalog import get_board
 from tinyhil.cli import app
 from tinyhil.image.shipped import ImageMismatch
 from tinyhil.measure.model import run_model
-from tinyhil.models.single_op import stream_direct_models
+from tinyhil.models.single_op import prepare_direct_models
 from tinyhil.spaces import make_space
 
 pytestmark = pytest.mark.device
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.device
 def two_models(tmp_path):
     ops = make_space("micronas", 29, 12, 9).op_configs()[:2]
     paths = []
-    for n, (_, path) in enumerate(stream_direct_models(ops)):
+    for n, (_, path) in enumerate(((m.op, m.path) for m in prepare_direct_models(ops, workers=0))):
         paths.append(tmp_path / f"op{n}.tflite")
         paths[-1].write_bytes(path.read_bytes())
     return paths

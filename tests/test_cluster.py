@@ -145,13 +145,13 @@ def test_an_item_delivered_twice_is_recorded_once(tmp_path, cluster):
     """The same ops in two jobs (as when a job is run again elsewhere): one row each."""
     from tinyhil.measure.characterize import Characterizer
     from tinyhil.measure.runner import Item
-    from tinyhil.models.single_op import op_seed, stream_direct_models
+    from tinyhil.models.single_op import op_seed, prepare_direct_models
     from tinyhil.models.tflite_model import TfliteModel
 
     lab, executor = cluster
     ops = make_space(*SPACE).op_configs()[:3]
     items = [Item(f"op-{n}", TfliteModel.from_bytes(path.read_bytes(), op.key), op_seed(op), op)
-             for n, (op, path) in enumerate(stream_direct_models(ops))]
+             for n, (op, path) in enumerate(((m.op, m.path) for m in prepare_direct_models(ops, workers=0)))]
     characterizer = Characterizer(get_board("qemu-m4"), tmp_path / "luts", max_per_image=3, executor=executor)
     characterizer.measure_items(items + [Item(f"again-{i.name}", i.model, i.seed, i.subject) for i in items])
     assert sum(executor.stats.cases_by_board.values()) == 6  # both jobs delivered ...

@@ -39,21 +39,21 @@ def test_the_predicted_board_bound_judges_the_latency_target():
     assert judged.checks() == {"latency": True, "ram": True, "flash": None} and judged.under_targets
     rows = {row[0]: row for row in figure_rows(judged)}
     emulated, board = rows["latency on qemu-m4 (ms)"], rows["latency on nucleo_f446re (ms), predicted, at p95"]
-    assert emulated[2] == "61.46" and emulated[3:] == ("-", "- (judged on nucleo_f446re)")
-    assert board[1] == "14.01, at p95 14.34" and board[3:] == ("14.45", "yes")
+    assert emulated[2] == "61.46" and emulated[4:] == ("-", "- (judged on nucleo_f446re)")
+    assert board[1] == "14.01, at p95 14.34" and board[4:] == ("14.45", "yes")
     assert "nucleo_f446re at p95: 14.34" in summary_rows([judged])[0]["target ms"]
 
     # the point estimate is under the target, its bound is not: over
     tight = deployment(Targets(latency_ms=14.2), F446RE)
     assert tight.checks()["latency"] is False and not tight.under_targets
-    assert {row[0]: row for row in figure_rows(tight)}["latency on nucleo_f446re (ms), predicted, at p95"][4] == "NO"
+    assert {row[0]: row for row in figure_rows(tight)}["latency on nucleo_f446re (ms), predicted, at p95"][5] == "NO"
     # the arena is still the one measured here
     assert deployment(targets, F446RE, arena=12000).checks()["ram"] is False
 
     # no prediction: the emulated board's measurement is the judge, as before
     plain = deployment(targets, None)
     assert plain.checks()["latency"] is False
-    assert figure_rows(plain)[0] == ("latency (ms)", "61.40", "61.46", "14.4", "NO")
+    assert figure_rows(plain)[0] == ("latency (ms)", "61.40", "61.46", "-0.10 %", "14.4", "NO")
     assert json.loads(json.dumps(judged.to_dict(), default=float))["under_targets"]["latency"] is True
 
 

@@ -335,13 +335,13 @@ def _any_image(config):
     """A built image for the place's QEMU to run (a two-op characterization image)."""
     from tinyhil.image.firmware import build_image
     from tinyhil.measure.runner import ImageRunner, Item
-    from tinyhil.models.single_op import op_seed, stream_direct_models
+    from tinyhil.models.single_op import op_seed, prepare_direct_models
     from tinyhil.models.tflite_model import TfliteModel
     from tinyhil.spaces import make_space
 
     ops = make_space("micronas", 29, 12, 9).op_configs()[:2]
     items = [Item(f"op-{n}", TfliteModel.from_bytes(p.read_bytes(), op.key), op_seed(op), op)
-             for n, (op, p) in enumerate(stream_direct_models(ops))]
+             for n, (op, p) in enumerate(((m.op, m.path) for m in prepare_direct_models(ops, workers=0)))]
     return build_image(ImageRunner(config).image_spec(items), config)
 
 
