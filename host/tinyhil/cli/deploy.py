@@ -85,6 +85,9 @@ def deploy(
     from tinyhil.measure.characterize import space_lut
     from tinyhil.nas.engines import SearchRun
     from tinyhil.report.deployment import write_report
+    from tinyhil.reproducible import deterministic_tensorflow
+
+    deterministic_tensorflow()  # the same retraining on any machine
 
     if test_window is not None and not compare_layers:
         raise TinyhilError("--test-window picks the window --compare-layers compares: give both")
@@ -155,6 +158,7 @@ def pipeline(
     from tinyhil.nas.engines import ENGINES, DataSpec, Targets, default_run_dir
     from tinyhil.pipeline import EngineSettings, PipelineConfig
     from tinyhil.pipeline import pipeline as run_pipeline
+    from tinyhil.reproducible import deterministic_tensorflow
     from tinyhil.stage_progress import progress_bar_stage
     from tinyhil.units import parse_duration_s
 
@@ -172,6 +176,7 @@ def pipeline(
                        n_archs=candidates),
         deploy_options(epochs, qat_epochs, 10, seed, port))
     board_config = get_board(board)
+    deterministic_tensorflow()  # the same network and figures on any machine (the README's demo)
     with cluster_executor(cluster, tls_ca_file, tls_cert, tls_key, insecure) as executor, \
             progress_bars() as progress:
         result = run_pipeline(config, board_config, luts, report, progress,

@@ -27,8 +27,10 @@ def _search_inputs(engine: str, data: str, window, seed: int, board: str, luts: 
     from tinyhil.lut.calibration.bounds import check_latency_at
     from tinyhil.measure.characterize import space_lut
     from tinyhil.nas.engines import DataSpec
+    from tinyhil.reproducible import deterministic_tensorflow
 
     check_latency_at(latency_at)  # before any data is loaded
+    deterministic_tensorflow()  # the same search on any machine
     spec = DataSpec(data, window, seed, task)
     config = get_board(board)
     splits = spec.load()
