@@ -95,3 +95,25 @@ def test_a_changed_timed_instruction_fails_both_checks(tmp_path, monkeypatch):
     finally:
         project_dir.cache_clear()
         os.environ.pop("TINYHIL_PROJECT_DIR", None)
+
+
+def test_a_search_leaves_a_committed_space_lut_as_it_is(tmp_path):
+    """A complete space table is assembled again from its store before a search;
+    only its write time differing (lut verify --update stamps each table), the
+    committed files stay byte for byte as they are (git sees no change)."""
+    import json
+
+    from tinyhil.measure.characterize import Characterizer
+    from tinyhil.spaces import make_space
+
+    luts = tmp_path / "luts"
+    shutil.copytree(project_dir() / "luts" / "qemu-m4", luts / "qemu-m4")
+    table = luts / "qemu-m4" / "micronas-29x12-c9.csv"
+    meta = table.with_suffix(".meta.json")
+    stamped = json.loads(meta.read_text())
+    stamped["created"] = "2000-01-01T00:00:00+00:00"
+    meta.write_text(json.dumps(stamped, indent=2))
+    before = (table.read_bytes(), meta.read_bytes())
+    characterizer = Characterizer(get_board("qemu-m4"), luts)
+    characterizer.write_space_lut("micronas", (29, 12), 9, make_space("micronas", 29, 12, 9).op_configs())
+    assert (table.read_bytes(), meta.read_bytes()) == before
