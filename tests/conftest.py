@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests choose the console width per command (CliRunner's env COLUMNS); a COLUMNS
+# inherited from the caller (a CI runner, a script) would fix rich's console
+# width once, when tinyhil.cli is imported, and every table would wrap at it.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 ROOT = Path(__file__).resolve().parents[1]
 

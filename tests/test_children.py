@@ -183,7 +183,9 @@ def test_leak_checks_see_only_the_test_s_own_processes(tmp_path, own_processes):
     leaked = _detached(fake_qemu, own_processes.env(env))
     child = subprocess.Popen(fake_qemu)  # the test's own child: a descendant
     try:
-        assert set(processes_matching(pattern)) == {users, leaked, child.pid}  # what the old check saw
+        # what the old check saw (a loaded machine may show a just-started process a moment late)
+        _wait_for(lambda: set(processes_matching(pattern)) == {users, leaked, child.pid},
+                  "the three stand-in QEMUs did not all show in /proc")
         assert sorted(own_processes.matching(pattern)) == sorted([leaked, child.pid])
         assert own_processes.matching(f"qemu-system-arm.*{tmp_path / 'elsewhere'}") == []
     finally:
