@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 
 from tinyhil.board_catalog import BoardConfig
@@ -167,6 +168,21 @@ class _Booted:
     error: BoardGaveUp | None = None
 
 
+# The main thread waits in slices: a SIGINT the kernel hands to another thread
+# (a builder's, a booter's) only sets Python's flag, and a main thread blocked
+# without a timeout would see it when the wait ends (a TFLM compile: minutes).
+WAIT_SLICE_S = 0.25
+
+
+def _result(future: Future):
+    """future.result(), waited for so that Ctrl-C is taken at once."""
+    while True:
+        try:
+            return future.result(timeout=WAIT_SLICE_S)
+        except FutureTimeout:
+            continue
+
+
 def _done(value) -> Future:
     future: Future = Future()
     future.set_result(value)
@@ -287,8 +303,10 @@ class ImageRunner:
             nonlocal fed_all
             while not fed_all:
                 try:
-                    entry = ready.get(block=wait)
+                    entry = ready.get(block=wait, timeout=WAIT_SLICE_S if wait else None)
                 except queue.Empty:
+                    if wait:
+                        continue  # still waiting, in slices (WAIT_SLICE_S)
                     return
                 wait = False
                 if entry is None:
@@ -316,7 +334,7 @@ class ImageRunner:
                     upcoming = pending.popleft()
                     if isinstance(upcoming, BaseException):
                         raise upcoming
-                    booted = upcoming.boot.result() if upcoming.boot else self._boot(upcoming.build)
+                    booted = _result(upcoming.boot) if upcoming.boot else self._boot(upcoming.build)
                     self.timing.wait_s += time.monotonic() - t0
                     image = booted.image
                     if image.repaired:
@@ -342,7 +360,7 @@ class ImageRunner:
     def _boot(self, build: Future) -> _Booted:
         """The image, once built, started on a board that answers (or the error
         of a board that gave up: its benchmarks are skipped)."""
-        image, build_s = build.result()
+        image, build_s = _result(build)
         t0 = time.monotonic()
         board = self.open_device()
         try:
