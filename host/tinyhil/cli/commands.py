@@ -51,10 +51,9 @@ def renamed_message(old: str, new: str) -> str:
     return f"{old} is now {name}" + (f" (e.g. {name} {example})" if example else "")
 
 
-class Command(TyperCommand):
-    """A tinyhil command: see the module's docstring."""
-
-    renamed: dict[str, str] = RENAMED
+class _Look:
+    """What commands and groups share: help reflowed, parameters shown plainly,
+    -h/--help without a metavar."""
 
     def __init__(self, *args, help: str | None = None, **kwargs):
         super().__init__(*args, help=reflow(help), **kwargs)
@@ -65,6 +64,12 @@ class Command(TyperCommand):
         if option is not None:
             option.metavar = ""
         return option
+
+
+class Command(_Look, TyperCommand):
+    """A tinyhil command: see the module's docstring."""
+
+    renamed: dict[str, str] = RENAMED
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -85,18 +90,8 @@ class Command(TyperCommand):
         return super().parse_args(ctx, args)
 
 
-class Group(TyperGroup):
+class Group(_Look, TyperGroup):
     """A group of tinyhil commands (`tinyhil`, `tinyhil search`, ...): help reflowed."""
-
-    def __init__(self, *args, help: str | None = None, **kwargs):
-        super().__init__(*args, help=reflow(help), **kwargs)
-        shown_plainly(self.params)
-
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
 
 
 class App(typer.Typer):
