@@ -82,6 +82,11 @@ def test_model_generation_workers_die_with_a_killed_host(tmp_path):
 
     _wait_for(started, "no worker started")
     time.sleep(1)  # let the worker get into its job (past its initializer)
+    _kill_host_then_see_workers_end(host, workers)
+
+
+def _kill_host_then_see_workers_end(host: subprocess.Popen, workers: list[int]) -> None:
+    """SIGKILL the tinyhil `host`; its model workers must end with it (killed here if not)."""
     host.kill()
     host.wait()
     try:
@@ -124,14 +129,7 @@ def test_model_preparing_workers_outlive_the_thread_that_started_them_not_the_ho
     assert done.read_text() == "200"
     workers = _spawned_workers(host.pid)
     assert workers
-    host.kill()
-    host.wait()
-    try:
-        _wait_for(lambda: not any(_alive(w) for w in workers), "a worker outlived the killed tinyhil")
-    finally:
-        for worker in workers:
-            if _alive(worker):
-                os.kill(worker, signal.SIGKILL)
+    _kill_host_then_see_workers_end(host, workers)
 
 
 def test_qmp_directories_of_a_killed_host_are_removed_at_the_next_start(tmp_path, monkeypatch):
