@@ -438,7 +438,7 @@ class ImageRunner:
                     for k, result in board.driver.run_batch(batch):
                         answered[start + k] = result
                         while index in answered:
-                            settled = self._settled(board, at[index], items[index], image, info, answered[index])
+                            settled = self._settled(board, items[index], image, info, answered[index])
                             if settled is None:
                                 break  # looked at once the batch is over
                             yield items[index], settled
@@ -450,7 +450,7 @@ class ImageRunner:
                 yield items[i], self._run_one(board, at[i], items[i], image, info, answered.get(i))
             index = end
 
-    def _settled(self, board: Board, index: int, item: Item, image: BuiltImage, info: DeviceInfo,
+    def _settled(self, board: Board, item: Item, image: BuiltImage, info: DeviceInfo,
                  result: object) -> Measurement | None:
         """The measurement a batch's answer settles at once: an output equal to
         the host's, or an error of the benchmark itself; None for the rest."""
