@@ -195,24 +195,32 @@ class _key_lock:
 
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
+# When stop_compiles() last ran: a build that started before it starts no more
+# compilers (a stop that came between a build's start and its first compiler,
+# e.g. while the prefix header's command was made, found nothing to kill).
+_stopped_at = float("-inf")
 
 
 def stop_compiles() -> None:
     """Kills the compilers of every library build of this process (Ctrl-C in
     another thread): the build then fails at once and leaves nothing behind."""
+    global _stopped_at
     with _running_lock:
+        _stopped_at = time.monotonic()
         for process in list(_running):
             process.kill()
 
 
-def _compile(recipe: LibraryRecipe, command: list[str], source: str) -> float:
+def _compile(recipe: LibraryRecipe, command: list[str], source: str, build_started: float) -> float:
     started = time.monotonic()
-    try:
-        process = subprocess.Popen(dies_with_us(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
-    except FileNotFoundError:
-        raise ToolMissing(f"{command[0]} not found: {SETUP_HINT}") from None
-    with _running_lock:
+    with _running_lock:  # started and registered at once: stop_compiles() sees it or stops it here
+        if _stopped_at >= build_started:
+            raise BuildFailed(f"compiling TFLM's {source} was stopped")
+        try:
+            process = subprocess.Popen(dies_with_us(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True)
+        except FileNotFoundError:
+            raise ToolMissing(f"{command[0]} not found: {SETUP_HINT}") from None
         _running.add(process)
     try:
         output, _ = process.communicate()
@@ -261,12 +269,12 @@ def _build(recipe: LibraryRecipe, directory: Path, on_stage: StageProgress | Non
                *(f"-D{d}" for d in recipe.defines),
                *(f"-I{recipe.tree / 'src' / i}" if i else f"-I{recipe.tree / 'src'}" for i in recipe.includes),
                "-x", "c++-header", str(prefix), "-o", str(prefix) + ".gch"]
-        seconds = {"(prefix header)": _compile(recipe, pch, "prefix header")}
+        seconds = {"(prefix header)": _compile(recipe, pch, "prefix header", started)}
         done = 1
         if on_stage:
             on_stage(what, done, total)
         with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="tinyhil-tflm") as pool:
-            futures = {pool.submit(_compile, recipe, recipe.command(s, objects / _object_name(s), prefix), s): s
+            futures = {pool.submit(_compile, recipe, recipe.command(s, objects / _object_name(s), prefix), s, started): s
                        for s in recipe.sources}
             try:
                 pending = set(futures)
