@@ -437,3 +437,25 @@ def test_a_batch_ends_at_a_device_fault_or_when_the_board_goes_quiet(monkeypatch
     assert time_module.monotonic() - started < 0.2  # not waited for: nothing follows a fault
     quiet = BenchDriver(ScriptedBoard([lambda request: [ticks_reply(request.seq, 100)]]), "qemu-m4", timeout=0.2)
     assert [k for k, _ in quiet.run_batch(protocol.BatchRequest(0, (1, 2, 3)))] == [0]
+
+
+def test_boot_waits_start_short_and_double_up_to_the_longest():
+    from tinyhil.device.driver import boot_waits
+
+    waits = boot_waits(5.0, 15.0)
+    assert waits[:5] == [0.25, 0.5, 1.0, 2.0, 4.0] and max(waits) == 5.0
+    assert sum(waits) >= 15.0 and sum(waits[:-1]) < 15.0
+
+
+def test_an_info_lost_while_the_board_boots_is_sent_again_not_waited_out():
+    """A UART enabled late drops the first INFO (QEMU's STM32 USART does): the
+    boot handshake sends it again after its first short wait."""
+    from tinyhil.device.driver import BenchDriver, boot_waits
+
+    info = (f"protocol={protocol.VERSION}\nboard=qemu-stm32f4\ncore=cortex-m4\nclock_hz=168000000\n"
+            "counter=qemu-icount\ncounter_hz=168000000\ntflm=x\nbuild_id=abc\narena_bytes=1024\n"
+            "benchmarks=1\nmax_request=512\n").encode()
+    port = ScriptedBoard([lambda _r: b"", lambda r: Frame(Kind.INFO | protocol.REPLY, r.seq, info)])
+    driver = BenchDriver(port, "qemu-stm32f4", timeout=5.0)
+    assert driver.info(boot_waits(5.0, 15.0)).build_id == "abc"
+    assert len(port.requests) == 2 and driver.resends == 1

@@ -16,7 +16,7 @@ import serial
 
 from tinyhil.board_catalog import BoardConfig
 from tinyhil.device import stlink
-from tinyhil.device.driver import LINK_ERRORS, BenchDriver, DeviceInfo
+from tinyhil.device.driver import LINK_ERRORS, BenchDriver, DeviceInfo, boot_waits
 from tinyhil.device.flash import upload
 from tinyhil.device.qemu import QemuProcess, wait_for_pty
 from tinyhil.errors import BoardNotResponding, TinyhilError
@@ -114,10 +114,9 @@ class Board(ABC):
 
     def _handshake(self) -> DeviceInfo:
         """INFO, and the check that the board runs the image we built."""
-        # Booting needs no long timeout: the runner answers INFO at once.
-        boot_driver = BenchDriver(self.port, self.config.name, timeout=min(5.0, self.timeout),
-                                  retries=2)
-        self.info = boot_driver.info()
+        # Booting needs no long timeout: the runner answers INFO at once, once it is up.
+        boot_driver = BenchDriver(self.port, self.config.name)
+        self.info = boot_driver.info(boot_waits(min(5.0, self.timeout), 3 * min(5.0, self.timeout)))
         self.driver = BenchDriver(self.port, self.config.name, self.timeout, self.retries,
                                   self.ticks_per_host_second(), self.inference_ticks)
         self.driver._seq = boot_driver._seq

@@ -54,6 +54,22 @@ LINK_ERRORS = (OSError, SerialException, termios.error)
 DEVICE_FAULT = "device fault"
 ARENA_MISSING = re.compile(r"missing: (\d+)")
 OP_MISSING = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
+# The first INFO after a reset is sent again after 0.25 s, then at doubling
+# intervals: a board drops what comes before its UART is enabled (QEMU's STM32
+# USART does, its boot polls the clock tree first), and one lost INFO must not
+# cost a whole timeout.
+BOOT_FIRST_WAIT = 0.25
+
+
+def boot_waits(longest: float, budget: float) -> list[float]:
+    """The waits of INFO's tries after a reset: 0.25 s doubling up to `longest`,
+    until they add up to `budget` seconds."""
+    waits: list[float] = []
+    wait = min(BOOT_FIRST_WAIT, longest)
+    while sum(waits) < budget:
+        waits.append(wait)
+        wait = min(2 * wait, longest)
+    return waits
 
 
 @dataclass(frozen=True)
@@ -131,8 +147,9 @@ class BenchDriver:
         self._frames: deque[Frame] = deque()  # decoded, not taken yet (a batch's replies come in runs)
         self._seq = 0
 
-    def info(self) -> DeviceInfo:
-        return DeviceInfo.parse(self._request(Kind.INFO, b"", "INFO"))
+    def info(self, waits: list[float] | None = None) -> DeviceInfo:
+        """INFO; `waits` (see boot_waits) in place of `retries` tries of `timeout` each."""
+        return DeviceInfo.parse(self._request(Kind.INFO, b"", "INFO", waits=waits))
 
     def list(self) -> list[BenchmarkEntry]:
         entries = []
@@ -289,12 +306,13 @@ class BenchDriver:
         return None
 
     # ---------------------------------------------------------------------
-    def _request(self, kind: Kind, payload: bytes, what: str, timeout: float | None = None) -> bytes:
+    def _request(self, kind: Kind, payload: bytes, what: str, timeout: float | None = None,
+                 waits: list[float] | None = None) -> bytes:
         self._seq = (self._seq + 1) & 0xFF
         frame = Frame(kind, self._seq, payload).encode()
-        timeout = timeout or self.timeout
+        waits = waits or [timeout or self.timeout] * (self.retries + 1)
         disturbed = ""
-        for attempt in range(self.retries + 1):
+        for attempt, timeout in enumerate(waits):
             self.resends += attempt > 0
             try:
                 self.port.reset_input_buffer()
@@ -319,11 +337,9 @@ class BenchDriver:
                 return reply.payload
         if disturbed:
             raise SampleDisturbed(f"board {self.board_name}: {what} came back disturbed on "
-                                  f"{self.retries + 1} tries, no figure taken ({disturbed})")
-        raise BoardNotResponding(
-            f"board {self.board_name} did not answer {what} "
-            f"({self.retries + 1} tries, {timeout:g} s each)"
-        )
+                                  f"{len(waits)} tries, no figure taken ({disturbed})")
+        each = f"{waits[0]:g} s each" if len(set(waits)) == 1 else f"{sum(waits):g} s in all"
+        raise BoardNotResponding(f"board {self.board_name} did not answer {what} ({len(waits)} tries, {each})")
 
     def _explain(self, code: int, message: str, what: str) -> Exception:
         """Turns TFLM's own messages into the error a user can act on."""
