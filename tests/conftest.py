@@ -133,6 +133,16 @@ def own_processes() -> OwnProcesses:
     return OwnProcesses()
 
 
+def ctrl_c_reaches_it() -> None:
+    """A child's preexec_fn: SIGINT at its default, as a terminal's foreground
+    job has it. A job started in the background (`make test &`, a CI runner's
+    script) inherits SIGINT ignored, and the child, rightly, would ignore the
+    Ctrl-C a test sends it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def gcc() -> str:
     found = shutil.which("gcc") or shutil.which("cc")
     if not found:

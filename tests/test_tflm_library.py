@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ctrl_c_reaches_it
 from tinyhil.board_catalog import get_board
 from tinyhil.image import tflm_library as library
 from tinyhil.image.fingerprint import firmware_fingerprint
@@ -118,7 +119,7 @@ def _builder(tree: Path, cache: Path, out: Path, extra: str = "") -> subprocess.
     """)
     env = dict(os.environ, TINYHIL_MACHINE_CACHE=str(cache))
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=open(out, "w"),
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=ctrl_c_reaches_it)
 
 
 def test_two_processes_wanting_one_entry_build_it_once(tmp_path, machine_cache):
@@ -219,7 +220,8 @@ def test_ctrl_c_during_a_first_characterization_ends_its_tflm_build(tmp_path):
     log = tmp_path / "out.log"
     process = subprocess.Popen([sys.executable, "-m", "tinyhil", "characterize", "--space", "micronas",
                                 "--input", "29x12", "--classes", "9", "--luts", str(tmp_path / "luts")],
-                               env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                               env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                               preexec_fn=ctrl_c_reaches_it)
     deadline = time.monotonic() + DEADLINE_S
     while "compiling TFLM for cortex-m4" not in log.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()

@@ -10,7 +10,7 @@ import pytest
 import tomllib
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, ctrl_c_reaches_it
 from test_impossible_tables import _space_lut_copy, cli, small_store
 from tinyhil.lut.table import Lut, LutError, scan_rows
 
@@ -143,7 +143,7 @@ def test_ctrl_c_while_starting_is_one_line_and_status_130(tmp_path):
     interrupted = 0
     for delay in (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5):
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=env, cwd=tmp_path)
+                                   env=env, cwd=tmp_path, preexec_fn=ctrl_c_reaches_it)
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
