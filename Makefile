@@ -17,8 +17,10 @@ demo: setup              ## install everything, then search -> deploy -> measure
 	$(BIN)/tinyhil pipeline --engine micronas --data japanese_vowels --board qemu-m4 \
 	    --latency 110ms --memory 32KB --search-epochs 20 --epochs 30 --qat-epochs 5
 
+# Test files spread over one worker per core (at most 4: each worker holds TensorFlow,
+# 1-2 GB); a file's tests stay on one worker, so its module fixtures (a booted board) are made once.
 test: setup               ## the whole test suite (device tests boot QEMU)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 doctor: setup             ## every tool's version; probe firmware built and booted per emulated board
 	$(BIN)/tinyhil doctor

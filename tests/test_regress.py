@@ -398,7 +398,8 @@ def test_regress_refuses_a_corrupt_history_before_measuring_and_appends_nothing(
     suite.write_text(yaml.safe_dump({"name": "t", "lut_sample": 0, "deployments": "", "models": []}))
     for _retry in range(2):
         result = CliRunner().invoke(app, ["regress", "--inventory", str(inventory), "--suite", str(suite),
-                                          "--baseline", str(tmp_path), "--out", str(out)])
+                                          "--baseline", str(tmp_path), "--out", str(out)],
+                                    env={"COLUMNS": "400"})  # a long tmp path would wrap mid-word
         assert result.exit_code == 2, result.output
         assert "history.csv: line 2: 17 fields, expected 16" in " ".join(result.output.split())
         assert (out / "history.csv").read_bytes() == before  # nothing appended, nothing rewritten
