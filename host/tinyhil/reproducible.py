@@ -1,7 +1,7 @@
 """The same training on every machine: TensorFlow's ops made deterministic and
 run on one thread, so a search or a retraining from the same seed and data gives
-the same network and the same figures on any x86-64 machine with the same
-TensorFlow (the demo's figures in the README come back).
+the same network and the same figures run after run (another CPU or TensorFlow
+build may still round differently: the README gives the demo on two machines).
 
 Why one thread: Eigen splits a reduction (a loss, a gradient over a batch) over
 the threads of TensorFlow's pool, and the split sets the order of the float
